@@ -1,0 +1,39 @@
+//! Run-time settings handed to the kernel programs at load time (read-only globals).
+
+/// Signals the cgroup_skb egress program (the packet-level fallback) serves: bits of the value
+/// in the EGRESS map, set by the agent after it learns which better hooks attached.
+pub const EGRESS_WINDOW: u32 = 1 << 0;
+pub const EGRESS_PROBE: u32 = 1 << 1;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// Only sockets owned by this process (tgid); 0 = any.
+    pub pid: u32,
+    /// 1 when the PORTS map holds a port filter (a socket matches if either port is in it).
+    pub port_filter: u8,
+    /// Window changes smaller than 1/2^window_shift of the last reported window are not
+    /// reported (zero / non-zero transitions always are); 0 reports every change.
+    pub window_shift: u8,
+    pub _pad: [u8; 2],
+}
+
+impl Config {
+    pub const DEFAULT: Config = Config {
+        pid: 0,
+        port_filter: 0,
+        window_shift: 0,
+        _pad: [0; 2],
+    };
+}
+
+const _: () = assert!(core::mem::size_of::<Config>() == 8);
+
+#[cfg(feature = "user")]
+// SAFETY: plain old data with explicit padding.
+unsafe impl aya::Pod for Config {}
+
+/// Sizes of the kernel maps; the agent may override them.
+pub const RING_BYTES: u32 = 4 << 20;
+pub const MAX_SOCKETS: u32 = 65536;
+pub const MAX_PORTS: u32 = 64;

@@ -1,0 +1,127 @@
+//! The events the kernel programs put in the ring buffer. Each record starts with an
+//! [`EventHeader`]; its `kind` says which struct the whole record is. Kind numbers are stable and
+//! never reused.
+
+pub const KIND_WINDOW: u16 = 1;
+pub const KIND_PROBE: u16 = 2;
+pub const KIND_RCV_SPACE: u16 = 3;
+pub const KIND_OPEN: u16 = 4;
+pub const KIND_CLOSE: u16 = 5;
+/// One past the largest kind: the size of the per-kind loss counters.
+pub const KIND_COUNT: u32 = 6;
+
+/// Which kind of hook produced an event.
+pub const HOOK_FENTRY: u8 = 1;
+pub const HOOK_FEXIT: u8 = 2;
+pub const HOOK_KPROBE: u8 = 3;
+pub const HOOK_KRETPROBE: u8 = 4;
+pub const HOOK_CGROUP_SKB: u8 = 5;
+pub const HOOK_RAW_TP: u8 = 6;
+
+/// `WindowEvent::transition`: the kernel's TCPToZeroWindowAdv / TCPFromZeroWindowAdv moments.
+pub const TRANSITION_NONE: u8 = 0;
+pub const TRANSITION_TO_ZERO: u8 = 1;
+pub const TRANSITION_FROM_ZERO: u8 = 2;
+
+pub const AF_INET: u8 = 2;
+pub const AF_INET6: u8 = 10;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventHeader {
+    /// CLOCK_MONOTONIC, nanoseconds (bpf_ktime_get_ns).
+    pub ts_ns: u64,
+    /// Kernel address of the socket: the connection's identity while it lives.
+    pub sk: u64,
+    pub kind: u16,
+    pub hook: u8,
+    pub family: u8,
+    /// Host byte order.
+    pub sport: u16,
+    pub dport: u16,
+    /// Process (tgid) seen using the socket; 0 while unknown.
+    pub pid: u32,
+    pub _pad: u32,
+    /// IPv4 addresses use the first 4 bytes (network order).
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+}
+
+/// The receive window this host advertised, as it left in a segment header.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct WindowEvent {
+    pub header: EventHeader,
+    /// Bytes after scaling: `raw << wscale`.
+    pub window: u32,
+    /// The 16-bit value in the TCP header.
+    pub raw: u16,
+    pub wscale: u8,
+    pub transition: u8,
+    /// tp->rcv_wnd after selection (bytes, before the 16-bit clamp).
+    pub rcv_wnd: u32,
+    /// Bytes received but not yet read by the application (rcv_nxt - copied_seq).
+    pub unread: u32,
+    pub rcvbuf: u32,
+    pub rmem_alloc: u32,
+    pub rcv_ssthresh: u32,
+    pub window_clamp: u32,
+}
+
+/// A zero-window probe this host sent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeEvent {
+    pub header: EventHeader,
+    pub probes_out: u8,
+    pub backoff: u8,
+    /// 1 when probes_out/backoff were read as the probe left, before the kernel counted it
+    /// (packet-level fallback); the agent adjusts them so every hook reports the same thing.
+    pub before_send: u8,
+    pub _pad: u8,
+    pub rto_jiffies: u32,
+    /// Peer window (bytes after scaling).
+    pub snd_wnd: u32,
+    pub snd_una: u32,
+    pub snd_nxt: u32,
+    pub _pad2: u32,
+}
+
+/// Receive-buffer autotuning state, sent when any value changes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RcvSpaceEvent {
+    pub header: EventHeader,
+    /// tp->rcvq_space.space: bytes the application read in the last RTT, as the kernel measures.
+    pub space: u32,
+    pub rcvbuf: u32,
+    pub window_clamp: u32,
+    pub rcv_ssthresh: u32,
+    pub rmem_alloc: u32,
+    /// 1 when SO_RCVBUF pinned the buffer (SOCK_RCVBUF_LOCK): autotuning is off.
+    pub locked: u8,
+    pub _pad: [u8; 3],
+    /// Command name of the reading process.
+    pub comm: [u8; 16],
+}
+
+/// Connection opened (KIND_OPEN) or closed (KIND_CLOSE).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct LifecycleEvent {
+    pub header: EventHeader,
+    pub oldstate: u8,
+    pub newstate: u8,
+    pub snd_wscale: u8,
+    pub rcv_wscale: u8,
+    pub advmss: u32,
+    pub rcvbuf: u32,
+    pub _pad: u32,
+    pub comm: [u8; 16],
+}
+
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 64);
+const _: () = assert!(core::mem::size_of::<WindowEvent>() == 96);
+const _: () = assert!(core::mem::size_of::<ProbeEvent>() == 88);
+const _: () = assert!(core::mem::size_of::<RcvSpaceEvent>() == 104);
+const _: () = assert!(core::mem::size_of::<LifecycleEvent>() == 96);

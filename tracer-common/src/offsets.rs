@@ -1,0 +1,109 @@
+//! Kernel struct field locations, resolved from the running kernel's BTF by the agent and handed to
+//! the kernel programs at load time. Nothing here is hard-coded for one kernel.
+
+/// Where one field lives relative to the start of `struct sock` (which is also the start of
+/// `struct tcp_sock`): read `size` bytes at `offset`, then `(v >> shift) & mask(width)`.
+/// `width == 0` means the whole value; `offset == ABSENT` means this kernel has no such field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FieldLoc {
+    pub offset: u32,
+    pub size: u8,
+    pub shift: u8,
+    pub width: u8,
+    pub _pad: u8,
+}
+
+impl FieldLoc {
+    pub const ABSENT: u32 = u32::MAX;
+    pub const MISSING: FieldLoc = FieldLoc {
+        offset: Self::ABSENT,
+        size: 0,
+        shift: 0,
+        width: 0,
+        _pad: 0,
+    };
+
+    pub const fn is_present(&self) -> bool {
+        self.offset != Self::ABSENT
+    }
+}
+
+/// Every field the kernel programs read. Offsets are from the socket base unless noted.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct KernelOffsets {
+    // struct sock_common
+    pub skc_family: FieldLoc,
+    pub skc_num: FieldLoc,
+    pub skc_dport: FieldLoc,
+    pub skc_rcv_saddr: FieldLoc,
+    pub skc_daddr: FieldLoc,
+    pub skc_v6_rcv_saddr: FieldLoc,
+    pub skc_v6_daddr: FieldLoc,
+    // struct sock
+    pub sk_protocol: FieldLoc,
+    pub sk_rcvbuf: FieldLoc,
+    pub sk_rmem_alloc: FieldLoc,
+    pub sk_userlocks: FieldLoc,
+    // struct inet_connection_sock
+    pub icsk_backoff: FieldLoc,
+    pub icsk_probes_out: FieldLoc,
+    pub icsk_rto: FieldLoc,
+    // struct tcp_sock
+    pub rcv_wnd: FieldLoc,
+    pub rcv_nxt: FieldLoc,
+    pub copied_seq: FieldLoc,
+    pub rcv_ssthresh: FieldLoc,
+    pub window_clamp: FieldLoc,
+    pub snd_wnd: FieldLoc,
+    pub snd_una: FieldLoc,
+    pub snd_nxt: FieldLoc,
+    pub packets_out: FieldLoc,
+    pub advmss: FieldLoc,
+    pub rcv_wscale: FieldLoc,
+    pub snd_wscale: FieldLoc,
+    pub rcvq_space: FieldLoc,
+    /// struct sk_buff: `data`, relative to the skb, not the socket.
+    pub skb_data: FieldLoc,
+}
+
+impl KernelOffsets {
+    pub const MISSING: KernelOffsets = KernelOffsets {
+        skc_family: FieldLoc::MISSING,
+        skc_num: FieldLoc::MISSING,
+        skc_dport: FieldLoc::MISSING,
+        skc_rcv_saddr: FieldLoc::MISSING,
+        skc_daddr: FieldLoc::MISSING,
+        skc_v6_rcv_saddr: FieldLoc::MISSING,
+        skc_v6_daddr: FieldLoc::MISSING,
+        sk_protocol: FieldLoc::MISSING,
+        sk_rcvbuf: FieldLoc::MISSING,
+        sk_rmem_alloc: FieldLoc::MISSING,
+        sk_userlocks: FieldLoc::MISSING,
+        icsk_backoff: FieldLoc::MISSING,
+        icsk_probes_out: FieldLoc::MISSING,
+        icsk_rto: FieldLoc::MISSING,
+        rcv_wnd: FieldLoc::MISSING,
+        rcv_nxt: FieldLoc::MISSING,
+        copied_seq: FieldLoc::MISSING,
+        rcv_ssthresh: FieldLoc::MISSING,
+        window_clamp: FieldLoc::MISSING,
+        snd_wnd: FieldLoc::MISSING,
+        snd_una: FieldLoc::MISSING,
+        snd_nxt: FieldLoc::MISSING,
+        packets_out: FieldLoc::MISSING,
+        advmss: FieldLoc::MISSING,
+        rcv_wscale: FieldLoc::MISSING,
+        snd_wscale: FieldLoc::MISSING,
+        rcvq_space: FieldLoc::MISSING,
+        skb_data: FieldLoc::MISSING,
+    };
+}
+
+const _: () = assert!(core::mem::size_of::<FieldLoc>() == 8);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 28 * 8);
+
+#[cfg(feature = "user")]
+// SAFETY: plain old data: integers only, no padding beyond the explicit `_pad` fields.
+unsafe impl aya::Pod for KernelOffsets {}

@@ -1,0 +1,7 @@
+//! One file per hook. Each signal has several hooks (best first); the agent attaches one of them.
+
+mod egress;
+mod probe0;
+mod rcv_space;
+mod set_state;
+mod window;

@@ -1,0 +1,65 @@
+//! Connection open and close, from sock:inet_sock_set_state (TCP sockets only).
+
+use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
+use tracer_common::event::{LifecycleEvent, HOOK_RAW_TP, KIND_CLOSE, KIND_OPEN};
+
+use crate::{emit, maps::global, read, state};
+
+const IPPROTO_TCP: u64 = 6;
+const TCP_ESTABLISHED: i32 = 1;
+const TCP_SYN_SENT: i32 = 2;
+const TCP_SYN_RECV: i32 = 3;
+const TCP_CLOSE: i32 = 7;
+const TCP_LISTEN: i32 = 10;
+
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn set_state_raw_tp(ctx: RawTracePointContext) -> i32 {
+    let sk = ctx.arg::<u64>(0);
+    let old = ctx.arg::<u64>(1) as i32;
+    let new = ctx.arg::<u64>(2) as i32;
+    if read::field(sk, global!(OFFSETS.sk_protocol)).unwrap_or(0) != IPPROTO_TCP {
+        return 0;
+    }
+    match new {
+        // connect() runs this transition in the caller's process context.
+        TCP_SYN_SENT => {
+            if let Some(st) = state::get(sk) {
+                state::learn_owner(st);
+            }
+        }
+        TCP_ESTABLISHED => lifecycle(sk, KIND_OPEN, old, new),
+        TCP_CLOSE => {
+            // Listeners and handshakes that never completed are not connections to report.
+            if old != TCP_LISTEN && old != TCP_SYN_SENT && old != TCP_SYN_RECV {
+                lifecycle(sk, KIND_CLOSE, old, new);
+            }
+            state::forget(sk);
+        }
+        _ => {}
+    }
+    0
+}
+
+#[inline(always)]
+fn lifecycle(sk: u64, kind: u16, old: i32, new: i32) {
+    let Some(st) = state::get(sk) else {
+        return;
+    };
+    if !state::wanted(st) {
+        return;
+    }
+    emit::send(
+        kind,
+        LifecycleEvent {
+            header: emit::header(kind, HOOK_RAW_TP, sk, st),
+            oldstate: old as u8,
+            newstate: new as u8,
+            snd_wscale: read::field(sk, global!(OFFSETS.snd_wscale)).unwrap_or(0) as u8,
+            rcv_wscale: read::field(sk, global!(OFFSETS.rcv_wscale)).unwrap_or(0) as u8,
+            advmss: read::u32_field(sk, global!(OFFSETS.advmss)),
+            rcvbuf: read::u32_field(sk, global!(OFFSETS.sk_rcvbuf)),
+            _pad: 0,
+            comm: st.comm,
+        },
+    );
+}

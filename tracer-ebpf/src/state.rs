@@ -1,0 +1,95 @@
+//! Per-socket state shared by all hooks: the filter verdict, the owning process, and the last
+//! values sent, so that each hook emits changes rather than one event per segment.
+
+use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid};
+
+use crate::{
+    maps::{global, PORTS, SOCKS},
+    read,
+};
+
+/// Nothing advertised yet: the first window seen always counts as a change.
+pub const UNSEEN: u32 = u32::MAX;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SockState {
+    /// Last raw (16-bit, unscaled) window this host put in a header; UNSEEN before the first.
+    pub last_raw: u32,
+    /// Last window reported, in bytes, for the change threshold.
+    pub last_reported: u32,
+    /// Process that used the socket from process context; 0 while unknown.
+    pub owner: u32,
+    pub space: u32,
+    pub rcvbuf: u32,
+    pub window_clamp: u32,
+    pub rcv_ssthresh: u32,
+    pub sport: u16,
+    pub dport: u16,
+    /// 1 when the port filter lets this socket through.
+    pub ports_match: u8,
+    pub _pad: [u8; 7],
+    pub comm: [u8; 16],
+}
+
+/// The state of socket `sk`, created on first sight.
+#[inline(always)]
+pub fn get(sk: u64) -> Option<&'static mut SockState> {
+    if let Some(state) = SOCKS.get_ptr_mut(&sk) {
+        // SAFETY: map values stay valid for the program's run; the LRU map never frees under us.
+        return Some(unsafe { &mut *state });
+    }
+    let sport = read::field(sk, global!(OFFSETS.skc_num)).unwrap_or(0) as u16;
+    let dport = u16::from_be(read::field(sk, global!(OFFSETS.skc_dport)).unwrap_or(0) as u16);
+    let ports_match = if global!(CONFIG.port_filter) == 0 {
+        1
+    } else {
+        // SAFETY: lookups in a hash map of plain integers.
+        let hit = unsafe { PORTS.get(&sport).is_some() || PORTS.get(&dport).is_some() };
+        hit as u8
+    };
+    let fresh = SockState {
+        last_raw: UNSEEN,
+        last_reported: UNSEEN,
+        owner: 0,
+        space: 0,
+        rcvbuf: 0,
+        window_clamp: 0,
+        rcv_ssthresh: 0,
+        sport,
+        dport,
+        ports_match,
+        _pad: [0; 7],
+        comm: [0; 16],
+    };
+    SOCKS.insert(&sk, &fresh, 0).ok()?;
+    // SAFETY: as above.
+    SOCKS.get_ptr_mut(&sk).map(|state| unsafe { &mut *state })
+}
+
+/// Whether events of this socket pass the filters (ports now; process once it is known).
+#[inline(always)]
+pub fn wanted(state: &SockState) -> bool {
+    if state.ports_match == 0 {
+        return false;
+    }
+    let pid = global!(CONFIG.pid);
+    pid == 0 || state.owner == pid
+}
+
+/// Records the current process as the socket's user. Only call from process context (a system
+/// call on the socket), where "current" really is the owner.
+#[inline(always)]
+pub fn learn_owner(state: &mut SockState) {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if state.owner != tgid {
+        state.owner = tgid;
+        if let Ok(comm) = bpf_get_current_comm() {
+            state.comm = comm;
+        }
+    }
+}
+
+pub fn forget(sk: u64) {
+    let _ = SOCKS.remove(&sk);
+}

@@ -1,0 +1,39 @@
+//! Builds the kernel programs (tracer-ebpf) for bpfel-unknown-none and puts the object in OUT_DIR.
+
+use std::{env, path::Path};
+
+use anyhow::{bail, Context as _};
+
+fn main() -> anyhow::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("tracer has no parent directory")?;
+    // `cargo xtask setup` builds bpf-linker into the project's own tools folder.
+    let tools = root.join(".tools").join("bin");
+    let path = env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![tools.clone()];
+    dirs.extend(env::split_paths(&path));
+    let joined = env::join_paths(dirs).context("PATH contains an invalid entry")?;
+    env::set_var("PATH", &joined);
+    let found = env::split_paths(&joined).any(|d| d.join("bpf-linker").is_file());
+    if !found {
+        bail!(
+            "bpf-linker is not installed: run `cargo xtask setup` (it builds it into {})",
+            tools.display()
+        );
+    }
+    println!(
+        "cargo:rerun-if-changed={}",
+        tools.join("bpf-linker").display()
+    );
+    let ebpf = root.join("tracer-ebpf");
+    let ebpf = ebpf.to_str().context("tracer-ebpf path is not UTF-8")?;
+    aya_build::build_ebpf(
+        [aya_build::Package {
+            name: "tracer-ebpf",
+            root_dir: ebpf,
+            ..Default::default()
+        }],
+        aya_build::Toolchain::Nightly,
+    )
+}

@@ -1,0 +1,17 @@
+//! `tracer probes`: attach as `watch` would, print which hook serves each signal, detach.
+
+use anyhow::Result;
+
+use super::session::{describe, Options, Session};
+use crate::cli::HookArgs;
+
+pub fn run(args: HookArgs) -> Result<()> {
+    let session = Session::start(&Options {
+        hooks: args.hooks,
+        ports: Vec::new(),
+        pid: None,
+        window_shift: 0,
+    })?;
+    print!("{}", describe(&session.attached, &session.clock));
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! What every attaching command does first: check the host, resolve offsets, load, attach.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use aya::{maps::HashMap, Ebpf, EbpfLoader};
+use tracer_common::config::{Config, MAX_PORTS};
+
+use crate::{
+    cli::HookMode,
+    events::decode::Clock,
+    kernel::{self, btf::Btf, offsets},
+    probes::{self, Attached},
+};
+
+/// The kernel programs, built by build.rs.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
+
+pub struct Options {
+    pub hooks: HookMode,
+    pub ports: Vec<u16>,
+    pub pid: Option<u32>,
+    pub window_shift: u8,
+}
+
+pub struct Session {
+    pub ebpf: Ebpf,
+    pub attached: Attached,
+    pub clock: Clock,
+}
+
+impl Session {
+    pub fn start(opts: &Options) -> Result<Session> {
+        kernel::preflight()?;
+        if opts.ports.len() > MAX_PORTS as usize {
+            anyhow::bail!(
+                "at most {MAX_PORTS} --port filters are supported (got {})",
+                opts.ports.len()
+            );
+        }
+        let btf = Btf::from_file(Path::new(kernel::VMLINUX_BTF))?;
+        let offsets = offsets::resolve(&btf)?;
+        let config = Config {
+            pid: opts.pid.unwrap_or(0),
+            port_filter: (!opts.ports.is_empty()) as u8,
+            window_shift: opts.window_shift,
+            _pad: [0; 2],
+        };
+        let mut ebpf = EbpfLoader::new()
+            .override_global("OFFSETS", &offsets, true)
+            .override_global("CONFIG", &config, true)
+            .load(EBPF_OBJECT)
+            .context("failed to load the eBPF object into the kernel")?;
+        if !opts.ports.is_empty() {
+            let mut ports: HashMap<_, u16, u8> =
+                HashMap::try_from(ebpf.map_mut("PORTS").context("map PORTS is missing")?)?;
+            for port in &opts.ports {
+                ports
+                    .insert(port, 1, 0)
+                    .context("failed to set the port filter")?;
+            }
+        }
+        let attached = probes::attach_all(&mut ebpf, opts.hooks)?;
+        Ok(Session {
+            ebpf,
+            attached,
+            clock: clock(),
+        })
+    }
+}
+
+fn clock() -> Clock {
+    let now = |id| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes into the struct we own.
+        unsafe { libc::clock_gettime(id, &mut ts) };
+        ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64
+    };
+    let offset = now(libc::CLOCK_REALTIME) - now(libc::CLOCK_MONOTONIC);
+    Clock {
+        realtime_offset_ns: offset,
+        hz: kernel::config_hz(),
+        retries2: kernel::sysctl("net/ipv4/tcp_retries2")
+            .unwrap_or(15)
+            .min(255) as u8,
+    }
+}
+
+/// The hook table as printed by `tracer probes` and at the start of `watch`.
+pub fn describe(attached: &Attached, clock: &Clock) -> String {
+    let mut out = String::new();
+    let uname = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    out.push_str(&format!("kernel {}: hooks in use\n", uname.trim()));
+    for row in &attached.rows {
+        match &row.chosen {
+            Some(hook) => {
+                out.push_str(&format!("  {:<20} {}\n", row.signal.name(), hook.label()));
+                out.push_str(&format!("  {:<20}   {}\n", "", hook.fidelity));
+            }
+            None => out.push_str(&format!(
+                "  {:<20} UNAVAILABLE on this kernel\n",
+                row.signal.name()
+            )),
+        }
+        for p in &row.partial {
+            out.push_str(&format!("  {:<20}   not covered: {p}\n", ""));
+        }
+        for (hook, why) in &row.skipped {
+            out.push_str(&format!("  {:<20}   skipped {hook}: {why}\n", ""));
+        }
+    }
+    if clock.hz.is_none() {
+        out.push_str(
+            "  note: CONFIG_HZ is unknown (no /boot/config-* or /proc/config.gz): probe intervals are not shown\n",
+        );
+    }
+    out
+}

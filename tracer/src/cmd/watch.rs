@@ -1,0 +1,114 @@
+//! `tracer watch`: stream flow-control events until the duration ends, Ctrl-C or SIGTERM.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use tokio::{
+    signal::unix::{signal, SignalKind},
+    time::{interval, sleep, MissedTickBehavior},
+};
+
+use super::session::{describe, Options, Session};
+use crate::{
+    cli::WatchArgs,
+    events::{reader::Reader, Decoder},
+    output::{json::Json, terminal::Terminal, Sink},
+};
+
+/// How often the ring buffer is drained (the kernel side never wakes us).
+const DRAIN_EVERY: Duration = Duration::from_millis(20);
+/// How often the loss counters are read.
+const LOSS_EVERY: Duration = Duration::from_secs(1);
+
+pub fn run(args: WatchArgs) -> Result<()> {
+    if let Some(d) = args.duration {
+        if !(d > 0.0 && d.is_finite()) {
+            bail!("--duration must be a positive number of seconds (got {d})");
+        }
+    }
+    if args.window_shift > 16 {
+        bail!(
+            "--window-shift must be between 0 and 16 (got {})",
+            args.window_shift
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    runtime.block_on(watch(args))
+}
+
+async fn watch(args: WatchArgs) -> Result<()> {
+    let mut session = Session::start(&Options {
+        hooks: args.hooks.hooks,
+        ports: args.ports.clone(),
+        pid: args.pid,
+        window_shift: args.window_shift,
+    })?;
+    eprint!("{}", describe(&session.attached, &session.clock));
+    for row in session.attached.missing() {
+        eprintln!(
+            "tracer: warning: no hook for {} on this kernel: it will not be reported",
+            row.signal.name()
+        );
+    }
+    let mut reader = Reader::new(&mut session.ebpf)?;
+    let mut decoder = Decoder::new(session.clock.clone());
+    let mut sink: Box<dyn Sink> = if args.json {
+        Box::new(Json::new())
+    } else {
+        Box::new(Terminal::new())
+    };
+    eprintln!("tracer: attached; tracing (Ctrl-C to stop)");
+
+    let mut sigint = signal(SignalKind::interrupt()).context("failed to watch for SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("failed to watch for SIGTERM")?;
+    let deadline = sleep(
+        args.duration
+            .map_or(Duration::MAX / 4, Duration::from_secs_f64),
+    );
+    tokio::pin!(deadline);
+    let mut drain = interval(DRAIN_EVERY);
+    drain.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut loss = interval(LOSS_EVERY);
+    let mut lost_reported = 0u64;
+    let mut bad_records = 0u64;
+
+    let mut pump = |reader: &mut Reader, sink: &mut dyn Sink| {
+        reader.drain(|bytes| match decoder.decode(bytes) {
+            Ok(events) => events.iter().for_each(|e| sink.event(e)),
+            Err(e) => {
+                bad_records += 1;
+                if bad_records <= 3 {
+                    eprintln!("tracer: warning: undecodable record skipped: {e}");
+                }
+            }
+        });
+        sink.flush();
+    };
+    let mut check_loss = |reader: &Reader, sink: &mut dyn Sink| {
+        let total = reader.lost_total();
+        if total > lost_reported {
+            sink.lost(total - lost_reported, total);
+            lost_reported = total;
+        }
+    };
+
+    loop {
+        tokio::select! {
+            _ = drain.tick() => pump(&mut reader, sink.as_mut()),
+            _ = loss.tick() => check_loss(&reader, sink.as_mut()),
+            _ = &mut deadline => break,
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+    // Detach first so nothing arrives after the final drain.
+    let Session { ebpf, .. } = session;
+    drop(ebpf);
+    pump(&mut reader, sink.as_mut());
+    check_loss(&reader, sink.as_mut());
+    eprintln!("tracer: detached; {lost_reported} events lost");
+    Ok(())
+}

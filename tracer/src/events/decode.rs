@@ -1,0 +1,361 @@
+//! The single place that turns raw ring-buffer records into events. A window record that crosses
+//! zero becomes two events (the window, and the zero-window start or end).
+
+use std::{
+    collections::HashMap,
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use tracer_common::event::{
+    EventHeader, LifecycleEvent, ProbeEvent, RcvSpaceEvent, WindowEvent, AF_INET6, KIND_CLOSE,
+    KIND_OPEN, KIND_PROBE, KIND_RCV_SPACE, KIND_WINDOW, TRANSITION_FROM_ZERO, TRANSITION_TO_ZERO,
+};
+
+/// Who advertised the window: this host (`Local`) or the remote end (`Peer`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Local,
+    #[allow(dead_code)] // peer windows come with the tcp_probe hook (next signal family)
+    Peer,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Local => "local",
+            Side::Peer => "peer",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// Wall-clock time, nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    /// Kernel socket address: tells apart connections that reuse a 4-tuple.
+    pub sk: u64,
+    /// Process using the socket, when known.
+    pub pid: Option<u32>,
+    pub hook: &'static str,
+    pub saddr: IpAddr,
+    pub sport: u16,
+    pub daddr: IpAddr,
+    pub dport: u16,
+    pub body: Body,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Body {
+    Window {
+        side: Side,
+        window: u32,
+        raw: u16,
+        wscale: u8,
+        rcv_wnd: u32,
+        unread: u32,
+        rcvbuf: u32,
+        rmem_alloc: u32,
+        rcv_ssthresh: u32,
+        window_clamp: u32,
+    },
+    ZeroWindowStart {
+        side: Side,
+        unread: u32,
+        rcvbuf: u32,
+        rmem_alloc: u32,
+    },
+    ZeroWindowEnd {
+        side: Side,
+        window: u32,
+        duration_ns: Option<u64>,
+    },
+    Probe {
+        probes_out: u8,
+        backoff: u8,
+        rto_ms: Option<f64>,
+        /// When the kernel will probe again if this one is not answered.
+        next_probe_ms: Option<f64>,
+        snd_wnd: u32,
+        unacked: u32,
+    },
+    RcvSpace {
+        space: u32,
+        rcvbuf: u32,
+        window_clamp: u32,
+        rcv_ssthresh: u32,
+        rmem_alloc: u32,
+        locked: bool,
+        comm: String,
+    },
+    Open {
+        snd_wscale: u8,
+        rcv_wscale: u8,
+        advmss: u32,
+        rcvbuf: u32,
+        comm: String,
+    },
+    Close {
+        from_state: &'static str,
+        comm: String,
+    },
+}
+
+impl Body {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Body::Window { .. } => "window",
+            Body::ZeroWindowStart { .. } => "zero_window_start",
+            Body::ZeroWindowEnd { .. } => "zero_window_end",
+            Body::Probe { .. } => "probe",
+            Body::RcvSpace { .. } => "rcv_space",
+            Body::Open { .. } => "open",
+            Body::Close { .. } => "close",
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    Short { len: usize, need: usize },
+    UnknownKind(u16),
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::Short { len, need } => write!(f, "record of {len} bytes, expected {need}"),
+            DecodeError::UnknownKind(k) => write!(f, "unknown event kind {k}"),
+        }
+    }
+}
+
+/// What decoding needs to know about the kernel and the clock.
+#[derive(Clone, Debug)]
+pub struct Clock {
+    /// CLOCK_REALTIME - CLOCK_MONOTONIC, nanoseconds.
+    pub realtime_offset_ns: i64,
+    /// CONFIG_HZ, when known: converts jiffies (icsk_rto).
+    pub hz: Option<u32>,
+    /// net.ipv4.tcp_retries2: the kernel stops growing the probe backoff there.
+    pub retries2: u8,
+}
+
+pub struct Decoder {
+    clock: Clock,
+    /// When each socket's advertised window went to zero (monotonic ns).
+    zero_since: HashMap<u64, u64>,
+}
+
+impl Decoder {
+    pub fn new(clock: Clock) -> Self {
+        Decoder {
+            clock,
+            zero_since: HashMap::new(),
+        }
+    }
+
+    /// Decodes one ring-buffer record into one or two events.
+    pub fn decode(&mut self, bytes: &[u8]) -> Result<Vec<Event>, DecodeError> {
+        let header: EventHeader = read(bytes)?;
+        let events = match header.kind {
+            KIND_WINDOW => {
+                let w: WindowEvent = read(bytes)?;
+                let mut out = vec![self.event(
+                    &header,
+                    Body::Window {
+                        side: Side::Local,
+                        window: w.window,
+                        raw: w.raw,
+                        wscale: w.wscale,
+                        rcv_wnd: w.rcv_wnd,
+                        unread: w.unread,
+                        rcvbuf: w.rcvbuf,
+                        rmem_alloc: w.rmem_alloc,
+                        rcv_ssthresh: w.rcv_ssthresh,
+                        window_clamp: w.window_clamp,
+                    },
+                )];
+                match w.transition {
+                    TRANSITION_TO_ZERO => {
+                        self.zero_since.insert(header.sk, header.ts_ns);
+                        out.push(self.event(
+                            &header,
+                            Body::ZeroWindowStart {
+                                side: Side::Local,
+                                unread: w.unread,
+                                rcvbuf: w.rcvbuf,
+                                rmem_alloc: w.rmem_alloc,
+                            },
+                        ));
+                    }
+                    TRANSITION_FROM_ZERO => {
+                        let since = self.zero_since.remove(&header.sk);
+                        out.push(self.event(
+                            &header,
+                            Body::ZeroWindowEnd {
+                                side: Side::Local,
+                                window: w.window,
+                                duration_ns: since.map(|s| header.ts_ns.saturating_sub(s)),
+                            },
+                        ));
+                    }
+                    _ => {}
+                }
+                out
+            }
+            KIND_PROBE => {
+                let p: ProbeEvent = read(bytes)?;
+                // The packet-level hook reads the counters before the kernel updates them for
+                // this probe: apply the kernel's update so every hook reports the same thing.
+                let (probes_out, backoff) = if p.before_send != 0 {
+                    let backoff = if p.backoff < self.clock.retries2 {
+                        p.backoff + 1
+                    } else {
+                        p.backoff
+                    };
+                    (p.probes_out.saturating_add(1), backoff)
+                } else {
+                    (p.probes_out, p.backoff)
+                };
+                let rto_ms = self
+                    .clock
+                    .hz
+                    .map(|hz| p.rto_jiffies as f64 * 1000.0 / hz as f64);
+                vec![self.event(
+                    &header,
+                    Body::Probe {
+                        probes_out,
+                        backoff,
+                        rto_ms,
+                        next_probe_ms: rto_ms.map(|rto| next_probe_ms(rto, backoff)),
+                        snd_wnd: p.snd_wnd,
+                        unacked: p.snd_nxt.wrapping_sub(p.snd_una),
+                    },
+                )]
+            }
+            KIND_RCV_SPACE => {
+                let r: RcvSpaceEvent = read(bytes)?;
+                vec![self.event(
+                    &header,
+                    Body::RcvSpace {
+                        space: r.space,
+                        rcvbuf: r.rcvbuf,
+                        window_clamp: r.window_clamp,
+                        rcv_ssthresh: r.rcv_ssthresh,
+                        rmem_alloc: r.rmem_alloc,
+                        locked: r.locked != 0,
+                        comm: comm(&r.comm),
+                    },
+                )]
+            }
+            KIND_OPEN => {
+                let l: LifecycleEvent = read(bytes)?;
+                vec![self.event(
+                    &header,
+                    Body::Open {
+                        snd_wscale: l.snd_wscale,
+                        rcv_wscale: l.rcv_wscale,
+                        advmss: l.advmss,
+                        rcvbuf: l.rcvbuf,
+                        comm: comm(&l.comm),
+                    },
+                )]
+            }
+            KIND_CLOSE => {
+                let l: LifecycleEvent = read(bytes)?;
+                self.zero_since.remove(&header.sk);
+                vec![self.event(
+                    &header,
+                    Body::Close {
+                        from_state: tcp_state(l.oldstate),
+                        comm: comm(&l.comm),
+                    },
+                )]
+            }
+            other => return Err(DecodeError::UnknownKind(other)),
+        };
+        Ok(events)
+    }
+
+    fn event(&self, h: &EventHeader, body: Body) -> Event {
+        let (saddr, daddr) = if h.family == AF_INET6 {
+            (
+                IpAddr::V6(Ipv6Addr::from(h.saddr)),
+                IpAddr::V6(Ipv6Addr::from(h.daddr)),
+            )
+        } else {
+            let v4 = |a: &[u8; 16]| IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]));
+            (v4(&h.saddr), v4(&h.daddr))
+        };
+        Event {
+            ts_ns: (h.ts_ns as i64)
+                .saturating_add(self.clock.realtime_offset_ns)
+                .max(0) as u64,
+            sk: h.sk,
+            pid: (h.pid != 0).then_some(h.pid),
+            hook: hook_name(h.hook),
+            saddr,
+            sport: h.sport,
+            daddr,
+            dport: h.dport,
+            body,
+        }
+    }
+}
+
+/// The kernel's persist interval: max(rto, 200 ms) << min(backoff, 10), capped at 120 s
+/// (tcp_probe0_when with TCP_RTO_MIN and the default TCP_RTO_MAX).
+pub fn next_probe_ms(rto_ms: f64, backoff: u8) -> f64 {
+    let base = rto_ms.max(200.0);
+    (base * (1u64 << backoff.min(10)) as f64).min(120_000.0)
+}
+
+fn read<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let need = std::mem::size_of::<T>();
+    if bytes.len() < need {
+        return Err(DecodeError::Short {
+            len: bytes.len(),
+            need,
+        });
+    }
+    // SAFETY: T is a repr(C) plain-old-data record from tracer-common (integers and byte
+    // arrays only, valid for any bit pattern) and `bytes` holds at least size_of::<T>() bytes.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+fn comm(raw: &[u8; 16]) -> String {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
+fn hook_name(hook: u8) -> &'static str {
+    use tracer_common::event::*;
+    match hook {
+        HOOK_FENTRY => "fentry",
+        HOOK_FEXIT => "fexit",
+        HOOK_KPROBE => "kprobe",
+        HOOK_KRETPROBE => "kretprobe",
+        HOOK_CGROUP_SKB => "cgroup_skb",
+        HOOK_RAW_TP => "raw_tp",
+        _ => "unknown",
+    }
+}
+
+pub fn tcp_state(state: u8) -> &'static str {
+    match state {
+        1 => "ESTABLISHED",
+        2 => "SYN_SENT",
+        3 => "SYN_RECV",
+        4 => "FIN_WAIT1",
+        5 => "FIN_WAIT2",
+        6 => "TIME_WAIT",
+        7 => "CLOSE",
+        8 => "CLOSE_WAIT",
+        9 => "LAST_ACK",
+        10 => "LISTEN",
+        11 => "CLOSING",
+        12 => "NEW_SYN_RECV",
+        _ => "UNKNOWN",
+    }
+}

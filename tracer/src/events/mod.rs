@@ -1,0 +1,6 @@
+//! Events: decoded from the kernel's records (decode.rs), drained from the ring buffer (reader.rs).
+
+pub mod decode;
+pub mod reader;
+
+pub use decode::{Body, Decoder, Event};

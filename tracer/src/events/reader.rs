@@ -1,0 +1,49 @@
+//! Drains the kernel's ring buffer and reads the loss counters.
+//!
+//! The kernel side submits without waking us (a wakeup per event would cost far more than the
+//! event on a bulk flow), so the agent drains on a short timer instead of waiting on epoll.
+
+use anyhow::{Context as _, Result};
+use aya::{
+    maps::{MapData, PerCpuArray, RingBuf},
+    Ebpf,
+};
+use tracer_common::event::KIND_COUNT;
+
+pub struct Reader {
+    ring: RingBuf<MapData>,
+    lost: PerCpuArray<MapData, u64>,
+}
+
+impl Reader {
+    pub fn new(ebpf: &mut Ebpf) -> Result<Self> {
+        let ring = ebpf
+            .take_map("EVENTS")
+            .context("map EVENTS is missing from the eBPF object")?;
+        let lost = ebpf
+            .take_map("LOST")
+            .context("map LOST is missing from the eBPF object")?;
+        Ok(Reader {
+            ring: RingBuf::try_from(ring).context("EVENTS is not a ring buffer")?,
+            lost: PerCpuArray::try_from(lost).context("LOST is not a per-CPU array")?,
+        })
+    }
+
+    /// Hands every pending record to `f`; returns how many there were.
+    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+        let mut n = 0;
+        while let Some(item) = self.ring.next() {
+            f(&item);
+            n += 1;
+        }
+        n
+    }
+
+    /// Events the kernel could not fit in the ring buffer since attach, over all CPUs and kinds.
+    pub fn lost_total(&self) -> u64 {
+        (0..KIND_COUNT)
+            .filter_map(|kind| self.lost.get(&kind, 0).ok())
+            .map(|per_cpu| per_cpu.iter().sum::<u64>())
+            .sum()
+    }
+}

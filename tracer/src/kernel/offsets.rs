@@ -1,0 +1,73 @@
+//! Struct field locations the kernel programs need, from the running kernel's BTF.
+
+use anyhow::{Context as _, Result};
+use tracer_common::offsets::{FieldLoc, KernelOffsets};
+
+use super::btf::{Btf, Field};
+
+fn loc(f: Field) -> FieldLoc {
+    FieldLoc {
+        offset: f.offset,
+        size: f.size as u8,
+        shift: f.bit_shift,
+        width: f.bit_width,
+        _pad: 0,
+    }
+}
+
+/// Resolves every field. Fields every kernel we support has are required (an error names the
+/// missing one); the rest are optional and read as absent.
+pub fn resolve(btf: &Btf) -> Result<KernelOffsets> {
+    // tcp_sock embeds inet_connection_sock embeds inet_sock embeds sock at offset 0, so every
+    // path starts at tcp_sock and every offset is from the socket address.
+    let req = |path: &str| -> Result<FieldLoc> {
+        btf.member("tcp_sock", path).map(loc).with_context(|| {
+            format!("this kernel's BTF lacks tcp_sock.{path}, which the tracer reads")
+        })
+    };
+    let opt = |path: &str| -> FieldLoc {
+        btf.member_opt("tcp_sock", path)
+            .ok()
+            .flatten()
+            .map(loc)
+            .unwrap_or(FieldLoc::MISSING)
+    };
+    const SK: &str = "inet_conn.icsk_inet.sk";
+    const SKC: &str = "inet_conn.icsk_inet.sk.__sk_common";
+    const ICSK: &str = "inet_conn";
+    Ok(KernelOffsets {
+        skc_family: req(&format!("{SKC}.skc_family"))?,
+        skc_num: req(&format!("{SKC}.skc_num"))?,
+        skc_dport: req(&format!("{SKC}.skc_dport"))?,
+        skc_rcv_saddr: req(&format!("{SKC}.skc_rcv_saddr"))?,
+        skc_daddr: req(&format!("{SKC}.skc_daddr"))?,
+        // Absent on kernels built without IPv6.
+        skc_v6_rcv_saddr: opt(&format!("{SKC}.skc_v6_rcv_saddr")),
+        skc_v6_daddr: opt(&format!("{SKC}.skc_v6_daddr")),
+        sk_protocol: req(&format!("{SK}.sk_protocol"))?,
+        sk_rcvbuf: req(&format!("{SK}.sk_rcvbuf"))?,
+        // `sk_rmem_alloc` is a C macro for sk_backlog.rmem_alloc.
+        sk_rmem_alloc: req(&format!("{SK}.sk_backlog.rmem_alloc"))?,
+        sk_userlocks: req(&format!("{SK}.sk_userlocks"))?,
+        icsk_backoff: req(&format!("{ICSK}.icsk_backoff"))?,
+        icsk_probes_out: req(&format!("{ICSK}.icsk_probes_out"))?,
+        icsk_rto: req(&format!("{ICSK}.icsk_rto"))?,
+        rcv_wnd: req("rcv_wnd")?,
+        rcv_nxt: req("rcv_nxt")?,
+        copied_seq: req("copied_seq")?,
+        rcv_ssthresh: req("rcv_ssthresh")?,
+        window_clamp: req("window_clamp")?,
+        snd_wnd: req("snd_wnd")?,
+        snd_una: req("snd_una")?,
+        snd_nxt: req("snd_nxt")?,
+        packets_out: req("packets_out")?,
+        advmss: req("advmss")?,
+        rcv_wscale: req("rx_opt.rcv_wscale")?,
+        snd_wscale: req("rx_opt.snd_wscale")?,
+        rcvq_space: req("rcvq_space.space")?,
+        skb_data: btf
+            .member("sk_buff", "data")
+            .map(loc)
+            .context("this kernel's BTF lacks sk_buff.data, which the tracer reads")?,
+    })
+}

@@ -1,0 +1,263 @@
+//! Attach with fallback: walk the hook table per signal and keep what the kernel accepts.
+
+use anyhow::Result;
+use aya::{
+    maps::Array,
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, FEntry, FExit, KProbe, Program,
+        ProgramError, RawTracePoint,
+    },
+    Btf, Ebpf,
+};
+
+use super::{hooks, Attach, Hook, Signal, Target};
+use crate::{cli::HookMode, kernel};
+
+/// What serves one signal on this kernel, and why better hooks were not used.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub signal: Signal,
+    pub chosen: Option<Hook>,
+    /// Targets of the chosen hook that did not attach (optional ones).
+    pub partial: Vec<String>,
+    pub skipped: Vec<(String, String)>,
+}
+
+#[derive(Debug, Default)]
+pub struct Attached {
+    pub rows: Vec<Row>,
+}
+
+impl Attached {
+    pub fn missing(&self) -> impl Iterator<Item = &Row> {
+        self.rows.iter().filter(|r| r.chosen.is_none())
+    }
+}
+
+/// Loads and attaches one hook per signal. Fails only when nothing at all could be attached.
+pub fn attach_all(ebpf: &mut Ebpf, mode: HookMode) -> Result<Attached> {
+    // Loading fentry/fexit needs the kernel's BTF in aya's own form; without it those hooks are
+    // skipped with the reason.
+    let btf = Btf::from_sys_fs().map_err(|e| e.to_string());
+    let mut attached = Attached::default();
+    let mut egress_bits = 0u32;
+    for signal in Signal::ALL {
+        let mut row = Row {
+            signal,
+            chosen: None,
+            partial: Vec::new(),
+            skipped: Vec::new(),
+        };
+        for hook in hooks(signal) {
+            if !hook.allowed(mode) {
+                row.skipped.push((
+                    hook.label(),
+                    format!("not tried (--hooks {})", mode_name(mode)),
+                ));
+                continue;
+            }
+            match try_hook(ebpf, hook, btf.as_ref().map_err(Clone::clone)) {
+                Ok(partial) => {
+                    if let Attach::Egress(bit) = hook.attach {
+                        egress_bits |= bit;
+                    }
+                    row.partial = partial;
+                    row.chosen = Some(*hook);
+                    break;
+                }
+                Err(why) => row.skipped.push((hook.label(), why)),
+            }
+        }
+        attached.rows.push(row);
+    }
+    if egress_bits != 0 {
+        if let Err(why) = attach_egress(ebpf, egress_bits) {
+            for row in &mut attached.rows {
+                if matches!(row.chosen.map(|h| h.attach), Some(Attach::Egress(_))) {
+                    let hook = row.chosen.take().expect("matched Some above");
+                    row.skipped.push((hook.label(), why.clone()));
+                }
+            }
+        }
+    }
+    if attached.rows.iter().all(|r| r.chosen.is_none()) {
+        let reasons: Vec<String> = attached
+            .rows
+            .iter()
+            .flat_map(|r| r.skipped.iter().map(|(h, why)| format!("{h}: {why}")))
+            .collect();
+        anyhow::bail!(
+            "no kernel hook could be attached:\n  {}",
+            reasons.join("\n  ")
+        );
+    }
+    Ok(attached)
+}
+
+fn mode_name(mode: HookMode) -> &'static str {
+    match mode {
+        HookMode::Auto => "auto",
+        HookMode::Kprobe => "kprobe",
+        HookMode::Packet => "packet",
+    }
+}
+
+/// Attaches every target of `hook`. Ok carries the optional targets that failed.
+fn try_hook(
+    ebpf: &mut Ebpf,
+    hook: &Hook,
+    btf: Result<&Btf, String>,
+) -> Result<Vec<String>, String> {
+    let mut partial = Vec::new();
+    let targets = match hook.attach {
+        Attach::Fentry(ts) | Attach::Fexit(ts) | Attach::Kprobe(ts) => ts,
+        Attach::RawTracepoint(t) => {
+            let prog: &mut RawTracePoint = program(ebpf, t.program)?;
+            load_once(prog.load()).map_err(describe)?;
+            prog.attach(t.kernel).map_err(describe)?;
+            return Ok(partial);
+        }
+        // Attached once for all signals it serves, after the table walk.
+        Attach::Egress(_) => return Ok(partial),
+    };
+    for (i, t) in targets.iter().enumerate() {
+        let result = match hook.attach {
+            Attach::Fentry(_) => {
+                let btf = btf.clone()?;
+                let prog: &mut FEntry = program(ebpf, t.program)?;
+                load_once(prog.load(t.kernel, btf)).and_then(|()| prog.attach().map(drop))
+            }
+            Attach::Fexit(_) => {
+                let btf = btf.clone()?;
+                let prog: &mut FExit = program(ebpf, t.program)?;
+                load_once(prog.load(t.kernel, btf)).and_then(|()| prog.attach().map(drop))
+            }
+            _ => {
+                let prog: &mut KProbe = program(ebpf, t.program)?;
+                load_once(prog.load()).and_then(|()| prog.attach(t.kernel, 0).map(drop))
+            }
+        };
+        match result {
+            Ok(()) => {}
+            Err(e) if t.optional && i > 0 => partial.push(format!("{}: {}", t.kernel, describe(e))),
+            // Unload what this hook already attached, so a half-attached hook cannot report
+            // events beside the fallback that replaces it.
+            Err(e) => {
+                unload(ebpf, &targets[..i]);
+                return Err(describe(e));
+            }
+        }
+    }
+    Ok(partial)
+}
+
+fn unload(ebpf: &mut Ebpf, targets: &[Target]) {
+    for t in targets {
+        let _ = match ebpf.program_mut(t.program) {
+            Some(Program::FEntry(p)) => p.unload(),
+            Some(Program::FExit(p)) => p.unload(),
+            Some(Program::KProbe(p)) => p.unload(),
+            _ => Ok(()),
+        };
+    }
+}
+
+fn load_once(r: Result<(), ProgramError>) -> Result<(), ProgramError> {
+    match r {
+        // One program may serve several targets (kprobes): it is loaded once.
+        Err(ProgramError::AlreadyLoaded) => Ok(()),
+        other => other,
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
+where
+    &'a mut T: TryFrom<&'a mut Program, Error = ProgramError>,
+{
+    let prog = ebpf.program_mut(name).ok_or_else(|| {
+        format!("program {name} is missing from the eBPF object (a build problem)")
+    })?;
+    prog.try_into().map_err(describe)
+}
+
+/// One line an operator can read: the kernel's answer, not the verifier's whole log.
+fn describe(e: ProgramError) -> String {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            if std::env::var_os("TRACER_VERIFIER_LOG").is_some() {
+                eprintln!("verifier log ({io_error}):\n{verifier_log}");
+            }
+            let hint = match io_error.raw_os_error() {
+                Some(libc::EPERM) => " (the kernel refuses this program type here)",
+                Some(libc::EINVAL) | Some(libc::ENOENT) => {
+                    " (the function is not traceable on this kernel)"
+                }
+                _ => "",
+            };
+            let last = verifier_log.to_string();
+            let last = last
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            if last.is_empty() || hint.starts_with(" (the kernel refuses") {
+                format!("load failed: {io_error}{hint}")
+            } else {
+                format!("load failed: {io_error}{hint}; verifier: {last}")
+            }
+        }
+        ProgramError::KProbeError(k) => {
+            let text = error_chain(&k);
+            if text.contains("kprobe/type") || text.contains("No such file") {
+                format!("kprobes are not available on this kernel ({text})")
+            } else {
+                text
+            }
+        }
+        other => error_chain(&other),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn attach_egress(ebpf: &mut Ebpf, bits: u32) -> Result<(), String> {
+    let root = kernel::cgroup2_root().map_err(|e| format!("{e:#}"))?;
+    let cgroup = std::fs::File::open(&root)
+        .map_err(|e| format!("failed to open the cgroup root {}: {e}", root.display()))?;
+    let mut map: Array<_, u32> = Array::try_from(
+        ebpf.map_mut("EGRESS")
+            .ok_or("map EGRESS is missing from the eBPF object")?,
+    )
+    .map_err(|e| e.to_string())?;
+    map.set(0, bits, 0).map_err(|e| e.to_string())?;
+    let prog: &mut CgroupSkb = program(ebpf, "egress_skb")?;
+    load_once(prog.load()).map_err(describe)?;
+    // A BPF link never displaces other programs on the cgroup, whatever the mode says.
+    prog.attach(
+        &cgroup,
+        CgroupSkbAttachType::Egress,
+        CgroupAttachMode::Single,
+    )
+    .map_err(|e| {
+        format!(
+            "failed to attach to the cgroup root {}: {}",
+            root.display(),
+            describe(e)
+        )
+    })?;
+    Ok(())
+}

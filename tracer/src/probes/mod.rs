@@ -1,0 +1,174 @@
+//! The hook table: for each signal, the hooks that can serve it, best first. Attaching walks the
+//! table, keeps the first hook that loads and attaches, and records why the others were skipped.
+//! That record is what `tracer probes` and the first lines of `watch` print.
+
+mod attach;
+
+pub use attach::{attach_all, Attached};
+
+use tracer_common::config::{EGRESS_PROBE, EGRESS_WINDOW};
+
+use crate::cli::HookMode;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Window,
+    Probe,
+    RcvSpace,
+    Lifecycle,
+}
+
+impl Signal {
+    pub const ALL: [Signal; 4] = [
+        Signal::Window,
+        Signal::Probe,
+        Signal::RcvSpace,
+        Signal::Lifecycle,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Window => "window",
+            Signal::Probe => "zero-window probe",
+            Signal::RcvSpace => "rcv-buffer autotune",
+            Signal::Lifecycle => "open/close",
+        }
+    }
+}
+
+/// How a hook is attached. Each (program, kernel target) pair is attached as a unit.
+#[derive(Clone, Copy, Debug)]
+pub enum Attach {
+    Fentry(&'static [Target]),
+    Fexit(&'static [Target]),
+    /// kprobes and kretprobes (aya tells them apart by the program's section).
+    Kprobe(&'static [Target]),
+    RawTracepoint(Target),
+    /// The cgroup_skb egress program, serving the signals in this EGRESS bit.
+    Egress(u32),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Target {
+    pub program: &'static str,
+    pub kernel: &'static str,
+    /// The hook still serves the signal without this target (e.g. IPv6 when the kernel has none).
+    pub optional: bool,
+}
+
+const fn t(program: &'static str, kernel: &'static str) -> Target {
+    Target {
+        program,
+        kernel,
+        optional: false,
+    }
+}
+
+const fn t_opt(program: &'static str, kernel: &'static str) -> Target {
+    Target {
+        program,
+        kernel,
+        optional: true,
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Hook {
+    pub attach: Attach,
+    /// What the user gets from this hook, in a few words.
+    pub fidelity: &'static str,
+}
+
+impl Hook {
+    /// Whether `mode` allows this hook.
+    fn allowed(&self, mode: HookMode) -> bool {
+        match self.attach {
+            Attach::Fentry(_) | Attach::Fexit(_) => mode == HookMode::Auto,
+            Attach::Kprobe(_) => mode != HookMode::Packet,
+            Attach::RawTracepoint(_) | Attach::Egress(_) => true,
+        }
+    }
+
+    pub fn label(&self) -> String {
+        let join = |kind: &str, targets: &[Target]| {
+            let names: Vec<&str> = targets.iter().map(|t| t.kernel).collect();
+            format!("{kind} {}", names.join(", "))
+        };
+        match self.attach {
+            Attach::Fentry(ts) => join("fentry", ts),
+            Attach::Fexit(ts) => join("fexit", ts),
+            Attach::Kprobe(ts) => {
+                let mut seen: Vec<&str> = ts.iter().map(|t| t.kernel).collect();
+                seen.dedup();
+                let kind = if ts.iter().any(|t| t.program.contains("kretprobe")) {
+                    "kprobe+kretprobe"
+                } else {
+                    "kprobe"
+                };
+                format!("{kind} {}", seen.join(", "))
+            }
+            Attach::RawTracepoint(t) => format!("raw tracepoint {}", t.kernel),
+            Attach::Egress(_) => "cgroup_skb egress (packet headers)".to_string(),
+        }
+    }
+}
+
+static WINDOW: [Hook; 3] = [
+    Hook {
+        attach: Attach::Fentry(&[
+            t("window_v4_fentry", "tcp_v4_send_check"),
+            t_opt("window_v6_fentry", "tcp_v6_send_check"),
+        ]),
+        fidelity: "exact: the header of every segment sent",
+    },
+    Hook {
+        attach: Attach::Kprobe(&[
+            t("window_kprobe", "tcp_v4_send_check"),
+            t_opt("window_kprobe", "tcp_v6_send_check"),
+        ]),
+        fidelity: "exact: the header of every segment sent",
+    },
+    Hook {
+        attach: Attach::Egress(EGRESS_WINDOW),
+        fidelity: "exact: the header of every segment that reaches IP output",
+    },
+];
+
+static PROBE: [Hook; 3] = [
+    Hook {
+        attach: Attach::Fexit(&[t("probe0_fexit", "tcp_send_probe0")]),
+        fidelity: "exact: real probes only, backoff as the kernel set it",
+    },
+    Hook {
+        attach: Attach::Kprobe(&[
+            t("probe0_kprobe", "tcp_send_probe0"),
+            t("probe0_kretprobe", "tcp_send_probe0"),
+        ]),
+        fidelity: "exact: real probes only, backoff as the kernel set it",
+    },
+    Hook {
+        attach: Attach::Egress(EGRESS_PROBE),
+        fidelity: "probes recognised on the wire (pure ACK, seq = snd_una - 1, peer window 0); \
+                           backoff inferred",
+    },
+];
+
+static RCV_SPACE: [Hook; 1] = [Hook {
+    attach: Attach::RawTracepoint(t("rcv_space_raw_tp", "tcp_rcv_space_adjust")),
+    fidelity: "exact, sampled at each read; also names the reading process",
+}];
+
+static LIFECYCLE: [Hook; 1] = [Hook {
+    attach: Attach::RawTracepoint(t("set_state_raw_tp", "inet_sock_set_state")),
+    fidelity: "exact: every TCP state change",
+}];
+
+/// The hooks for `signal`, best first.
+pub fn hooks(signal: Signal) -> &'static [Hook] {
+    match signal {
+        Signal::Window => &WINDOW,
+        Signal::Probe => &PROBE,
+        Signal::RcvSpace => &RCV_SPACE,
+        Signal::Lifecycle => &LIFECYCLE,
+    }
+}
