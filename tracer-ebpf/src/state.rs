@@ -39,16 +39,7 @@ pub fn get(sk: u64) -> Option<&'static mut SockState> {
         // SAFETY: map values stay valid for the program's run; the LRU map never frees under us.
         return Some(unsafe { &mut *state });
     }
-    let sport = read::field(sk, global!(OFFSETS.skc_num)).unwrap_or(0) as u16;
-    let dport = u16::from_be(read::field(sk, global!(OFFSETS.skc_dport)).unwrap_or(0) as u16);
-    let ports_match = if global!(CONFIG.port_filter) == 0 {
-        1
-    } else {
-        // SAFETY: lookups in a hash map of plain integers.
-        let hit = unsafe { PORTS.get(&sport).is_some() || PORTS.get(&dport).is_some() };
-        hit as u8
-    };
-    let fresh = SockState {
+    let mut fresh = SockState {
         last_raw: UNSEEN,
         last_reported: UNSEEN,
         owner: 0,
@@ -56,15 +47,32 @@ pub fn get(sk: u64) -> Option<&'static mut SockState> {
         rcvbuf: 0,
         window_clamp: 0,
         rcv_ssthresh: 0,
-        sport,
-        dport,
-        ports_match,
+        sport: 0,
+        dport: 0,
+        ports_match: 0,
         _pad: [0; 7],
         comm: [0; 16],
     };
+    read_ports(sk, &mut fresh);
     SOCKS.insert(&sk, &fresh, 0).ok()?;
     // SAFETY: as above.
     SOCKS.get_ptr_mut(&sk).map(|state| unsafe { &mut *state })
+}
+
+/// Reads the socket's ports and applies the port filter. connect() reaches SYN_SENT before the
+/// local port is chosen, so the connection's open calls this again.
+#[inline(always)]
+pub fn read_ports(sk: u64, state: &mut SockState) {
+    let sport = read::field(sk, global!(OFFSETS.skc_num)).unwrap_or(0) as u16;
+    let dport = u16::from_be(read::field(sk, global!(OFFSETS.skc_dport)).unwrap_or(0) as u16);
+    state.sport = sport;
+    state.dport = dport;
+    state.ports_match = if global!(CONFIG.port_filter) == 0 {
+        1
+    } else {
+        // SAFETY: lookups in a hash map of plain integers.
+        unsafe { (PORTS.get(&sport).is_some() || PORTS.get(&dport).is_some()) as u8 }
+    };
 }
 
 /// Whether events of this socket pass the filters (ports now; process once it is known).

@@ -323,7 +323,9 @@ pub fn boot(
     let secs = timeout.as_secs();
     let release = &kernel.release;
     eprintln!("xtask: booting 6.1 guest {release} under qemu (TCG, timeout {secs}s) ...");
-    let child = Command::new("qemu-system-x86_64")
+    // setpriv (util-linux) makes the kernel kill qemu should we die without running Drop.
+    let child = Command::new("setpriv")
+        .args(["--pdeathsig", "KILL", "qemu-system-x86_64"])
         // No NIC: it would only add iPXE's boot time and noise.
         .args(QEMU_ARGS.split(' '))
         .arg("-kernel")
@@ -335,7 +337,7 @@ pub fn boot(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
-        .context("failed to start qemu-system-x86_64; install qemu-system-x86")?;
+        .context("failed to start qemu-system-x86_64 through setpriv (util-linux)")?;
     let mut qemu = Reaper(child);
     let stdout = qemu.0.stdout.take().context("qemu has no stdout pipe")?;
     let (tx, rx) = mpsc::channel();

@@ -45,6 +45,9 @@ fn lifecycle(sk: u64, kind: u16, old: i32, new: i32) {
     let Some(st) = state::get(sk) else {
         return;
     };
+    if kind == KIND_OPEN {
+        state::read_ports(sk, st);
+    }
     if !state::wanted(st) {
         return;
     }
