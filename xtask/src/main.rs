@@ -1,1 +1,65 @@
-fn main() {}
+//! Project automation: `cargo xtask setup | build | run | test | bench`.
+//! Every command sets up what it needs first, so each works on a fresh machine.
+
+mod bench;
+mod build;
+mod setup;
+mod test;
+mod vm;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, run, test and benchmark the tracer")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what the build and the tests need (rust-src, bpf-linker, Debian packages).
+    Setup,
+    /// Build the kernel programs and the agent (target/release/tracer).
+    Build,
+    /// Build, then run the agent with the given arguments, e.g. `cargo xtask run -- watch`.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run every test: unit tests, kernel tests on this host, kernel tests in a 6.1 QEMU guest.
+    Test {
+        /// Skip the QEMU guest.
+        #[arg(long)]
+        no_vm: bool,
+    },
+    /// Measure the tracer's overhead on a loopback bulk transfer.
+    Bench {
+        /// Interleaved rounds of (without tracer, with tracer).
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+        /// Seconds per transfer.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Setup => setup::all(),
+        Cmd::Build => setup::all().and_then(|()| build::tracer().map(drop)),
+        Cmd::Run { args } => setup::all().and_then(|()| build::run(&args)),
+        Cmd::Test { no_vm } => setup::all().and_then(|()| test::all(!no_vm)),
+        Cmd::Bench { rounds, seconds } => setup::all().and_then(|()| bench::run(rounds, seconds)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -7,6 +7,76 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
+/// Debian packages the tests use on this host: nstat and ip (iproute2).
+const HOST_PACKAGES: &[(&str, &str)] = &[("nstat", "iproute2"), ("ip", "iproute2")];
+
+/// Everything the build needs: the nightly toolchain's rust-src and bpf-linker in `.tools/`.
+pub fn all() -> Result<()> {
+    ensure_nightly()?;
+    ensure_bpf_linker()?;
+    ensure_debian_packages(HOST_PACKAGES)
+}
+
+fn ensure_nightly() -> Result<()> {
+    if !have("rustup") {
+        bail!("rustup is not installed: the kernel programs need a nightly Rust toolchain managed by rustup");
+    }
+    let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))?;
+    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+        bail!("no nightly Rust toolchain: run `rustup toolchain install nightly --component rust-src`");
+    }
+    let installed = output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", "nightly"]))?;
+    if !installed.lines().any(|l| l.starts_with("rust-src")) {
+        eprintln!("xtask: adding rust-src to the nightly toolchain");
+        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    }
+    Ok(())
+}
+
+/// Where `cargo xtask setup` installs tools it builds itself.
+pub fn tools_dir() -> PathBuf {
+    workspace_root().join(".tools")
+}
+
+/// bpf-linker from crates.io, built against the nightly toolchain's own libLLVM (no system LLVM).
+fn ensure_bpf_linker() -> Result<()> {
+    const VERSION: &str = "0.13.0";
+    let root = tools_dir();
+    let bin = root.join("bin").join("bpf-linker");
+    if bin.exists() {
+        if let Ok(v) = output(Command::new(&bin).arg("--version")) {
+            if v.contains(VERSION) {
+                return Ok(());
+            }
+        }
+    }
+    let sysroot = output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
+    let lib = Path::new(sysroot.trim()).join("lib");
+    let llvm = std::fs::read_dir(&lib)
+        .with_context(|| format!("failed to list {}", lib.display()))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .find(|n| n.starts_with("libLLVM-") && n.ends_with(".so"))
+        .with_context(|| format!("the nightly toolchain has no libLLVM-*.so in {}", lib.display()))?;
+    let llvm = llvm.trim_start_matches("lib").trim_end_matches(".so").to_string();
+    let major = llvm
+        .trim_start_matches("LLVM-")
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    eprintln!("xtask: building bpf-linker {VERSION} against the nightly toolchain's {llvm} (about a minute)");
+    let rustflags = format!(
+        "-L {lib} -C link-arg=-Wl,-rpath,{lib} -l dylib={llvm}",
+        lib = lib.display()
+    );
+    run(Command::new("cargo")
+        .args(["+nightly", "install", &format!("bpf-linker@{VERSION}"), "--locked", "--no-default-features"])
+        .args(["--features", &format!("llvm-{major},no-llvm-linking"), "--root"])
+        .arg(&root)
+        .env("RUSTFLAGS", rustflags))
+    .context("failed to build bpf-linker")
+}
+
 /// Runs a command, failing with its full command line when it exits non-zero.
 pub fn run(cmd: &mut Command) -> Result<()> {
     let status = cmd
@@ -40,6 +110,14 @@ pub fn have(program: &str) -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
+}
+
+/// The path of `program` on PATH.
+#[allow(dead_code)]
+pub fn which(program: &str) -> Option<PathBuf> {
+    let out = output(Command::new("sh").args(["-c", &format!("command -v {program}")])).ok()?;
+    let path = out.trim();
+    (!path.is_empty()).then(|| PathBuf::from(path))
 }
 
 /// Installs the Debian packages whose marker program or file is missing.

@@ -29,7 +29,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("cpio", "cpio"),
 ];
 
-/// TCG always: KVM hangs on our machines.
+/// TCG always: KVM hangs on our machines. No NIC: it would only add iPXE's boot time and noise.
 const QEMU_ARGS: &str = "-accel tcg -m 2048 -smp 2 -nographic -no-reboot -nic none";
 
 /// An extracted Debian kernel package.
@@ -40,9 +40,9 @@ pub struct Kernel {
     pub release: String,
 }
 
-/// Ensures qemu, busybox-static and cpio are installed and returns the newest Debian 12 cloud kernel,
-/// downloaded and extracted (with its `lib/modules/<release>`) under `cache/<package>_<version>/`.
-/// Once extracted, later calls only ask the local apt cache: no network access.
+/// Ensures qemu, busybox-static and cpio are installed and returns the newest Debian 12 cloud
+/// kernel, downloaded and extracted (with its `lib/modules/<release>`) under
+/// `cache/<package>_<version>/`. Once extracted, later calls only ask the local apt cache.
 pub fn ensure_kernel(cache: &Path) -> Result<Kernel> {
     setup::ensure_debian_packages(TOOLS)?;
     fs::create_dir_all(cache).with_context(|| format!("failed to create {}", cache.display()))?;
@@ -169,10 +169,10 @@ fn kernel_in(dir: &Path) -> Result<Kernel> {
 }
 
 /// Writes a gzip'd newc cpio initramfs to `out`: static busybox with its applets in /bin, each
-/// (`host_path`, `guest_path`) file plus the shared libraries and loader of ELF files (found with `ldd`),
-/// and an /init that mounts the usual file systems, brings up lo, copies /boot/config (if given)
-/// to /boot/config-$(uname -r), runs `script` with /bin/sh, prints `init: success` or
-/// `init: failure <rc>` and powers off.
+/// (`host_path`, `guest_path`) file plus the shared libraries and loader that ELF files need
+/// (found with `ldd`), and an /init that mounts the usual file systems, brings up lo, copies
+/// /boot/config (if given) to /boot/config-$(uname -r), runs `script` with /bin/sh, prints
+/// `init: success` or `init: failure <rc>` and powers off.
 pub fn build_initramfs(out: &Path, files: &[(PathBuf, String)], script: &str) -> Result<()> {
     setup::ensure_debian_packages(TOOLS)?;
     let root = with_suffix(out, ".root");
@@ -289,7 +289,8 @@ fn shared_libs(exe: &Path) -> Result<Vec<PathBuf>> {
                 exe.display()
             );
         }
-        // "libc.so.6 => /lib/.../libc.so.6 (0x..)", "/lib64/ld-linux-x86-64.so.2 (0x..)", "linux-vdso.so.1 (0x..)"
+        // "libc.so.6 => /lib/.../libc.so.6 (0x..)", "/lib64/ld-linux-x86-64.so.2 (0x..)",
+        // "linux-vdso.so.1 (0x..)" (in the kernel, skipped)
         let path = line.split_once("=>").map_or(line, |(_, p)| p.trim());
         let path = path.split(" (").next().unwrap_or_default();
         if path.starts_with('/') {
@@ -309,24 +310,24 @@ impl Drop for Reaper {
     }
 }
 
-/// Boots `kernel` with `initrd` under qemu, echoing the console as "vm| ..."
-/// lines. Ok(true) on `init: success`, Ok(false) on `init: failure` or a kernel panic, an error
-/// when the guest hangs past `timeout` or qemu dies first.
+/// Boots `kernel` with `initrd` under qemu, echoing the console as "vm| ..." lines. Ok(true) on
+/// `init: success`, Ok(false) on `init: failure` or a kernel panic, an error when the guest hangs
+/// past `timeout` or qemu dies first. The console lines come back too, for the caller to read.
 pub fn boot(
     kernel: &Kernel,
     initrd: &Path,
     extra_cmdline: &str,
     timeout: Duration,
-) -> Result<bool> {
+) -> Result<(bool, Vec<String>)> {
     setup::ensure_debian_packages(TOOLS)?;
     let append = format!("console=ttyS0 panic=-1 quiet {extra_cmdline}");
     let secs = timeout.as_secs();
     let release = &kernel.release;
     eprintln!("xtask: booting 6.1 guest {release} under qemu (TCG, timeout {secs}s) ...");
-    // setpriv (util-linux) makes the kernel kill qemu should we die without running Drop.
+    // setpriv (util-linux) has the kernel kill qemu should we die without running Drop. (The
+    // signal follows the spawning thread, which is fine: we reap qemu before returning.)
     let child = Command::new("setpriv")
         .args(["--pdeathsig", "KILL", "qemu-system-x86_64"])
-        // No NIC: it would only add iPXE's boot time and noise.
         .args(QEMU_ARGS.split(' '))
         .arg("-kernel")
         .arg(&kernel.vmlinuz)
@@ -353,10 +354,12 @@ pub fn boot(
     });
 
     let deadline = Instant::now() + timeout;
+    let mut console = Vec::new();
     let verdict = loop {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(line) => {
                 println!("vm| {line}");
+                console.push(line.clone());
                 let line = line.trim();
                 if line == "init: success" {
                     break Some(true);
@@ -380,8 +383,9 @@ pub fn boot(
     let grace = Instant::now() + Duration::from_secs(3);
     while let Ok(line) = rx.recv_timeout(grace.saturating_duration_since(Instant::now())) {
         println!("vm| {line}");
+        console.push(line);
     }
-    Ok(ok)
+    Ok((ok, console))
 }
 
 /// `line` without terminal escape sequences and control characters: the firmware clears the screen

@@ -74,10 +74,14 @@ async fn watch(args: WatchArgs) -> Result<()> {
     let mut loss = interval(LOSS_EVERY);
     let mut lost_reported = 0u64;
     let mut bad_records = 0u64;
+    let mut seen = 0u64;
 
     let mut pump = |reader: &mut Reader, sink: &mut dyn Sink| {
         reader.drain(|bytes| match decoder.decode(bytes) {
-            Ok(events) => events.iter().for_each(|e| sink.event(e)),
+            Ok(events) => {
+                seen += events.len() as u64;
+                events.iter().for_each(|e| sink.event(e));
+            }
             Err(e) => {
                 bad_records += 1;
                 if bad_records <= 3 {
@@ -109,6 +113,7 @@ async fn watch(args: WatchArgs) -> Result<()> {
     drop(ebpf);
     pump(&mut reader, sink.as_mut());
     check_loss(&reader, sink.as_mut());
-    eprintln!("tracer: detached; {lost_reported} events lost");
+    drop(pump);
+    eprintln!("tracer: detached; {seen} events, {lost_reported} lost");
     Ok(())
 }

@@ -359,3 +359,176 @@ pub fn tcp_state(state: u8) -> &'static str {
         _ => "UNKNOWN",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tracer_common::event::{AF_INET, HOOK_CGROUP_SKB, HOOK_FEXIT, TRANSITION_NONE};
+
+    use super::*;
+
+    fn clock() -> Clock {
+        Clock { realtime_offset_ns: 1_000, hz: Some(250), retries2: 15 }
+    }
+
+    fn header(kind: u16, hook: u8, ts_ns: u64) -> EventHeader {
+        let mut saddr = [0u8; 16];
+        saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        let mut daddr = [0u8; 16];
+        daddr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        EventHeader {
+            ts_ns,
+            sk: 0xffff_8881_0000_1000,
+            kind,
+            hook,
+            family: AF_INET,
+            sport: 5001,
+            dport: 40000,
+            pid: 0,
+            _pad: 0,
+            saddr,
+            daddr,
+        }
+    }
+
+    fn bytes<T>(v: &T) -> Vec<u8> {
+        // SAFETY: reading the bytes of a plain-old-data value we own.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+            .to_vec()
+    }
+
+    fn window(ts_ns: u64, raw: u16, transition: u8) -> Vec<u8> {
+        bytes(&WindowEvent {
+            header: header(KIND_WINDOW, HOOK_CGROUP_SKB, ts_ns),
+            window: (raw as u32) << 7,
+            raw,
+            wscale: 7,
+            transition,
+            rcv_wnd: 0,
+            unread: 4096,
+            rcvbuf: 8192,
+            rmem_alloc: 8000,
+            rcv_ssthresh: 4096,
+            window_clamp: 4096,
+        })
+    }
+
+    #[test]
+    fn zero_window_transitions_become_start_and_end_with_duration() {
+        let mut d = Decoder::new(clock());
+        let start = d.decode(&window(5_000, 0, TRANSITION_TO_ZERO)).unwrap();
+        assert_eq!(start.len(), 2);
+        assert_eq!(start[0].body.kind(), "window");
+        assert!(matches!(start[1].body, Body::ZeroWindowStart { side: Side::Local, unread: 4096, .. }));
+        assert_eq!(start[1].ts_ns, 6_000, "monotonic time is shifted to wall-clock time");
+        assert_eq!(start[1].saddr.to_string(), "10.0.0.1");
+        assert_eq!(start[1].dport, 40000);
+
+        let mid = d.decode(&window(6_000, 3, TRANSITION_NONE)).unwrap();
+        assert_eq!(mid.len(), 1);
+
+        let end = d.decode(&window(2_000_005_000, 10, TRANSITION_FROM_ZERO)).unwrap();
+        assert_eq!(end.len(), 2);
+        match &end[1].body {
+            Body::ZeroWindowEnd { window, duration_ns, .. } => {
+                assert_eq!(*window, 1280);
+                assert_eq!(*duration_ns, Some(2_000_000_000));
+            }
+            other => panic!("expected zero_window_end, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_end_without_a_seen_start_has_no_duration() {
+        let mut d = Decoder::new(clock());
+        let end = d.decode(&window(9, 1, TRANSITION_FROM_ZERO)).unwrap();
+        assert!(matches!(end[1].body, Body::ZeroWindowEnd { duration_ns: None, .. }));
+    }
+
+    fn probe(hook: u8, before_send: u8, probes_out: u8, backoff: u8) -> Vec<u8> {
+        bytes(&ProbeEvent {
+            header: header(KIND_PROBE, hook, 1),
+            probes_out,
+            backoff,
+            before_send,
+            _pad: 0,
+            rto_jiffies: 52, // 208 ms at HZ=250
+            snd_wnd: 0,
+            snd_una: 1000,
+            snd_nxt: 1000,
+            _pad2: 0,
+        })
+    }
+
+    #[test]
+    fn packet_level_probes_are_reported_as_the_kernel_counts_them() {
+        let mut d = Decoder::new(clock());
+        let exact = d.decode(&probe(HOOK_FEXIT, 0, 1, 3)).unwrap();
+        let inferred = d.decode(&probe(HOOK_CGROUP_SKB, 1, 0, 2)).unwrap();
+        let fields = |e: &Event| match e.body {
+            Body::Probe { probes_out, backoff, rto_ms, next_probe_ms, .. } => (probes_out, backoff, rto_ms, next_probe_ms),
+            _ => panic!("not a probe"),
+        };
+        assert_eq!(fields(&exact[0]), fields(&inferred[0]));
+        assert_eq!(fields(&exact[0]), (1, 3, Some(208.0), Some(1664.0)));
+    }
+
+    #[test]
+    fn backoff_stops_growing_at_tcp_retries2() {
+        let mut d = Decoder::new(Clock { retries2: 3, ..clock() });
+        let e = d.decode(&probe(HOOK_CGROUP_SKB, 1, 0, 3)).unwrap();
+        assert!(matches!(e[0].body, Body::Probe { backoff: 3, .. }));
+    }
+
+    #[test]
+    fn persist_interval_follows_tcp_probe0_when() {
+        assert_eq!(next_probe_ms(208.0, 0), 208.0);
+        assert_eq!(next_probe_ms(50.0, 1), 400.0, "the base is at least TCP_RTO_MIN (200 ms)");
+        assert_eq!(next_probe_ms(200.0, 14), 120_000.0, "capped at TCP_RTO_MAX");
+        assert_eq!(next_probe_ms(100.0, 10), 120_000.0f64.min(200.0 * 1024.0));
+    }
+
+    #[test]
+    fn unknown_hz_leaves_times_out() {
+        let mut d = Decoder::new(Clock { hz: None, ..clock() });
+        let e = d.decode(&probe(HOOK_FEXIT, 0, 1, 1)).unwrap();
+        assert!(matches!(e[0].body, Body::Probe { rto_ms: None, next_probe_ms: None, .. }));
+    }
+
+    #[test]
+    fn short_and_unknown_records_are_errors() {
+        let mut d = Decoder::new(clock());
+        let w = window(1, 1, TRANSITION_NONE);
+        assert_eq!(d.decode(&w[..70]), Err(DecodeError::Short { len: 70, need: 96 }));
+        assert_eq!(d.decode(&w[..10]), Err(DecodeError::Short { len: 10, need: 64 }));
+        let mut h = header(99, HOOK_FEXIT, 1);
+        h.kind = 99;
+        assert_eq!(d.decode(&bytes(&h)), Err(DecodeError::UnknownKind(99)));
+    }
+
+    #[test]
+    fn ipv6_addresses_and_close_states() {
+        let mut d = Decoder::new(clock());
+        let mut h = header(KIND_CLOSE, tracer_common::event::HOOK_RAW_TP, 1);
+        h.family = AF_INET6;
+        h.saddr = std::net::Ipv6Addr::LOCALHOST.octets();
+        h.pid = 42;
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"curl");
+        let e = d
+            .decode(&bytes(&LifecycleEvent {
+                header: h,
+                oldstate: 4,
+                newstate: 7,
+                snd_wscale: 7,
+                rcv_wscale: 7,
+                advmss: 1448,
+                rcvbuf: 0,
+                _pad: 0,
+                comm,
+            }))
+            .unwrap();
+        assert_eq!(e[0].saddr.to_string(), "::1");
+        assert_eq!(e[0].pid, Some(42));
+        assert_eq!(e[0].body, Body::Close { from_state: "FIN_WAIT1", comm: "curl".into() });
+    }
+}

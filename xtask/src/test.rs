@@ -1,0 +1,168 @@
+//! `cargo xtask test`: unit tests, kernel tests on this host, kernel tests in a 6.1 guest.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::{build, setup, vm};
+
+/// Test counts parsed from cargo's "test result:" lines.
+#[derive(Default, Clone, Copy)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+}
+
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+    }
+
+    /// Reads "test result: ok. 3 passed; 0 failed; ..." lines.
+    fn scan(&mut self, line: &str) {
+        let Some(rest) = line.split("test result: ").nth(1) else { return };
+        let number_before = |word: &str| -> u64 {
+            rest.split(';')
+                .find_map(|part| part.trim().strip_suffix(word)?.trim().rsplit(' ').next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        self.passed += number_before("passed");
+        self.failed += number_before("failed");
+    }
+}
+
+pub fn all(with_vm: bool) -> Result<()> {
+    let mut tally = Tally::default();
+    let mut failures = Vec::new();
+
+    eprintln!("xtask: [1/3] unit tests");
+    let unit = cargo_test(build::cargo().args(["test", "--release", "--workspace", "--exclude", "tracer-ebpf"]));
+    record(&mut tally, &mut failures, "unit tests", unit);
+
+    eprintln!("xtask: [2/3] kernel tests on this host ({})", kernel_release());
+    if effective_uid() != 0 {
+        bail!("kernel tests attach eBPF programs and need root: run `sudo cargo xtask test`");
+    }
+    let host_auto = cargo_test(kernel_tests().env_remove("TRACER_HOOKS"));
+    record(&mut tally, &mut failures, "host kernel tests (auto hooks)", host_auto);
+    let host_packet = cargo_test(
+        kernel_tests().env("TRACER_HOOKS", "packet").env("TRACER_EXPECT_HOOK", "cgroup_skb"),
+    );
+    record(&mut tally, &mut failures, "host kernel tests (--hooks packet)", host_packet);
+
+    if with_vm {
+        eprintln!("xtask: [3/3] kernel tests in a QEMU guest on Debian's 6.1 kernel");
+        let guest = guest_tests();
+        record(&mut tally, &mut failures, "6.1 guest kernel tests", guest);
+    } else {
+        eprintln!("xtask: [3/3] QEMU guest skipped (--no-vm)");
+    }
+
+    println!("xtask: {} passed, {} failed", tally.passed, tally.failed);
+    if !failures.is_empty() {
+        bail!("failed: {}", failures.join("; "));
+    }
+    Ok(())
+}
+
+fn record(tally: &mut Tally, failures: &mut Vec<String>, stage: &str, result: Result<Tally>) {
+    match result {
+        Ok(t) => {
+            tally.add(t);
+            if t.failed > 0 {
+                failures.push(format!("{stage} ({} failed)", t.failed));
+            }
+        }
+        Err(e) => {
+            tally.failed += 1;
+            failures.push(format!("{stage}: {e:#}"));
+        }
+    }
+}
+
+fn kernel_tests() -> Command {
+    let mut cmd = build::cargo();
+    cmd.args(["test", "--release", "--package", "tracer", "--test", "kernel", "--"])
+        .args(["--include-ignored", "--test-threads=1", "--nocapture"]);
+    cmd
+}
+
+/// Runs a cargo test command, streaming its output and counting results.
+fn cargo_test(cmd: &mut Command) -> Result<Tally> {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().with_context(|| format!("failed to start {cmd:?}"))?;
+    let mut tally = Tally::default();
+    let stdout = child.stdout.take().context("no stdout")?;
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        println!("{line}");
+        tally.scan(&line);
+    }
+    let status = child.wait()?;
+    if !status.success() && tally.failed == 0 {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(tally)
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string()
+}
+
+fn effective_uid() -> u32 {
+    // std has no geteuid; `id -u` keeps xtask free of libc.
+    setup::output(Command::new("id").arg("-u")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(u32::MAX)
+}
+
+/// The kernel-test executable cargo builds for the tracer package.
+fn kernel_test_binary() -> Result<PathBuf> {
+    let out = setup::output(build::cargo().args([
+        "test", "--release", "--package", "tracer", "--test", "kernel", "--no-run", "--message-format=json",
+    ]))?;
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"]["name"] == "kernel")
+        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .context("cargo did not report the kernel test executable")
+}
+
+/// Boots Debian's 6.1 kernel and runs the kernel tests there three times: best hooks (fentry/
+/// fexit), kprobes forced, packet-level fallback forced.
+fn guest_tests() -> Result<Tally> {
+    let tracer = build::tracer()?;
+    let tests = kernel_test_binary()?;
+    let cache = setup::workspace_root().join("target/vm");
+    let kernel = vm::ensure_kernel(&cache)?;
+    let nstat = setup::which("nstat").context("nstat is not installed (Debian package iproute2)")?;
+    let files = vec![
+        (tracer, "/bin/tracer".to_string()),
+        (tests, "/bin/kernel-tests".to_string()),
+        (nstat, "/usr/bin/nstat".to_string()),
+        // /init installs it as /boot/config-$(uname -r): the agent reads CONFIG_HZ there.
+        (kernel.config.clone(), "/boot/config".to_string()),
+    ];
+    let runs = [("auto", "fentry"), ("kprobe", "kprobe"), ("packet", "cgroup_skb")];
+    let mut script = String::from("export TRACER_BIN=/bin/tracer\nrc=0\n");
+    for (hooks, expect) in runs {
+        script.push_str(&format!(
+            "echo \"== guest kernel tests: --hooks {hooks}\"\n\
+             TRACER_HOOKS={hooks} TRACER_EXPECT_HOOK={expect} /bin/kernel-tests --include-ignored --test-threads=1 --nocapture || rc=1\n"
+        ));
+    }
+    script.push_str("exit $rc\n");
+    let initrd = cache.join("initramfs.cpio.gz");
+    vm::build_initramfs(&initrd, &files, &script)?;
+    let (ok, console) = vm::boot(&kernel, &initrd, "", Duration::from_secs(20 * 60))?;
+    let mut tally = Tally::default();
+    for line in &console {
+        tally.scan(line);
+    }
+    if !ok && tally.failed == 0 {
+        tally.failed += 1;
+    }
+    Ok(tally)
+}
