@@ -20,15 +20,14 @@ pub struct SockState {
     pub last_reported: u32,
     /// Process that used the socket from process context; 0 while unknown.
     pub owner: u32,
+    /// Last rcvq_space.space and sk_rcvbuf reported.
     pub space: u32,
     pub rcvbuf: u32,
-    pub window_clamp: u32,
-    pub rcv_ssthresh: u32,
     pub sport: u16,
     pub dport: u16,
     /// 1 when the port filter lets this socket through.
     pub ports_match: u8,
-    pub _pad: [u8; 7],
+    pub _pad: [u8; 3],
     pub comm: [u8; 16],
 }
 
@@ -45,12 +44,10 @@ pub fn get(sk: u64) -> Option<&'static mut SockState> {
         owner: 0,
         space: 0,
         rcvbuf: 0,
-        window_clamp: 0,
-        rcv_ssthresh: 0,
         sport: 0,
         dport: 0,
         ports_match: 0,
-        _pad: [0; 7],
+        _pad: [0; 3],
         comm: [0; 16],
     };
     read_ports(sk, &mut fresh);

@@ -58,6 +58,10 @@ pub struct WatchArgs {
     /// change). Zero / non-zero transitions are always reported.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub window_shift: u8,
+    /// At exit, print how often each kernel program ran and its average cost (turns on the
+    /// kernel's BPF run-time statistics while tracing, which itself costs a little).
+    #[arg(long)]
+    pub prog_stats: bool,
     #[command(flatten)]
     pub hooks: HookArgs,
 }

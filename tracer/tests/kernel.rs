@@ -36,7 +36,8 @@ struct Tracer {
 impl Tracer {
     fn start(args: &[&str]) -> Tracer {
         let mut cmd = Command::new(tracer_bin());
-        cmd.args(["watch", "--json", "--duration", "600"]).args(args);
+        cmd.args(["watch", "--json", "--duration", "600"])
+            .args(args);
         if let Ok(hooks) = std::env::var("TRACER_HOOKS") {
             cmd.args(["--hooks", &hooks]);
         }
@@ -55,7 +56,11 @@ impl Tracer {
                 }
             }
         });
-        let mut tracer = Tracer { child, stderr: rx, stderr_seen: Vec::new() };
+        let mut tracer = Tracer {
+            child,
+            stderr: rx,
+            stderr_seen: Vec::new(),
+        };
         let deadline = Instant::now() + ATTACH_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -80,11 +85,18 @@ impl Tracer {
         // SAFETY: kill on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let mut out = String::new();
-        self.child.stdout.take().expect("piped stdout").read_to_string(&mut out).expect("read stdout");
+        self.child
+            .stdout
+            .take()
+            .expect("piped stdout")
+            .read_to_string(&mut out)
+            .expect("read stdout");
         let status = self.child.wait().expect("wait for tracer");
         assert!(status.success(), "tracer exited with {status}");
         out.lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad NDJSON line {l:?}: {e}")))
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("bad NDJSON line {l:?}: {e}"))
+            })
             .collect()
     }
 }
@@ -95,7 +107,12 @@ fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T 
     thread::spawn(move || {
         // SAFETY: unshare affects only this thread's namespaces.
         let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+        assert_eq!(
+            rc,
+            0,
+            "unshare(CLONE_NEWNET): {}",
+            std::io::Error::last_os_error()
+        );
         run(Command::new("ip").args(["link", "set", "lo", "up"]));
         f()
     })
@@ -104,8 +121,14 @@ fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T 
 }
 
 fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("failed to run {cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("failed to run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -121,7 +144,8 @@ fn nstat() -> HashMap<String, u64> {
 }
 
 fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>, name: &str) -> u64 {
-    let get = |m: &HashMap<String, u64>| *m.get(name).unwrap_or_else(|| panic!("nstat has no {name}"));
+    let get =
+        |m: &HashMap<String, u64>| *m.get(name).unwrap_or_else(|| panic!("nstat has no {name}"));
     get(after) - get(before)
 }
 
@@ -196,26 +220,47 @@ fn zero_window_stall_matches_kernel_counters() {
             "event of another connection leaked through the port filter: {e}"
         );
     }
-    let summary: Vec<String> = ["open", "window", "zero_window_start", "zero_window_end", "probe", "rcv_space", "close"]
-        .iter()
-        .map(|k| format!("{k}={}", count(&events, k)))
-        .collect();
+    let summary: Vec<String> = [
+        "open",
+        "window",
+        "zero_window_start",
+        "zero_window_end",
+        "probe",
+        "rcv_space",
+        "close",
+    ]
+    .iter()
+    .map(|k| format!("{k}={}", count(&events, k)))
+    .collect();
     eprintln!("events: {}", summary.join(" "));
 
     // Both ends open and close.
     assert_eq!(count(&events, "open"), 2, "expected both ends to open");
     assert_eq!(count(&events, "close"), 2, "expected both ends to close");
     // Zero-window episodes are advertised by the receiver (local port = our port) and end.
-    let starts: Vec<&Value> = events.iter().filter(|e| kind(e) == "zero_window_start").collect();
-    let ends: Vec<&Value> = events.iter().filter(|e| kind(e) == "zero_window_end").collect();
+    let starts: Vec<&Value> = events
+        .iter()
+        .filter(|e| kind(e) == "zero_window_start")
+        .collect();
+    let ends: Vec<&Value> = events
+        .iter()
+        .filter(|e| kind(e) == "zero_window_end")
+        .collect();
     assert!(!starts.is_empty(), "no zero-window episode reported");
     assert!(!ends.is_empty(), "no zero-window episode ended");
     for e in starts.iter().chain(&ends) {
         assert_eq!(e["side"], "local", "{e}");
-        assert_eq!(e["sport"], port, "the receiver advertises the zero window: {e}");
+        assert_eq!(
+            e["sport"], port,
+            "the receiver advertises the zero window: {e}"
+        );
     }
     let first_start = starts[0]["ts_ns"].as_u64().expect("ts_ns");
-    assert!(ends.iter().any(|e| e["ts_ns"].as_u64() >= Some(first_start)), "no episode ends after it starts");
+    assert!(
+        ends.iter()
+            .any(|e| e["ts_ns"].as_u64() >= Some(first_start)),
+        "no episode ends after it starts"
+    );
     // Probes go from the sender (remote port = our port) while the window is zero.
     let probes: Vec<&Value> = events.iter().filter(|e| kind(e) == "probe").collect();
     assert!(!probes.is_empty(), "no zero-window probe reported");
@@ -226,19 +271,36 @@ fn zero_window_stall_matches_kernel_counters() {
         assert_eq!(p["snd_wnd"], 0, "probes are sent into a zero window: {p}");
     }
     assert!(count(&events, "rcv_space") >= 1, "no rcv_space event");
-    let rcv = events.iter().find(|e| kind(e) == "rcv_space").expect("rcv_space");
-    assert_eq!(rcv["rcvbuf_locked"], true, "SO_RCVBUF pins the buffer: {rcv}");
+    let rcv = events
+        .iter()
+        .find(|e| kind(e) == "rcv_space")
+        .expect("rcv_space");
+    assert_eq!(
+        rcv["rcvbuf_locked"], true,
+        "SO_RCVBUF pins the buffer: {rcv}"
+    );
 
     // The kernel's own counters, over the same interval, in a namespace with no other traffic.
     let to_zero = delta(&before, &after, "TcpExtTCPToZeroWindowAdv");
     let win_probe = delta(&before, &after, "TcpExtTCPWinProbe");
     eprintln!("nstat: TCPToZeroWindowAdv +{to_zero}, TCPWinProbe +{win_probe}");
-    assert_eq!(starts.len() as u64, to_zero, "zero-window entries vs TCPToZeroWindowAdv");
+    assert_eq!(
+        starts.len() as u64,
+        to_zero,
+        "zero-window entries vs TCPToZeroWindowAdv"
+    );
     assert_eq!(probes.len() as u64, win_probe, "probes vs TCPWinProbe");
 
     if let Ok(hook) = std::env::var("TRACER_EXPECT_HOOK") {
-        for e in events.iter().filter(|e| kind(e) == "window" || kind(e) == "probe") {
-            let want = if kind(e) == "probe" { probe_hook(&hook) } else { hook.clone() };
+        for e in events
+            .iter()
+            .filter(|e| kind(e) == "window" || kind(e) == "probe")
+        {
+            let want = if kind(e) == "probe" {
+                probe_hook(&hook)
+            } else {
+                hook.clone()
+            };
             assert_eq!(e["hook"], want.as_str(), "hook serving {}: {e}", kind(e));
         }
     }
@@ -263,8 +325,16 @@ fn probes_reports_a_hook_for_every_signal() {
     }
     let out = run(&mut cmd);
     eprintln!("{out}");
-    assert!(!out.contains("UNAVAILABLE"), "a signal has no hook on this kernel:\n{out}");
-    for signal in ["window", "zero-window probe", "rcv-buffer autotune", "open/close"] {
+    assert!(
+        !out.contains("UNAVAILABLE"),
+        "a signal has no hook on this kernel:\n{out}"
+    );
+    for signal in [
+        "window",
+        "zero-window probe",
+        "rcv-buffer autotune",
+        "open/close",
+    ] {
         assert!(out.contains(signal), "{signal} missing from:\n{out}");
     }
 }

@@ -23,29 +23,52 @@ pub fn run(rounds: u32, seconds: f64) -> Result<()> {
     let secs = Duration::from_secs_f64(seconds);
     let mut without = Vec::new();
     let mut with = Vec::new();
+    let (mut cpu_without, mut cpu_with) = (Vec::new(), Vec::new());
     eprintln!("xtask: bench: {rounds} rounds of {seconds} s loopback bulk transfer, without / with `tracer watch`");
     for round in 1..=rounds {
         let base = transfer(secs)?;
-        let agent = start_tracer(&tracer)?;
+        let agent = start_tracer(&tracer, false)?;
         let traced = transfer(secs);
-        let summary = stop_tracer(agent)?;
+        let (summary, agent_cpu) = stop_tracer(agent)?;
         let traced = traced?;
+        // CPU seconds per GB moved: the kernel programs run in the transfer's threads (their
+        // system time), the agent in its own process.
+        let base_cpu = base.cpu_secs / base.gigabytes;
+        let traced_cpu = (traced.cpu_secs + agent_cpu) / traced.gigabytes;
         eprintln!(
-            "  round {round}: without {:.2} Gbit/s, with {:.2} Gbit/s (ratio {:.3}); tracer: {summary}",
-            gbit(base),
-            gbit(traced),
-            traced / base
+            "  round {round}: without {:.2} Gbit/s {:.0} ms CPU/GB, with {:.2} Gbit/s {:.0} ms CPU/GB \
+             (throughput ratio {:.3}); tracer {summary}",
+            gbit(base.rate),
+            base_cpu * 1e3,
+            gbit(traced.rate),
+            traced_cpu * 1e3,
+            traced.rate / base.rate
         );
-        without.push(base);
-        with.push(traced);
+        without.push(base.rate);
+        with.push(traced.rate);
+        cpu_without.push(base_cpu);
+        cpu_with.push(traced_cpu);
     }
+    // One more traced transfer with the kernel's run-time statistics: the cost per hook call.
+    let agent = start_tracer(&tracer, true)?;
+    let traced = transfer(secs);
+    let (summary, _) = stop_tracer(agent)?;
+    let traced = traced?;
+    eprintln!("  cost round ({:.2} Gbit/s): {summary}", gbit(traced.rate));
     let (w0, w1) = (median(&mut without), median(&mut with));
+    let (c0, c1) = (median(&mut cpu_without), median(&mut cpu_with));
     println!(
         "bench: median throughput without tracer {:.2} Gbit/s, with tracer {:.2} Gbit/s: ratio {:.3} ({:+.1} %)",
         gbit(w0),
         gbit(w1),
         w1 / w0,
         (w1 / w0 - 1.0) * 100.0
+    );
+    println!(
+        "bench: median CPU per GB without tracer {:.0} ms, with tracer (kernel programs + agent) {:.0} ms: ratio {:.3}",
+        c0 * 1e3,
+        c1 * 1e3,
+        c1 / c0
     );
     Ok(())
 }
@@ -57,12 +80,41 @@ fn gbit(bytes_per_sec: f64) -> f64 {
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
-/// One bulk transfer over loopback for `secs`; returns bytes per second received.
-fn transfer(secs: Duration) -> Result<f64> {
-    let listener = TcpListener::bind(("127.0.0.1", PORT)).with_context(|| format!("failed to bind port {PORT}"))?;
+struct Transfer {
+    /// Bytes per second received.
+    rate: f64,
+    gigabytes: f64,
+    /// CPU time (user + system) of this process during the transfer.
+    cpu_secs: f64,
+}
+
+/// CPU seconds (user + system) used so far by process `pid` ("self" for ours).
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // USER_HZ is 100 on every Linux architecture we build for.
+    f.get(11)
+        .zip(f.get(12))
+        .map_or(0.0, |(u, s)| (u + s) / 100.0)
+}
+
+/// One bulk transfer over loopback for `secs`.
+fn transfer(secs: Duration) -> Result<Transfer> {
+    let cpu_before = cpu_secs("self");
+    let listener = TcpListener::bind(("127.0.0.1", PORT))
+        .with_context(|| format!("failed to bind port {PORT}"))?;
     let sender = thread::spawn(move || -> std::io::Result<()> {
         let mut s = TcpStream::connect(("127.0.0.1", PORT))?;
         let chunk = vec![0xa5u8; 1 << 20];
@@ -84,8 +136,14 @@ fn transfer(secs: Duration) -> Result<f64> {
         total += n as u64;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    sender.join().map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
-    Ok(total as f64 / elapsed)
+    sender
+        .join()
+        .map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
+    Ok(Transfer {
+        rate: total as f64 / elapsed,
+        gigabytes: total as f64 / 1e9,
+        cpu_secs: cpu_secs("self") - cpu_before,
+    })
 }
 
 /// A running `tracer watch` and the thread collecting what it prints on stderr.
@@ -94,9 +152,12 @@ struct Agent {
     stderr: thread::JoinHandle<Vec<String>>,
 }
 
-fn start_tracer(bin: &std::path::Path) -> Result<Agent> {
+/// `prog_stats` turns on the kernel's per-program run-time accounting, which itself costs a
+/// little: it is used for a separate round only.
+fn start_tracer(bin: &std::path::Path, prog_stats: bool) -> Result<Agent> {
     let mut child = Command::new(bin)
         .args(["watch", "--json", "--port", &PORT.to_string()])
+        .args(prog_stats.then_some("--prog-stats"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -104,7 +165,16 @@ fn start_tracer(bin: &std::path::Path) -> Result<Agent> {
     let stderr = child.stderr.take().context("no stderr")?;
     let mut lines = BufReader::new(stderr).lines();
     for line in lines.by_ref() {
-        if line?.contains("tracer: attached") {
+        let line = line?;
+        if line.contains("UNAVAILABLE") {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "the tracer could not hook every signal ({}): run `cargo xtask run -- probes`",
+                line.trim()
+            );
+        }
+        if line.contains("tracer: attached") {
             // Keep draining stderr so the tracer never blocks on it.
             let stderr = thread::spawn(move || lines.map_while(Result::ok).collect());
             return Ok(Agent { child, stderr });
@@ -114,15 +184,30 @@ fn start_tracer(bin: &std::path::Path) -> Result<Agent> {
     bail!("the tracer exited before attaching (run `cargo xtask run -- probes` to see why)")
 }
 
-/// Stops the tracer as Ctrl-C would and returns its closing line (events seen and lost).
-fn stop_tracer(agent: Agent) -> Result<String> {
+/// Stops the tracer as Ctrl-C would; returns its closing line (events seen and lost) and the CPU
+/// seconds it used.
+fn stop_tracer(agent: Agent) -> Result<(String, f64)> {
     let Agent { mut child, stderr } = agent;
+    let cpu = cpu_secs(&child.id().to_string());
     crate::setup::run(Command::new("kill").args(["-INT", &child.id().to_string()]))?;
     let status = child.wait()?;
     let text = stderr.join().unwrap_or_default();
     if !status.success() {
-        bail!("the tracer failed during the benchmark: {status}: {}", text.join("\n"));
+        bail!(
+            "the tracer failed during the benchmark: {status}: {}",
+            text.join("\n")
+        );
     }
-    let last = text.iter().rev().find(|l| l.contains("detached")).map_or("no summary", |l| l.as_str());
-    Ok(last.trim_start_matches("tracer: ").to_string())
+    // "detached; N events, M lost" and the per-program cost of the programs that ran.
+    let mut summary: Vec<&str> = text
+        .iter()
+        .filter(|l| {
+            l.contains("detached") || (l.contains("tracer: program") && !l.contains(": 0 runs"))
+        })
+        .map(|l| l.trim_start_matches("tracer: "))
+        .collect();
+    if summary.is_empty() {
+        summary.push("no summary");
+    }
+    Ok((summary.join("; "), cpu))
 }

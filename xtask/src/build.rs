@@ -22,7 +22,8 @@ pub fn cargo() -> Command {
 /// Builds target/release/tracer and returns its path.
 pub fn tracer() -> Result<PathBuf> {
     eprintln!("xtask: building the agent and its kernel programs (release)");
-    run_cmd(cargo().args(["build", "--release", "--package", "tracer"])).context("failed to build the tracer")?;
+    run_cmd(cargo().args(["build", "--release", "--package", "tracer"]))
+        .context("failed to build the tracer")?;
     Ok(workspace_root().join("target/release/tracer"))
 }
 

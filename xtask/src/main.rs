@@ -12,7 +12,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Build, run, test and benchmark the tracer")]
+#[command(
+    name = "cargo xtask",
+    about = "Build, run, test and benchmark the tracer"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -38,7 +41,7 @@ enum Cmd {
     /// Measure the tracer's overhead on a loopback bulk transfer.
     Bench {
         /// Interleaved rounds of (without tracer, with tracer).
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 7)]
         rounds: u32,
         /// Seconds per transfer.
         #[arg(long, default_value_t = 3.0)]

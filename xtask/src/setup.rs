@@ -25,10 +25,22 @@ fn ensure_nightly() -> Result<()> {
     if !toolchains.lines().any(|l| l.starts_with("nightly")) {
         bail!("no nightly Rust toolchain: run `rustup toolchain install nightly --component rust-src`");
     }
-    let installed = output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", "nightly"]))?;
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        "nightly",
+    ]))?;
     if !installed.lines().any(|l| l.starts_with("rust-src")) {
         eprintln!("xtask: adding rust-src to the nightly toolchain");
-        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+        run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
     }
     Ok(())
 }
@@ -56,8 +68,16 @@ fn ensure_bpf_linker() -> Result<()> {
         .with_context(|| format!("failed to list {}", lib.display()))?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .find(|n| n.starts_with("libLLVM-") && n.ends_with(".so"))
-        .with_context(|| format!("the nightly toolchain has no libLLVM-*.so in {}", lib.display()))?;
-    let llvm = llvm.trim_start_matches("lib").trim_end_matches(".so").to_string();
+        .with_context(|| {
+            format!(
+                "the nightly toolchain has no libLLVM-*.so in {}",
+                lib.display()
+            )
+        })?;
+    let llvm = llvm
+        .trim_start_matches("lib")
+        .trim_end_matches(".so")
+        .to_string();
     let major = llvm
         .trim_start_matches("LLVM-")
         .split(|c: char| !c.is_ascii_digit())
@@ -70,8 +90,18 @@ fn ensure_bpf_linker() -> Result<()> {
         lib = lib.display()
     );
     run(Command::new("cargo")
-        .args(["+nightly", "install", &format!("bpf-linker@{VERSION}"), "--locked", "--no-default-features"])
-        .args(["--features", &format!("llvm-{major},no-llvm-linking"), "--root"])
+        .args([
+            "+nightly",
+            "install",
+            &format!("bpf-linker@{VERSION}"),
+            "--locked",
+            "--no-default-features",
+        ])
+        .args([
+            "--features",
+            &format!("llvm-{major},no-llvm-linking"),
+            "--root",
+        ])
         .arg(&root)
         .env("RUSTFLAGS", rustflags))
     .context("failed to build bpf-linker")

@@ -60,28 +60,47 @@ fn observe(ctx: &SkBuffContext) -> Option<()> {
     }
     let sk_addr = tp as u64;
 
-    let version = ctx.load::<u8>(0).ok()? >> 4;
-    let tcp_off = match version {
+    // Direct packet access: the headers are in the linear part, and this runs per segment, so
+    // no helper calls here. Every read is bounds-checked against data_end for the verifier.
+    // SAFETY: the context pointer is valid; reads below are checked against data_end.
+    let (data, end) = unsafe { ((*skb).data as usize, (*skb).data_end as usize) };
+    // Any TCP segment has at least 40 bytes of headers (IPv4 20 + TCP 20, or IPv6 40 + ...):
+    // one check covers the IP header fields read here.
+    if data + 40 > end {
+        return None;
+    }
+    // SAFETY: data + 40 <= data_end was checked just above.
+    let byte = |at: usize| unsafe { *((data + at) as *const u8) };
+    let first = byte(0);
+    let tcp = match first >> 4 {
         4 => {
-            if ctx.load::<u8>(9).ok()? != IPPROTO_TCP {
+            if byte(9) != IPPROTO_TCP {
                 return None;
             }
-            ((ctx.load::<u8>(0).ok()? & 0x0f) as usize) * 4
+            data + ((first & 0x0f) as usize) * 4
         }
         6 => {
             // Extension headers are not followed: TCP sockets do not send them by default.
-            if ctx.load::<u8>(6).ok()? != IPPROTO_TCP {
+            if byte(6) != IPPROTO_TCP {
                 return None;
             }
-            40
+            data + 40
         }
         _ => return None,
     };
     // seq (4..8), data offset (12), flags (13), window (14..16).
-    let seq = u32::from_be(ctx.load::<u32>(tcp_off + 4).ok()?);
-    let doff = ((ctx.load::<u8>(tcp_off + 12).ok()? >> 4) as u32) * 4;
-    let flags = ctx.load::<u8>(tcp_off + 13).ok()?;
-    let raw = u16::from_be(ctx.load::<u16>(tcp_off + 14).ok()?);
+    if tcp + 16 > end {
+        return None;
+    }
+    // SAFETY: tcp + 16 <= data_end was checked just above.
+    let (seq, doff, flags, raw) = unsafe {
+        (
+            u32::from_be(core::ptr::read_unaligned((tcp + 4) as *const u32)),
+            ((*((tcp + 12) as *const u8) >> 4) as u32) * 4,
+            *((tcp + 13) as *const u8),
+            u16::from_be(core::ptr::read_unaligned((tcp + 14) as *const u16)),
+        )
+    };
     if flags & TCP_FLAG_SYN != 0 {
         return None;
     }
@@ -89,7 +108,7 @@ fn observe(ctx: &SkBuffContext) -> Option<()> {
         window::advertised(sk_addr, raw, HOOK_CGROUP_SKB);
     }
     if signals & EGRESS_PROBE != 0 && flags == TCP_FLAG_ACK {
-        let payload = ctx.len().wrapping_sub(tcp_off as u32 + doff);
+        let payload = ctx.len().wrapping_sub((tcp - data) as u32 + doff);
         if payload == 0 {
             let snd_wnd = read::u32_field(sk_addr, global!(OFFSETS.snd_wnd));
             let snd_una = read::u32_field(sk_addr, global!(OFFSETS.snd_una));

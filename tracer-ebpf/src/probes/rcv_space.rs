@@ -17,24 +17,20 @@ pub fn rcv_space_raw_tp(ctx: RawTracePointContext) -> i32 {
         return 0;
     };
     state::learn_owner(st);
+    // Autotuning moves rcvq_space.space and sk_rcvbuf (window_clamp follows rcvbuf): compare
+    // those two on every read, fetch the rest only when something changed.
     let space = read::u32_field(sk, global!(OFFSETS.rcvq_space));
     let rcvbuf = read::u32_field(sk, global!(OFFSETS.sk_rcvbuf));
-    let clamp = read::u32_field(sk, global!(OFFSETS.window_clamp));
-    let ssthresh = read::u32_field(sk, global!(OFFSETS.rcv_ssthresh));
-    if space == st.space
-        && rcvbuf == st.rcvbuf
-        && clamp == st.window_clamp
-        && ssthresh == st.rcv_ssthresh
-    {
+    if space == st.space && rcvbuf == st.rcvbuf {
         return 0;
     }
     st.space = space;
     st.rcvbuf = rcvbuf;
-    st.window_clamp = clamp;
-    st.rcv_ssthresh = ssthresh;
     if !state::wanted(st) {
         return 0;
     }
+    let clamp = read::u32_field(sk, global!(OFFSETS.window_clamp));
+    let ssthresh = read::u32_field(sk, global!(OFFSETS.rcv_ssthresh));
     let locks = read::field(sk, global!(OFFSETS.sk_userlocks)).unwrap_or(0);
     emit::send(
         KIND_RCV_SPACE,

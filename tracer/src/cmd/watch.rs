@@ -46,6 +46,15 @@ async fn watch(args: WatchArgs) -> Result<()> {
         pid: args.pid,
         window_shift: args.window_shift,
     })?;
+    // Held for the session: the kernel counts program run time while this descriptor is open.
+    let _stats = if args.prog_stats {
+        Some(
+            aya::sys::enable_stats(aya::sys::Stats::RunTime)
+                .context("failed to enable BPF run-time statistics")?,
+        )
+    } else {
+        None
+    };
     eprint!("{}", describe(&session.attached, &session.clock));
     for row in session.attached.missing() {
         eprintln!(
@@ -108,6 +117,9 @@ async fn watch(args: WatchArgs) -> Result<()> {
             _ = sigterm.recv() => break,
         }
     }
+    if args.prog_stats {
+        print_prog_stats(&session.ebpf);
+    }
     // Detach first so nothing arrives after the final drain.
     let Session { ebpf, .. } = session;
     drop(ebpf);
@@ -116,4 +128,22 @@ async fn watch(args: WatchArgs) -> Result<()> {
     drop(pump);
     eprintln!("tracer: detached; {seen} events, {lost_reported} lost");
     Ok(())
+}
+
+/// One line per loaded kernel program: runs and average cost (BPF run-time statistics).
+fn print_prog_stats(ebpf: &aya::Ebpf) {
+    for (name, prog) in ebpf.programs() {
+        let Ok(info) = prog.info() else { continue };
+        let runs = info.run_count();
+        let total = info.run_time();
+        let avg = if runs > 0 {
+            total.as_nanos() as f64 / runs as f64
+        } else {
+            0.0
+        };
+        eprintln!(
+            "tracer: program {name}: {runs} runs, {avg:.0} ns/run, {:.3} s in all",
+            total.as_secs_f64()
+        );
+    }
 }

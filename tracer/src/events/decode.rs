@@ -367,7 +367,11 @@ mod tests {
     use super::*;
 
     fn clock() -> Clock {
-        Clock { realtime_offset_ns: 1_000, hz: Some(250), retries2: 15 }
+        Clock {
+            realtime_offset_ns: 1_000,
+            hz: Some(250),
+            retries2: 15,
+        }
     }
 
     fn header(kind: u16, hook: u8, ts_ns: u64) -> EventHeader {
@@ -392,8 +396,10 @@ mod tests {
 
     fn bytes<T>(v: &T) -> Vec<u8> {
         // SAFETY: reading the bytes of a plain-old-data value we own.
-        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
-            .to_vec()
+        unsafe {
+            std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>())
+        }
+        .to_vec()
     }
 
     fn window(ts_ns: u64, raw: u16, transition: u8) -> Vec<u8> {
@@ -418,18 +424,34 @@ mod tests {
         let start = d.decode(&window(5_000, 0, TRANSITION_TO_ZERO)).unwrap();
         assert_eq!(start.len(), 2);
         assert_eq!(start[0].body.kind(), "window");
-        assert!(matches!(start[1].body, Body::ZeroWindowStart { side: Side::Local, unread: 4096, .. }));
-        assert_eq!(start[1].ts_ns, 6_000, "monotonic time is shifted to wall-clock time");
+        assert!(matches!(
+            start[1].body,
+            Body::ZeroWindowStart {
+                side: Side::Local,
+                unread: 4096,
+                ..
+            }
+        ));
+        assert_eq!(
+            start[1].ts_ns, 6_000,
+            "monotonic time is shifted to wall-clock time"
+        );
         assert_eq!(start[1].saddr.to_string(), "10.0.0.1");
         assert_eq!(start[1].dport, 40000);
 
         let mid = d.decode(&window(6_000, 3, TRANSITION_NONE)).unwrap();
         assert_eq!(mid.len(), 1);
 
-        let end = d.decode(&window(2_000_005_000, 10, TRANSITION_FROM_ZERO)).unwrap();
+        let end = d
+            .decode(&window(2_000_005_000, 10, TRANSITION_FROM_ZERO))
+            .unwrap();
         assert_eq!(end.len(), 2);
         match &end[1].body {
-            Body::ZeroWindowEnd { window, duration_ns, .. } => {
+            Body::ZeroWindowEnd {
+                window,
+                duration_ns,
+                ..
+            } => {
                 assert_eq!(*window, 1280);
                 assert_eq!(*duration_ns, Some(2_000_000_000));
             }
@@ -441,7 +463,13 @@ mod tests {
     fn an_end_without_a_seen_start_has_no_duration() {
         let mut d = Decoder::new(clock());
         let end = d.decode(&window(9, 1, TRANSITION_FROM_ZERO)).unwrap();
-        assert!(matches!(end[1].body, Body::ZeroWindowEnd { duration_ns: None, .. }));
+        assert!(matches!(
+            end[1].body,
+            Body::ZeroWindowEnd {
+                duration_ns: None,
+                ..
+            }
+        ));
     }
 
     fn probe(hook: u8, before_send: u8, probes_out: u8, backoff: u8) -> Vec<u8> {
@@ -465,7 +493,13 @@ mod tests {
         let exact = d.decode(&probe(HOOK_FEXIT, 0, 1, 3)).unwrap();
         let inferred = d.decode(&probe(HOOK_CGROUP_SKB, 1, 0, 2)).unwrap();
         let fields = |e: &Event| match e.body {
-            Body::Probe { probes_out, backoff, rto_ms, next_probe_ms, .. } => (probes_out, backoff, rto_ms, next_probe_ms),
+            Body::Probe {
+                probes_out,
+                backoff,
+                rto_ms,
+                next_probe_ms,
+                ..
+            } => (probes_out, backoff, rto_ms, next_probe_ms),
             _ => panic!("not a probe"),
         };
         assert_eq!(fields(&exact[0]), fields(&inferred[0]));
@@ -474,7 +508,10 @@ mod tests {
 
     #[test]
     fn backoff_stops_growing_at_tcp_retries2() {
-        let mut d = Decoder::new(Clock { retries2: 3, ..clock() });
+        let mut d = Decoder::new(Clock {
+            retries2: 3,
+            ..clock()
+        });
         let e = d.decode(&probe(HOOK_CGROUP_SKB, 1, 0, 3)).unwrap();
         assert!(matches!(e[0].body, Body::Probe { backoff: 3, .. }));
     }
@@ -482,24 +519,44 @@ mod tests {
     #[test]
     fn persist_interval_follows_tcp_probe0_when() {
         assert_eq!(next_probe_ms(208.0, 0), 208.0);
-        assert_eq!(next_probe_ms(50.0, 1), 400.0, "the base is at least TCP_RTO_MIN (200 ms)");
+        assert_eq!(
+            next_probe_ms(50.0, 1),
+            400.0,
+            "the base is at least TCP_RTO_MIN (200 ms)"
+        );
         assert_eq!(next_probe_ms(200.0, 14), 120_000.0, "capped at TCP_RTO_MAX");
         assert_eq!(next_probe_ms(100.0, 10), 120_000.0f64.min(200.0 * 1024.0));
     }
 
     #[test]
     fn unknown_hz_leaves_times_out() {
-        let mut d = Decoder::new(Clock { hz: None, ..clock() });
+        let mut d = Decoder::new(Clock {
+            hz: None,
+            ..clock()
+        });
         let e = d.decode(&probe(HOOK_FEXIT, 0, 1, 1)).unwrap();
-        assert!(matches!(e[0].body, Body::Probe { rto_ms: None, next_probe_ms: None, .. }));
+        assert!(matches!(
+            e[0].body,
+            Body::Probe {
+                rto_ms: None,
+                next_probe_ms: None,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn short_and_unknown_records_are_errors() {
         let mut d = Decoder::new(clock());
         let w = window(1, 1, TRANSITION_NONE);
-        assert_eq!(d.decode(&w[..70]), Err(DecodeError::Short { len: 70, need: 96 }));
-        assert_eq!(d.decode(&w[..10]), Err(DecodeError::Short { len: 10, need: 64 }));
+        assert_eq!(
+            d.decode(&w[..70]),
+            Err(DecodeError::Short { len: 70, need: 96 })
+        );
+        assert_eq!(
+            d.decode(&w[..10]),
+            Err(DecodeError::Short { len: 10, need: 64 })
+        );
         let mut h = header(99, HOOK_FEXIT, 1);
         h.kind = 99;
         assert_eq!(d.decode(&bytes(&h)), Err(DecodeError::UnknownKind(99)));
@@ -529,6 +586,12 @@ mod tests {
             .unwrap();
         assert_eq!(e[0].saddr.to_string(), "::1");
         assert_eq!(e[0].pid, Some(42));
-        assert_eq!(e[0].body, Body::Close { from_state: "FIN_WAIT1", comm: "curl".into() });
+        assert_eq!(
+            e[0].body,
+            Body::Close {
+                from_state: "FIN_WAIT1",
+                comm: "curl".into()
+            }
+        );
     }
 }

@@ -143,7 +143,7 @@ fn try_hook(
             // Unload what this hook already attached, so a half-attached hook cannot report
             // events beside the fallback that replaces it.
             Err(e) => {
-                unload(ebpf, &targets[..i]);
+                unload(ebpf, &targets[..=i]);
                 return Err(describe(e));
             }
         }
