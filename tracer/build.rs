@@ -5,9 +5,8 @@ use std::{env, path::Path};
 use anyhow::{bail, Context as _};
 
 fn main() -> anyhow::Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("tracer has no parent directory")?;
+    let root =
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("tracer has no parent directory")?;
     // `cargo xtask setup` builds bpf-linker into the project's own tools folder.
     let tools = root.join(".tools").join("bin");
     let path = env::var_os("PATH").unwrap_or_default();
@@ -22,18 +21,11 @@ fn main() -> anyhow::Result<()> {
             tools.display()
         );
     }
-    println!(
-        "cargo:rerun-if-changed={}",
-        tools.join("bpf-linker").display()
-    );
+    println!("cargo:rerun-if-changed={}", tools.join("bpf-linker").display());
     let ebpf = root.join("tracer-ebpf");
     let ebpf = ebpf.to_str().context("tracer-ebpf path is not UTF-8")?;
     aya_build::build_ebpf(
-        [aya_build::Package {
-            name: "tracer-ebpf",
-            root_dir: ebpf,
-            ..Default::default()
-        }],
+        [aya_build::Package { name: "tracer-ebpf", root_dir: ebpf, ..Default::default() }],
         aya_build::Toolchain::Nightly,
     )
 }

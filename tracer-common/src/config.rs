@@ -15,7 +15,10 @@ pub struct Config {
     /// Window changes smaller than 1/2^window_shift of the last reported window are not
     /// reported (zero / non-zero transitions always are); 0 reports every change.
     pub window_shift: u8,
-    pub _pad: [u8; 2],
+    pub _pad: u8,
+    /// Offset of `ret` in the syscalls:sys_exit_accept* tracepoint record (from its format file).
+    pub accept_ret_offset: u16,
+    pub _pad2: u16,
 }
 
 impl Config {
@@ -23,11 +26,13 @@ impl Config {
         pid: 0,
         port_filter: 0,
         window_shift: 0,
-        _pad: [0; 2],
+        _pad: 0,
+        accept_ret_offset: 16,
+        _pad2: 0,
     };
 }
 
-const _: () = assert!(core::mem::size_of::<Config>() == 8);
+const _: () = assert!(core::mem::size_of::<Config>() == 12);
 
 #[cfg(feature = "user")]
 // SAFETY: plain old data with explicit padding.

@@ -16,13 +16,8 @@ pub struct FieldLoc {
 
 impl FieldLoc {
     pub const ABSENT: u32 = u32::MAX;
-    pub const MISSING: FieldLoc = FieldLoc {
-        offset: Self::ABSENT,
-        size: 0,
-        shift: 0,
-        width: 0,
-        _pad: 0,
-    };
+    pub const MISSING: FieldLoc =
+        FieldLoc { offset: Self::ABSENT, size: 0, shift: 0, width: 0, _pad: 0 };
 
     pub const fn is_present(&self) -> bool {
         self.offset != Self::ABSENT
@@ -66,6 +61,15 @@ pub struct KernelOffsets {
     pub rcvq_space: FieldLoc,
     /// struct sk_buff: `data`, relative to the skb, not the socket.
     pub skb_data: FieldLoc,
+    // From a task to the socket behind one of its file descriptors, each relative to its own
+    // struct: task_struct.files, files_struct.fdt, fdtable.fd / max_fds, file.private_data,
+    // socket.sk.
+    pub task_files: FieldLoc,
+    pub files_fdt: FieldLoc,
+    pub fdt_fd: FieldLoc,
+    pub fdt_max_fds: FieldLoc,
+    pub file_private_data: FieldLoc,
+    pub socket_sk: FieldLoc,
 }
 
 impl KernelOffsets {
@@ -98,11 +102,17 @@ impl KernelOffsets {
         snd_wscale: FieldLoc::MISSING,
         rcvq_space: FieldLoc::MISSING,
         skb_data: FieldLoc::MISSING,
+        task_files: FieldLoc::MISSING,
+        files_fdt: FieldLoc::MISSING,
+        fdt_fd: FieldLoc::MISSING,
+        fdt_max_fds: FieldLoc::MISSING,
+        file_private_data: FieldLoc::MISSING,
+        socket_sk: FieldLoc::MISSING,
     };
 }
 
 const _: () = assert!(core::mem::size_of::<FieldLoc>() == 8);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 28 * 8);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 34 * 8);
 
 #[cfg(feature = "user")]
 // SAFETY: plain old data: integers only, no padding beyond the explicit `_pad` fields.

@@ -17,11 +17,7 @@ fn main() -> ExitCode {
         Err(err) => {
             // clap formats help, version and usage errors itself.
             let _ = err.print();
-            return if err.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
+            return if err.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
         }
     };
     match cmd::run(cli) {

@@ -9,7 +9,7 @@
 use std::{
     collections::HashMap,
     io::{BufRead, BufReader, Read, Write},
-    net::{TcpListener, TcpStream},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, TcpStream},
     os::fd::AsRawFd,
     process::{Child, Command, Stdio},
     sync::mpsc,
@@ -36,8 +36,7 @@ struct Tracer {
 impl Tracer {
     fn start(args: &[&str]) -> Tracer {
         let mut cmd = Command::new(tracer_bin());
-        cmd.args(["watch", "--json", "--duration", "600"])
-            .args(args);
+        cmd.args(["watch", "--json", "--duration", "600"]).args(args);
         if let Ok(hooks) = std::env::var("TRACER_HOOKS") {
             cmd.args(["--hooks", &hooks]);
         }
@@ -56,11 +55,7 @@ impl Tracer {
                 }
             }
         });
-        let mut tracer = Tracer {
-            child,
-            stderr: rx,
-            stderr_seen: Vec::new(),
-        };
+        let mut tracer = Tracer { child, stderr: rx, stderr_seen: Vec::new() };
         let deadline = Instant::now() + ATTACH_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -107,12 +102,7 @@ fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T 
     thread::spawn(move || {
         // SAFETY: unshare affects only this thread's namespaces.
         let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-        assert_eq!(
-            rc,
-            0,
-            "unshare(CLONE_NEWNET): {}",
-            std::io::Error::last_os_error()
-        );
+        assert_eq!(rc, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
         run(Command::new("ip").args(["link", "set", "lo", "up"]));
         f()
     })
@@ -121,14 +111,8 @@ fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T 
 }
 
 fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("failed to run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = cmd.output().unwrap_or_else(|e| panic!("failed to run {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -151,8 +135,8 @@ fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>, name: &str
 
 /// The scenario of the issue: a receiver with a small SO_RCVBUF that sleeps, then reads small
 /// amounts slowly, then drains; a sender that writes as fast as it can.
-fn zero_window_transfer(port: u16) {
-    let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind");
+fn zero_window_transfer(addr: IpAddr, port: u16) {
+    let listener = TcpListener::bind((addr, port)).expect("bind");
     let rcvbuf: libc::c_int = 4096;
     // SAFETY: setsockopt on our own socket with a valid int. Accepted sockets inherit it.
     let rc = unsafe {
@@ -166,7 +150,7 @@ fn zero_window_transfer(port: u16) {
     };
     assert_eq!(rc, 0, "setsockopt(SO_RCVBUF)");
     let sender = thread::spawn(move || {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let mut s = TcpStream::connect((addr, port)).expect("connect");
         let chunk = vec![0x5a_u8; 64 * 1024];
         for _ in 0..5 {
             s.write_all(&chunk).expect("send");
@@ -197,12 +181,21 @@ fn test_port() -> u16 {
 
 #[test]
 #[ignore = "needs root and a live kernel: run through `cargo xtask test`"]
-fn zero_window_stall_matches_kernel_counters() {
-    let port = test_port();
+fn zero_window_stall_matches_kernel_counters_ipv4() {
+    zero_window_stall_matches_kernel_counters(IpAddr::V4(Ipv4Addr::LOCALHOST), test_port());
+}
+
+#[test]
+#[ignore = "needs root and a live kernel: run through `cargo xtask test`"]
+fn zero_window_stall_matches_kernel_counters_ipv6() {
+    zero_window_stall_matches_kernel_counters(IpAddr::V6(Ipv6Addr::LOCALHOST), test_port() + 1);
+}
+
+fn zero_window_stall_matches_kernel_counters(addr: IpAddr, port: u16) {
     let tracer = Tracer::start(&["--port", &port.to_string()]);
     let (before, after) = in_new_netns(move || {
         let before = nstat();
-        zero_window_transfer(port);
+        zero_window_transfer(addr, port);
         // Let the closing handshake finish before reading the counters.
         thread::sleep(Duration::from_millis(300));
         (before, nstat())
@@ -219,46 +212,31 @@ fn zero_window_stall_matches_kernel_counters() {
             e["sport"] == port || e["dport"] == port,
             "event of another connection leaked through the port filter: {e}"
         );
+        assert_eq!(e["saddr"], addr.to_string(), "{e}");
+        assert_eq!(e["daddr"], addr.to_string(), "{e}");
     }
-    let summary: Vec<String> = [
-        "open",
-        "window",
-        "zero_window_start",
-        "zero_window_end",
-        "probe",
-        "rcv_space",
-        "close",
-    ]
-    .iter()
-    .map(|k| format!("{k}={}", count(&events, k)))
-    .collect();
+    let summary: Vec<String> =
+        ["open", "window", "zero_window_start", "zero_window_end", "probe", "rcv_space", "close"]
+            .iter()
+            .map(|k| format!("{k}={}", count(&events, k)))
+            .collect();
     eprintln!("events: {}", summary.join(" "));
 
     // Both ends open and close.
     assert_eq!(count(&events, "open"), 2, "expected both ends to open");
     assert_eq!(count(&events, "close"), 2, "expected both ends to close");
     // Zero-window episodes are advertised by the receiver (local port = our port) and end.
-    let starts: Vec<&Value> = events
-        .iter()
-        .filter(|e| kind(e) == "zero_window_start")
-        .collect();
-    let ends: Vec<&Value> = events
-        .iter()
-        .filter(|e| kind(e) == "zero_window_end")
-        .collect();
+    let starts: Vec<&Value> = events.iter().filter(|e| kind(e) == "zero_window_start").collect();
+    let ends: Vec<&Value> = events.iter().filter(|e| kind(e) == "zero_window_end").collect();
     assert!(!starts.is_empty(), "no zero-window episode reported");
     assert!(!ends.is_empty(), "no zero-window episode ended");
     for e in starts.iter().chain(&ends) {
         assert_eq!(e["side"], "local", "{e}");
-        assert_eq!(
-            e["sport"], port,
-            "the receiver advertises the zero window: {e}"
-        );
+        assert_eq!(e["sport"], port, "the receiver advertises the zero window: {e}");
     }
     let first_start = starts[0]["ts_ns"].as_u64().expect("ts_ns");
     assert!(
-        ends.iter()
-            .any(|e| e["ts_ns"].as_u64() >= Some(first_start)),
+        ends.iter().any(|e| e["ts_ns"].as_u64() >= Some(first_start)),
         "no episode ends after it starts"
     );
     // Probes go from the sender (remote port = our port) while the window is zero.
@@ -271,36 +249,19 @@ fn zero_window_stall_matches_kernel_counters() {
         assert_eq!(p["snd_wnd"], 0, "probes are sent into a zero window: {p}");
     }
     assert!(count(&events, "rcv_space") >= 1, "no rcv_space event");
-    let rcv = events
-        .iter()
-        .find(|e| kind(e) == "rcv_space")
-        .expect("rcv_space");
-    assert_eq!(
-        rcv["rcvbuf_locked"], true,
-        "SO_RCVBUF pins the buffer: {rcv}"
-    );
+    let rcv = events.iter().find(|e| kind(e) == "rcv_space").expect("rcv_space");
+    assert_eq!(rcv["rcvbuf_locked"], true, "SO_RCVBUF pins the buffer: {rcv}");
 
     // The kernel's own counters, over the same interval, in a namespace with no other traffic.
     let to_zero = delta(&before, &after, "TcpExtTCPToZeroWindowAdv");
     let win_probe = delta(&before, &after, "TcpExtTCPWinProbe");
     eprintln!("nstat: TCPToZeroWindowAdv +{to_zero}, TCPWinProbe +{win_probe}");
-    assert_eq!(
-        starts.len() as u64,
-        to_zero,
-        "zero-window entries vs TCPToZeroWindowAdv"
-    );
+    assert_eq!(starts.len() as u64, to_zero, "zero-window entries vs TCPToZeroWindowAdv");
     assert_eq!(probes.len() as u64, win_probe, "probes vs TCPWinProbe");
 
     if let Ok(hook) = std::env::var("TRACER_EXPECT_HOOK") {
-        for e in events
-            .iter()
-            .filter(|e| kind(e) == "window" || kind(e) == "probe")
-        {
-            let want = if kind(e) == "probe" {
-                probe_hook(&hook)
-            } else {
-                hook.clone()
-            };
+        for e in events.iter().filter(|e| kind(e) == "window" || kind(e) == "probe") {
+            let want = if kind(e) == "probe" { probe_hook(&hook) } else { hook.clone() };
             assert_eq!(e["hook"], want.as_str(), "hook serving {}: {e}", kind(e));
         }
     }
@@ -325,16 +286,39 @@ fn probes_reports_a_hook_for_every_signal() {
     }
     let out = run(&mut cmd);
     eprintln!("{out}");
-    assert!(
-        !out.contains("UNAVAILABLE"),
-        "a signal has no hook on this kernel:\n{out}"
-    );
-    for signal in [
-        "window",
-        "zero-window probe",
-        "rcv-buffer autotune",
-        "open/close",
-    ] {
+    assert!(!out.contains("UNAVAILABLE"), "a signal has no hook on this kernel:\n{out}");
+    for signal in ["window", "zero-window probe", "rcv-buffer autotune", "open/close"] {
         assert!(out.contains(signal), "{signal} missing from:\n{out}");
     }
+}
+
+#[test]
+#[ignore = "needs root and a live kernel: run through `cargo xtask test`"]
+fn pid_filter_keeps_only_that_process() {
+    let port = test_port() + 2;
+    let ours = std::process::id();
+    let mine = Tracer::start(&["--port", &port.to_string(), "--pid", &ours.to_string()]);
+    // PID 1 never touches the test's sockets: its tracer must stay silent for this port.
+    let other = Tracer::start(&["--port", &port.to_string(), "--pid", "1"]);
+    in_new_netns(move || zero_window_transfer(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+    thread::sleep(Duration::from_millis(200));
+    let mine_stderr = mine.stderr_seen.join("\n");
+    let mine = mine.stop();
+    let other = other.stop();
+    assert!(other.is_empty(), "--pid 1 reported the test's connection: {:?}", other.first());
+    assert!(count(&mine, "probe") >= 1, "the sender's probes are attributed at connect()");
+    assert!(
+        count(&mine, "zero_window_start") >= 1,
+        "the reader's zero windows after its first read"
+    );
+    assert!(count(&mine, "rcv_space") >= 1);
+    for e in &mine {
+        assert_eq!(e["pid"], ours, "event of another process: {e}");
+    }
+}
+
+/// Whether the tracer attached the accept tracepoints (kernels without syscall tracepoints
+/// attribute accepted sockets at their first read instead, and say so).
+fn tracer_has_accept_hook(stderr: &str) -> bool {
+    stderr.lines().any(|l| l.contains("accepting process") && l.contains("tracepoint"))
 }

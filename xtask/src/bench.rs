@@ -100,14 +100,9 @@ fn cpu_secs(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let f: Vec<f64> = after
-        .split_whitespace()
-        .filter_map(|v| v.parse().ok())
-        .collect();
+    let f: Vec<f64> = after.split_whitespace().filter_map(|v| v.parse().ok()).collect();
     // USER_HZ is 100 on every Linux architecture we build for.
-    f.get(11)
-        .zip(f.get(12))
-        .map_or(0.0, |(u, s)| (u + s) / 100.0)
+    f.get(11).zip(f.get(12)).map_or(0.0, |(u, s)| (u + s) / 100.0)
 }
 
 /// One bulk transfer over loopback for `secs`.
@@ -136,9 +131,7 @@ fn transfer(secs: Duration) -> Result<Transfer> {
         total += n as u64;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    sender
-        .join()
-        .map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
+    sender.join().map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
     Ok(Transfer {
         rate: total as f64 / elapsed,
         gigabytes: total as f64 / 1e9,
@@ -193,10 +186,7 @@ fn stop_tracer(agent: Agent) -> Result<(String, f64)> {
     let status = child.wait()?;
     let text = stderr.join().unwrap_or_default();
     if !status.success() {
-        bail!(
-            "the tracer failed during the benchmark: {status}: {}",
-            text.join("\n")
-        );
+        bail!("the tracer failed during the benchmark: {status}: {}", text.join("\n"));
     }
     // "detached; N events, M lost" and the per-program cost of the programs that ran.
     let mut summary: Vec<&str> = text

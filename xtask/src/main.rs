@@ -12,10 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "cargo xtask",
-    about = "Build, run, test and benchmark the tracer"
-)]
+#[command(name = "cargo xtask", about = "Build, run, test and benchmark the tracer")]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,

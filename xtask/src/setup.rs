@@ -69,15 +69,9 @@ fn ensure_bpf_linker() -> Result<()> {
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .find(|n| n.starts_with("libLLVM-") && n.ends_with(".so"))
         .with_context(|| {
-            format!(
-                "the nightly toolchain has no libLLVM-*.so in {}",
-                lib.display()
-            )
+            format!("the nightly toolchain has no libLLVM-*.so in {}", lib.display())
         })?;
-    let llvm = llvm
-        .trim_start_matches("lib")
-        .trim_end_matches(".so")
-        .to_string();
+    let llvm = llvm.trim_start_matches("lib").trim_end_matches(".so").to_string();
     let major = llvm
         .trim_start_matches("LLVM-")
         .split(|c: char| !c.is_ascii_digit())
@@ -85,10 +79,8 @@ fn ensure_bpf_linker() -> Result<()> {
         .unwrap_or_default()
         .to_string();
     eprintln!("xtask: building bpf-linker {VERSION} against the nightly toolchain's {llvm} (about a minute)");
-    let rustflags = format!(
-        "-L {lib} -C link-arg=-Wl,-rpath,{lib} -l dylib={llvm}",
-        lib = lib.display()
-    );
+    let rustflags =
+        format!("-L {lib} -C link-arg=-Wl,-rpath,{lib} -l dylib={llvm}", lib = lib.display());
     run(Command::new("cargo")
         .args([
             "+nightly",
@@ -97,11 +89,7 @@ fn ensure_bpf_linker() -> Result<()> {
             "--locked",
             "--no-default-features",
         ])
-        .args([
-            "--features",
-            &format!("llvm-{major},no-llvm-linking"),
-            "--root",
-        ])
+        .args(["--features", &format!("llvm-{major},no-llvm-linking"), "--root"])
         .arg(&root)
         .env("RUSTFLAGS", rustflags))
     .context("failed to build bpf-linker")
@@ -109,9 +97,7 @@ fn ensure_bpf_linker() -> Result<()> {
 
 /// Runs a command, failing with its full command line when it exits non-zero.
 pub fn run(cmd: &mut Command) -> Result<()> {
-    let status = cmd
-        .status()
-        .with_context(|| format!("failed to start {cmd:?}"))?;
+    let status = cmd.status().with_context(|| format!("failed to start {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
     }
@@ -120,15 +106,9 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 
 /// Runs a command and returns its standard output.
 pub fn output(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("failed to start {cmd:?}"))?;
+    let out = cmd.output().with_context(|| format!("failed to start {cmd:?}"))?;
     if !out.status.success() {
-        bail!(
-            "{cmd:?} failed: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("{cmd:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -153,17 +133,18 @@ pub fn which(program: &str) -> Option<PathBuf> {
 /// Installs the Debian packages whose marker program or file is missing.
 /// Each entry is (program on PATH or absolute file path, package name).
 pub fn ensure_debian_packages(wanted: &[(&str, &str)]) -> Result<()> {
-    let missing: Vec<&str> = wanted
-        .iter()
-        .filter(|(marker, _)| {
-            if marker.starts_with('/') {
-                !Path::new(marker).exists()
-            } else {
-                !have(marker)
-            }
-        })
-        .map(|(_, pkg)| *pkg)
-        .collect();
+    let missing: Vec<&str> =
+        wanted
+            .iter()
+            .filter(|(marker, _)| {
+                if marker.starts_with('/') {
+                    !Path::new(marker).exists()
+                } else {
+                    !have(marker)
+                }
+            })
+            .map(|(_, pkg)| *pkg)
+            .collect();
     if missing.is_empty() {
         return Ok(());
     }

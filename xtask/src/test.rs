@@ -32,13 +32,7 @@ impl Tally {
         let number_before = |word: &str| -> u64 {
             rest.split(';')
                 .find_map(|part| {
-                    part.trim()
-                        .strip_suffix(word)?
-                        .trim()
-                        .rsplit(' ')
-                        .next()?
-                        .parse()
-                        .ok()
+                    part.trim().strip_suffix(word)?.trim().rsplit(' ').next()?.parse().ok()
                 })
                 .unwrap_or(0)
         };
@@ -61,31 +55,16 @@ pub fn all(with_vm: bool) -> Result<()> {
     ]));
     record(&mut tally, &mut failures, "unit tests", unit);
 
-    eprintln!(
-        "xtask: [2/3] kernel tests on this host ({})",
-        kernel_release()
-    );
+    eprintln!("xtask: [2/3] kernel tests on this host ({})", kernel_release());
     if effective_uid() != 0 {
         bail!("kernel tests attach eBPF programs and need root: run `sudo cargo xtask test`");
     }
     let host_auto = cargo_test(kernel_tests().env_remove("TRACER_HOOKS"));
-    record(
-        &mut tally,
-        &mut failures,
-        "host kernel tests (auto hooks)",
-        host_auto,
-    );
+    record(&mut tally, &mut failures, "host kernel tests (auto hooks)", host_auto);
     let host_packet = cargo_test(
-        kernel_tests()
-            .env("TRACER_HOOKS", "packet")
-            .env("TRACER_EXPECT_HOOK", "cgroup_skb"),
+        kernel_tests().env("TRACER_HOOKS", "packet").env("TRACER_EXPECT_HOOK", "cgroup_skb"),
     );
-    record(
-        &mut tally,
-        &mut failures,
-        "host kernel tests (--hooks packet)",
-        host_packet,
-    );
+    record(&mut tally, &mut failures, "host kernel tests (--hooks packet)", host_packet);
 
     if with_vm {
         eprintln!("xtask: [3/3] kernel tests in a QEMU guest on Debian's 6.1 kernel");
@@ -119,25 +98,18 @@ fn record(tally: &mut Tally, failures: &mut Vec<String>, stage: &str, result: Re
 
 fn kernel_tests() -> Command {
     let mut cmd = build::cargo();
-    cmd.args([
-        "test",
-        "--release",
-        "--package",
-        "tracer",
-        "--test",
-        "kernel",
-        "--",
-    ])
-    .args(["--include-ignored", "--test-threads=1", "--nocapture"]);
+    cmd.args(["test", "--release", "--package", "tracer", "--test", "kernel", "--"]).args([
+        "--include-ignored",
+        "--test-threads=1",
+        "--nocapture",
+    ]);
     cmd
 }
 
 /// Runs a cargo test command, streaming its output and counting results.
 fn cargo_test(cmd: &mut Command) -> Result<Tally> {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("failed to start {cmd:?}"))?;
+    let mut child =
+        cmd.stdout(Stdio::piped()).spawn().with_context(|| format!("failed to start {cmd:?}"))?;
     let mut tally = Tally::default();
     let stdout = child.stdout.take().context("no stdout")?;
     for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -152,10 +124,7 @@ fn cargo_test(cmd: &mut Command) -> Result<Tally> {
 }
 
 fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .unwrap_or_default()
-        .trim()
-        .to_string()
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string()
 }
 
 fn effective_uid() -> u32 {
@@ -201,11 +170,7 @@ fn guest_tests() -> Result<Tally> {
         // /init installs it as /boot/config-$(uname -r): the agent reads CONFIG_HZ there.
         (kernel.config.clone(), "/boot/config".to_string()),
     ];
-    let runs = [
-        ("auto", "fentry"),
-        ("kprobe", "kprobe"),
-        ("packet", "cgroup_skb"),
-    ];
+    let runs = [("auto", "fentry"), ("kprobe", "kprobe"), ("packet", "cgroup_skb")];
     let mut script = String::from("export TRACER_BIN=/bin/tracer\nrc=0\n");
     for (hooks, expect) in runs {
         script.push_str(&format!(

@@ -106,9 +106,8 @@ fn abi(name: &str) -> Option<u32> {
 /// The newest kernel already extracted in `cache`, if any.
 fn newest_cached(cache: &Path) -> Option<Kernel> {
     let entries = fs::read_dir(cache).ok()?.filter_map(Result::ok);
-    let mut dirs: Vec<(u32, PathBuf)> = entries
-        .filter_map(|e| Some((abi(e.file_name().to_str()?)?, e.path())))
-        .collect();
+    let mut dirs: Vec<(u32, PathBuf)> =
+        entries.filter_map(|e| Some((abi(e.file_name().to_str()?)?, e.path()))).collect();
     dirs.sort();
     dirs.iter().rev().find_map(|(_, dir)| kernel_in(dir).ok())
 }
@@ -150,9 +149,7 @@ fn download(cache: &Path, pkg: &str, version: &str, dir: &Path) -> Result<()> {
 fn kernel_in(dir: &Path) -> Result<Kernel> {
     let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     let pkg = name.split('_').next().unwrap_or_default();
-    let release = pkg
-        .trim_start_matches("linux-image-")
-        .trim_end_matches("-unsigned");
+    let release = pkg.trim_start_matches("linux-image-").trim_end_matches("-unsigned");
     let boot = dir.join("boot");
     let vmlinuz = boot.join(format!("vmlinuz-{release}"));
     let config = boot.join(format!("config-{release}"));
@@ -161,11 +158,7 @@ fn kernel_in(dir: &Path) -> Result<Kernel> {
         bail!("{dir} lacks boot/vmlinuz-{release} or its config; delete it to extract again");
     }
     let release = release.to_owned();
-    Ok(Kernel {
-        vmlinuz,
-        config,
-        release,
-    })
+    Ok(Kernel { vmlinuz, config, release })
 }
 
 /// Writes a gzip'd newc cpio initramfs to `out`: static busybox with its applets in /bin, each
@@ -284,10 +277,7 @@ fn shared_libs(exe: &Path) -> Result<Vec<PathBuf>> {
     let mut libs = Vec::new();
     for line in stdout.lines().map(str::trim) {
         if line.contains("=> not found") {
-            bail!(
-                "{} needs `{line}` on the host; install that library",
-                exe.display()
-            );
+            bail!("{} needs `{line}` on the host; install that library", exe.display());
         }
         // "libc.so.6 => /lib/.../libc.so.6 (0x..)", "/lib64/ld-linux-x86-64.so.2 (0x..)",
         // "linux-vdso.so.1 (0x..)" (in the kernel, skipped)

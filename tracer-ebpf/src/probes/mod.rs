@@ -1,5 +1,6 @@
 //! One file per hook. Each signal has several hooks (best first); the agent attaches one of them.
 
+mod accept;
 mod egress;
 mod probe0;
 mod rcv_space;

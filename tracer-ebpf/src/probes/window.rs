@@ -85,11 +85,7 @@ pub fn advertised(sk: u64, raw: u16, hook: u8) {
     let shift = global!(CONFIG.window_shift);
     if transition == TRANSITION_NONE && shift != 0 && st.last_reported != state::UNSEEN {
         let prev = st.last_reported;
-        let delta = if window > prev {
-            window - prev
-        } else {
-            prev - window
-        };
+        let delta = if window > prev { window - prev } else { prev - window };
         if delta < (prev >> (shift & 31)) {
             return;
         }

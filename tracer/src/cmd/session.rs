@@ -40,11 +40,17 @@ impl Session {
         }
         let btf = Btf::from_file(Path::new(kernel::VMLINUX_BTF))?;
         let offsets = offsets::resolve(&btf)?;
+        // Tracepoints attach through tracefs; without it only their hook is lost (said later).
+        let accept_ret_offset = kernel::tracefs_root()
+            .ok()
+            .and_then(|t| kernel::tracepoint_field_offset(&t, "syscalls/sys_exit_accept4", "ret"))
+            .unwrap_or(Config::DEFAULT.accept_ret_offset);
         let config = Config {
             pid: opts.pid.unwrap_or(0),
             port_filter: (!opts.ports.is_empty()) as u8,
             window_shift: opts.window_shift,
-            _pad: [0; 2],
+            accept_ret_offset,
+            ..Config::DEFAULT
         };
         let mut ebpf = EbpfLoader::new()
             .override_global("OFFSETS", &offsets, true)
@@ -55,26 +61,17 @@ impl Session {
             let mut ports: HashMap<_, u16, u8> =
                 HashMap::try_from(ebpf.map_mut("PORTS").context("map PORTS is missing")?)?;
             for port in &opts.ports {
-                ports
-                    .insert(port, 1, 0)
-                    .context("failed to set the port filter")?;
+                ports.insert(port, 1, 0).context("failed to set the port filter")?;
             }
         }
         let attached = probes::attach_all(&mut ebpf, opts.hooks)?;
-        Ok(Session {
-            ebpf,
-            attached,
-            clock: clock(),
-        })
+        Ok(Session { ebpf, attached, clock: clock() })
     }
 }
 
 fn clock() -> Clock {
     let now = |id| {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
         // SAFETY: clock_gettime writes into the struct we own.
         unsafe { libc::clock_gettime(id, &mut ts) };
         ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64
@@ -83,9 +80,7 @@ fn clock() -> Clock {
     Clock {
         realtime_offset_ns: offset,
         hz: kernel::config_hz(),
-        retries2: kernel::sysctl("net/ipv4/tcp_retries2")
-            .unwrap_or(15)
-            .min(255) as u8,
+        retries2: kernel::sysctl("net/ipv4/tcp_retries2").unwrap_or(15).min(255) as u8,
     }
 }
 
@@ -100,10 +95,9 @@ pub fn describe(attached: &Attached, clock: &Clock) -> String {
                 out.push_str(&format!("  {:<20} {}\n", row.signal.name(), hook.label()));
                 out.push_str(&format!("  {:<20}   {}\n", "", hook.fidelity));
             }
-            None => out.push_str(&format!(
-                "  {:<20} UNAVAILABLE on this kernel\n",
-                row.signal.name()
-            )),
+            None => {
+                out.push_str(&format!("  {:<20} UNAVAILABLE on this kernel\n", row.signal.name()))
+            }
         }
         for p in &row.partial {
             out.push_str(&format!("  {:<20}   not covered: {p}\n", ""));

@@ -27,10 +27,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
         }
     }
     if args.window_shift > 16 {
-        bail!(
-            "--window-shift must be between 0 and 16 (got {})",
-            args.window_shift
-        );
+        bail!("--window-shift must be between 0 and 16 (got {})", args.window_shift);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -64,19 +61,13 @@ async fn watch(args: WatchArgs) -> Result<()> {
     }
     let mut reader = Reader::new(&mut session.ebpf)?;
     let mut decoder = Decoder::new(session.clock.clone());
-    let mut sink: Box<dyn Sink> = if args.json {
-        Box::new(Json::new())
-    } else {
-        Box::new(Terminal::new())
-    };
+    let mut sink: Box<dyn Sink> =
+        if args.json { Box::new(Json::new()) } else { Box::new(Terminal::new()) };
     eprintln!("tracer: attached; tracing (Ctrl-C to stop)");
 
     let mut sigint = signal(SignalKind::interrupt()).context("failed to watch for SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("failed to watch for SIGTERM")?;
-    let deadline = sleep(
-        args.duration
-            .map_or(Duration::MAX / 4, Duration::from_secs_f64),
-    );
+    let deadline = sleep(args.duration.map_or(Duration::MAX / 4, Duration::from_secs_f64));
     tokio::pin!(deadline);
     let mut drain = interval(DRAIN_EVERY);
     drain.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -136,11 +127,7 @@ fn print_prog_stats(ebpf: &aya::Ebpf) {
         let Ok(info) = prog.info() else { continue };
         let runs = info.run_count();
         let total = info.run_time();
-        let avg = if runs > 0 {
-            total.as_nanos() as f64 / runs as f64
-        } else {
-            0.0
-        };
+        let avg = if runs > 0 { total.as_nanos() as f64 / runs as f64 } else { 0.0 };
         eprintln!(
             "tracer: program {name}: {runs} runs, {avg:.0} ns/run, {:.3} s in all",
             total.as_secs_f64()

@@ -149,10 +149,7 @@ pub struct Decoder {
 
 impl Decoder {
     pub fn new(clock: Clock) -> Self {
-        Decoder {
-            clock,
-            zero_since: HashMap::new(),
-        }
+        Decoder { clock, zero_since: HashMap::new() }
     }
 
     /// Decodes one ring-buffer record into one or two events.
@@ -209,19 +206,13 @@ impl Decoder {
                 // The packet-level hook reads the counters before the kernel updates them for
                 // this probe: apply the kernel's update so every hook reports the same thing.
                 let (probes_out, backoff) = if p.before_send != 0 {
-                    let backoff = if p.backoff < self.clock.retries2 {
-                        p.backoff + 1
-                    } else {
-                        p.backoff
-                    };
+                    let backoff =
+                        if p.backoff < self.clock.retries2 { p.backoff + 1 } else { p.backoff };
                     (p.probes_out.saturating_add(1), backoff)
                 } else {
                     (p.probes_out, p.backoff)
                 };
-                let rto_ms = self
-                    .clock
-                    .hz
-                    .map(|hz| p.rto_jiffies as f64 * 1000.0 / hz as f64);
+                let rto_ms = self.clock.hz.map(|hz| p.rto_jiffies as f64 * 1000.0 / hz as f64);
                 vec![self.event(
                     &header,
                     Body::Probe {
@@ -267,10 +258,7 @@ impl Decoder {
                 self.zero_since.remove(&header.sk);
                 vec![self.event(
                     &header,
-                    Body::Close {
-                        from_state: tcp_state(l.oldstate),
-                        comm: comm(&l.comm),
-                    },
+                    Body::Close { from_state: tcp_state(l.oldstate), comm: comm(&l.comm) },
                 )]
             }
             other => return Err(DecodeError::UnknownKind(other)),
@@ -280,18 +268,13 @@ impl Decoder {
 
     fn event(&self, h: &EventHeader, body: Body) -> Event {
         let (saddr, daddr) = if h.family == AF_INET6 {
-            (
-                IpAddr::V6(Ipv6Addr::from(h.saddr)),
-                IpAddr::V6(Ipv6Addr::from(h.daddr)),
-            )
+            (IpAddr::V6(Ipv6Addr::from(h.saddr)), IpAddr::V6(Ipv6Addr::from(h.daddr)))
         } else {
             let v4 = |a: &[u8; 16]| IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]));
             (v4(&h.saddr), v4(&h.daddr))
         };
         Event {
-            ts_ns: (h.ts_ns as i64)
-                .saturating_add(self.clock.realtime_offset_ns)
-                .max(0) as u64,
+            ts_ns: (h.ts_ns as i64).saturating_add(self.clock.realtime_offset_ns).max(0) as u64,
             sk: h.sk,
             pid: (h.pid != 0).then_some(h.pid),
             hook: hook_name(h.hook),
@@ -314,10 +297,7 @@ pub fn next_probe_ms(rto_ms: f64, backoff: u8) -> f64 {
 fn read<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
     let need = std::mem::size_of::<T>();
     if bytes.len() < need {
-        return Err(DecodeError::Short {
-            len: bytes.len(),
-            need,
-        });
+        return Err(DecodeError::Short { len: bytes.len(), need });
     }
     // SAFETY: T is a repr(C) plain-old-data record from tracer-common (integers and byte
     // arrays only, valid for any bit pattern) and `bytes` holds at least size_of::<T>() bytes.
@@ -367,11 +347,7 @@ mod tests {
     use super::*;
 
     fn clock() -> Clock {
-        Clock {
-            realtime_offset_ns: 1_000,
-            hz: Some(250),
-            retries2: 15,
-        }
+        Clock { realtime_offset_ns: 1_000, hz: Some(250), retries2: 15 }
     }
 
     fn header(kind: u16, hook: u8, ts_ns: u64) -> EventHeader {
@@ -426,32 +402,19 @@ mod tests {
         assert_eq!(start[0].body.kind(), "window");
         assert!(matches!(
             start[1].body,
-            Body::ZeroWindowStart {
-                side: Side::Local,
-                unread: 4096,
-                ..
-            }
+            Body::ZeroWindowStart { side: Side::Local, unread: 4096, .. }
         ));
-        assert_eq!(
-            start[1].ts_ns, 6_000,
-            "monotonic time is shifted to wall-clock time"
-        );
+        assert_eq!(start[1].ts_ns, 6_000, "monotonic time is shifted to wall-clock time");
         assert_eq!(start[1].saddr.to_string(), "10.0.0.1");
         assert_eq!(start[1].dport, 40000);
 
         let mid = d.decode(&window(6_000, 3, TRANSITION_NONE)).unwrap();
         assert_eq!(mid.len(), 1);
 
-        let end = d
-            .decode(&window(2_000_005_000, 10, TRANSITION_FROM_ZERO))
-            .unwrap();
+        let end = d.decode(&window(2_000_005_000, 10, TRANSITION_FROM_ZERO)).unwrap();
         assert_eq!(end.len(), 2);
         match &end[1].body {
-            Body::ZeroWindowEnd {
-                window,
-                duration_ns,
-                ..
-            } => {
+            Body::ZeroWindowEnd { window, duration_ns, .. } => {
                 assert_eq!(*window, 1280);
                 assert_eq!(*duration_ns, Some(2_000_000_000));
             }
@@ -463,13 +426,7 @@ mod tests {
     fn an_end_without_a_seen_start_has_no_duration() {
         let mut d = Decoder::new(clock());
         let end = d.decode(&window(9, 1, TRANSITION_FROM_ZERO)).unwrap();
-        assert!(matches!(
-            end[1].body,
-            Body::ZeroWindowEnd {
-                duration_ns: None,
-                ..
-            }
-        ));
+        assert!(matches!(end[1].body, Body::ZeroWindowEnd { duration_ns: None, .. }));
     }
 
     fn probe(hook: u8, before_send: u8, probes_out: u8, backoff: u8) -> Vec<u8> {
@@ -493,13 +450,9 @@ mod tests {
         let exact = d.decode(&probe(HOOK_FEXIT, 0, 1, 3)).unwrap();
         let inferred = d.decode(&probe(HOOK_CGROUP_SKB, 1, 0, 2)).unwrap();
         let fields = |e: &Event| match e.body {
-            Body::Probe {
-                probes_out,
-                backoff,
-                rto_ms,
-                next_probe_ms,
-                ..
-            } => (probes_out, backoff, rto_ms, next_probe_ms),
+            Body::Probe { probes_out, backoff, rto_ms, next_probe_ms, .. } => {
+                (probes_out, backoff, rto_ms, next_probe_ms)
+            }
             _ => panic!("not a probe"),
         };
         assert_eq!(fields(&exact[0]), fields(&inferred[0]));
@@ -508,10 +461,7 @@ mod tests {
 
     #[test]
     fn backoff_stops_growing_at_tcp_retries2() {
-        let mut d = Decoder::new(Clock {
-            retries2: 3,
-            ..clock()
-        });
+        let mut d = Decoder::new(Clock { retries2: 3, ..clock() });
         let e = d.decode(&probe(HOOK_CGROUP_SKB, 1, 0, 3)).unwrap();
         assert!(matches!(e[0].body, Body::Probe { backoff: 3, .. }));
     }
@@ -519,44 +469,24 @@ mod tests {
     #[test]
     fn persist_interval_follows_tcp_probe0_when() {
         assert_eq!(next_probe_ms(208.0, 0), 208.0);
-        assert_eq!(
-            next_probe_ms(50.0, 1),
-            400.0,
-            "the base is at least TCP_RTO_MIN (200 ms)"
-        );
+        assert_eq!(next_probe_ms(50.0, 1), 400.0, "the base is at least TCP_RTO_MIN (200 ms)");
         assert_eq!(next_probe_ms(200.0, 14), 120_000.0, "capped at TCP_RTO_MAX");
         assert_eq!(next_probe_ms(100.0, 10), 120_000.0f64.min(200.0 * 1024.0));
     }
 
     #[test]
     fn unknown_hz_leaves_times_out() {
-        let mut d = Decoder::new(Clock {
-            hz: None,
-            ..clock()
-        });
+        let mut d = Decoder::new(Clock { hz: None, ..clock() });
         let e = d.decode(&probe(HOOK_FEXIT, 0, 1, 1)).unwrap();
-        assert!(matches!(
-            e[0].body,
-            Body::Probe {
-                rto_ms: None,
-                next_probe_ms: None,
-                ..
-            }
-        ));
+        assert!(matches!(e[0].body, Body::Probe { rto_ms: None, next_probe_ms: None, .. }));
     }
 
     #[test]
     fn short_and_unknown_records_are_errors() {
         let mut d = Decoder::new(clock());
         let w = window(1, 1, TRANSITION_NONE);
-        assert_eq!(
-            d.decode(&w[..70]),
-            Err(DecodeError::Short { len: 70, need: 96 })
-        );
-        assert_eq!(
-            d.decode(&w[..10]),
-            Err(DecodeError::Short { len: 10, need: 64 })
-        );
+        assert_eq!(d.decode(&w[..70]), Err(DecodeError::Short { len: 70, need: 96 }));
+        assert_eq!(d.decode(&w[..10]), Err(DecodeError::Short { len: 10, need: 64 }));
         let mut h = header(99, HOOK_FEXIT, 1);
         h.kind = 99;
         assert_eq!(d.decode(&bytes(&h)), Err(DecodeError::UnknownKind(99)));
@@ -586,12 +516,6 @@ mod tests {
             .unwrap();
         assert_eq!(e[0].saddr.to_string(), "::1");
         assert_eq!(e[0].pid, Some(42));
-        assert_eq!(
-            e[0].body,
-            Body::Close {
-                from_state: "FIN_WAIT1",
-                comm: "curl".into()
-            }
-        );
+        assert_eq!(e[0].body, Body::Close { from_state: "FIN_WAIT1", comm: "curl".into() });
     }
 }

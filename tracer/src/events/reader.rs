@@ -17,12 +17,8 @@ pub struct Reader {
 
 impl Reader {
     pub fn new(ebpf: &mut Ebpf) -> Result<Self> {
-        let ring = ebpf
-            .take_map("EVENTS")
-            .context("map EVENTS is missing from the eBPF object")?;
-        let lost = ebpf
-            .take_map("LOST")
-            .context("map LOST is missing from the eBPF object")?;
+        let ring = ebpf.take_map("EVENTS").context("map EVENTS is missing from the eBPF object")?;
+        let lost = ebpf.take_map("LOST").context("map LOST is missing from the eBPF object")?;
         Ok(Reader {
             ring: RingBuf::try_from(ring).context("EVENTS is not a ring buffer")?,
             lost: PerCpuArray::try_from(lost).context("LOST is not a per-CPU array")?,

@@ -52,11 +52,7 @@ pub enum BtfError {
     /// The struct exists but the dotted member path does not.
     NoMember { root: String, path: String },
     /// The member exists but cannot be described as a [`Field`].
-    Unsupported {
-        root: String,
-        path: String,
-        why: &'static str,
-    },
+    Unsupported { root: String, path: String, why: &'static str },
 }
 
 impl fmt::Display for BtfError {
@@ -110,12 +106,7 @@ pub struct Btf {
 /// Summary only; the tables are far too large to print.
 impl fmt::Debug for Btf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Btf {{ {} types, {} structs }}",
-            self.types.len() - 1,
-            self.structs.len()
-        )
+        write!(f, "Btf {{ {} types, {} structs }}", self.types.len() - 1, self.structs.len())
     }
 }
 
@@ -126,10 +117,7 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn u32(&mut self) -> Result<u32, BtfError> {
-        let b = self
-            .buf
-            .get(self.pos..self.pos + 4)
-            .ok_or_else(|| corrupt("truncated"))?;
+        let b = self.buf.get(self.pos..self.pos + 4).ok_or_else(|| corrupt("truncated"))?;
         self.pos += 4;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
@@ -180,15 +168,11 @@ impl Btf {
         }
         let check = |off: u32| {
             let ok = (off as usize) < strs.len();
-            ok.then_some(off)
-                .ok_or_else(|| corrupt(format!("string offset {off} out of range")))
+            ok.then_some(off).ok_or_else(|| corrupt(format!("string offset {off} out of range")))
         };
 
         let (mut types, mut members, mut enumerators) = (vec![Ty::default()], vec![], vec![]);
-        let mut r = Reader {
-            buf: type_sec,
-            pos: 0,
-        };
+        let mut r = Reader { buf: type_sec, pos: 0 };
         while r.pos < type_sec.len() {
             let name = check(r.u32()?)?;
             let info = r.u32()?;
@@ -220,22 +204,9 @@ impl Btf {
                 14 | 17 => r.skip(1)?, // VAR linkage, DECL_TAG component_idx
                 DATASEC => r.skip(3 * vlen)?,
                 PTR | 7..=FUNC | FLOAT | 18 => {}
-                k => {
-                    return Err(corrupt(format!(
-                        "unknown kind {k} at type id {}",
-                        types.len()
-                    )))
-                }
+                k => return Err(corrupt(format!("unknown kind {k} at type id {}", types.len()))),
             }
-            types.push(Ty {
-                kind,
-                kflag,
-                name,
-                vlen,
-                size_or_type,
-                a,
-                b,
-            });
+            types.push(Ty { kind, kflag, name, vlen, size_or_type, a, b });
         }
 
         let mut btf = Btf {
@@ -288,9 +259,7 @@ impl Btf {
     }
 
     fn ty(&self, id: u32) -> Result<&Ty, BtfError> {
-        self.types
-            .get(id as usize)
-            .ok_or_else(|| corrupt(format!("type id {id} out of range")))
+        self.types.get(id as usize).ok_or_else(|| corrupt(format!("type id {id} out of range")))
     }
 
     /// Skips typedef/const/volatile/restrict/type_tag to the underlying type.
@@ -310,9 +279,7 @@ impl Btf {
             INT | STRUCT | UNION | ENUM | ENUM64 | FLOAT => Some(t.size_or_type as u64),
             PTR => Some(8),
             ARRAY if depth > MAX_DEPTH => return Err(corrupt("array nesting too deep")),
-            ARRAY => self
-                .byte_size(t.a, depth + 1)?
-                .map(|e| e.saturating_mul(t.b as u64)),
+            ARRAY => self.byte_size(t.a, depth + 1)?.map(|e| e.saturating_mul(t.b as u64)),
             _ => None,
         })
     }
@@ -325,20 +292,13 @@ impl Btf {
         name: &str,
         budget: &mut u32,
     ) -> Result<Option<(u64, u32, u64, bool)>, BtfError> {
-        *budget = budget
-            .checked_sub(1)
-            .ok_or_else(|| corrupt("anonymous members nest too deep"))?;
+        *budget =
+            budget.checked_sub(1).ok_or_else(|| corrupt("anonymous members nest too deep"))?;
         let (start, n) = (t.a as usize, t.vlen as usize);
-        let members = self
-            .members
-            .get(start..start + n)
-            .ok_or_else(|| corrupt("bad member index"))?;
+        let members =
+            self.members.get(start..start + n).ok_or_else(|| corrupt("bad member index"))?;
         for &(mname, ty, off) in members {
-            let (bit_off, bits) = if t.kflag {
-                (off & 0xff_ffff, off >> 24)
-            } else {
-                (off, 0)
-            };
+            let (bit_off, bits) = if t.kflag { (off & 0xff_ffff, off >> 24) } else { (off, 0) };
             let mname = self.name(mname);
             if mname.is_empty() {
                 let inner = self.resolve(ty)?;
@@ -359,15 +319,8 @@ impl Btf {
     /// (like C: `sk_rmem_alloc`-style names inside anonymous unions resolve), typedefs/const/volatile are
     /// skipped when descending. Offsets accumulate along the path.
     pub fn member(&self, root: &str, path: &str) -> Result<Field, BtfError> {
-        let id = *self
-            .structs
-            .get(root)
-            .ok_or_else(|| BtfError::NoStruct(root.to_string()))?;
-        let unsupported = |why| BtfError::Unsupported {
-            root: root.into(),
-            path: path.into(),
-            why,
-        };
+        let id = *self.structs.get(root).ok_or_else(|| BtfError::NoStruct(root.to_string()))?;
+        let unsupported = |why| BtfError::Unsupported { root: root.into(), path: path.into(), why };
         let (mut t, mut bit_off) = (self.ty(id)?, 0u64);
         let mut hit = (0, 0, 0, false);
         for part in path.split('.') {
@@ -378,10 +331,7 @@ impl Btf {
             }
             hit = self
                 .find(t, part, &mut FIND_BUDGET.clone())?
-                .ok_or_else(|| BtfError::NoMember {
-                    root: root.into(),
-                    path: path.into(),
-                })?;
+                .ok_or_else(|| BtfError::NoMember { root: root.into(), path: path.into() })?;
             bit_off += hit.0;
             t = self.resolve(hit.1)?;
         }
@@ -400,16 +350,9 @@ impl Btf {
             if !bit_off.is_multiple_of(8) {
                 return Err(unsupported("not byte aligned"));
             }
-            let size = self
-                .byte_size(ty, 0)?
-                .ok_or_else(|| unsupported("type has no size"))?;
+            let size = self.byte_size(ty, 0)?.ok_or_else(|| unsupported("type has no size"))?;
             let size = u32::try_from(size).map_err(|_| unsupported("too large"))?;
-            return Ok(Field {
-                offset: offset(bit_off)?,
-                size,
-                bit_shift: 0,
-                bit_width: 0,
-            });
+            return Ok(Field { offset: offset(bit_off)?, size, bit_shift: 0, bit_width: 0 });
         }
         // Smallest naturally aligned load unit that holds every bit of the bitfield.
         for unit in [8u64, 16, 32, 64] {
@@ -439,27 +382,18 @@ impl Btf {
 
     /// Value of `variant` in ENUM or ENUM64 `enum_name` (ENUM64 values above i64::MAX wrap).
     pub fn enum_value(&self, enum_name: &str, variant: &str) -> Option<i64> {
-        let hit = self
-            .enum_variants(enum_name)
-            .into_iter()
-            .find(|(n, _)| n == variant);
+        let hit = self.enum_variants(enum_name).into_iter().find(|(n, _)| n == variant);
         hit.map(|(_, v)| v)
     }
 
     /// All (name, value) pairs of enum `enum_name`; empty if there is no such enum.
     pub fn enum_variants(&self, enum_name: &str) -> Vec<(String, i64)> {
-        let Some(t) = self
-            .enums
-            .get(enum_name)
-            .and_then(|&id| self.types.get(id as usize))
-        else {
+        let Some(t) = self.enums.get(enum_name).and_then(|&id| self.types.get(id as usize)) else {
             return Vec::new();
         };
         let (start, n) = (t.a as usize, t.vlen as usize);
         let vals = self.enumerators.get(start..start + n).unwrap_or_default();
-        vals.iter()
-            .map(|&(name, v)| (self.name(name).to_string(), v))
-            .collect()
+        vals.iter().map(|&(name, v)| (self.name(name).to_string(), v)).collect()
     }
 
     /// True if a BTF FUNC of that name exists.
@@ -499,11 +433,7 @@ mod tests {
         /// Type header; returns the new type id.
         fn t(&mut self, name: &str, kind: u8, kflag: bool, vlen: usize, st: u32) -> u32 {
             let n = self.s(name);
-            self.w(&[
-                n,
-                (kind as u32) << 24 | (kflag as u32) << 31 | vlen as u32,
-                st,
-            ]);
+            self.w(&[n, (kind as u32) << 24 | (kflag as u32) << 31 | vlen as u32, st]);
             self.2 += 1;
             self.2
         }
@@ -523,13 +453,7 @@ mod tests {
             id
         }
         fn enm(&mut self, name: &str, kind: u8, signed: bool, vals: &[(&str, i64)]) {
-            self.t(
-                name,
-                kind,
-                signed,
-                vals.len(),
-                if kind == ENUM64 { 8 } else { 4 },
-            );
+            self.t(name, kind, signed, vals.len(), if kind == ENUM64 { 8 } else { 4 });
             for &(v, x) in vals {
                 let n = self.s(v);
                 self.w(&[n, x as u32]);
@@ -541,13 +465,8 @@ mod tests {
         fn build(&self) -> Vec<u8> {
             let (tl, sl) = (self.0.len() as u32, self.1.len() as u32);
             let mut out = vec![0x9f, 0xeb, 1, 0];
-            [24, 0, tl, tl, sl]
-                .iter()
-                .for_each(|x| out.extend(u32::to_le_bytes(*x)));
-            [&self.0[..], &self.1[..]]
-                .concat()
-                .iter()
-                .for_each(|&x| out.push(x));
+            [24, 0, tl, tl, sl].iter().for_each(|x| out.extend(u32::to_le_bytes(*x)));
+            [&self.0[..], &self.1[..]].concat().iter().for_each(|&x| out.push(x));
             out
         }
     }
@@ -572,21 +491,11 @@ mod tests {
         b.comp(STRUCT, "outer", 0, false, &[]);
         let tdef = b.t("u32", 8, false, 0, u32t);
         let cu16 = b.t("", 10, false, 0, u16t);
-        let inner = b.comp(
-            STRUCT,
-            "inner",
-            8,
-            false,
-            &[("a", tdef, 0), ("b", cu16, 32)],
-        );
+        let inner = b.comp(STRUCT, "inner", 8, false, &[("a", tdef, 0), ("b", cu16, 32)]);
         let anon = b.comp(UNION, "", 4, false, &[("x", u32t, 0), ("y", u16t, 0)]);
         let ptr = b.t("", PTR, false, 0, inner);
-        let ms = [
-            ("first", u8t, 0),
-            ("in", inner, 64),
-            ("", anon, 128),
-            ("bf", u32t, 4 << 24 | 164),
-        ];
+        let ms =
+            [("first", u8t, 0), ("in", inner, 64), ("", anon, 128), ("bf", u32t, 4 << 24 | 164)];
         b.comp(
             STRUCT,
             "outer",
@@ -594,21 +503,9 @@ mod tests {
             true,
             &[&ms[..], &[("arr", arr, 192), ("p", ptr, 256)]].concat(),
         );
-        let ms = [
-            ("lo", 0),
-            ("mid", 7),
-            ("cross", 14),
-            ("hi", 30),
-            ("top", 61),
-        ]
-        .map(|(n, o)| (n, bits3, o));
-        b.comp(
-            STRUCT,
-            "legacy",
-            8,
-            false,
-            &[&ms[..], &[("n", u32t, 32)]].concat(),
-        );
+        let ms = [("lo", 0), ("mid", 7), ("cross", 14), ("hi", 30), ("top", 61)]
+            .map(|(n, o)| (n, bits3, o));
+        b.comp(STRUCT, "legacy", 8, false, &[&ms[..], &[("n", u32t, 32)]].concat());
         b.enm("color", ENUM, true, &[("RED", 0), ("BLUE", -1)]);
         b.enm("flags", ENUM, false, &[("ALL", 0xffff_ffff)]);
         b.enm("big", ENUM64, true, &[("HUGE", 1 << 40), ("NEG", -5)]);
@@ -616,12 +513,7 @@ mod tests {
     }
 
     fn f(offset: u32, size: u32, bit_shift: u8, bit_width: u8) -> Field {
-        Field {
-            offset,
-            size,
-            bit_shift,
-            bit_width,
-        }
+        Field { offset, size, bit_shift, bit_width }
     }
 
     #[test]
@@ -650,20 +542,11 @@ mod tests {
         }
         let e = btf.member("outer", "zz").unwrap_err().to_string();
         assert_eq!(e, "struct outer has no member zz");
-        assert!(matches!(
-            btf.member("nope", "x"),
-            Err(BtfError::NoStruct(_))
-        ));
-        assert!(matches!(
-            btf.member("outer", "first.x"),
-            Err(BtfError::Unsupported { .. })
-        ));
+        assert!(matches!(btf.member("nope", "x"), Err(BtfError::NoStruct(_))));
+        assert!(matches!(btf.member("outer", "first.x"), Err(BtfError::Unsupported { .. })));
         assert_eq!(btf.member_opt("outer", "in.zz").unwrap(), None);
         assert_eq!(btf.member_opt("outer", "").unwrap(), None); // must not match anonymous members
-        assert_eq!(
-            btf.member_opt("outer", "in.b").unwrap(),
-            Some(f(12, 2, 0, 0))
-        );
+        assert_eq!(btf.member_opt("outer", "in.b").unwrap(), Some(f(12, 2, 0, 0)));
         assert!(btf.member_opt("nope", "x").is_err());
 
         assert_eq!(btf.enum_value("color", "BLUE"), Some(-1));
@@ -671,10 +554,7 @@ mod tests {
         assert_eq!(btf.enum_value("big", "HUGE"), Some(1 << 40));
         assert_eq!(btf.enum_value("big", "NEG"), Some(-5));
         assert_eq!(btf.enum_value("big", "nope"), None);
-        assert_eq!(
-            btf.enum_variants("color"),
-            [("RED".into(), 0), ("BLUE".into(), -1)]
-        );
+        assert_eq!(btf.enum_variants("color"), [("RED".into(), 0), ("BLUE".into(), -1)]);
         assert!(btf.enum_variants("nope").is_empty());
     }
 
@@ -697,9 +577,7 @@ mod tests {
             let mut bad = good.clone();
             bad[i] ^= x;
             if let Ok(btf) = Btf::parse(&bad) {
-                for p in [
-                    "first", "in.b", "x", "bf", "arr", "p", "zz", "lo", "mid", "hi", "top",
-                ] {
+                for p in ["first", "in.b", "x", "bf", "arr", "p", "zz", "lo", "mid", "hi", "top"] {
                     let _ = (btf.member("outer", p), btf.member("legacy", p));
                 }
                 let _ = btf.enum_variants("big");
@@ -711,10 +589,7 @@ mod tests {
     fn vmlinux() {
         let path = Path::new("/sys/kernel/btf/vmlinux");
         if !path.exists() {
-            eprintln!(
-                "skipping: no {} (kernel without CONFIG_DEBUG_INFO_BTF)",
-                path.display()
-            );
+            eprintln!("skipping: no {} (kernel without CONFIG_DEBUG_INFO_BTF)", path.display());
             return;
         }
         let t = std::time::Instant::now();
@@ -722,41 +597,25 @@ mod tests {
         eprintln!("parsed {btf:?} in {:?}", t.elapsed());
         let m = |r: &str, p: &str| btf.member(r, p).unwrap();
         assert_eq!(m("tcp_sock", "rcv_wnd").size, 4);
-        assert_eq!(
-            m("tcp_sock", "inet_conn.icsk_inet.sk.__sk_common.skc_family").size,
-            2
-        );
+        assert_eq!(m("tcp_sock", "inet_conn.icsk_inet.sk.__sk_common.skc_family").size, 2);
         assert_eq!(m("sock", "__sk_common.skc_family").size, 2);
         assert_eq!(m("sock", "sk_backlog.rmem_alloc").size, 4);
         for p in ["rx_opt.rcv_wscale", "rx_opt.snd_wscale"] {
             let f = m("tcp_sock", p);
             assert_eq!(f.bit_width, 4, "{p}");
-            assert!(
-                f.bit_shift as u32 + 4 <= f.size * 8 && f.offset % f.size == 0,
-                "{p}: {f:?}"
-            );
+            assert!(f.bit_shift as u32 + 4 <= f.size * 8 && f.offset % f.size == 0, "{p}: {f:?}");
         }
         // Paths through the embedded struct chain agree with looking the member up directly.
         let direct = m("inet_connection_sock", "icsk_backoff");
         assert_eq!(m("tcp_sock", "inet_conn.icsk_backoff"), direct);
         assert_eq!((direct.size, direct.bit_width), (1, 0));
-        assert_eq!(
-            m("tcp_sock", "inet_conn.icsk_inet.sk.sk_rcvbuf"),
-            m("sock", "sk_rcvbuf")
-        );
+        assert_eq!(m("tcp_sock", "inet_conn.icsk_inet.sk.sk_rcvbuf"), m("sock", "sk_rcvbuf"));
         assert_eq!(btf.member_opt("tcp_sock", "no_such_member").unwrap(), None);
-        assert!(btf
-            .enum_value("skb_drop_reason", "SKB_DROP_REASON_TCP_ZEROWINDOW")
-            .is_some());
+        assert!(btf.enum_value("skb_drop_reason", "SKB_DROP_REASON_TCP_ZEROWINDOW").is_some());
         assert!(btf.has_func("__tcp_select_window") && btf.has_func("tcp_send_probe0"));
         assert!(btf.has_struct("tcp_sock") && !btf.has_func("tcp_sock"));
-        let tcp = [
-            "rcv_wnd",
-            "rx_opt.rcv_wscale",
-            "rx_opt.snd_wscale",
-            "snd_wnd",
-        ]
-        .map(|p| ("tcp_sock", p));
+        let tcp = ["rcv_wnd", "rx_opt.rcv_wscale", "rx_opt.snd_wscale", "snd_wnd"]
+            .map(|p| ("tcp_sock", p));
         let icsk =
             ["icsk_backoff", "icsk_probes_out", "icsk_rto"].map(|p| ("inet_connection_sock", p));
         for (r, p) in tcp.into_iter().chain(icsk).chain([("sock", "sk_rcvbuf")]) {

@@ -26,11 +26,7 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets> {
         })
     };
     let opt = |path: &str| -> FieldLoc {
-        btf.member_opt("tcp_sock", path)
-            .ok()
-            .flatten()
-            .map(loc)
-            .unwrap_or(FieldLoc::MISSING)
+        btf.member_opt("tcp_sock", path).ok().flatten().map(loc).unwrap_or(FieldLoc::MISSING)
     };
     const SK: &str = "inet_conn.icsk_inet.sk";
     const SKC: &str = "inet_conn.icsk_inet.sk.__sk_common";
@@ -69,5 +65,18 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets> {
             .member("sk_buff", "data")
             .map(loc)
             .context("this kernel's BTF lacks sk_buff.data, which the tracer reads")?,
+        task_files: other(btf, "task_struct", "files")?,
+        files_fdt: other(btf, "files_struct", "fdt")?,
+        fdt_fd: other(btf, "fdtable", "fd")?,
+        fdt_max_fds: other(btf, "fdtable", "max_fds")?,
+        file_private_data: other(btf, "file", "private_data")?,
+        socket_sk: other(btf, "socket", "sk")?,
     })
+}
+
+/// A member of some other struct, relative to that struct.
+fn other(btf: &Btf, root: &str, path: &str) -> Result<FieldLoc> {
+    btf.member(root, path)
+        .map(loc)
+        .with_context(|| format!("this kernel's BTF lacks {root}.{path}, which the tracer reads"))
 }

@@ -14,9 +14,7 @@ pub struct Json {
 
 impl Json {
     pub fn new() -> Self {
-        Json {
-            out: BufWriter::new(std::io::stdout()),
-        }
+        Json { out: BufWriter::new(std::io::stdout()) }
     }
 }
 
@@ -48,54 +46,24 @@ pub fn to_value(e: &Event) -> Value {
             "rcv_wnd": rcv_wnd, "unread": unread, "rcvbuf": rcvbuf, "rmem_alloc": rmem_alloc,
             "rcv_ssthresh": rcv_ssthresh, "window_clamp": window_clamp,
         }),
-        Body::ZeroWindowStart {
-            side,
-            unread,
-            rcvbuf,
-            rmem_alloc,
-        } => json!({
+        Body::ZeroWindowStart { side, unread, rcvbuf, rmem_alloc } => json!({
             "side": side.as_str(), "unread": unread, "rcvbuf": rcvbuf, "rmem_alloc": rmem_alloc,
         }),
-        Body::ZeroWindowEnd {
-            side,
-            window,
-            duration_ns,
-        } => json!({
+        Body::ZeroWindowEnd { side, window, duration_ns } => json!({
             "side": side.as_str(), "window": window, "duration_ns": duration_ns,
         }),
-        Body::Probe {
-            probes_out,
-            backoff,
-            rto_ms,
-            next_probe_ms,
-            snd_wnd,
-            unacked,
-        } => json!({
+        Body::Probe { probes_out, backoff, rto_ms, next_probe_ms, snd_wnd, unacked } => json!({
             "probes_out": probes_out, "backoff": backoff, "rto_ms": rto_ms,
             "next_probe_ms": next_probe_ms, "snd_wnd": snd_wnd, "unacked": unacked,
         }),
-        Body::RcvSpace {
-            space,
-            rcvbuf,
-            window_clamp,
-            rcv_ssthresh,
-            rmem_alloc,
-            locked,
-            comm,
-        } => {
+        Body::RcvSpace { space, rcvbuf, window_clamp, rcv_ssthresh, rmem_alloc, locked, comm } => {
             json!({
                 "space": space, "rcvbuf": rcvbuf, "window_clamp": window_clamp,
                 "rcv_ssthresh": rcv_ssthresh, "rmem_alloc": rmem_alloc, "rcvbuf_locked": locked,
                 "comm": comm,
             })
         }
-        Body::Open {
-            snd_wscale,
-            rcv_wscale,
-            advmss,
-            rcvbuf,
-            comm,
-        } => json!({
+        Body::Open { snd_wscale, rcv_wscale, advmss, rcvbuf, comm } => json!({
             "snd_wscale": snd_wscale, "rcv_wscale": rcv_wscale, "advmss": advmss,
             "rcvbuf": rcvbuf, "comm": comm_or_null(comm),
         }),

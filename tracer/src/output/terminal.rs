@@ -11,9 +11,7 @@ pub struct Terminal {
 
 impl Terminal {
     pub fn new() -> Self {
-        Terminal {
-            out: BufWriter::new(std::io::stdout()),
-        }
+        Terminal { out: BufWriter::new(std::io::stdout()) }
     }
 }
 
@@ -62,50 +60,26 @@ pub fn line(e: &Event) -> String {
         (None, _) => "-".to_string(),
     };
     let detail = match &e.body {
-        Body::Window {
-            side,
-            window,
-            raw,
-            wscale,
-            unread,
-            rcvbuf,
-            ..
-        } => format!(
+        Body::Window { side, window, raw, wscale, unread, rcvbuf, .. } => format!(
             "{} window {} (raw {raw}<<{wscale}) unread {} rcvbuf {}",
             side.as_str(),
             bytes(*window as u64),
             bytes(*unread as u64),
             bytes(*rcvbuf as u64)
         ),
-        Body::ZeroWindowStart {
-            side,
-            unread,
-            rcvbuf,
-            ..
-        } => format!(
+        Body::ZeroWindowStart { side, unread, rcvbuf, .. } => format!(
             "{} ZERO WINDOW: {} unread of rcvbuf {} - the receiving application is not keeping up",
             side.as_str(),
             bytes(*unread as u64),
             bytes(*rcvbuf as u64)
         ),
-        Body::ZeroWindowEnd {
-            side,
-            window,
-            duration_ns,
-        } => format!(
+        Body::ZeroWindowEnd { side, window, duration_ns } => format!(
             "{} window reopened to {}{}",
             side.as_str(),
             bytes(*window as u64),
             duration_ns.map_or(String::new(), |d| format!(" after {}", ms(d as f64 / 1e6)))
         ),
-        Body::Probe {
-            probes_out,
-            backoff,
-            rto_ms,
-            next_probe_ms,
-            snd_wnd,
-            ..
-        } => format!(
+        Body::Probe { probes_out, backoff, rto_ms, next_probe_ms, snd_wnd, .. } => format!(
             "zero-window probe sent: probes_out {probes_out} backoff {backoff}{} peer window {}",
             match (next_probe_ms, rto_ms) {
                 (Some(next), Some(rto)) => format!(" next in {} (rto {})", ms(*next), ms(*rto)),
@@ -113,50 +87,22 @@ pub fn line(e: &Event) -> String {
             },
             bytes(*snd_wnd as u64)
         ),
-        Body::RcvSpace {
-            space,
-            rcvbuf,
-            window_clamp,
-            rcv_ssthresh,
-            locked,
-            ..
-        } => format!(
+        Body::RcvSpace { space, rcvbuf, window_clamp, rcv_ssthresh, locked, .. } => format!(
             "rcvbuf {} space {} clamp {} ssthresh {}{}",
             bytes(*rcvbuf as u64),
             bytes(*space as u64),
             bytes(*window_clamp as u64),
             bytes(*rcv_ssthresh as u64),
-            if *locked {
-                " (pinned by SO_RCVBUF: no autotuning)"
-            } else {
-                ""
-            }
+            if *locked { " (pinned by SO_RCVBUF: no autotuning)" } else { "" }
         ),
-        Body::Open {
-            snd_wscale,
-            rcv_wscale,
-            advmss,
-            rcvbuf,
-            ..
-        } => format!(
+        Body::Open { snd_wscale, rcv_wscale, advmss, rcvbuf, .. } => format!(
             "open: wscale snd {snd_wscale} rcv {rcv_wscale} advmss {advmss} rcvbuf {}",
             bytes(*rcvbuf as u64)
         ),
         Body::Close { from_state, .. } => format!("close (was {from_state})"),
     };
-    let conn = format!(
-        "{} > {}",
-        endpoint(&e.saddr, e.sport),
-        endpoint(&e.daddr, e.dport)
-    );
-    format!(
-        "{} {:<17} {:<47} {:<16} {}",
-        clock(e.ts_ns),
-        e.body.kind(),
-        conn,
-        who,
-        detail
-    )
+    let conn = format!("{} > {}", endpoint(&e.saddr, e.sport), endpoint(&e.daddr, e.dport));
+    format!("{} {:<17} {:<47} {:<16} {}", clock(e.ts_ns), e.body.kind(), conn, who, detail)
 }
 
 fn endpoint(addr: &std::net::IpAddr, port: u16) -> String {

@@ -5,7 +5,7 @@ use aya::{
     maps::Array,
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, FEntry, FExit, KProbe, Program,
-        ProgramError, RawTracePoint,
+        ProgramError, RawTracePoint, TracePoint,
     },
     Btf, Ebpf,
 };
@@ -42,18 +42,11 @@ pub fn attach_all(ebpf: &mut Ebpf, mode: HookMode) -> Result<Attached> {
     let mut attached = Attached::default();
     let mut egress_bits = 0u32;
     for signal in Signal::ALL {
-        let mut row = Row {
-            signal,
-            chosen: None,
-            partial: Vec::new(),
-            skipped: Vec::new(),
-        };
+        let mut row = Row { signal, chosen: None, partial: Vec::new(), skipped: Vec::new() };
         for hook in hooks(signal) {
             if !hook.allowed(mode) {
-                row.skipped.push((
-                    hook.label(),
-                    format!("not tried (--hooks {})", mode_name(mode)),
-                ));
+                row.skipped
+                    .push((hook.label(), format!("not tried (--hooks {})", mode_name(mode))));
                 continue;
             }
             match try_hook(ebpf, hook, btf.as_ref().map_err(Clone::clone)) {
@@ -86,10 +79,7 @@ pub fn attach_all(ebpf: &mut Ebpf, mode: HookMode) -> Result<Attached> {
             .iter()
             .flat_map(|r| r.skipped.iter().map(|(h, why)| format!("{h}: {why}")))
             .collect();
-        anyhow::bail!(
-            "no kernel hook could be attached:\n  {}",
-            reasons.join("\n  ")
-        );
+        anyhow::bail!("no kernel hook could be attached:\n  {}", reasons.join("\n  "));
     }
     Ok(attached)
 }
@@ -110,7 +100,7 @@ fn try_hook(
 ) -> Result<Vec<String>, String> {
     let mut partial = Vec::new();
     let targets = match hook.attach {
-        Attach::Fentry(ts) | Attach::Fexit(ts) | Attach::Kprobe(ts) => ts,
+        Attach::Fentry(ts) | Attach::Fexit(ts) | Attach::Kprobe(ts) | Attach::Tracepoint(ts) => ts,
         Attach::RawTracepoint(t) => {
             let prog: &mut RawTracePoint = program(ebpf, t.program)?;
             load_once(prog.load()).map_err(describe)?;
@@ -131,6 +121,11 @@ fn try_hook(
                 let btf = btf.clone()?;
                 let prog: &mut FExit = program(ebpf, t.program)?;
                 load_once(prog.load(t.kernel, btf)).and_then(|()| prog.attach().map(drop))
+            }
+            Attach::Tracepoint(_) => {
+                let (category, name) = t.kernel.split_once('/').unwrap_or(("", t.kernel));
+                let prog: &mut TracePoint = program(ebpf, t.program)?;
+                load_once(prog.load()).and_then(|()| prog.attach(category, name).map(drop))
             }
             _ => {
                 let prog: &mut KProbe = program(ebpf, t.program)?;
@@ -157,6 +152,7 @@ fn unload(ebpf: &mut Ebpf, targets: &[Target]) {
             Some(Program::FEntry(p)) => p.unload(),
             Some(Program::FExit(p)) => p.unload(),
             Some(Program::KProbe(p)) => p.unload(),
+            Some(Program::TracePoint(p)) => p.unload(),
             _ => Ok(()),
         };
     }
@@ -183,10 +179,7 @@ where
 /// One line an operator can read: the kernel's answer, not the verifier's whole log.
 fn describe(e: ProgramError) -> String {
     match e {
-        ProgramError::LoadError {
-            io_error,
-            verifier_log,
-        } => {
+        ProgramError::LoadError { io_error, verifier_log } => {
             if std::env::var_os("TRACER_VERIFIER_LOG").is_some() {
                 eprintln!("verifier log ({io_error}):\n{verifier_log}");
             }
@@ -198,18 +191,16 @@ fn describe(e: ProgramError) -> String {
                 _ => "",
             };
             let last = verifier_log.to_string();
-            let last = last
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("")
-                .trim()
-                .to_string();
+            let last =
+                last.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
             if last.is_empty() || hint.starts_with(" (the kernel refuses") {
                 format!("load failed: {io_error}{hint}")
             } else {
                 format!("load failed: {io_error}{hint}; verifier: {last}")
             }
+        }
+        ProgramError::TracePointError(t) => {
+            format!("{} (is the kernel built with CONFIG_FTRACE_SYSCALLS?)", error_chain(&t))
         }
         ProgramError::KProbeError(k) => {
             let text = error_chain(&k);
@@ -239,25 +230,15 @@ fn attach_egress(ebpf: &mut Ebpf, bits: u32) -> Result<(), String> {
     let cgroup = std::fs::File::open(&root)
         .map_err(|e| format!("failed to open the cgroup root {}: {e}", root.display()))?;
     let mut map: Array<_, u32> = Array::try_from(
-        ebpf.map_mut("EGRESS")
-            .ok_or("map EGRESS is missing from the eBPF object")?,
+        ebpf.map_mut("EGRESS").ok_or("map EGRESS is missing from the eBPF object")?,
     )
     .map_err(|e| e.to_string())?;
     map.set(0, bits, 0).map_err(|e| e.to_string())?;
     let prog: &mut CgroupSkb = program(ebpf, "egress_skb")?;
     load_once(prog.load()).map_err(describe)?;
     // A BPF link never displaces other programs on the cgroup, whatever the mode says.
-    prog.attach(
-        &cgroup,
-        CgroupSkbAttachType::Egress,
-        CgroupAttachMode::Single,
-    )
-    .map_err(|e| {
-        format!(
-            "failed to attach to the cgroup root {}: {}",
-            root.display(),
-            describe(e)
-        )
+    prog.attach(&cgroup, CgroupSkbAttachType::Egress, CgroupAttachMode::Single).map_err(|e| {
+        format!("failed to attach to the cgroup root {}: {}", root.display(), describe(e))
     })?;
     Ok(())
 }

@@ -16,15 +16,12 @@ pub enum Signal {
     Probe,
     RcvSpace,
     Lifecycle,
+    Owner,
 }
 
 impl Signal {
-    pub const ALL: [Signal; 4] = [
-        Signal::Window,
-        Signal::Probe,
-        Signal::RcvSpace,
-        Signal::Lifecycle,
-    ];
+    pub const ALL: [Signal; 5] =
+        [Signal::Window, Signal::Probe, Signal::RcvSpace, Signal::Lifecycle, Signal::Owner];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -32,6 +29,7 @@ impl Signal {
             Signal::Probe => "zero-window probe",
             Signal::RcvSpace => "rcv-buffer autotune",
             Signal::Lifecycle => "open/close",
+            Signal::Owner => "accepting process",
         }
     }
 }
@@ -44,6 +42,8 @@ pub enum Attach {
     /// kprobes and kretprobes (aya tells them apart by the program's section).
     Kprobe(&'static [Target]),
     RawTracepoint(Target),
+    /// Tracefs tracepoints, `kernel` as "category/name".
+    Tracepoint(&'static [Target]),
     /// The cgroup_skb egress program, serving the signals in this EGRESS bit.
     Egress(u32),
 }
@@ -57,19 +57,11 @@ pub struct Target {
 }
 
 const fn t(program: &'static str, kernel: &'static str) -> Target {
-    Target {
-        program,
-        kernel,
-        optional: false,
-    }
+    Target { program, kernel, optional: false }
 }
 
 const fn t_opt(program: &'static str, kernel: &'static str) -> Target {
-    Target {
-        program,
-        kernel,
-        optional: true,
-    }
+    Target { program, kernel, optional: true }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -85,7 +77,7 @@ impl Hook {
         match self.attach {
             Attach::Fentry(_) | Attach::Fexit(_) => mode == HookMode::Auto,
             Attach::Kprobe(_) => mode != HookMode::Packet,
-            Attach::RawTracepoint(_) | Attach::Egress(_) => true,
+            Attach::RawTracepoint(_) | Attach::Tracepoint(_) | Attach::Egress(_) => true,
         }
     }
 
@@ -108,6 +100,7 @@ impl Hook {
                 format!("{kind} {}", seen.join(", "))
             }
             Attach::RawTracepoint(t) => format!("raw tracepoint {}", t.kernel),
+            Attach::Tracepoint(ts) => join("tracepoint", ts),
             Attach::Egress(_) => "cgroup_skb egress (packet headers)".to_string(),
         }
     }
@@ -163,6 +156,15 @@ static LIFECYCLE: [Hook; 1] = [Hook {
     fidelity: "exact: every TCP state change",
 }];
 
+static OWNER: [Hook; 1] = [Hook {
+    attach: Attach::Tracepoint(&[
+        t("accept_exit", "syscalls/sys_exit_accept4"),
+        t_opt("accept_exit", "syscalls/sys_exit_accept"),
+    ]),
+    fidelity:
+        "accepted sockets belong to their process from accept(); without it, from the first read",
+}];
+
 /// The hooks for `signal`, best first.
 pub fn hooks(signal: Signal) -> &'static [Hook] {
     match signal {
@@ -170,5 +172,6 @@ pub fn hooks(signal: Signal) -> &'static [Hook] {
         Signal::Probe => &PROBE,
         Signal::RcvSpace => &RCV_SPACE,
         Signal::Lifecycle => &LIFECYCLE,
+        Signal::Owner => &OWNER,
     }
 }
