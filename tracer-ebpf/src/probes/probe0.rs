@@ -9,6 +9,7 @@ use aya_ebpf::{
     macros::{fexit, kprobe, kretprobe},
     programs::{FExitContext, ProbeContext, RetProbeContext},
 };
+use aya_log_ebpf::warn;
 use tracer_common::event::{ProbeEvent, HOOK_FEXIT, HOOK_KRETPROBE, KIND_PROBE};
 
 use crate::{
@@ -34,12 +35,18 @@ pub fn probe0_kprobe(ctx: ProbeContext) -> u32 {
 }
 
 #[kretprobe]
-pub fn probe0_kretprobe(_ctx: RetProbeContext) -> u32 {
+pub fn probe0_kretprobe(ctx: RetProbeContext) -> u32 {
     if let Some(slot) = PROBE0_SK.get_ptr_mut(0) {
         // SAFETY: as above.
         let sk = unsafe { core::ptr::replace(slot, 0) };
         if sk != 0 {
             after_send_probe0(sk, HOOK_KRETPROBE);
+        } else {
+            // Rare (a missed kprobe): say so rather than lose the probe silently.
+            warn!(
+                &ctx,
+                "tcp_send_probe0 returned but its entry was not seen: one probe not reported"
+            );
         }
     }
     0

@@ -64,7 +64,7 @@ impl Session {
                 ports.insert(port, 1, 0).context("failed to set the port filter")?;
             }
         }
-        let attached = probes::attach_all(&mut ebpf, opts.hooks)?;
+        let attached = probes::attach_all(&mut ebpf, opts.hooks, &btf)?;
         Ok(Session { ebpf, attached, clock: clock() })
     }
 }

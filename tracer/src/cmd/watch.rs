@@ -11,7 +11,7 @@ use tokio::{
 use super::session::{describe, Options, Session};
 use crate::{
     cli::WatchArgs,
-    events::{reader::Reader, Decoder},
+    events::{kernel_log::KernelLog, reader::Reader, Decoder},
     output::{json::Json, terminal::Terminal, Sink},
 };
 
@@ -60,6 +60,8 @@ async fn watch(args: WatchArgs) -> Result<()> {
         );
     }
     let mut reader = Reader::new(&mut session.ebpf)?;
+    // Kernel-side diagnostics (aya-log); an object without log statements has nothing to read.
+    let mut kernel_log = aya_log::EbpfLogger::init_with_logger(&mut session.ebpf, KernelLog).ok();
     let mut decoder = Decoder::new(session.clock.clone());
     let mut sink: Box<dyn Sink> =
         if args.json { Box::new(Json::new()) } else { Box::new(Terminal::new()) };
@@ -101,7 +103,12 @@ async fn watch(args: WatchArgs) -> Result<()> {
 
     loop {
         tokio::select! {
-            _ = drain.tick() => pump(&mut reader, sink.as_mut()),
+            _ = drain.tick() => {
+                pump(&mut reader, sink.as_mut());
+                if let Some(log) = kernel_log.as_mut() {
+                    log.flush();
+                }
+            }
             _ = loss.tick() => check_loss(&reader, sink.as_mut()),
             _ = &mut deadline => break,
             _ = sigint.recv() => break,

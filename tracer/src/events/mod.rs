@@ -1,6 +1,7 @@
 //! Events: decoded from the kernel's records (decode.rs), drained from the ring buffer (reader.rs).
 
 pub mod decode;
+pub mod kernel_log;
 pub mod reader;
 
 pub use decode::{Body, Decoder, Event};

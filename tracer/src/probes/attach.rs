@@ -11,7 +11,10 @@ use aya::{
 };
 
 use super::{hooks, Attach, Hook, Signal, Target};
-use crate::{cli::HookMode, kernel};
+use crate::{
+    cli::HookMode,
+    kernel::{self, btf::Btf as KernelBtf},
+};
 
 /// What serves one signal on this kernel, and why better hooks were not used.
 #[derive(Debug, Clone)]
@@ -35,7 +38,7 @@ impl Attached {
 }
 
 /// Loads and attaches one hook per signal. Fails only when nothing at all could be attached.
-pub fn attach_all(ebpf: &mut Ebpf, mode: HookMode) -> Result<Attached> {
+pub fn attach_all(ebpf: &mut Ebpf, mode: HookMode, kernel_btf: &KernelBtf) -> Result<Attached> {
     // Loading fentry/fexit needs the kernel's BTF in aya's own form; without it those hooks are
     // skipped with the reason.
     let btf = Btf::from_sys_fs().map_err(|e| e.to_string());
@@ -49,7 +52,7 @@ pub fn attach_all(ebpf: &mut Ebpf, mode: HookMode) -> Result<Attached> {
                     .push((hook.label(), format!("not tried (--hooks {})", mode_name(mode))));
                 continue;
             }
-            match try_hook(ebpf, hook, btf.as_ref().map_err(Clone::clone)) {
+            match try_hook(ebpf, hook, btf.as_ref().map_err(Clone::clone), kernel_btf) {
                 Ok(partial) => {
                     if let Attach::Egress(bit) = hook.attach {
                         egress_bits |= bit;
@@ -97,6 +100,7 @@ fn try_hook(
     ebpf: &mut Ebpf,
     hook: &Hook,
     btf: Result<&Btf, String>,
+    kernel_btf: &KernelBtf,
 ) -> Result<Vec<String>, String> {
     let mut partial = Vec::new();
     let targets = match hook.attach {
@@ -111,6 +115,20 @@ fn try_hook(
         Attach::Egress(_) => return Ok(partial),
     };
     for (i, t) in targets.iter().enumerate() {
+        let is_function =
+            matches!(hook.attach, Attach::Fentry(_) | Attach::Fexit(_) | Attach::Kprobe(_));
+        if is_function && !kernel_btf.has_func(t.kernel) {
+            let why = format!(
+                "{} is not a traceable function on this kernel (inlined or absent)",
+                t.kernel
+            );
+            if t.optional && i > 0 {
+                partial.push(why);
+                continue;
+            }
+            unload(ebpf, &targets[..i]);
+            return Err(why);
+        }
         let result = match hook.attach {
             Attach::Fentry(_) => {
                 let btf = btf.clone()?;
