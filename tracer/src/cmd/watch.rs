@@ -78,11 +78,17 @@ async fn watch(args: WatchArgs) -> Result<()> {
     let mut bad_records = 0u64;
     let mut seen = 0u64;
 
-    let mut pump = |reader: &mut Reader, sink: &mut dyn Sink| {
+    // Drains the ring into the sink; Err when the output is gone (closed pipe).
+    let mut pump = |reader: &mut Reader, sink: &mut dyn Sink| -> std::io::Result<()> {
+        let mut result = Ok(());
         reader.drain(|bytes| match decoder.decode(bytes) {
             Ok(events) => {
                 seen += events.len() as u64;
-                events.iter().for_each(|e| sink.event(e));
+                for e in &events {
+                    if result.is_ok() {
+                        result = sink.event(e);
+                    }
+                }
             }
             Err(e) => {
                 bad_records += 1;
@@ -91,25 +97,27 @@ async fn watch(args: WatchArgs) -> Result<()> {
                 }
             }
         });
-        sink.flush();
+        result.and_then(|()| sink.flush())
     };
-    let mut check_loss = |reader: &Reader, sink: &mut dyn Sink| {
+    let mut check_loss = |reader: &Reader, sink: &mut dyn Sink| -> std::io::Result<()> {
         let total = reader.lost_total();
         if total > lost_reported {
-            sink.lost(total - lost_reported, total);
+            sink.lost(total - lost_reported, total)?;
             lost_reported = total;
         }
+        Ok(())
     };
 
-    loop {
+    let mut output_open = true;
+    while output_open {
         tokio::select! {
             _ = drain.tick() => {
-                pump(&mut reader, sink.as_mut());
+                output_open = pump(&mut reader, sink.as_mut()).is_ok();
                 if let Some(log) = kernel_log.as_mut() {
                     log.flush();
                 }
             }
-            _ = loss.tick() => check_loss(&reader, sink.as_mut()),
+            _ = loss.tick() => output_open = check_loss(&reader, sink.as_mut()).is_ok(),
             _ = &mut deadline => break,
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
@@ -121,10 +129,16 @@ async fn watch(args: WatchArgs) -> Result<()> {
     // Detach first so nothing arrives after the final drain.
     let Session { ebpf, .. } = session;
     drop(ebpf);
-    pump(&mut reader, sink.as_mut());
-    check_loss(&reader, sink.as_mut());
+    if output_open {
+        // The output may close now too: nothing more to do about it then.
+        let _ = pump(&mut reader, sink.as_mut());
+        let _ = check_loss(&reader, sink.as_mut());
+    } else {
+        eprintln!("tracer: the output was closed; stopping");
+    }
     drop(pump);
-    eprintln!("tracer: detached; {seen} events, {lost_reported} lost");
+    let lost = reader.lost_total();
+    eprintln!("tracer: detached; {seen} events, {lost} lost, {bad_records} undecodable");
     Ok(())
 }
 

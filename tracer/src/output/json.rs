@@ -86,16 +86,17 @@ fn comm_or_null(comm: &str) -> Value {
 }
 
 impl Sink for Json {
-    fn event(&mut self, event: &Event) {
-        let _ = writeln!(self.out, "{}", to_value(event));
+    fn event(&mut self, event: &Event) -> std::io::Result<()> {
+        writeln!(self.out, "{}", to_value(event))
     }
 
-    fn lost(&mut self, new: u64, total: u64) {
+    fn lost(&mut self, new: u64, total: u64) -> std::io::Result<()> {
         // Not a connection event: it goes to stderr, where the operator sees it beside the data.
         eprintln!("tracer: warning: {new} events lost (ring buffer full; {total} since start)");
+        Ok(())
     }
 
-    fn flush(&mut self) {
-        let _ = self.out.flush();
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
     }
 }

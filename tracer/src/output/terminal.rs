@@ -113,19 +113,19 @@ fn endpoint(addr: &std::net::IpAddr, port: u16) -> String {
 }
 
 impl Sink for Terminal {
-    fn event(&mut self, event: &Event) {
-        let _ = writeln!(self.out, "{}", line(event));
+    fn event(&mut self, event: &Event) -> std::io::Result<()> {
+        writeln!(self.out, "{}", line(event))
     }
 
-    fn lost(&mut self, new: u64, total: u64) {
-        let _ = writeln!(
+    fn lost(&mut self, new: u64, total: u64) -> std::io::Result<()> {
+        writeln!(
             self.out,
             "!! {new} events lost: the ring buffer was full ({total} since start); \
              narrow the filter (--port/--pid) or raise --window-shift"
-        );
+        )
     }
 
-    fn flush(&mut self) {
-        let _ = self.out.flush();
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
     }
 }
