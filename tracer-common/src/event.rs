@@ -116,7 +116,9 @@ pub struct LifecycleEvent {
     pub rcv_wscale: u8,
     pub advmss: u32,
     pub rcvbuf: u32,
-    pub _pad: u32,
+    /// 1 when both ends agreed to window scaling.
+    pub wscale_ok: u8,
+    pub _pad: [u8; 3],
     pub comm: [u8; 16],
 }
 

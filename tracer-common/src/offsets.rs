@@ -58,6 +58,7 @@ pub struct KernelOffsets {
     pub advmss: FieldLoc,
     pub rcv_wscale: FieldLoc,
     pub snd_wscale: FieldLoc,
+    pub wscale_ok: FieldLoc,
     pub rcvq_space: FieldLoc,
     /// struct sk_buff: `data`, relative to the skb, not the socket.
     pub skb_data: FieldLoc,
@@ -100,6 +101,7 @@ impl KernelOffsets {
         advmss: FieldLoc::MISSING,
         rcv_wscale: FieldLoc::MISSING,
         snd_wscale: FieldLoc::MISSING,
+        wscale_ok: FieldLoc::MISSING,
         rcvq_space: FieldLoc::MISSING,
         skb_data: FieldLoc::MISSING,
         task_files: FieldLoc::MISSING,
@@ -112,7 +114,7 @@ impl KernelOffsets {
 }
 
 const _: () = assert!(core::mem::size_of::<FieldLoc>() == 8);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 34 * 8);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 35 * 8);
 
 #[cfg(feature = "user")]
 // SAFETY: plain old data: integers only, no padding beyond the explicit `_pad` fields.

@@ -61,7 +61,8 @@ fn lifecycle(sk: u64, kind: u16, old: i32, new: i32) {
             rcv_wscale: read::field(sk, global!(OFFSETS.rcv_wscale)).unwrap_or(0) as u8,
             advmss: read::u32_field(sk, global!(OFFSETS.advmss)),
             rcvbuf: read::u32_field(sk, global!(OFFSETS.sk_rcvbuf)),
-            _pad: 0,
+            wscale_ok: read::field(sk, global!(OFFSETS.wscale_ok)).unwrap_or(0) as u8,
+            _pad: [0; 3],
             comm: st.comm,
         },
     );

@@ -7,113 +7,12 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
+pub use super::model::{Body, Event, LocalState, Side};
+
 use tracer_common::event::{
     EventHeader, LifecycleEvent, ProbeEvent, RcvSpaceEvent, WindowEvent, AF_INET6, KIND_CLOSE,
     KIND_OPEN, KIND_PROBE, KIND_RCV_SPACE, KIND_WINDOW, TRANSITION_FROM_ZERO, TRANSITION_TO_ZERO,
 };
-
-/// Who advertised the window: this host (`Local`) or the remote end (`Peer`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
-    Local,
-    #[allow(dead_code)] // peer windows come with the tcp_probe hook (next signal family)
-    Peer,
-}
-
-impl Side {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Side::Local => "local",
-            Side::Peer => "peer",
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Event {
-    /// Wall-clock time, nanoseconds since the Unix epoch.
-    pub ts_ns: u64,
-    /// Kernel socket address: tells apart connections that reuse a 4-tuple.
-    pub sk: u64,
-    /// Process using the socket, when known.
-    pub pid: Option<u32>,
-    pub hook: &'static str,
-    pub saddr: IpAddr,
-    pub sport: u16,
-    pub daddr: IpAddr,
-    pub dport: u16,
-    pub body: Body,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum Body {
-    Window {
-        side: Side,
-        window: u32,
-        raw: u16,
-        wscale: u8,
-        rcv_wnd: u32,
-        unread: u32,
-        rcvbuf: u32,
-        rmem_alloc: u32,
-        rcv_ssthresh: u32,
-        window_clamp: u32,
-    },
-    ZeroWindowStart {
-        side: Side,
-        unread: u32,
-        rcvbuf: u32,
-        rmem_alloc: u32,
-    },
-    ZeroWindowEnd {
-        side: Side,
-        window: u32,
-        duration_ns: Option<u64>,
-    },
-    Probe {
-        probes_out: u8,
-        backoff: u8,
-        rto_ms: Option<f64>,
-        /// When the kernel will probe again if this one is not answered.
-        next_probe_ms: Option<f64>,
-        snd_wnd: u32,
-        unacked: u32,
-    },
-    RcvSpace {
-        space: u32,
-        rcvbuf: u32,
-        window_clamp: u32,
-        rcv_ssthresh: u32,
-        rmem_alloc: u32,
-        locked: bool,
-        comm: String,
-    },
-    Open {
-        snd_wscale: u8,
-        rcv_wscale: u8,
-        advmss: u32,
-        rcvbuf: u32,
-        comm: String,
-    },
-    Close {
-        from_state: &'static str,
-        comm: String,
-    },
-}
-
-impl Body {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Body::Window { .. } => "window",
-            Body::ZeroWindowStart { .. } => "zero_window_start",
-            Body::ZeroWindowEnd { .. } => "zero_window_end",
-            Body::Probe { .. } => "probe",
-            Body::RcvSpace { .. } => "rcv_space",
-            Body::Open { .. } => "open",
-            Body::Close { .. } => "close",
-        }
-    }
-}
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum DecodeError {
@@ -158,19 +57,23 @@ impl Decoder {
         let events = match header.kind {
             KIND_WINDOW => {
                 let w: WindowEvent = read(bytes)?;
+                let local = LocalState {
+                    rcv_wnd: w.rcv_wnd,
+                    unread: w.unread,
+                    rcvbuf: w.rcvbuf,
+                    rmem_alloc: w.rmem_alloc,
+                    rcv_ssthresh: w.rcv_ssthresh,
+                    window_clamp: w.window_clamp,
+                };
                 let mut out = vec![self.event(
                     &header,
                     Body::Window {
                         side: Side::Local,
                         window: w.window,
-                        raw: w.raw,
+                        raw_window: w.raw,
                         wscale: w.wscale,
-                        rcv_wnd: w.rcv_wnd,
-                        unread: w.unread,
-                        rcvbuf: w.rcvbuf,
-                        rmem_alloc: w.rmem_alloc,
-                        rcv_ssthresh: w.rcv_ssthresh,
-                        window_clamp: w.window_clamp,
+                        local: Some(local.clone()),
+                        sender: None,
                     },
                 )];
                 match w.transition {
@@ -180,9 +83,9 @@ impl Decoder {
                             &header,
                             Body::ZeroWindowStart {
                                 side: Side::Local,
-                                unread: w.unread,
-                                rcvbuf: w.rcvbuf,
-                                rmem_alloc: w.rmem_alloc,
+                                counted: true,
+                                local: Some(local),
+                                sender: None,
                             },
                         ));
                     }
@@ -235,7 +138,7 @@ impl Decoder {
                         window_clamp: r.window_clamp,
                         rcv_ssthresh: r.rcv_ssthresh,
                         rmem_alloc: r.rmem_alloc,
-                        locked: r.locked != 0,
+                        rcvbuf_locked: r.locked != 0,
                         comm: comm(&r.comm),
                     },
                 )]
@@ -247,9 +150,10 @@ impl Decoder {
                     Body::Open {
                         snd_wscale: l.snd_wscale,
                         rcv_wscale: l.rcv_wscale,
+                        wscale_ok: l.wscale_ok != 0,
                         advmss: l.advmss,
                         rcvbuf: l.rcvbuf,
-                        comm: comm(&l.comm),
+                        comm: opt_comm(&l.comm),
                     },
                 )]
             }
@@ -258,7 +162,10 @@ impl Decoder {
                 self.zero_since.remove(&header.sk);
                 vec![self.event(
                     &header,
-                    Body::Close { from_state: tcp_state(l.oldstate), comm: comm(&l.comm) },
+                    Body::Close {
+                        from_state: tcp_state(l.oldstate).to_string(),
+                        comm: opt_comm(&l.comm),
+                    },
                 )]
             }
             other => return Err(DecodeError::UnknownKind(other)),
@@ -277,7 +184,7 @@ impl Decoder {
             ts_ns: (h.ts_ns as i64).saturating_add(self.clock.realtime_offset_ns).max(0) as u64,
             sk: h.sk,
             pid: (h.pid != 0).then_some(h.pid),
-            hook: hook_name(h.hook),
+            hook: hook_name(h.hook).to_string(),
             saddr,
             sport: h.sport,
             daddr,
@@ -307,6 +214,10 @@ fn read<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
 fn comm(raw: &[u8; 16]) -> String {
     let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
     String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
+fn opt_comm(raw: &[u8; 16]) -> Option<String> {
+    Some(comm(raw)).filter(|c| !c.is_empty())
 }
 
 fn hook_name(hook: u8) -> &'static str {
@@ -510,12 +421,16 @@ mod tests {
                 rcv_wscale: 7,
                 advmss: 1448,
                 rcvbuf: 0,
-                _pad: 0,
+                wscale_ok: 1,
+                _pad: [0; 3],
                 comm,
             }))
             .unwrap();
         assert_eq!(e[0].saddr.to_string(), "::1");
         assert_eq!(e[0].pid, Some(42));
-        assert_eq!(e[0].body, Body::Close { from_state: "FIN_WAIT1", comm: "curl".into() });
+        assert_eq!(
+            e[0].body,
+            Body::Close { from_state: "FIN_WAIT1".into(), comm: Some("curl".into()) }
+        );
     }
 }

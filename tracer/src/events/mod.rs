@@ -2,6 +2,7 @@
 
 pub mod decode;
 pub mod kernel_log;
+pub mod model;
 pub mod reader;
 
 pub use decode::{Body, Decoder, Event};

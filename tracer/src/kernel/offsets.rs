@@ -60,6 +60,7 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets> {
         advmss: req("advmss")?,
         rcv_wscale: req("rx_opt.rcv_wscale")?,
         snd_wscale: req("rx_opt.snd_wscale")?,
+        wscale_ok: req("rx_opt.wscale_ok")?,
         rcvq_space: req("rcvq_space.space")?,
         skb_data: btf
             .member("sk_buff", "data")

@@ -3,7 +3,7 @@
 use std::io::{BufWriter, Stdout, Write as _};
 
 use super::Sink;
-use crate::events::{Body, Event};
+use crate::events::{model::Side, Body, Event};
 
 pub struct Terminal {
     out: BufWriter<Stdout>,
@@ -52,32 +52,52 @@ fn clock(ts_ns: u64) -> String {
 }
 
 pub fn line(e: &Event) -> String {
-    let who = match (e.pid, &e.body) {
-        (_, Body::RcvSpace { comm, .. }) if !comm.is_empty() => {
-            format!("{}/{}", comm, e.pid.map_or("?".into(), |p| p.to_string()))
+    let who = match (&e.body, e.pid) {
+        (Body::RcvSpace { comm, .. } | Body::Read { comm, .. }, pid) if !comm.is_empty() => {
+            format!("{comm}/{}", pid.map_or("?".into(), |p| p.to_string()))
         }
-        (Some(pid), _) => format!("pid {pid}"),
-        (None, _) => "-".to_string(),
+        (_, Some(pid)) => format!("pid {pid}"),
+        (_, None) => "-".to_string(),
     };
+    let kib = |n: u32| bytes(n as u64);
     let detail = match &e.body {
-        Body::Window { side, window, raw, wscale, unread, rcvbuf, .. } => format!(
-            "{} window {} (raw {raw}<<{wscale}) unread {} rcvbuf {}",
-            side.as_str(),
-            bytes(*window as u64),
-            bytes(*unread as u64),
-            bytes(*rcvbuf as u64)
+        Body::Window { side, window, raw_window, wscale, local, sender } => {
+            let mut text =
+                format!("{} window {} (raw {raw_window}<<{wscale})", side.as_str(), kib(*window));
+            if let Some(l) = local {
+                text.push_str(&format!(" unread {} rcvbuf {}", kib(l.unread), kib(l.rcvbuf)));
+            }
+            if let Some(s) = sender {
+                text.push_str(&format!(" in flight {} unsent {}", kib(s.in_flight), kib(s.unsent)));
+            }
+            text
+        }
+        Body::ZeroWindowStart { side: Side::Local, counted, local, .. } => format!(
+            "local ZERO WINDOW{}{}",
+            local.as_ref().map_or(String::new(), |l| format!(
+                ": {} unread of rcvbuf {} - the receiving application is not keeping up",
+                kib(l.unread),
+                kib(l.rcvbuf)
+            )),
+            if *counted { "" } else { " (set under memory pressure; not in TCPToZeroWindowAdv)" }
         ),
-        Body::ZeroWindowStart { side, unread, rcvbuf, .. } => format!(
-            "{} ZERO WINDOW: {} unread of rcvbuf {} - the receiving application is not keeping up",
-            side.as_str(),
-            bytes(*unread as u64),
-            bytes(*rcvbuf as u64)
+        Body::ZeroWindowStart { side: Side::Peer, sender, .. } => format!(
+            "peer ZERO WINDOW: the remote receiver is not keeping up{}",
+            sender.as_ref().map_or(String::new(), |s| format!("; {} unsent here", kib(s.unsent)))
         ),
         Body::ZeroWindowEnd { side, window, duration_ns } => format!(
             "{} window reopened to {}{}",
             side.as_str(),
-            bytes(*window as u64),
+            kib(*window),
             duration_ns.map_or(String::new(), |d| format!(" after {}", ms(d as f64 / 1e6)))
+        ),
+        Body::Inflight { window, sender } => format!(
+            "in flight {} of peer window {}, unsent {}, rwnd-limited {} of {} busy",
+            kib(sender.in_flight),
+            kib(*window),
+            kib(sender.unsent),
+            ms(sender.rwnd_limited_ms as f64),
+            ms(sender.busy_ms as f64)
         ),
         Body::Probe { probes_out, backoff, rto_ms, next_probe_ms, snd_wnd, .. } => format!(
             "zero-window probe sent: probes_out {probes_out} backoff {backoff}{} peer window {}",
@@ -85,19 +105,33 @@ pub fn line(e: &Event) -> String {
                 (Some(next), Some(rto)) => format!(" next in {} (rto {})", ms(*next), ms(*rto)),
                 _ => String::new(),
             },
-            bytes(*snd_wnd as u64)
+            kib(*snd_wnd)
         ),
-        Body::RcvSpace { space, rcvbuf, window_clamp, rcv_ssthresh, locked, .. } => format!(
+        Body::RcvSpace { space, rcvbuf, window_clamp, rcv_ssthresh, rcvbuf_locked, .. } => format!(
             "rcvbuf {} space {} clamp {} ssthresh {}{}",
-            bytes(*rcvbuf as u64),
-            bytes(*space as u64),
-            bytes(*window_clamp as u64),
-            bytes(*rcv_ssthresh as u64),
-            if *locked { " (pinned by SO_RCVBUF: no autotuning)" } else { "" }
+            kib(*rcvbuf),
+            kib(*space),
+            kib(*window_clamp),
+            kib(*rcv_ssthresh),
+            if *rcvbuf_locked { " (pinned by SO_RCVBUF: no autotuning)" } else { "" }
         ),
-        Body::Open { snd_wscale, rcv_wscale, advmss, rcvbuf, .. } => format!(
-            "open: wscale snd {snd_wscale} rcv {rcv_wscale} advmss {advmss} rcvbuf {}",
-            bytes(*rcvbuf as u64)
+        Body::Read { bytes: n, reads, interval_ns, rate, .. } => format!(
+            "read {} in {reads} calls over {} ({}/s)",
+            bytes(*n),
+            ms(*interval_ns as f64 / 1e6),
+            bytes(*rate as u64)
+        ),
+        Body::Drop { reason, bytes: n } => {
+            format!("DROPPED {} for lack of receive space ({reason})", kib(*n))
+        }
+        Body::Open { snd_wscale, rcv_wscale, wscale_ok, advmss, rcvbuf, .. } => format!(
+            "open: wscale {} advmss {advmss} rcvbuf {}",
+            if *wscale_ok {
+                format!("snd {snd_wscale} rcv {rcv_wscale}")
+            } else {
+                "NOT negotiated (windows max 64KiB)".into()
+            },
+            kib(*rcvbuf)
         ),
         Body::Close { from_state, .. } => format!("close (was {from_state})"),
     };

@@ -1,0 +1,191 @@
+//! The decoded event: what the kernel saw, per connection, in the form every later stage uses
+//! (connection table, alerts, outputs, recordings). Serialised, it is the NDJSON of
+//! `watch --json` and the body of a recording: field names are a contract (add, never rename).
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// Who advertised the window: this host (`Local`) or the remote end (`Peer`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Local,
+    Peer,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Local => "local",
+            Side::Peer => "peer",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Wall-clock time, nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    #[serde(flatten)]
+    pub body: Body,
+    /// This host's end of the connection.
+    pub saddr: IpAddr,
+    pub sport: u16,
+    pub daddr: IpAddr,
+    pub dport: u16,
+    /// Process using the socket, when known.
+    pub pid: Option<u32>,
+    /// Kernel socket address: tells apart connections that reuse a 4-tuple. 0 when the kernel
+    /// did not say which socket (a drop before socket lookup).
+    #[serde(with = "hex_u64")]
+    pub sk: u64,
+    pub hook: String,
+}
+
+/// This host's receive-side state when it advertised a window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LocalState {
+    pub rcv_wnd: u32,
+    /// Bytes received but not yet read by the application.
+    pub unread: u32,
+    pub rcvbuf: u32,
+    pub rmem_alloc: u32,
+    pub rcv_ssthresh: u32,
+    pub window_clamp: u32,
+}
+
+/// This host's send-side state when a segment from the peer arrived.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SenderState {
+    /// Bytes sent and not yet acknowledged (snd_nxt - snd_una).
+    pub in_flight: u32,
+    /// Bytes the application has written that are not sent yet (write_seq - snd_nxt).
+    pub unsent: u32,
+    pub mss: u32,
+    pub srtt_us: u32,
+    /// Time this connection's sender spent stalled by the peer's window, and busy sending, since
+    /// it opened (the kernel's tcp_info rwnd_limited and busy_time), in ms.
+    pub rwnd_limited_ms: u64,
+    pub busy_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Body {
+    /// A window advertised by `side`, on change.
+    Window {
+        side: Side,
+        /// Bytes after scaling.
+        window: u32,
+        raw_window: u16,
+        wscale: u8,
+        #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+        local: Option<LocalState>,
+        #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+        sender: Option<SenderState>,
+    },
+    ZeroWindowStart {
+        side: Side,
+        /// False for the zero windows a 6.6+ kernel sets under memory pressure without counting
+        /// them in TCPToZeroWindowAdv.
+        counted: bool,
+        #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+        local: Option<LocalState>,
+        #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+        sender: Option<SenderState>,
+    },
+    ZeroWindowEnd {
+        side: Side,
+        window: u32,
+        /// Null when the episode started before the tracer attached.
+        duration_ns: Option<u64>,
+    },
+    /// Sender-side sample while data is in flight and the peer window did not change.
+    Inflight {
+        /// The peer's window (bytes after scaling).
+        window: u32,
+        #[serde(flatten)]
+        sender: SenderState,
+    },
+    /// A zero-window probe this host sent.
+    Probe {
+        probes_out: u8,
+        backoff: u8,
+        rto_ms: Option<f64>,
+        /// When the kernel probes again if this one is not answered.
+        next_probe_ms: Option<f64>,
+        snd_wnd: u32,
+        unacked: u32,
+    },
+    RcvSpace {
+        space: u32,
+        rcvbuf: u32,
+        window_clamp: u32,
+        rcv_ssthresh: u32,
+        rmem_alloc: u32,
+        rcvbuf_locked: bool,
+        comm: String,
+    },
+    /// What the reading process consumed since the previous `read` event of this socket.
+    Read {
+        bytes: u64,
+        reads: u32,
+        interval_ns: u64,
+        /// Bytes per second over the interval.
+        rate: f64,
+        comm: String,
+    },
+    /// A segment this host dropped for lack of receive space.
+    Drop {
+        /// The kernel's drop reason, without the SKB_DROP_REASON_ prefix.
+        reason: String,
+        bytes: u32,
+    },
+    Open {
+        snd_wscale: u8,
+        rcv_wscale: u8,
+        /// Both ends agreed to window scaling (RFC 7323); false means windows top out at 64 KiB.
+        wscale_ok: bool,
+        advmss: u32,
+        rcvbuf: u32,
+        comm: Option<String>,
+    },
+    Close {
+        from_state: String,
+        comm: Option<String>,
+    },
+}
+
+impl Body {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Body::Window { .. } => "window",
+            Body::ZeroWindowStart { .. } => "zero_window_start",
+            Body::ZeroWindowEnd { .. } => "zero_window_end",
+            Body::Inflight { .. } => "inflight",
+            Body::Probe { .. } => "probe",
+            Body::RcvSpace { .. } => "rcv_space",
+            Body::Read { .. } => "read",
+            Body::Drop { .. } => "drop",
+            Body::Open { .. } => "open",
+            Body::Close { .. } => "close",
+        }
+    }
+}
+
+/// Socket addresses as "0x..." strings: JSON numbers lose precision past 2^53.
+mod hex_u64 {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{v:#x}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let text = String::deserialize(d)?;
+        let digits = text.strip_prefix("0x").unwrap_or(&text);
+        u64::from_str_radix(digits, 16)
+            .map_err(|e| D::Error::custom(format!("bad sk {text:?}: {e}")))
+    }
+}
