@@ -312,8 +312,8 @@ mod tests {
         assert_eq!(start.len(), 2);
         assert_eq!(start[0].body.kind(), "window");
         assert!(matches!(
-            start[1].body,
-            Body::ZeroWindowStart { side: Side::Local, unread: 4096, .. }
+            &start[1].body,
+            Body::ZeroWindowStart { side: Side::Local, counted: true, local: Some(l), .. } if l.unread == 4096
         ));
         assert_eq!(start[1].ts_ns, 6_000, "monotonic time is shifted to wall-clock time");
         assert_eq!(start[1].saddr.to_string(), "10.0.0.1");
