@@ -15,7 +15,8 @@ pub struct Config {
     /// Window changes smaller than 1/2^window_shift of the last reported window are not
     /// reported (zero / non-zero transitions always are); 0 reports every change.
     pub window_shift: u8,
-    pub _pad: u8,
+    /// Bits: NOMEM_PATH (the kernel has the uncounted out-of-memory zero window, 6.6+).
+    pub kernel_features: u8,
     /// Offset of `ret` in the syscalls:sys_exit_accept* tracepoint record (from its format file).
     pub accept_ret_offset: u16,
     pub _pad2: u16,
@@ -26,7 +27,7 @@ impl Config {
         pid: 0,
         port_filter: 0,
         window_shift: 0,
-        _pad: 0,
+        kernel_features: 0,
         accept_ret_offset: 16,
         _pad2: 0,
     };
@@ -38,7 +39,10 @@ const _: () = assert!(core::mem::size_of::<Config>() == 12);
 // SAFETY: plain old data with explicit padding.
 unsafe impl aya::Pod for Config {}
 
+pub const NOMEM_PATH: u8 = 1 << 0;
+
 /// Sizes of the kernel maps; the agent may override them.
 pub const RING_BYTES: u32 = 4 << 20;
 pub const MAX_SOCKETS: u32 = 65536;
 pub const MAX_PORTS: u32 = 64;
+pub const MAX_DROP_REASONS: u32 = 16;

@@ -7,8 +7,11 @@ pub const KIND_PROBE: u16 = 2;
 pub const KIND_RCV_SPACE: u16 = 3;
 pub const KIND_OPEN: u16 = 4;
 pub const KIND_CLOSE: u16 = 5;
+pub const KIND_PEER: u16 = 6;
+pub const KIND_DROP: u16 = 7;
+pub const KIND_READ: u16 = 8;
 /// One past the largest kind: the size of the per-kind loss counters.
-pub const KIND_COUNT: u32 = 6;
+pub const KIND_COUNT: u32 = 9;
 
 /// Which kind of hook produced an event.
 pub const HOOK_FENTRY: u8 = 1;
@@ -22,6 +25,9 @@ pub const HOOK_RAW_TP: u8 = 6;
 pub const TRANSITION_NONE: u8 = 0;
 pub const TRANSITION_TO_ZERO: u8 = 1;
 pub const TRANSITION_FROM_ZERO: u8 = 2;
+/// To zero on the 6.6+ out-of-memory path (ICSK_ACK_NOMEM), which the kernel does not count in
+/// TCPToZeroWindowAdv.
+pub const TRANSITION_TO_ZERO_UNCOUNTED: u8 = 3;
 
 pub const AF_INET: u8 = 2;
 pub const AF_INET6: u8 = 10;
@@ -122,6 +128,61 @@ pub struct LifecycleEvent {
     pub comm: [u8; 16],
 }
 
+/// The window the peer advertised in a segment this host received, with this host's send state.
+/// Sent when the window changes, and every PEER_SAMPLE_NS while data is in flight.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PeerEvent {
+    pub header: EventHeader,
+    /// Bytes after scaling: `raw << wscale`.
+    pub window: u32,
+    pub raw: u16,
+    pub wscale: u8,
+    pub transition: u8,
+    /// 1 when the window did not change (a periodic sample).
+    pub periodic: u8,
+    pub _pad: [u8; 3],
+    pub in_flight: u32,
+    pub unsent: u32,
+    pub mss: u32,
+    pub srtt_us: u32,
+    /// tcp_info's rwnd_limited and busy_time, in jiffies.
+    pub rwnd_limited_jiffies: u32,
+    pub busy_jiffies: u32,
+}
+
+/// A segment dropped for lack of receive space (kfree_skb with one of the reasons the agent
+/// asked for). The header's addresses are this host's view even when the socket is unknown
+/// (sk = 0): they then come from the packet, reversed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DropEvent {
+    pub header: EventHeader,
+    /// The kernel's `enum skb_drop_reason` value (numbers differ between kernels).
+    pub reason: u32,
+    /// Payload bytes of the dropped segment.
+    pub bytes: u32,
+}
+
+/// What the reading process consumed since the last READ event of this socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ReadEvent {
+    pub header: EventHeader,
+    pub bytes: u64,
+    pub interval_ns: u64,
+    pub reads: u32,
+    pub _pad: u32,
+    pub comm: [u8; 16],
+}
+
+/// Periodic peer samples while data is in flight, and read-rate reports, at most this often.
+pub const PEER_SAMPLE_NS: u64 = 500_000_000;
+pub const READ_REPORT_NS: u64 = 1_000_000_000;
+
+const _: () = assert!(core::mem::size_of::<PeerEvent>() == 104);
+const _: () = assert!(core::mem::size_of::<DropEvent>() == 72);
+const _: () = assert!(core::mem::size_of::<ReadEvent>() == 104);
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 64);
 const _: () = assert!(core::mem::size_of::<WindowEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<ProbeEvent>() == 88);

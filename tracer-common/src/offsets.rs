@@ -30,6 +30,7 @@ impl FieldLoc {
 pub struct KernelOffsets {
     // struct sock_common
     pub skc_family: FieldLoc,
+    pub skc_state: FieldLoc,
     pub skc_num: FieldLoc,
     pub skc_dport: FieldLoc,
     pub skc_rcv_saddr: FieldLoc,
@@ -60,8 +61,20 @@ pub struct KernelOffsets {
     pub snd_wscale: FieldLoc,
     pub wscale_ok: FieldLoc,
     pub rcvq_space: FieldLoc,
-    /// struct sk_buff: `data`, relative to the skb, not the socket.
+    pub write_seq: FieldLoc,
+    pub mss_cache: FieldLoc,
+    pub srtt_us: FieldLoc,
+    pub chrono_start: FieldLoc,
+    /// u32[3] in jiffies: busy, rwnd-limited, sndbuf-limited.
+    pub chrono_stat: FieldLoc,
+    pub chrono_type: FieldLoc,
+    /// struct sk_buff fields, relative to the skb, not the socket.
     pub skb_data: FieldLoc,
+    pub skb_len: FieldLoc,
+    pub skb_sk: FieldLoc,
+    pub skb_head: FieldLoc,
+    pub skb_network_header: FieldLoc,
+    pub skb_transport_header: FieldLoc,
     // From a task to the socket behind one of its file descriptors, each relative to its own
     // struct: task_struct.files, files_struct.fdt, fdtable.fd / max_fds, file.private_data,
     // socket.sk.
@@ -76,6 +89,7 @@ pub struct KernelOffsets {
 impl KernelOffsets {
     pub const MISSING: KernelOffsets = KernelOffsets {
         skc_family: FieldLoc::MISSING,
+        skc_state: FieldLoc::MISSING,
         skc_num: FieldLoc::MISSING,
         skc_dport: FieldLoc::MISSING,
         skc_rcv_saddr: FieldLoc::MISSING,
@@ -103,7 +117,18 @@ impl KernelOffsets {
         snd_wscale: FieldLoc::MISSING,
         wscale_ok: FieldLoc::MISSING,
         rcvq_space: FieldLoc::MISSING,
+        write_seq: FieldLoc::MISSING,
+        mss_cache: FieldLoc::MISSING,
+        srtt_us: FieldLoc::MISSING,
+        chrono_start: FieldLoc::MISSING,
+        chrono_stat: FieldLoc::MISSING,
+        chrono_type: FieldLoc::MISSING,
         skb_data: FieldLoc::MISSING,
+        skb_len: FieldLoc::MISSING,
+        skb_sk: FieldLoc::MISSING,
+        skb_head: FieldLoc::MISSING,
+        skb_network_header: FieldLoc::MISSING,
+        skb_transport_header: FieldLoc::MISSING,
         task_files: FieldLoc::MISSING,
         files_fdt: FieldLoc::MISSING,
         fdt_fd: FieldLoc::MISSING,
@@ -114,7 +139,7 @@ impl KernelOffsets {
 }
 
 const _: () = assert!(core::mem::size_of::<FieldLoc>() == 8);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 35 * 8);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 47 * 8);
 
 #[cfg(feature = "user")]
 // SAFETY: plain old data: integers only, no padding beyond the explicit `_pad` fields.

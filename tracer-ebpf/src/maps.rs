@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
-    config::{Config, MAX_PORTS, MAX_SOCKETS, RING_BYTES},
+    config::{Config, MAX_DROP_REASONS, MAX_PORTS, MAX_SOCKETS, RING_BYTES},
     event::KIND_COUNT,
     offsets::KernelOffsets,
 };
@@ -35,6 +35,10 @@ pub static SOCKS: LruHashMap<u64, SockState> = LruHashMap::with_max_entries(MAX_
 /// Port filter: a socket is traced when its local or remote port is a key here.
 #[map]
 pub static PORTS: HashMap<u16, u8> = HashMap::with_max_entries(MAX_PORTS, 0);
+
+/// The kfree_skb drop reasons to report: kernel enum value -> class (1 = generic, 2 = PROTO_MEM).
+#[map]
+pub static DROP_REASONS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_DROP_REASONS, 0);
 
 /// EGRESS_* bits: the signals the packet-level fallback serves on this kernel.
 #[map]

@@ -23,11 +23,23 @@ pub struct SockState {
     /// Last rcvq_space.space and sk_rcvbuf reported.
     pub space: u32,
     pub rcvbuf: u32,
+    /// Last raw window the peer advertised (UNSEEN before the first), and the last one reported.
+    pub peer_raw: u32,
+    pub peer_reported: u32,
+    /// When the last peer event was sent (for periodic samples).
+    pub peer_sample_ns: u64,
+    /// Reading: copied_seq at the last read, bytes and calls since the last READ report.
+    pub copied: u32,
+    pub reads: u32,
+    pub read_bytes: u64,
+    pub read_since_ns: u64,
+    /// A PROTO_MEM drop happened: on a 6.6+ kernel the next zero window is the uncounted kind.
+    pub nomem_pending: u8,
     pub sport: u16,
     pub dport: u16,
     /// 1 when the port filter lets this socket through.
     pub ports_match: u8,
-    pub _pad: [u8; 3],
+    pub _pad: [u8; 2],
     pub comm: [u8; 16],
 }
 
@@ -44,10 +56,18 @@ pub fn get(sk: u64) -> Option<&'static mut SockState> {
         owner: 0,
         space: 0,
         rcvbuf: 0,
+        peer_raw: UNSEEN,
+        peer_reported: UNSEEN,
+        peer_sample_ns: 0,
+        copied: 0,
+        reads: 0,
+        read_bytes: 0,
+        read_since_ns: 0,
+        nomem_pending: 0,
         sport: 0,
         dport: 0,
         ports_match: 0,
-        _pad: [0; 3],
+        _pad: [0; 2],
         comm: [0; 16],
     };
     read_ports(sk, &mut fresh);
@@ -70,6 +90,19 @@ pub fn read_ports(sk: u64, state: &mut SockState) {
         // SAFETY: lookups in a hash map of plain integers.
         unsafe { (PORTS.get(&sport).is_some() || PORTS.get(&dport).is_some()) as u8 }
     };
+}
+
+/// The window-change filter: report when the window moved by at least 1/2^CONFIG.window_shift
+/// of the last report, and always at zero / non-zero transitions.
+#[inline(always)]
+pub fn significant(window: u32, last_reported: u32, transition: bool) -> bool {
+    let shift = global!(CONFIG.window_shift);
+    if transition || shift == 0 || last_reported == UNSEEN {
+        return true;
+    }
+    let delta =
+        if window > last_reported { window - last_reported } else { last_reported - window };
+    delta >= (last_reported >> (shift & 31))
 }
 
 /// Whether events of this socket pass the filters (ports now; process once it is known).

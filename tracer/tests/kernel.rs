@@ -226,14 +226,24 @@ fn zero_window_stall_matches_kernel_counters(addr: IpAddr, port: u16) {
     assert_eq!(count(&events, "open"), 2, "expected both ends to open");
     assert_eq!(count(&events, "close"), 2, "expected both ends to close");
     // Zero-window episodes are advertised by the receiver (local port = our port) and end.
-    let starts: Vec<&Value> = events.iter().filter(|e| kind(e) == "zero_window_start").collect();
-    let ends: Vec<&Value> = events.iter().filter(|e| kind(e) == "zero_window_end").collect();
+    let side = |e: &Value, k: &str, s: &str| kind(e) == k && e["side"] == s;
+    let starts: Vec<&Value> =
+        events.iter().filter(|e| side(e, "zero_window_start", "local")).collect();
+    let ends: Vec<&Value> = events.iter().filter(|e| side(e, "zero_window_end", "local")).collect();
     assert!(!starts.is_empty(), "no zero-window episode reported");
     assert!(!ends.is_empty(), "no zero-window episode ended");
     for e in starts.iter().chain(&ends) {
-        assert_eq!(e["side"], "local", "{e}");
         assert_eq!(e["sport"], port, "the receiver advertises the zero window: {e}");
     }
+    // The sender sees the same episodes as the peer's zero window.
+    let peer_starts = events.iter().filter(|e| side(e, "zero_window_start", "peer")).count();
+    let peer_ends = events.iter().filter(|e| side(e, "zero_window_end", "peer")).count();
+    for e in events.iter().filter(|e| e["side"] == "peer" && kind(e).starts_with("zero_window")) {
+        assert_eq!(e["dport"], port, "the sender sees the receiver's zero window: {e}");
+    }
+    assert_eq!(peer_starts, starts.len(), "the sender saw every zero window the receiver sent");
+    assert_eq!(peer_ends, ends.len());
+    assert!(starts.iter().all(|e| e["counted"] == true), "loopback zero windows are counted ones");
     let first_start = starts[0]["ts_ns"].as_u64().expect("ts_ns");
     assert!(
         ends.iter().any(|e| e["ts_ns"].as_u64() >= Some(first_start)),

@@ -1,7 +1,10 @@
 //! One file per hook. Each signal has several hooks (best first); the agent attaches one of them.
 
 mod accept;
+mod drops;
 mod egress;
+mod packet;
+mod peer_window;
 mod probe0;
 mod rcv_space;
 mod set_state;

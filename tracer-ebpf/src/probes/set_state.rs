@@ -1,6 +1,6 @@
 //! Connection open and close, from sock:inet_sock_set_state (TCP sockets only).
 
-use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
+use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::raw_tracepoint, programs::RawTracePointContext};
 use tracer_common::event::{LifecycleEvent, HOOK_RAW_TP, KIND_CLOSE, KIND_OPEN};
 
 use crate::{emit, maps::global, read, state};
@@ -31,6 +31,10 @@ pub fn set_state_raw_tp(ctx: RawTracePointContext) -> i32 {
         TCP_CLOSE => {
             // Listeners and handshakes that never completed are not connections to report.
             if old != TCP_LISTEN && old != TCP_SYN_SENT && old != TCP_SYN_RECV {
+                if let Some(st) = state::get(sk) {
+                    // SAFETY: helper without arguments.
+                    super::rcv_space::report_reads(sk, st, unsafe { bpf_ktime_get_ns() });
+                }
                 lifecycle(sk, KIND_CLOSE, old, new);
             }
             state::forget(sk);

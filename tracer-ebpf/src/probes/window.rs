@@ -9,9 +9,12 @@ use aya_ebpf::{
     macros::{fentry, kprobe},
     programs::{FEntryContext, ProbeContext},
 };
-use tracer_common::event::{
-    WindowEvent, HOOK_FENTRY, HOOK_KPROBE, KIND_WINDOW, TRANSITION_FROM_ZERO, TRANSITION_NONE,
-    TRANSITION_TO_ZERO,
+use tracer_common::{
+    config::NOMEM_PATH,
+    event::{
+        WindowEvent, HOOK_FENTRY, HOOK_KPROBE, KIND_WINDOW, TRANSITION_FROM_ZERO, TRANSITION_NONE,
+        TRANSITION_TO_ZERO, TRANSITION_TO_ZERO_UNCOUNTED,
+    },
 };
 
 use crate::{emit, maps::global, read, state};
@@ -68,27 +71,26 @@ pub fn advertised(sk: u64, raw: u16, hook: u8) {
     // The kernel's TCPToZeroWindowAdv / TCPFromZeroWindowAdv moments. A socket first seen at zero
     // counts as a transition: the user wants to know it is stalled.
     let transition = if raw == 0 {
-        TRANSITION_TO_ZERO
+        // On 6.6+ a PROTO_MEM drop makes tcp_select_window() send 0 without counting it.
+        if st.nomem_pending != 0 && global!(CONFIG.kernel_features) & NOMEM_PATH != 0 {
+            TRANSITION_TO_ZERO_UNCOUNTED
+        } else {
+            TRANSITION_TO_ZERO
+        }
     } else if last == 0 {
         TRANSITION_FROM_ZERO
     } else {
         TRANSITION_NONE
     };
+    st.nomem_pending = 0;
     if !state::wanted(st) {
         return;
     }
     let o = global!(OFFSETS.rcv_wscale);
     let wscale = read::field(sk, o).unwrap_or(0) as u8;
     let window = raw << (wscale & 15);
-    // Small changes are summarised: report when the window moved by 1/2^shift of the last
-    // report, and always at zero / non-zero transitions.
-    let shift = global!(CONFIG.window_shift);
-    if transition == TRANSITION_NONE && shift != 0 && st.last_reported != state::UNSEEN {
-        let prev = st.last_reported;
-        let delta = if window > prev { window - prev } else { prev - window };
-        if delta < (prev >> (shift & 31)) {
-            return;
-        }
+    if !state::significant(window, st.last_reported, transition != TRANSITION_NONE) {
+        return;
     }
     st.last_reported = window;
     let rcv_nxt = read::u32_field(sk, global!(OFFSETS.rcv_nxt));

@@ -12,6 +12,6 @@ pub fn run(args: HookArgs) -> Result<()> {
         pid: None,
         window_shift: 0,
     })?;
-    print!("{}", describe(&session.attached, &session.clock));
+    print!("{}", describe(&session.attached, &session.facts));
     Ok(())
 }

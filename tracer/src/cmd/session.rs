@@ -4,11 +4,11 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 use aya::{maps::HashMap, Ebpf, EbpfLoader};
-use tracer_common::config::{Config, MAX_PORTS};
+use tracer_common::config::{Config, MAX_PORTS, NOMEM_PATH};
 
 use crate::{
     cli::HookMode,
-    events::decode::Clock,
+    events::decode::KernelFacts,
     kernel::{self, btf::Btf, offsets},
     probes::{self, Attached},
 };
@@ -26,7 +26,7 @@ pub struct Options {
 pub struct Session {
     pub ebpf: Ebpf,
     pub attached: Attached,
-    pub clock: Clock,
+    pub facts: KernelFacts,
 }
 
 impl Session {
@@ -45,10 +45,14 @@ impl Session {
             .ok()
             .and_then(|t| kernel::tracepoint_field_offset(&t, "syscalls/sys_exit_accept4", "ret"))
             .unwrap_or(Config::DEFAULT.accept_ret_offset);
+        // The 6.6+ out-of-memory zero window (uncounted by TCPToZeroWindowAdv) comes with
+        // the ICSK_ACK_NOMEM flag.
+        let nomem = btf.enum_value("inet_csk_ack_state_t", "ICSK_ACK_NOMEM").is_some();
         let config = Config {
             pid: opts.pid.unwrap_or(0),
             port_filter: (!opts.ports.is_empty()) as u8,
             window_shift: opts.window_shift,
+            kernel_features: if nomem { NOMEM_PATH } else { 0 },
             accept_ret_offset,
             ..Config::DEFAULT
         };
@@ -64,12 +68,38 @@ impl Session {
                 ports.insert(port, 1, 0).context("failed to set the port filter")?;
             }
         }
+        let drop_reasons = drop_reasons(&btf);
+        let mut reasons: HashMap<_, u32, u8> = HashMap::try_from(
+            ebpf.map_mut("DROP_REASONS").context("map DROP_REASONS is missing")?,
+        )?;
+        for (value, name) in &drop_reasons {
+            let class = if name == "PROTO_MEM" { REASON_PROTO_MEM } else { REASON_OTHER };
+            reasons.insert(value, class, 0).context("failed to set the drop reasons")?;
+        }
         let attached = probes::attach_all(&mut ebpf, opts.hooks, &btf)?;
-        Ok(Session { ebpf, attached, clock: clock() })
+        Ok(Session { ebpf, attached, facts: facts(drop_reasons) })
     }
 }
 
-fn clock() -> Clock {
+/// DROP_REASONS classes (see tracer-ebpf probes/drops.rs).
+const REASON_OTHER: u8 = 1;
+const REASON_PROTO_MEM: u8 = 2;
+
+/// The kfree_skb drop reasons that mean "no receive space", resolved by name: their numbers
+/// differ between kernels. Reasons this kernel lacks are skipped.
+fn drop_reasons(btf: &Btf) -> std::collections::HashMap<u32, String> {
+    const NAMES: [&str; 4] =
+        ["TCP_ZEROWINDOW", "TCP_OVERWINDOW", "PROTO_MEM", "TCP_OFO_QUEUE_PRUNE"];
+    NAMES
+        .iter()
+        .filter_map(|name| {
+            let value = btf.enum_value("skb_drop_reason", &format!("SKB_DROP_REASON_{name}"))?;
+            Some((u32::try_from(value).ok()?, name.to_string()))
+        })
+        .collect()
+}
+
+fn facts(drop_reasons: std::collections::HashMap<u32, String>) -> KernelFacts {
     let now = |id| {
         let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
         // SAFETY: clock_gettime writes into the struct we own.
@@ -77,15 +107,16 @@ fn clock() -> Clock {
         ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64
     };
     let offset = now(libc::CLOCK_REALTIME) - now(libc::CLOCK_MONOTONIC);
-    Clock {
+    KernelFacts {
         realtime_offset_ns: offset,
         hz: kernel::config_hz(),
         retries2: kernel::sysctl("net/ipv4/tcp_retries2").unwrap_or(15).min(255) as u8,
+        drop_reasons,
     }
 }
 
 /// The hook table as printed by `tracer probes` and at the start of `watch`.
-pub fn describe(attached: &Attached, clock: &Clock) -> String {
+pub fn describe(attached: &Attached, facts: &KernelFacts) -> String {
     let mut out = String::new();
     let uname = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     out.push_str(&format!("kernel {}: hooks in use\n", uname.trim()));
@@ -106,7 +137,7 @@ pub fn describe(attached: &Attached, clock: &Clock) -> String {
             out.push_str(&format!("  {:<20}   skipped {hook}: {why}\n", ""));
         }
     }
-    if clock.hz.is_none() {
+    if facts.hz.is_none() {
         out.push_str(
             "  note: CONFIG_HZ is unknown (no /boot/config-* or /proc/config.gz): probe intervals are not shown\n",
         );

@@ -52,7 +52,7 @@ async fn watch(args: WatchArgs) -> Result<()> {
     } else {
         None
     };
-    eprint!("{}", describe(&session.attached, &session.clock));
+    eprint!("{}", describe(&session.attached, &session.facts));
     for row in session.attached.missing() {
         eprintln!(
             "tracer: warning: no hook for {} on this kernel: it will not be reported",
@@ -62,7 +62,7 @@ async fn watch(args: WatchArgs) -> Result<()> {
     let mut reader = Reader::new(&mut session.ebpf)?;
     // Kernel-side diagnostics (aya-log); an object without log statements has nothing to read.
     let mut kernel_log = aya_log::EbpfLogger::init_with_logger(&mut session.ebpf, KernelLog).ok();
-    let mut decoder = Decoder::new(session.clock.clone());
+    let mut decoder = Decoder::new(session.facts.clone());
     let mut sink: Box<dyn Sink> =
         if args.json { Box::new(Json::new()) } else { Box::new(Terminal::new()) };
     eprintln!("tracer: attached; tracing (Ctrl-C to stop)");

@@ -7,11 +7,12 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-pub use super::model::{Body, Event, LocalState, Side};
+pub use super::model::{Body, Event, LocalState, SenderState, Side};
 
 use tracer_common::event::{
-    EventHeader, LifecycleEvent, ProbeEvent, RcvSpaceEvent, WindowEvent, AF_INET6, KIND_CLOSE,
-    KIND_OPEN, KIND_PROBE, KIND_RCV_SPACE, KIND_WINDOW, TRANSITION_FROM_ZERO, TRANSITION_TO_ZERO,
+    DropEvent, EventHeader, LifecycleEvent, PeerEvent, ProbeEvent, RcvSpaceEvent, ReadEvent,
+    WindowEvent, AF_INET6, KIND_CLOSE, KIND_DROP, KIND_OPEN, KIND_PEER, KIND_PROBE, KIND_RCV_SPACE,
+    KIND_READ, KIND_WINDOW, TRANSITION_FROM_ZERO, TRANSITION_TO_ZERO, TRANSITION_TO_ZERO_UNCOUNTED,
 };
 
 #[derive(Debug, PartialEq, Eq)]
@@ -31,24 +32,33 @@ impl fmt::Display for DecodeError {
 
 /// What decoding needs to know about the kernel and the clock.
 #[derive(Clone, Debug)]
-pub struct Clock {
+pub struct KernelFacts {
     /// CLOCK_REALTIME - CLOCK_MONOTONIC, nanoseconds.
     pub realtime_offset_ns: i64,
     /// CONFIG_HZ, when known: converts jiffies (icsk_rto).
     pub hz: Option<u32>,
     /// net.ipv4.tcp_retries2: the kernel stops growing the probe backoff there.
     pub retries2: u8,
+    /// Names of the kfree_skb drop reasons the kernel side reports, by this kernel's numbers.
+    pub drop_reasons: HashMap<u32, String>,
+}
+
+impl KernelFacts {
+    /// Jiffies to milliseconds; CONFIG_HZ=250 (Debian's) when the configuration is unknown.
+    fn jiffies_ms(&self, jiffies: u32) -> u64 {
+        jiffies as u64 * 1000 / self.hz.unwrap_or(250).max(1) as u64
+    }
 }
 
 pub struct Decoder {
-    clock: Clock,
-    /// When each socket's advertised window went to zero (monotonic ns).
-    zero_since: HashMap<u64, u64>,
+    facts: KernelFacts,
+    /// When each socket's window, per side, went to zero (monotonic ns).
+    zero_since: HashMap<(u64, Side), u64>,
 }
 
 impl Decoder {
-    pub fn new(clock: Clock) -> Self {
-        Decoder { clock, zero_since: HashMap::new() }
+    pub fn new(facts: KernelFacts) -> Self {
+        Decoder { facts, zero_since: HashMap::new() }
     }
 
     /// Decodes one ring-buffer record into one or two events.
@@ -76,32 +86,15 @@ impl Decoder {
                         sender: None,
                     },
                 )];
-                match w.transition {
-                    TRANSITION_TO_ZERO => {
-                        self.zero_since.insert(header.sk, header.ts_ns);
-                        out.push(self.event(
-                            &header,
-                            Body::ZeroWindowStart {
-                                side: Side::Local,
-                                counted: true,
-                                local: Some(local),
-                                sender: None,
-                            },
-                        ));
-                    }
-                    TRANSITION_FROM_ZERO => {
-                        let since = self.zero_since.remove(&header.sk);
-                        out.push(self.event(
-                            &header,
-                            Body::ZeroWindowEnd {
-                                side: Side::Local,
-                                window: w.window,
-                                duration_ns: since.map(|s| header.ts_ns.saturating_sub(s)),
-                            },
-                        ));
-                    }
-                    _ => {}
-                }
+                let (local, sender) = (Some(local), None);
+                out.extend(self.transition(
+                    &header,
+                    Side::Local,
+                    w.transition,
+                    w.window,
+                    local,
+                    sender,
+                ));
                 out
             }
             KIND_PROBE => {
@@ -110,12 +103,12 @@ impl Decoder {
                 // this probe: apply the kernel's update so every hook reports the same thing.
                 let (probes_out, backoff) = if p.before_send != 0 {
                     let backoff =
-                        if p.backoff < self.clock.retries2 { p.backoff + 1 } else { p.backoff };
+                        if p.backoff < self.facts.retries2 { p.backoff + 1 } else { p.backoff };
                     (p.probes_out.saturating_add(1), backoff)
                 } else {
                     (p.probes_out, p.backoff)
                 };
-                let rto_ms = self.clock.hz.map(|hz| p.rto_jiffies as f64 * 1000.0 / hz as f64);
+                let rto_ms = self.facts.hz.map(|hz| p.rto_jiffies as f64 * 1000.0 / hz as f64);
                 vec![self.event(
                     &header,
                     Body::Probe {
@@ -157,9 +150,68 @@ impl Decoder {
                     },
                 )]
             }
+            KIND_PEER => {
+                let p: PeerEvent = read(bytes)?;
+                let sender = SenderState {
+                    in_flight: p.in_flight,
+                    unsent: p.unsent,
+                    mss: p.mss,
+                    srtt_us: p.srtt_us,
+                    rwnd_limited_ms: self.facts.jiffies_ms(p.rwnd_limited_jiffies),
+                    busy_ms: self.facts.jiffies_ms(p.busy_jiffies),
+                };
+                let mut out = vec![if p.periodic != 0 {
+                    self.event(&header, Body::Inflight { window: p.window, sender: sender.clone() })
+                } else {
+                    self.event(
+                        &header,
+                        Body::Window {
+                            side: Side::Peer,
+                            window: p.window,
+                            raw_window: p.raw,
+                            wscale: p.wscale,
+                            local: None,
+                            sender: Some(sender.clone()),
+                        },
+                    )
+                }];
+                out.extend(self.transition(
+                    &header,
+                    Side::Peer,
+                    p.transition,
+                    p.window,
+                    None,
+                    Some(sender),
+                ));
+                out
+            }
+            KIND_DROP => {
+                let d: DropEvent = read(bytes)?;
+                let reason = self
+                    .facts
+                    .drop_reasons
+                    .get(&d.reason)
+                    .cloned()
+                    .unwrap_or_else(|| format!("reason {}", d.reason));
+                vec![self.event(&header, Body::Drop { reason, bytes: d.bytes })]
+            }
+            KIND_READ => {
+                let r: ReadEvent = read(bytes)?;
+                let secs = r.interval_ns as f64 / 1e9;
+                vec![self.event(
+                    &header,
+                    Body::Read {
+                        bytes: r.bytes,
+                        reads: r.reads,
+                        interval_ns: r.interval_ns,
+                        rate: if secs > 0.0 { r.bytes as f64 / secs } else { 0.0 },
+                        comm: comm(&r.comm),
+                    },
+                )]
+            }
             KIND_CLOSE => {
                 let l: LifecycleEvent = read(bytes)?;
-                self.zero_since.remove(&header.sk);
+                self.zero_since.retain(|(sk, _), _| *sk != header.sk);
                 vec![self.event(
                     &header,
                     Body::Close {
@@ -173,6 +225,33 @@ impl Decoder {
         Ok(events)
     }
 
+    /// The zero-window start or end a window record of `side` marks, if any.
+    fn transition(
+        &mut self,
+        h: &EventHeader,
+        side: Side,
+        transition: u8,
+        window: u32,
+        local: Option<LocalState>,
+        sender: Option<SenderState>,
+    ) -> Option<Event> {
+        let key = (h.sk, side);
+        let body = match transition {
+            TRANSITION_TO_ZERO | TRANSITION_TO_ZERO_UNCOUNTED => {
+                self.zero_since.insert(key, h.ts_ns);
+                let counted = transition == TRANSITION_TO_ZERO;
+                Body::ZeroWindowStart { side, counted, local, sender }
+            }
+            TRANSITION_FROM_ZERO => {
+                let since = self.zero_since.remove(&key);
+                let duration_ns = since.map(|s| h.ts_ns.saturating_sub(s));
+                Body::ZeroWindowEnd { side, window, duration_ns }
+            }
+            _ => return None,
+        };
+        Some(self.event(h, body))
+    }
+
     fn event(&self, h: &EventHeader, body: Body) -> Event {
         let (saddr, daddr) = if h.family == AF_INET6 {
             (IpAddr::V6(Ipv6Addr::from(h.saddr)), IpAddr::V6(Ipv6Addr::from(h.daddr)))
@@ -181,7 +260,7 @@ impl Decoder {
             (v4(&h.saddr), v4(&h.daddr))
         };
         Event {
-            ts_ns: (h.ts_ns as i64).saturating_add(self.clock.realtime_offset_ns).max(0) as u64,
+            ts_ns: (h.ts_ns as i64).saturating_add(self.facts.realtime_offset_ns).max(0) as u64,
             sk: h.sk,
             pid: (h.pid != 0).then_some(h.pid),
             hook: hook_name(h.hook).to_string(),
@@ -257,8 +336,13 @@ mod tests {
 
     use super::*;
 
-    fn clock() -> Clock {
-        Clock { realtime_offset_ns: 1_000, hz: Some(250), retries2: 15 }
+    fn facts() -> KernelFacts {
+        KernelFacts {
+            realtime_offset_ns: 1_000,
+            hz: Some(250),
+            retries2: 15,
+            drop_reasons: HashMap::new(),
+        }
     }
 
     fn header(kind: u16, hook: u8, ts_ns: u64) -> EventHeader {
@@ -307,7 +391,7 @@ mod tests {
 
     #[test]
     fn zero_window_transitions_become_start_and_end_with_duration() {
-        let mut d = Decoder::new(clock());
+        let mut d = Decoder::new(facts());
         let start = d.decode(&window(5_000, 0, TRANSITION_TO_ZERO)).unwrap();
         assert_eq!(start.len(), 2);
         assert_eq!(start[0].body.kind(), "window");
@@ -335,7 +419,7 @@ mod tests {
 
     #[test]
     fn an_end_without_a_seen_start_has_no_duration() {
-        let mut d = Decoder::new(clock());
+        let mut d = Decoder::new(facts());
         let end = d.decode(&window(9, 1, TRANSITION_FROM_ZERO)).unwrap();
         assert!(matches!(end[1].body, Body::ZeroWindowEnd { duration_ns: None, .. }));
     }
@@ -357,7 +441,7 @@ mod tests {
 
     #[test]
     fn packet_level_probes_are_reported_as_the_kernel_counts_them() {
-        let mut d = Decoder::new(clock());
+        let mut d = Decoder::new(facts());
         let exact = d.decode(&probe(HOOK_FEXIT, 0, 1, 3)).unwrap();
         let inferred = d.decode(&probe(HOOK_CGROUP_SKB, 1, 0, 2)).unwrap();
         let fields = |e: &Event| match e.body {
@@ -372,7 +456,7 @@ mod tests {
 
     #[test]
     fn backoff_stops_growing_at_tcp_retries2() {
-        let mut d = Decoder::new(Clock { retries2: 3, ..clock() });
+        let mut d = Decoder::new(KernelFacts { retries2: 3, ..facts() });
         let e = d.decode(&probe(HOOK_CGROUP_SKB, 1, 0, 3)).unwrap();
         assert!(matches!(e[0].body, Body::Probe { backoff: 3, .. }));
     }
@@ -387,14 +471,14 @@ mod tests {
 
     #[test]
     fn unknown_hz_leaves_times_out() {
-        let mut d = Decoder::new(Clock { hz: None, ..clock() });
+        let mut d = Decoder::new(KernelFacts { hz: None, ..facts() });
         let e = d.decode(&probe(HOOK_FEXIT, 0, 1, 1)).unwrap();
         assert!(matches!(e[0].body, Body::Probe { rto_ms: None, next_probe_ms: None, .. }));
     }
 
     #[test]
     fn short_and_unknown_records_are_errors() {
-        let mut d = Decoder::new(clock());
+        let mut d = Decoder::new(facts());
         let w = window(1, 1, TRANSITION_NONE);
         assert_eq!(d.decode(&w[..70]), Err(DecodeError::Short { len: 70, need: 96 }));
         assert_eq!(d.decode(&w[..10]), Err(DecodeError::Short { len: 10, need: 64 }));
@@ -405,7 +489,7 @@ mod tests {
 
     #[test]
     fn ipv6_addresses_and_close_states() {
-        let mut d = Decoder::new(clock());
+        let mut d = Decoder::new(facts());
         let mut h = header(KIND_CLOSE, tracer_common::event::HOOK_RAW_TP, 1);
         h.family = AF_INET6;
         h.saddr = std::net::Ipv6Addr::LOCALHOST.octets();

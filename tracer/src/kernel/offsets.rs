@@ -33,6 +33,7 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets> {
     const ICSK: &str = "inet_conn";
     Ok(KernelOffsets {
         skc_family: req(&format!("{SKC}.skc_family"))?,
+        skc_state: req(&format!("{SKC}.skc_state"))?,
         skc_num: req(&format!("{SKC}.skc_num"))?,
         skc_dport: req(&format!("{SKC}.skc_dport"))?,
         skc_rcv_saddr: req(&format!("{SKC}.skc_rcv_saddr"))?,
@@ -62,10 +63,18 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets> {
         snd_wscale: req("rx_opt.snd_wscale")?,
         wscale_ok: req("rx_opt.wscale_ok")?,
         rcvq_space: req("rcvq_space.space")?,
-        skb_data: btf
-            .member("sk_buff", "data")
-            .map(loc)
-            .context("this kernel's BTF lacks sk_buff.data, which the tracer reads")?,
+        write_seq: req("write_seq")?,
+        mss_cache: req("mss_cache")?,
+        srtt_us: req("srtt_us")?,
+        chrono_start: req("chrono_start")?,
+        chrono_stat: req("chrono_stat")?,
+        chrono_type: req("chrono_type")?,
+        skb_data: other(btf, "sk_buff", "data")?,
+        skb_len: other(btf, "sk_buff", "len")?,
+        skb_sk: other(btf, "sk_buff", "sk")?,
+        skb_head: other(btf, "sk_buff", "head")?,
+        skb_network_header: other(btf, "sk_buff", "network_header")?,
+        skb_transport_header: other(btf, "sk_buff", "transport_header")?,
         task_files: other(btf, "task_struct", "files")?,
         files_fdt: other(btf, "files_struct", "fdt")?,
         fdt_fd: other(btf, "fdtable", "fd")?,

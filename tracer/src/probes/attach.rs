@@ -113,6 +113,10 @@ fn try_hook(
         }
         // Attached once for all signals it serves, after the table walk.
         Attach::Egress(_) => return Ok(partial),
+        Attach::Ingress => {
+            attach_cgroup_skb(ebpf, "ingress_skb", CgroupSkbAttachType::Ingress)?;
+            return Ok(partial);
+        }
     };
     for (i, t) in targets.iter().enumerate() {
         let is_function =
@@ -244,18 +248,23 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 fn attach_egress(ebpf: &mut Ebpf, bits: u32) -> Result<(), String> {
-    let root = kernel::cgroup2_root().map_err(|e| format!("{e:#}"))?;
-    let cgroup = std::fs::File::open(&root)
-        .map_err(|e| format!("failed to open the cgroup root {}: {e}", root.display()))?;
     let mut map: Array<_, u32> = Array::try_from(
         ebpf.map_mut("EGRESS").ok_or("map EGRESS is missing from the eBPF object")?,
     )
     .map_err(|e| e.to_string())?;
     map.set(0, bits, 0).map_err(|e| e.to_string())?;
-    let prog: &mut CgroupSkb = program(ebpf, "egress_skb")?;
+    attach_cgroup_skb(ebpf, "egress_skb", CgroupSkbAttachType::Egress)
+}
+
+/// Attaches a cgroup_skb program to the cgroup-v2 root, where it sees every socket's traffic.
+fn attach_cgroup_skb(ebpf: &mut Ebpf, name: &str, kind: CgroupSkbAttachType) -> Result<(), String> {
+    let root = kernel::cgroup2_root().map_err(|e| format!("{e:#}"))?;
+    let cgroup = std::fs::File::open(&root)
+        .map_err(|e| format!("failed to open the cgroup root {}: {e}", root.display()))?;
+    let prog: &mut CgroupSkb = program(ebpf, name)?;
     load_once(prog.load()).map_err(describe)?;
     // A BPF link never displaces other programs on the cgroup, whatever the mode says.
-    prog.attach(&cgroup, CgroupSkbAttachType::Egress, CgroupAttachMode::Single).map_err(|e| {
+    prog.attach(&cgroup, kind, CgroupAttachMode::Single).map_err(|e| {
         format!("failed to attach to the cgroup root {}: {}", root.display(), describe(e))
     })?;
     Ok(())

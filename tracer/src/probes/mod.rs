@@ -17,11 +17,20 @@ pub enum Signal {
     RcvSpace,
     Lifecycle,
     Owner,
+    PeerWindow,
+    Drops,
 }
 
 impl Signal {
-    pub const ALL: [Signal; 5] =
-        [Signal::Window, Signal::Probe, Signal::RcvSpace, Signal::Lifecycle, Signal::Owner];
+    pub const ALL: [Signal; 7] = [
+        Signal::Window,
+        Signal::PeerWindow,
+        Signal::Probe,
+        Signal::RcvSpace,
+        Signal::Drops,
+        Signal::Lifecycle,
+        Signal::Owner,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -30,6 +39,8 @@ impl Signal {
             Signal::RcvSpace => "rcv-buffer autotune",
             Signal::Lifecycle => "open/close",
             Signal::Owner => "accepting process",
+            Signal::PeerWindow => "peer window",
+            Signal::Drops => "rcv-space drops",
         }
     }
 }
@@ -46,6 +57,8 @@ pub enum Attach {
     Tracepoint(&'static [Target]),
     /// The cgroup_skb egress program, serving the signals in this EGRESS bit.
     Egress(u32),
+    /// The cgroup_skb ingress program (peer windows).
+    Ingress,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -77,7 +90,10 @@ impl Hook {
         match self.attach {
             Attach::Fentry(_) | Attach::Fexit(_) => mode == HookMode::Auto,
             Attach::Kprobe(_) => mode != HookMode::Packet,
-            Attach::RawTracepoint(_) | Attach::Tracepoint(_) | Attach::Egress(_) => true,
+            Attach::RawTracepoint(_)
+            | Attach::Tracepoint(_)
+            | Attach::Egress(_)
+            | Attach::Ingress => true,
         }
     }
 
@@ -102,6 +118,7 @@ impl Hook {
             Attach::RawTracepoint(t) => format!("raw tracepoint {}", t.kernel),
             Attach::Tracepoint(ts) => join("tracepoint", ts),
             Attach::Egress(_) => "cgroup_skb egress (packet headers)".to_string(),
+            Attach::Ingress => "cgroup_skb ingress (packet headers)".to_string(),
         }
     }
 }
@@ -148,7 +165,7 @@ static PROBE: [Hook; 3] = [
 
 static RCV_SPACE: [Hook; 1] = [Hook {
     attach: Attach::RawTracepoint(t("rcv_space_raw_tp", "tcp_rcv_space_adjust")),
-    fidelity: "exact, sampled at each read; also names the reading process",
+    fidelity: "exact, sampled at each read; also names the reading process and its read rate",
 }];
 
 static LIFECYCLE: [Hook; 1] = [Hook {
@@ -165,6 +182,23 @@ static OWNER: [Hook; 1] = [Hook {
         "accepted sockets belong to their process from accept(); without it, from the first read",
 }];
 
+static PEER_WINDOW: [Hook; 1] = [Hook {
+    attach: Attach::Ingress,
+    fidelity:
+        "exact: the header of every segment received, with in-flight bytes and rwnd-limited time",
+}];
+
+static DROPS: [Hook; 2] = [
+    Hook {
+        attach: Attach::RawTracepoint(t("drops_rx_sk_raw_tp", "kfree_skb")),
+        fidelity: "exact: drop reason and receiving socket (6.11+)",
+    },
+    Hook {
+        attach: Attach::RawTracepoint(t("drops_raw_tp", "kfree_skb")),
+        fidelity: "drop reason; the socket from skb->sk, else the connection from the packet",
+    },
+];
+
 /// The hooks for `signal`, best first.
 pub fn hooks(signal: Signal) -> &'static [Hook] {
     match signal {
@@ -173,5 +207,7 @@ pub fn hooks(signal: Signal) -> &'static [Hook] {
         Signal::RcvSpace => &RCV_SPACE,
         Signal::Lifecycle => &LIFECYCLE,
         Signal::Owner => &OWNER,
+        Signal::PeerWindow => &PEER_WINDOW,
+        Signal::Drops => &DROPS,
     }
 }

@@ -1,0 +1,92 @@
+//! The TCP segment a cgroup_skb program sees: the full TCP socket it belongs to and the header
+//! fields the flow-control signals need. Shared by the egress (windows this host sends) and
+//! ingress (windows the peer sends) programs.
+
+use aya_ebpf::{
+    bindings::__sk_buff,
+    helpers::generated::{bpf_sk_fullsock, bpf_skc_to_tcp_sock},
+    programs::SkBuffContext,
+};
+
+const IPPROTO_TCP: u8 = 6;
+
+pub struct Segment {
+    /// Address of the socket (struct tcp_sock).
+    pub sk: u64,
+    pub seq: u32,
+    pub flags: u8,
+    /// The 16-bit window field, unscaled.
+    pub raw_window: u16,
+    /// TCP payload bytes.
+    pub payload: u32,
+}
+
+/// The segment in `ctx`, if it is TCP on a full socket.
+#[inline(always)]
+pub fn segment(ctx: &SkBuffContext) -> Option<Segment> {
+    let skb: *mut __sk_buff = ctx.skb.skb;
+    // SAFETY: the context pointer is valid for the program's run.
+    let sk = unsafe { (*skb).__bindgen_anon_2.sk };
+    if sk.is_null() {
+        return None;
+    }
+    // SAFETY: helpers that accept any socket pointer and return NULL when it is not a full TCP socket.
+    let full = unsafe { bpf_sk_fullsock(sk) };
+    if full.is_null() {
+        return None;
+    }
+    // SAFETY: as above.
+    let tp = unsafe { bpf_skc_to_tcp_sock(full.cast()) };
+    if tp.is_null() {
+        return None;
+    }
+
+    // Direct packet access: the headers are in the linear part, and this runs per segment, so
+    // no helper calls here. Every read is bounds-checked against data_end for the verifier.
+    // SAFETY: the context pointer is valid; reads below are checked against data_end.
+    let (data, end) = unsafe { ((*skb).data as usize, (*skb).data_end as usize) };
+    // Any TCP segment has at least 40 bytes of headers (IPv4 20 + TCP 20, or IPv6 40 + ...):
+    // one check covers the IP header fields read here.
+    if data + 40 > end {
+        return None;
+    }
+    // SAFETY: data + 40 <= data_end was checked just above.
+    let byte = |at: usize| unsafe { *((data + at) as *const u8) };
+    let first = byte(0);
+    let tcp = match first >> 4 {
+        4 => {
+            if byte(9) != IPPROTO_TCP {
+                return None;
+            }
+            data + ((first & 0x0f) as usize) * 4
+        }
+        6 => {
+            // Extension headers are not followed: TCP sockets do not send them by default.
+            if byte(6) != IPPROTO_TCP {
+                return None;
+            }
+            data + 40
+        }
+        _ => return None,
+    };
+    // seq (4..8), data offset (12), flags (13), window (14..16).
+    if tcp + 16 > end {
+        return None;
+    }
+    // SAFETY: tcp + 16 <= data_end was checked just above.
+    let (seq, doff, flags, raw) = unsafe {
+        (
+            u32::from_be(core::ptr::read_unaligned((tcp + 4) as *const u32)),
+            ((*((tcp + 12) as *const u8) >> 4) as u32) * 4,
+            *((tcp + 13) as *const u8),
+            u16::from_be(core::ptr::read_unaligned((tcp + 14) as *const u16)),
+        )
+    };
+    Some(Segment {
+        sk: tp as u64,
+        seq,
+        flags,
+        raw_window: raw,
+        payload: ctx.len().wrapping_sub((tcp - data) as u32 + doff),
+    })
+}

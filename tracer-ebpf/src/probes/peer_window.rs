@@ -1,0 +1,120 @@
+//! The window the peer advertises, from the header of every segment this host receives: a
+//! cgroup_skb ingress program on the cgroup-v2 root, which runs before TCP processes the segment.
+//! (tcp:tcp_probe was the first choice, but 6.18 fires it for data segments only, not for the
+//! pure ACKs that carry a sender's peer window.) Sent on change (zero / non-zero transitions
+//! always), and as a periodic sample of this host's send state while data is in flight.
+
+use aya_ebpf::{
+    helpers::{bpf_jiffies64, bpf_ktime_get_ns},
+    macros::cgroup_skb,
+    programs::SkBuffContext,
+};
+use tracer_common::event::{
+    PeerEvent, HOOK_CGROUP_SKB, KIND_PEER, PEER_SAMPLE_NS, TRANSITION_FROM_ZERO, TRANSITION_NONE,
+    TRANSITION_TO_ZERO,
+};
+
+use super::packet;
+use crate::{emit, maps::global, read, state};
+
+const TCP_FLAG_SYN: u8 = 0x02;
+const TCP_LISTEN: u64 = 10;
+/// enum tcp_chrono: the sender is stalled by the receive window.
+const TCP_CHRONO_RWND_LIMITED: u64 = 2;
+
+/// Always lets the packet through: this program only observes.
+#[cgroup_skb(ingress)]
+pub fn ingress_skb(ctx: SkBuffContext) -> i32 {
+    if let Some(seg) = packet::segment(&ctx) {
+        // A listener receives the handshake's last ACK: not a connection's window.
+        let listening = read::field(seg.sk, global!(OFFSETS.skc_state)) == Some(TCP_LISTEN);
+        if seg.flags & TCP_FLAG_SYN == 0 && !listening {
+            advertised(seg.sk, seg.raw_window as u32);
+        }
+    }
+    1
+}
+
+/// A segment from the peer carried the raw window `raw`.
+#[inline(always)]
+fn advertised(sk: u64, raw: u32) {
+    let Some(st) = state::get(sk) else {
+        return;
+    };
+    let last = st.peer_raw;
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let changed = raw != last;
+    if !changed && now.wrapping_sub(st.peer_sample_ns) < PEER_SAMPLE_NS {
+        return;
+    }
+    st.peer_raw = raw;
+    if !state::wanted(st) {
+        return;
+    }
+    let snd_una = read::u32_field(sk, global!(OFFSETS.snd_una));
+    let snd_nxt = read::u32_field(sk, global!(OFFSETS.snd_nxt));
+    let in_flight = snd_nxt.wrapping_sub(snd_una);
+    // Periodic samples only matter while this host is sending.
+    if !changed && in_flight == 0 {
+        return;
+    }
+    let transition = if !changed {
+        TRANSITION_NONE
+    } else if raw == 0 {
+        TRANSITION_TO_ZERO
+    } else if last == 0 {
+        TRANSITION_FROM_ZERO
+    } else {
+        TRANSITION_NONE
+    };
+    let wscale = read::field(sk, global!(OFFSETS.snd_wscale)).unwrap_or(0) as u8;
+    let window = raw << (wscale & 15);
+    if changed && !state::significant(window, st.peer_reported, transition != TRANSITION_NONE) {
+        return;
+    }
+    if changed {
+        st.peer_reported = window;
+    }
+    st.peer_sample_ns = now;
+    let (rwnd_limited, busy) = chrono(sk);
+    emit::send(
+        KIND_PEER,
+        PeerEvent {
+            header: emit::header(KIND_PEER, HOOK_CGROUP_SKB, sk, st),
+            window,
+            raw: raw as u16,
+            wscale,
+            transition,
+            periodic: (!changed) as u8,
+            _pad: [0; 3],
+            in_flight,
+            unsent: read::u32_field(sk, global!(OFFSETS.write_seq)).wrapping_sub(snd_nxt),
+            mss: read::u32_field(sk, global!(OFFSETS.mss_cache)),
+            srtt_us: read::u32_field(sk, global!(OFFSETS.srtt_us)) >> 3,
+            rwnd_limited_jiffies: rwnd_limited,
+            busy_jiffies: busy,
+        },
+    );
+}
+
+/// tcp_info's rwnd_limited and busy_time in jiffies: the kernel's chrono stats plus the running
+/// interval (tcp_get_info_chrono_stats).
+#[inline(always)]
+fn chrono(sk: u64) -> (u32, u32) {
+    let stat_at = global!(OFFSETS.chrono_stat);
+    if stat_at.offset == u32::MAX {
+        return (0, 0);
+    }
+    let raw = read::bytes::<12>(sk + stat_at.offset as u64);
+    let stat =
+        |i: usize| u32::from_ne_bytes([raw[i * 4], raw[i * 4 + 1], raw[i * 4 + 2], raw[i * 4 + 3]]);
+    let kind = read::field(sk, global!(OFFSETS.chrono_type)).unwrap_or(0);
+    let start = read::u32_field(sk, global!(OFFSETS.chrono_start));
+    // SAFETY: helper without arguments.
+    let running =
+        if kind != 0 { (unsafe { bpf_jiffies64() } as u32).wrapping_sub(start) } else { 0 };
+    let rwnd = stat(1).wrapping_add(if kind == TCP_CHRONO_RWND_LIMITED { running } else { 0 });
+    let busy = stat(0).wrapping_add(stat(1)).wrapping_add(stat(2)).wrapping_add(running);
+    (rwnd, busy)
+}
