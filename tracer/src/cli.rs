@@ -20,8 +20,54 @@ pub struct Cli {
 pub enum Command {
     /// Attach to the kernel and print one line per flow-control event.
     Watch(WatchArgs),
+    /// Like watch, and also store the events in FILE for `tracer replay`. Prints alerts and the
+    /// summary only (add --events to see every event too).
+    Record(RecordArgs),
+    /// Run a recording through the same timelines, alerts and summary; no root or kernel needed.
+    Replay(ReplayArgs),
     /// Show which kernel hook serves each signal on this kernel, then exit.
     Probes(HookArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AlertArgs {
+    /// Alert thresholds from a TOML file (see README: one [rule] table per alert rule).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Override one threshold, e.g. `--alert zero_window_stall.warning_ms=2000` (repeatable;
+    /// applied after --config).
+    #[arg(long = "alert", value_name = "RULE.KEY=VALUE")]
+    pub alerts: Vec<String>,
+    /// Do not print the per-connection summary at the end.
+    #[arg(long)]
+    pub no_summary: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RecordArgs {
+    /// Where to write the recording.
+    #[arg(value_name = "FILE")]
+    pub file: std::path::PathBuf,
+    /// Also print every event, as watch does.
+    #[arg(long)]
+    pub events: bool,
+    #[command(flatten)]
+    pub watch: WatchArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReplayArgs {
+    /// A file written by `tracer record`.
+    #[arg(value_name = "FILE")]
+    pub file: std::path::PathBuf,
+    /// Print NDJSON instead of readable lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Print only alerts and the summary, not every event.
+    #[arg(long)]
+    pub no_events: bool,
+    #[command(flatten)]
+    pub alerts: AlertArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -64,4 +110,6 @@ pub struct WatchArgs {
     pub prog_stats: bool,
     #[command(flatten)]
     pub hooks: HookArgs,
+    #[command(flatten)]
+    pub alerts: AlertArgs,
 }

@@ -1,11 +1,15 @@
 //! tracer: why is this TCP transfer stalled? Kernel flow-control events, per connection.
 
+mod alerts;
 mod cli;
 mod cmd;
 mod events;
 mod kernel;
 mod output;
+mod pipeline;
 mod probes;
+mod record;
+mod timeline;
 
 use std::process::ExitCode;
 

@@ -1,6 +1,7 @@
 //! One file per subcommand.
 
 mod probes;
+mod replay;
 mod session;
 mod watch;
 
@@ -10,7 +11,26 @@ use crate::cli::{Cli, Command};
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Watch(args) => watch::run(args),
+        Command::Watch(args) => watch::run(args, None),
+        Command::Record(args) => watch::run(args.watch, Some((args.file, args.events))),
+        Command::Replay(args) => replay::run(args),
         Command::Probes(args) => probes::run(args),
     }
+}
+
+/// Alert thresholds from --config and --alert, with errors that name the key and the file.
+pub fn thresholds(args: &crate::cli::AlertArgs) -> Result<crate::alerts::Thresholds> {
+    let mut th = match &args.config {
+        Some(path) => crate::alerts::Thresholds::from_toml_file(path)?,
+        None => crate::alerts::Thresholds::default(),
+    };
+    th.apply_overrides(&args.alerts)?;
+    Ok(th)
+}
+
+/// Wall-clock time now, ns since the epoch.
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }

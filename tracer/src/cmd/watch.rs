@@ -1,6 +1,6 @@
 //! `tracer watch`: stream flow-control events until the duration ends, Ctrl-C or SIGTERM.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{bail, Context as _, Result};
 use tokio::{
@@ -8,19 +8,26 @@ use tokio::{
     time::{interval, sleep, MissedTickBehavior},
 };
 
-use super::session::{describe, Options, Session};
+use super::{
+    now_ns,
+    session::{describe, Options, Session},
+    thresholds,
+};
 use crate::{
+    alerts::Thresholds,
     cli::WatchArgs,
     events::{kernel_log::KernelLog, reader::Reader, Decoder},
     output::{json::Json, terminal::Terminal, Sink},
+    pipeline::Pipeline,
+    record::{self, Recorder},
 };
 
 /// How often the ring buffer is drained (the kernel side never wakes us).
 const DRAIN_EVERY: Duration = Duration::from_millis(20);
-/// How often the loss counters are read.
-const LOSS_EVERY: Duration = Duration::from_secs(1);
+/// How often time-based alerts and the loss counters are checked.
+const TICK_EVERY: Duration = Duration::from_millis(250);
 
-pub fn run(args: WatchArgs) -> Result<()> {
+pub fn run(args: WatchArgs, record: Option<(PathBuf, bool)>) -> Result<()> {
     if let Some(d) = args.duration {
         if !(d > 0.0 && d.is_finite()) {
             bail!("--duration must be a positive number of seconds (got {d})");
@@ -29,14 +36,20 @@ pub fn run(args: WatchArgs) -> Result<()> {
     if args.window_shift > 16 {
         bail!("--window-shift must be between 0 and 16 (got {})", args.window_shift);
     }
+    // Bad thresholds are reported before anything is attached.
+    let thresholds = thresholds(&args.alerts)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
-    runtime.block_on(watch(args))
+    runtime.block_on(watch(args, thresholds, record))
 }
 
-async fn watch(args: WatchArgs) -> Result<()> {
+async fn watch(
+    args: WatchArgs,
+    thresholds: Thresholds,
+    record: Option<(PathBuf, bool)>,
+) -> Result<()> {
     let mut session = Session::start(&Options {
         hooks: args.hooks.hooks,
         ports: args.ports.clone(),
@@ -59,12 +72,18 @@ async fn watch(args: WatchArgs) -> Result<()> {
             row.signal.name()
         );
     }
+    let (recorder, show_events) = match &record {
+        Some((path, events)) => (Some(Recorder::create(path, &header(&session))?), *events),
+        None => (None, true),
+    };
     let mut reader = Reader::new(&mut session.ebpf)?;
     // Kernel-side diagnostics (aya-log); an object without log statements has nothing to read.
     let mut kernel_log = aya_log::EbpfLogger::init_with_logger(&mut session.ebpf, KernelLog).ok();
     let mut decoder = Decoder::new(session.facts.clone());
-    let mut sink: Box<dyn Sink> =
+    let sink: Box<dyn Sink> =
         if args.json { Box::new(Json::new()) } else { Box::new(Terminal::new()) };
+    let mut pipeline =
+        Pipeline::new(thresholds, sink, recorder, show_events, !args.alerts.no_summary);
     eprintln!("tracer: attached; tracing (Ctrl-C to stop)");
 
     let mut sigint = signal(SignalKind::interrupt()).context("failed to watch for SIGINT")?;
@@ -73,73 +92,125 @@ async fn watch(args: WatchArgs) -> Result<()> {
     tokio::pin!(deadline);
     let mut drain = interval(DRAIN_EVERY);
     drain.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut loss = interval(LOSS_EVERY);
-    let mut lost_reported = 0u64;
-    let mut bad_records = 0u64;
-    let mut seen = 0u64;
+    let mut tick = interval(TICK_EVERY);
+    let mut counts = Counts::default();
 
-    // Drains the ring into the sink; Err when the output is gone (closed pipe).
-    let mut pump = |reader: &mut Reader, sink: &mut dyn Sink| -> std::io::Result<()> {
-        let mut result = Ok(());
-        reader.drain(|bytes| match decoder.decode(bytes) {
-            Ok(events) => {
-                seen += events.len() as u64;
-                for e in &events {
-                    if result.is_ok() {
-                        result = sink.event(e);
-                    }
-                }
-            }
-            Err(e) => {
-                bad_records += 1;
-                if bad_records <= 3 {
-                    eprintln!("tracer: warning: undecodable record skipped: {e}");
-                }
-            }
-        });
-        result.and_then(|()| sink.flush())
-    };
-    let mut check_loss = |reader: &Reader, sink: &mut dyn Sink| -> std::io::Result<()> {
-        let total = reader.lost_total();
-        if total > lost_reported {
-            sink.lost(total - lost_reported, total)?;
-            lost_reported = total;
-        }
-        Ok(())
-    };
-
-    let mut output_open = true;
-    while output_open {
-        tokio::select! {
+    let stop = loop {
+        let step = tokio::select! {
             _ = drain.tick() => {
-                output_open = pump(&mut reader, sink.as_mut()).is_ok();
                 if let Some(log) = kernel_log.as_mut() {
                     log.flush();
                 }
+                pump(&mut reader, &mut decoder, &mut pipeline, &mut counts)
             }
-            _ = loss.tick() => output_open = check_loss(&reader, sink.as_mut()).is_ok(),
-            _ = &mut deadline => break,
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
+            _ = tick.tick() => pipeline.tick(now_ns()).and_then(|()| counts.check_loss(&reader, &mut pipeline)),
+            _ = &mut deadline => break None,
+            _ = sigint.recv() => break None,
+            _ = sigterm.recv() => break None,
+        };
+        if let Err(e) = step {
+            break Some(e);
         }
-    }
+    };
     if args.prog_stats {
         print_prog_stats(&session.ebpf);
     }
     // Detach first so nothing arrives after the final drain.
     let Session { ebpf, .. } = session;
     drop(ebpf);
-    if output_open {
-        // The output may close now too: nothing more to do about it then.
-        let _ = pump(&mut reader, sink.as_mut());
-        let _ = check_loss(&reader, sink.as_mut());
-    } else {
-        eprintln!("tracer: the output was closed; stopping");
+    let result = match stop {
+        None => pump(&mut reader, &mut decoder, &mut pipeline, &mut counts)
+            .and_then(|()| counts.check_loss(&reader, &mut pipeline))
+            .and_then(|()| pipeline.finish(now_ns())),
+        Some(e) => Err(e),
+    };
+    eprintln!(
+        "tracer: detached; {} events, {} lost, {} undecodable",
+        counts.seen, counts.lost, counts.bad
+    );
+    match result {
+        // `tracer watch | head`: the reader went away, which is how a pipe ends.
+        Err(e) if is_broken_pipe(&e) => {
+            eprintln!("tracer: the output was closed; stopped");
+            Ok(())
+        }
+        other => other,
     }
-    drop(pump);
-    let lost = reader.lost_total();
-    eprintln!("tracer: detached; {seen} events, {lost} lost, {bad_records} undecodable");
-    Ok(())
+}
+
+#[derive(Default)]
+struct Counts {
+    seen: u64,
+    lost: u64,
+    bad: u64,
+}
+
+impl Counts {
+    /// Reports ring-buffer loss since the last check.
+    fn check_loss(&mut self, reader: &Reader, pipeline: &mut Pipeline) -> Result<()> {
+        let total = reader.lost_total();
+        if total > self.lost {
+            let new = total - self.lost;
+            self.lost = total;
+            pipeline.lost(now_ns(), new, total)?;
+        }
+        Ok(())
+    }
+}
+
+/// Drains the ring into the pipeline.
+fn pump(
+    reader: &mut Reader,
+    decoder: &mut Decoder,
+    pipeline: &mut Pipeline,
+    counts: &mut Counts,
+) -> Result<()> {
+    let mut result = Ok(());
+    reader.drain(|bytes| match decoder.decode(bytes) {
+        Ok(events) => {
+            counts.seen += events.len() as u64;
+            for e in &events {
+                if result.is_ok() {
+                    result = pipeline.event(e);
+                }
+            }
+        }
+        Err(e) => {
+            counts.bad += 1;
+            if counts.bad <= 3 {
+                eprintln!("tracer: warning: undecodable record skipped: {e}");
+            }
+        }
+    });
+    result.and_then(|()| pipeline.flush())
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The recording's header: this kernel and the hooks in use.
+fn header(session: &Session) -> record::Header {
+    let hooks = session
+        .attached
+        .rows
+        .iter()
+        .map(|r| {
+            let hook = r.chosen.map_or("unavailable".to_string(), |h| h.label());
+            (r.signal.name().to_string(), hook)
+        })
+        .collect();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    record::Header {
+        format: record::FORMAT.into(),
+        version: record::VERSION,
+        kernel: kernel.trim().to_string(),
+        started_ns: now_ns(),
+        hooks,
+    }
 }
 
 /// One line per loaded kernel program: runs and average cost (BPF run-time statistics).

@@ -3,7 +3,11 @@
 use std::io::{BufWriter, Stdout, Write as _};
 
 use super::Sink;
-use crate::events::{model::Side, Body, Event};
+use crate::{
+    alerts::Alert,
+    events::{model::Side, Body, Event},
+    timeline::ConnSummary,
+};
 
 pub struct Terminal {
     out: BufWriter<Stdout>,
@@ -157,6 +161,22 @@ impl Sink for Terminal {
             "!! {new} events lost: the ring buffer was full ({total} since start); \
              narrow the filter (--port/--pid) or raise --window-shift"
         )
+    }
+
+    fn alert(&mut self, alert: &Alert) -> std::io::Result<()> {
+        writeln!(self.out, "{} {}", clock(alert.ts_ns), alert.line())
+    }
+
+    fn summary(&mut self, _ts_ns: u64, rows: &[ConnSummary]) -> std::io::Result<()> {
+        if rows.is_empty() {
+            return writeln!(self.out, "\nno connection matched");
+        }
+        writeln!(self.out, "\nflow-control summary, worst first:")?;
+        writeln!(self.out, "{}", ConnSummary::header())?;
+        for row in rows {
+            writeln!(self.out, "{}", row.line())?;
+        }
+        Ok(())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

@@ -1,0 +1,350 @@
+//! Alert thresholds: the design's defaults, overridden by a TOML file (one section per rule) and
+//! by `--alert SECTION.KEY=VALUE` flags. Every mistake names the file (or flag), the section
+//! and the key, and lists what is accepted.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+
+use super::Rule;
+
+/// `[zero_window_stall]`: a side stays at zero window this long.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZeroWindowStall {
+    pub enabled: bool,
+    pub warning_ms: u64,
+    pub critical_ms: u64,
+}
+
+/// `[persist_backoff]`: this many unanswered probes, or a next probe this far away.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PersistBackoff {
+    pub enabled: bool,
+    pub probes_out: u64,
+    pub interval_ms: u64,
+}
+
+/// `[receiver_limited]`: the sender limited by the peer's window this share of an interval.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReceiverLimited {
+    pub enabled: bool,
+    pub interval_ms: u64,
+    pub limited_pct: f64,
+}
+
+/// `[window_scaling_missing]`: no window scaling and a window this large (near the 64 KiB cap).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WindowScalingMissing {
+    pub enabled: bool,
+    pub window_bytes: u64,
+}
+
+/// `[silly_window]`: this many sub-MSS windows in a row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SillyWindow {
+    pub enabled: bool,
+    pub repeats: u64,
+}
+
+/// `[rcvbuf_pinned]` and `[flow_control_drops]`: resolve after this long without the cause.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuietRule {
+    pub enabled: bool,
+    pub quiet_ms: u64,
+}
+
+/// Every rule's switch and thresholds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Thresholds {
+    pub zero_window_stall: ZeroWindowStall,
+    pub persist_backoff: PersistBackoff,
+    pub receiver_limited: ReceiverLimited,
+    pub window_scaling_missing: WindowScalingMissing,
+    pub silly_window: SillyWindow,
+    pub rcvbuf_pinned: QuietRule,
+    pub flow_control_drops: QuietRule,
+}
+
+impl Default for Thresholds {
+    /// The defaults in DESIGN.md.
+    fn default() -> Self {
+        Thresholds {
+            zero_window_stall: ZeroWindowStall {
+                enabled: true,
+                warning_ms: 1000,
+                critical_ms: 10_000,
+            },
+            persist_backoff: PersistBackoff { enabled: true, probes_out: 5, interval_ms: 10_000 },
+            receiver_limited: ReceiverLimited {
+                enabled: true,
+                interval_ms: 5000,
+                limited_pct: 50.0,
+            },
+            // 60 KiB: within 4 KiB of the 65535-byte ceiling.
+            window_scaling_missing: WindowScalingMissing { enabled: true, window_bytes: 61_440 },
+            silly_window: SillyWindow { enabled: true, repeats: 3 },
+            rcvbuf_pinned: QuietRule { enabled: true, quiet_ms: 10_000 },
+            flow_control_drops: QuietRule { enabled: true, quiet_ms: 10_000 },
+        }
+    }
+}
+
+/// A settable threshold, borrowed from its section.
+enum Field<'a> {
+    Flag(&'a mut bool),
+    /// A whole number at least `min`, described by `unit`.
+    Int {
+        value: &'a mut u64,
+        min: u64,
+        unit: &'static str,
+    },
+    Percent(&'a mut f64),
+}
+
+impl Field<'_> {
+    /// What the field accepts, for error messages.
+    fn expects(&self) -> String {
+        match self {
+            Field::Flag(_) => "true or false".to_string(),
+            Field::Int { min: 0, unit, .. } => format!("a whole number of {unit} (0 or more)"),
+            Field::Int { min, unit, .. } => format!("a whole number of {unit} ({min} or more)"),
+            Field::Percent(_) => "a percentage from 0 to 100".to_string(),
+        }
+    }
+
+    fn set_toml(&mut self, v: &toml::Value) -> bool {
+        match (self, v) {
+            (Field::Flag(f), toml::Value::Boolean(b)) => **f = *b,
+            (Field::Int { value, min, .. }, toml::Value::Integer(i)) => match u64::try_from(*i) {
+                Ok(n) if n >= *min => **value = n,
+                _ => return false,
+            },
+            (Field::Percent(p), toml::Value::Integer(i)) if (0..=100).contains(i) => {
+                **p = *i as f64
+            }
+            (Field::Percent(p), toml::Value::Float(x)) if (0.0..=100.0).contains(x) => **p = *x,
+            _ => return false,
+        }
+        true
+    }
+
+    fn set_str(&mut self, text: &str) -> bool {
+        let text = text.trim();
+        match self {
+            Field::Flag(f) => match text {
+                "true" => **f = true,
+                "false" => **f = false,
+                _ => return false,
+            },
+            Field::Int { value, min, .. } => match text.replace('_', "").parse::<u64>() {
+                Ok(n) if n >= *min => **value = n,
+                _ => return false,
+            },
+            Field::Percent(p) => match text.trim_end_matches('%').parse::<f64>() {
+                Ok(x) if (0.0..=100.0).contains(&x) => **p = x,
+                _ => return false,
+            },
+        }
+        true
+    }
+}
+
+/// The section names, in the order documents list them.
+fn section_names() -> String {
+    Rule::ALL.map(Rule::as_str).join(", ")
+}
+
+impl Thresholds {
+    /// Read thresholds from a TOML file over the defaults.
+    pub fn from_toml_file(path: &Path) -> Result<Thresholds> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read alert thresholds from {}", path.display()))?;
+        Self::from_toml_str(&text, &path.display().to_string())
+    }
+
+    /// Parse thresholds from TOML text over the defaults; `origin` names the text in errors.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Thresholds> {
+        let doc: toml::Table = text.parse().map_err(|e| syntax_error(origin, text, &e))?;
+        let mut th = Thresholds::default();
+        for (name, value) in &doc {
+            let at = place(origin, text, name, None);
+            let is_section = th.fields(name).is_some();
+            let Some(table) = value.as_table().filter(|_| is_section) else {
+                if is_section {
+                    bail!("{at}: {name} must be a section ([{name}] and keys under it)");
+                }
+                bail!("{at}: unknown section [{name}] (known: {})", section_names());
+            };
+            for (key, v) in table {
+                let at = place(origin, text, name, Some(key));
+                let mut fields = th.fields(name).unwrap_or_default();
+                let known = fields.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ");
+                let Some((_, field)) = fields.iter_mut().find(|(k, _)| k == key) else {
+                    bail!("{at}: unknown key \"{key}\" in [{name}] (known: {known})");
+                };
+                if !field.set_toml(v) {
+                    bail!(
+                        "{at}: {key} in [{name}] must be {}, got {} {v}",
+                        field.expects(),
+                        v.type_str()
+                    );
+                }
+            }
+        }
+        th.validate().map_err(|e| anyhow!("{origin}: {e}"))?;
+        Ok(th)
+    }
+
+    /// Set one threshold, `key` as `section.key` (e.g. `zero_window_stall.warning_ms`), from
+    /// text. Checks only this value: call `validate` once every override is in.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let Some((section, name)) = key.split_once('.') else {
+            bail!(
+                "\"{key}\" is not SECTION.KEY, e.g. zero_window_stall.warning_ms \
+                 (sections: {})",
+                section_names()
+            );
+        };
+        let Some(mut fields) = self.fields(section) else {
+            bail!("unknown alert section \"{section}\" in \"{key}\" (known: {})", section_names());
+        };
+        let known = fields.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ");
+        let Some((_, field)) = fields.iter_mut().find(|(k, _)| *k == name) else {
+            bail!("unknown key \"{name}\" in [{section}] (known: {known})");
+        };
+        if !field.set_str(value) {
+            bail!("{key} must be {}, got \"{value}\"", field.expects());
+        }
+        Ok(())
+    }
+
+    /// Apply `SECTION.KEY=VALUE` overrides in order (a repeatable `--alert` flag), then check
+    /// the result. Errors name the flag's text.
+    pub fn apply_overrides<S: AsRef<str>>(&mut self, assignments: &[S]) -> Result<()> {
+        for a in assignments {
+            let a = a.as_ref();
+            let Some((key, value)) = a.split_once('=') else {
+                bail!("--alert {a}: expected KEY=VALUE, e.g. zero_window_stall.warning_ms=2000");
+            };
+            self.set(key.trim(), value).map_err(|e| anyhow!("--alert {a}: {e}"))?;
+        }
+        self.validate().map_err(|e| anyhow!("--alert: {e}"))
+    }
+
+    /// Checks across keys.
+    pub fn validate(&self) -> Result<()> {
+        let z = &self.zero_window_stall;
+        if z.critical_ms < z.warning_ms {
+            bail!(
+                "zero_window_stall.critical_ms ({}) is below warning_ms ({}): the warning must \
+                 come first",
+                z.critical_ms,
+                z.warning_ms
+            );
+        }
+        Ok(())
+    }
+
+    /// The settable fields of a section, in documentation order.
+    fn fields(&mut self, section: &str) -> Option<Vec<(&'static str, Field<'_>)>> {
+        let ms = |value| Field::Int { value, min: 0, unit: "milliseconds" };
+        Some(match section {
+            "zero_window_stall" => {
+                let s = &mut self.zero_window_stall;
+                vec![
+                    ("enabled", Field::Flag(&mut s.enabled)),
+                    ("warning_ms", ms(&mut s.warning_ms)),
+                    ("critical_ms", ms(&mut s.critical_ms)),
+                ]
+            }
+            "persist_backoff" => {
+                let s = &mut self.persist_backoff;
+                vec![
+                    ("enabled", Field::Flag(&mut s.enabled)),
+                    ("probes_out", Field::Int { value: &mut s.probes_out, min: 1, unit: "probes" }),
+                    ("interval_ms", ms(&mut s.interval_ms)),
+                ]
+            }
+            "receiver_limited" => {
+                let s = &mut self.receiver_limited;
+                vec![
+                    ("enabled", Field::Flag(&mut s.enabled)),
+                    (
+                        "interval_ms",
+                        Field::Int { value: &mut s.interval_ms, min: 1, unit: "milliseconds" },
+                    ),
+                    ("limited_pct", Field::Percent(&mut s.limited_pct)),
+                ]
+            }
+            "window_scaling_missing" => {
+                let s = &mut self.window_scaling_missing;
+                vec![
+                    ("enabled", Field::Flag(&mut s.enabled)),
+                    (
+                        "window_bytes",
+                        Field::Int { value: &mut s.window_bytes, min: 1, unit: "bytes" },
+                    ),
+                ]
+            }
+            "silly_window" => {
+                let s = &mut self.silly_window;
+                vec![
+                    ("enabled", Field::Flag(&mut s.enabled)),
+                    ("repeats", Field::Int { value: &mut s.repeats, min: 1, unit: "windows" }),
+                ]
+            }
+            "rcvbuf_pinned" => {
+                let s = &mut self.rcvbuf_pinned;
+                vec![("enabled", Field::Flag(&mut s.enabled)), ("quiet_ms", ms(&mut s.quiet_ms))]
+            }
+            "flow_control_drops" => {
+                let s = &mut self.flow_control_drops;
+                vec![("enabled", Field::Flag(&mut s.enabled)), ("quiet_ms", ms(&mut s.quiet_ms))]
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// "origin:line" for a section header or a key under it, or just "origin" when the line cannot
+/// be found (dotted or inline keys).
+fn place(origin: &str, text: &str, section: &str, key: Option<&str>) -> String {
+    let mut current: Option<&str> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if let Some(header) = line.strip_prefix('[') {
+            current = header.split(']').next().map(str::trim);
+            if key.is_none() && current == Some(section) {
+                return format!("{origin}:{}", i + 1);
+            }
+            continue;
+        }
+        if let (Some(key), Some(sec)) = (key, current) {
+            let is_key =
+                line.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('='));
+            if sec == section && is_key {
+                return format!("{origin}:{}", i + 1);
+            }
+        }
+        if key.is_none() && current.is_none() {
+            let is_key = line
+                .strip_prefix(section)
+                .is_some_and(|rest| rest.trim_start().starts_with(['=', '.']));
+            if is_key {
+                return format!("{origin}:{}", i + 1);
+            }
+        }
+    }
+    origin.to_string()
+}
+
+/// A TOML syntax error as "origin:line:column: invalid TOML: message".
+fn syntax_error(origin: &str, text: &str, e: &toml::de::Error) -> anyhow::Error {
+    let Some(span) = e.span() else {
+        return anyhow!("{origin}: invalid TOML: {}", e.message().trim());
+    };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    anyhow!("{origin}:{line}:{column}: invalid TOML: {}", e.message().trim())
+}

@@ -1,0 +1,771 @@
+//! Alert tests: each rule firing and resolving on hand-built events, determinism, the
+//! thresholds file and flags, and property tests over random event sequences.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::events::model::{Event, Side};
+use crate::timeline::testutil::*;
+use crate::timeline::{ConnTable, Limits};
+
+/// A table and an engine driven the way the commands drive them.
+struct Run {
+    table: ConnTable,
+    engine: Engine,
+    alerts: Vec<Alert>,
+}
+
+impl Run {
+    fn new(th: Thresholds) -> Self {
+        Self::with_limits(th, Limits::default())
+    }
+
+    fn with_limits(th: Thresholds, limits: Limits) -> Self {
+        Run { table: ConnTable::with_limits(limits), engine: Engine::new(th), alerts: Vec::new() }
+    }
+
+    fn feed(&mut self, e: Event) -> &mut Self {
+        self.alerts.extend(self.engine.advance(&self.table, e.ts_ns));
+        let key = self.table.apply(&e);
+        self.alerts.extend(self.engine.on_event(&self.table, &key, &e));
+        self
+    }
+
+    fn advance_ms(&mut self, ms: u64) -> &mut Self {
+        self.alerts.extend(self.engine.advance(&self.table, ms * MS));
+        self
+    }
+
+    /// (ms, kind, rule, severity, side) of every alert so far.
+    fn brief(&self) -> Vec<(u64, AlertKind, Rule, Severity, Option<Side>)> {
+        self.alerts.iter().map(|a| (a.ts_ns / MS, a.kind, a.rule, a.severity, a.side)).collect()
+    }
+
+    fn of_rule(&self, rule: Rule) -> Vec<&Alert> {
+        self.alerts.iter().filter(|a| a.rule == rule).collect()
+    }
+}
+
+use AlertKind::{Alert as Fired, AlertResolved as Resolved};
+use Severity::{Critical, Warning};
+
+#[test]
+fn stall_warns_then_escalates_at_crossing_times_even_when_advanced_late() {
+    let mut r = Run::new(Thresholds::default());
+    r.feed(at(0, 1, open(true, 1460))).feed(at(1000, 1, local_window(0, 4096, 8192))).feed(at(
+        1000,
+        1,
+        zero_start_local(4096, 8192),
+    ));
+    assert!(r.alerts.is_empty());
+    // Nothing runs the clock until 20 s: the alerts still carry the crossing moments.
+    r.advance_ms(20_000).advance_ms(20_000);
+    assert_eq!(
+        r.brief(),
+        vec![
+            (2000, Fired, Rule::ZeroWindowStall, Warning, Some(Side::Local)),
+            (11_000, Fired, Rule::ZeroWindowStall, Critical, Some(Side::Local)),
+        ]
+    );
+    let warning = &r.alerts[0];
+    assert_eq!(
+        warning.explanation,
+        "python3 (pid 42) on 127.0.0.1:40001 has advertised a zero window for 1.0 s: it is not \
+         reading; 4.0 KiB sit unread in a 8.0 KiB buffer, and the sender at 127.0.0.2:7777 is \
+         stalled"
+    );
+    assert!(warning.fix.contains("net.ipv4.tcp_rmem"), "{}", warning.fix);
+    assert_eq!(warning.evidence["zero_window_ms"], 1000);
+    assert_eq!(warning.evidence["unread"], 4096);
+    assert_eq!(r.alerts[1].evidence["zero_window_ms"], 10_000);
+
+    r.feed(at(21_000, 1, local_window(4096, 0, 8192)));
+    let resolved = r.alerts.last().unwrap();
+    assert_eq!((resolved.kind, resolved.ts_ns), (Resolved, 21_000 * MS));
+    assert_eq!(resolved.severity, Critical);
+    assert_eq!(resolved.duration_ms, Some(19_000));
+    assert_eq!(resolved.evidence["resolved_by"], "window_reopened");
+    assert_eq!(resolved.evidence["zero_window_ms"], 20_000);
+    assert_eq!(r.alerts.len(), 3);
+}
+
+#[test]
+fn uncounted_zero_window_blames_memory_pressure() {
+    let mut r = Run::new(Thresholds::default());
+    let mut start = zero_start_local(0, 8192);
+    if let crate::events::model::Body::ZeroWindowStart { counted, .. } = &mut start {
+        *counted = false;
+    }
+    r.feed(at(0, 1, start)).advance_ms(1000);
+    assert_eq!(r.alerts.len(), 1);
+    assert!(r.alerts[0].explanation.contains("under TCP memory pressure"));
+    assert!(r.alerts[0].fix.contains("net.ipv4.tcp_mem"));
+    assert_eq!(r.alerts[0].evidence["counted"], false);
+}
+
+#[test]
+fn short_zero_window_raises_nothing_and_peer_stall_resolves_at_close() {
+    let mut r = Run::new(Thresholds::default());
+    r.feed(at(0, 1, open(true, 1460)))
+        .feed(at(100, 1, zero_start(Side::Local)))
+        .feed(at(1099, 1, window(Side::Local, 1000)))
+        .advance_ms(5000);
+    assert!(r.alerts.is_empty());
+    r.feed(at(6000, 1, peer_window(0, sender(0, 20_000, 0, 0))))
+        .feed(at(6500, 1, probe(1, 1, 400.0)))
+        .feed(at(7500, 1, probe(1, 2, 800.0)))
+        .feed(at(8000, 1, close()));
+    assert_eq!(
+        r.brief(),
+        vec![
+            (7000, Fired, Rule::ZeroWindowStall, Warning, Some(Side::Peer)),
+            (8000, Resolved, Rule::ZeroWindowStall, Warning, Some(Side::Peer)),
+        ]
+    );
+    let fired = &r.alerts[0];
+    assert!(fired.explanation.starts_with("the peer 127.0.0.2:7777 has advertised a zero window"));
+    assert!(fired.explanation.contains("19.5 KiB wait to be sent here; 1 persist probe(s)"));
+    assert_eq!(fired.evidence["probes"], 1);
+    assert_eq!(r.alerts[1].evidence["resolved_by"], "close");
+}
+
+#[test]
+fn persist_backoff_by_unanswered_probes_resolves_on_reopen() {
+    let mut r = Run::new(Thresholds::default());
+    r.feed(at(0, 1, open(true, 1460))).feed(at(10, 1, peer_window(0, sender(0, 1, 0, 0))));
+    for (i, t) in [200, 600, 1400, 3000, 6200, 9000].into_iter().enumerate() {
+        r.feed(at(t, 1, probe(i as u8 + 1, i as u8 + 1, 400.0)));
+    }
+    let persist = r.of_rule(Rule::PersistBackoff);
+    assert_eq!(persist.len(), 1, "one alert while active");
+    assert_eq!(persist[0].ts_ns, 6200 * MS);
+    assert_eq!(persist[0].evidence["probes_out"], 5);
+    assert!(persist[0].explanation.contains("5 zero-window probes to 127.0.0.2:7777 unanswered"));
+    assert!(persist[0].fix.contains("net.ipv4.tcp_retries2"));
+    r.feed(at(9500, 1, peer_window(65535, sender(0, 1, 0, 0))));
+    let persist = r.of_rule(Rule::PersistBackoff);
+    assert_eq!(persist.len(), 2);
+    assert_eq!((persist[1].kind, persist[1].ts_ns), (Resolved, 9500 * MS));
+    assert_eq!(persist[1].duration_ms, Some(3300));
+}
+
+#[test]
+fn persist_backoff_by_interval_resolves_at_close() {
+    let mut r = Run::new(Thresholds::default());
+    r.feed(at(0, 1, probe(1, 5, 6400.0))).feed(at(6400, 1, probe(1, 6, 12_800.0)));
+    let persist = r.of_rule(Rule::PersistBackoff);
+    assert_eq!(persist.len(), 1);
+    assert_eq!(persist[0].evidence["next_probe_ms"], 12_800.0);
+    assert!(persist[0].explanation.contains("only every 12.8 s (backoff 6)"));
+    r.feed(at(7000, 1, close()));
+    assert_eq!(r.of_rule(Rule::PersistBackoff)[1].evidence["resolved_by"], "close");
+}
+
+#[test]
+fn receiver_limited_from_rwnd_limited_deltas() {
+    let mut r = Run::new(Thresholds::default());
+    // 800 ms of every second limited for 5 s, then 100 ms per second.
+    for s in 0..=5 {
+        r.feed(at(s * 1000, 1, inflight(65535, sender(60_000, 500_000, s * 800, s * 1000))));
+    }
+    assert_eq!(r.brief(), vec![(5000, Fired, Rule::ReceiverLimited, Warning, Some(Side::Peer))]);
+    let a = &r.alerts[0];
+    assert_eq!(a.evidence["rwnd_limited_pct"], 80.0);
+    assert_eq!(a.evidence["rwnd_limited_ms"], 4000);
+    assert!(a.explanation.contains("held back by the peer's receive window 80% of the last 5.0 s"));
+    for s in 6..=10 {
+        r.feed(at(s * 1000, 1, inflight(65535, sender(1000, 0, 4000 + (s - 5) * 100, s * 1000))));
+    }
+    assert_eq!(r.alerts.len(), 2);
+    assert_eq!((r.alerts[1].kind, r.alerts[1].ts_ns), (Resolved, 10_000 * MS));
+    assert_eq!(r.alerts[1].evidence["rwnd_limited_pct"], 10.0);
+    assert_eq!(r.alerts[1].evidence["resolved_by"], "below_threshold");
+}
+
+#[test]
+fn receiver_limited_needs_waiting_data() {
+    let mut r = Run::new(Thresholds::default());
+    r.feed(at(0, 1, inflight(65535, sender(0, 0, 0, 0)))).feed(at(
+        5000,
+        1,
+        inflight(65535, sender(0, 0, 5000, 5000)),
+    ));
+    assert!(r.alerts.is_empty());
+}
+
+#[test]
+fn window_scaling_missing_when_the_ceiling_matters() {
+    let mut r = Run::new(Thresholds::default());
+    r.feed(at(0, 1, open(false, 1460)))
+        .feed(at(10, 1, peer_window(30_000, sender(1000, 1000, 0, 0))))
+        .feed(at(20, 1, local_window(40_000, 0, 131_072)));
+    assert!(r.alerts.is_empty(), "windows far from 64 KiB");
+    r.feed(at(30, 1, peer_window(65_535, sender(60_000, 100_000, 0, 10))));
+    r.feed(at(40, 1, peer_window(65_000, sender(60_000, 100_000, 0, 10))));
+    assert_eq!(r.brief(), vec![(30, Fired, Rule::WindowScalingMissing, Warning, None)]);
+    let a = &r.alerts[0];
+    assert_eq!(a.evidence["ceiling_bytes"], 65_535);
+    assert_eq!(a.evidence["srtt_us"], 40_000);
+    assert_eq!(a.evidence["max_throughput_bytes_per_s"], 1_638_375.0);
+    assert!(a.explanation.contains("at srtt 40.0 ms that caps throughput at 1.6 MiB/s"));
+    assert!(a.fix.contains("net.ipv4.tcp_window_scaling=1"));
+    r.feed(at(50, 1, close()));
+    assert_eq!(r.alerts.len(), 2);
+    assert_eq!(r.alerts[1].kind, Resolved);
+
+    // With scaling, the same windows say nothing.
+    let mut r = Run::new(Thresholds::default());
+    r.feed(at(0, 1, open(true, 1460))).feed(at(30, 1, peer_window(65_535, sender(1, 1, 0, 0))));
+    assert!(r.alerts.is_empty());
+}
+
+#[test]
+fn window_scaling_missing_when_receiver_limited() {
+    let mut r = Run::new(Thresholds::default());
+    r.feed(at(0, 1, open(false, 1460)))
+        .feed(at(0, 1, inflight(20_000, sender(20_000, 1 << 20, 0, 0))))
+        .feed(at(5000, 1, inflight(20_000, sender(20_000, 1 << 20, 3000, 5000))));
+    let rules: Vec<Rule> = r.alerts.iter().map(|a| a.rule).collect();
+    assert_eq!(rules, vec![Rule::ReceiverLimited, Rule::WindowScalingMissing]);
+    assert_eq!(r.alerts[1].evidence["rwnd_limited_pct"], 60.0);
+}
+
+#[test]
+fn silly_window_after_repeated_sub_mss_windows() {
+    let mut r = Run::new(Thresholds::default());
+    r.feed(at(0, 1, open(true, 1460)))
+        .feed(at(10, 1, local_window(500, 0, 4096)))
+        .feed(at(20, 1, local_window(0, 0, 4096)))
+        .feed(at(30, 1, local_window(600, 0, 4096)));
+    assert!(r.alerts.is_empty(), "two so far (zeros do not count)");
+    r.feed(at(40, 1, local_window(700, 0, 4096)));
+    // The peer side has its own count.
+    r.feed(at(45, 1, window(Side::Peer, 100)));
+    r.feed(at(50, 1, local_window(800, 0, 4096)));
+    assert_eq!(r.brief(), vec![(40, Fired, Rule::SillyWindow, Warning, Some(Side::Local))]);
+    assert_eq!(r.alerts[0].evidence["repeats"], 3);
+    assert_eq!(r.alerts[0].evidence["mss"], 1460);
+    assert!(r.alerts[0].explanation.contains("3 in a row, latest 700 B < MSS 1.4 KiB"));
+    r.feed(at(60, 1, local_window(2920, 0, 4096)));
+    assert_eq!(r.alerts.len(), 2);
+    assert_eq!((r.alerts[1].kind, r.alerts[1].ts_ns), (Resolved, 60 * MS));
+    assert_eq!(r.alerts[1].evidence["resolved_by"], "window_at_least_mss");
+}
+
+#[test]
+fn rcvbuf_pinned_fires_when_limiting_and_resolves_after_quiet() {
+    let mut r =
+        Run::new(Thresholds { zero_window_stall: disabled_stall(), ..Thresholds::default() });
+    r.feed(at(0, 1, open(true, 1460))).feed(at(10, 1, rcv_space(8192, true)));
+    assert!(r.alerts.is_empty(), "pinned but not limiting");
+    r.feed(at(1000, 1, zero_start_local(8192, 8192)));
+    assert_eq!(r.brief(), vec![(1000, Fired, Rule::RcvbufPinned, Warning, Some(Side::Local))]);
+    assert!(r.alerts[0]
+        .explanation
+        .contains("pinned its receive buffer at 8.0 KiB with SO_RCVBUF"));
+    assert!(r.alerts[0].explanation.contains("the window is zero with 8.0 KiB unread"));
+    // No quiet countdown while at zero, however long.
+    r.advance_ms(30_000);
+    assert_eq!(r.alerts.len(), 1);
+    r.feed(at(31_000, 1, local_window(4096, 0, 8192)));
+    // A limiting (sub-MSS) window restarts the quiet period.
+    r.feed(at(35_000, 1, local_window(1000, 0, 8192)));
+    r.advance_ms(44_999);
+    assert_eq!(r.alerts.len(), 1);
+    r.advance_ms(60_000);
+    assert_eq!(r.alerts.len(), 2);
+    let resolved = &r.alerts[1];
+    assert_eq!((resolved.kind, resolved.ts_ns), (Resolved, 45_000 * MS));
+    assert_eq!(resolved.evidence["resolved_by"], "quiet");
+    assert_eq!(resolved.duration_ms, Some(44_000));
+}
+
+#[test]
+fn rcvbuf_pinned_when_locked_after_limiting_started() {
+    let mut r = Run::new(Thresholds::default());
+    r.feed(at(0, 1, open(true, 1460))).feed(at(10, 1, local_window(512, 0, 2048))).feed(at(
+        20,
+        1,
+        rcv_space(2048, true),
+    ));
+    assert_eq!(r.brief(), vec![(20, Fired, Rule::RcvbufPinned, Warning, Some(Side::Local))]);
+    assert!(r.alerts[0].explanation.contains("down to 512 B, below one MSS (1.4 KiB)"));
+}
+
+#[test]
+fn drops_fire_once_and_resolve_after_quiet() {
+    let mut r = Run::new(Thresholds::default());
+    r.feed(at(0, 1, open(true, 1460)))
+        .feed(at(1000, 1, drop(1448)))
+        .feed(drop_no_sk(3000, 1, 1000))
+        .advance_ms(12_999);
+    assert_eq!(r.brief(), vec![(1000, Fired, Rule::FlowControlDrops, Warning, Some(Side::Local))]);
+    assert!(r.alerts[0].explanation.contains("dropped a 1.4 KiB segment from 127.0.0.2:7777"));
+    assert!(r.alerts[0]
+        .explanation
+        .contains("TCP_ZEROWINDOW, it arrived while the window was zero"));
+    r.advance_ms(13_000);
+    assert_eq!(r.alerts.len(), 2);
+    let resolved = &r.alerts[1];
+    assert_eq!((resolved.kind, resolved.ts_ns), (Resolved, 13_000 * MS));
+    assert_eq!(resolved.evidence["drops"], 2);
+    assert_eq!(resolved.evidence["dropped_bytes"], 2448);
+    assert_eq!(resolved.duration_ms, Some(12_000));
+    // A later drop is a new alert.
+    r.feed(at(20_000, 1, drop(100)));
+    assert_eq!(r.alerts.len(), 3);
+    assert_eq!(r.engine.fired_for(&r.table.lookup(&crate::timeline::ConnId::Sock(1)).unwrap()), 2);
+}
+
+#[test]
+fn finish_fires_pending_crossings_and_keeps_alerts_active() {
+    let mut r = Run::new(Thresholds::default());
+    r.feed(at(0, 1, open(true, 1460))).feed(at(100, 1, zero_start(Side::Local)));
+    let out = r.engine.finish(&r.table, 1500 * MS);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].ts_ns, 1100 * MS);
+    assert_eq!(r.engine.active().count(), 1);
+    let mut rows = r.table.summaries(1500 * MS);
+    r.engine.count_into(&mut rows);
+    assert_eq!(rows[0].alerts, 1);
+}
+
+#[test]
+fn disabled_rules_stay_silent() {
+    let mut th = Thresholds::default();
+    th.flow_control_drops.enabled = false;
+    th.zero_window_stall.enabled = false;
+    let mut r = Run::new(th);
+    r.feed(at(0, 1, zero_start(Side::Local))).feed(at(100, 1, drop(100))).advance_ms(60_000);
+    assert!(r.alerts.is_empty());
+}
+
+#[test]
+fn evicted_and_superseded_connections_resolve_their_alerts() {
+    let limits = Limits { live_capacity: 1, ..Limits::default() };
+    let mut r = Run::with_limits(Thresholds::default(), limits);
+    r.feed(at(0, 1, drop(100))).feed(at(10, 2, drop(100)));
+    assert_eq!(
+        r.brief(),
+        vec![
+            (0, Fired, Rule::FlowControlDrops, Warning, Some(Side::Local)),
+            (10, Resolved, Rule::FlowControlDrops, Warning, Some(Side::Local)),
+            (10, Fired, Rule::FlowControlDrops, Warning, Some(Side::Local)),
+        ]
+    );
+    assert_eq!(r.alerts[1].evidence["resolved_by"], "evicted");
+    assert_eq!(r.alerts[1].sport, port_of(1));
+    // Socket 2 reused by a new connection whose open arrives: the old one's alert resolves.
+    r.feed(at(20, 2, open(true, 1460)));
+    assert_eq!(r.alerts.len(), 3, "events before the open belong to the same connection");
+    r.feed(at(30, 2, open(true, 1460)));
+    assert_eq!(r.alerts.len(), 4);
+    assert_eq!(r.alerts[3].evidence["resolved_by"], "superseded");
+    assert_eq!(r.engine.active().count(), 0);
+}
+
+#[test]
+fn alert_ndjson_shape() {
+    let mut r = Run::new(Thresholds::default());
+    r.feed(at(0, 1, drop(1448))).feed(at(10, 1, close()));
+    let fired = serde_json::to_value(&r.alerts[0]).unwrap();
+    let keys: Vec<&str> = fired.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "ts_ns",
+            "kind",
+            "rule",
+            "severity",
+            "side",
+            "saddr",
+            "sport",
+            "daddr",
+            "dport",
+            "pid",
+            "comm",
+            "evidence",
+            "explanation",
+            "fix"
+        ]
+    );
+    assert_eq!(fired["kind"], "alert");
+    assert_eq!(fired["rule"], "flow_control_drops");
+    assert_eq!(fired["severity"], "warning");
+    assert_eq!(fired["side"], "local");
+    assert_eq!(fired["saddr"], "127.0.0.1");
+    let resolved = serde_json::to_value(&r.alerts[1]).unwrap();
+    assert_eq!(resolved["kind"], "alert_resolved");
+    assert_eq!(resolved["duration_ms"], 10);
+    for a in &r.alerts {
+        let line = serde_json::to_string(a).unwrap();
+        assert!(!line.contains('\n'));
+        let back: Alert = serde_json::from_str(&line).unwrap();
+        assert_eq!(&back, a);
+        assert!(a.line().contains("127.0.0.1:40001 > 127.0.0.2:7777"), "{}", a.line());
+    }
+    assert!(r.alerts[0].line().contains("WARNING flow_control_drops (local): "));
+    assert!(r.alerts[1].line().contains("resolved flow_control_drops (local), active 10 ms: "));
+}
+
+fn disabled_stall() -> ZeroWindowStall {
+    ZeroWindowStall { enabled: false, ..Thresholds::default().zero_window_stall }
+}
+
+/// A scenario touching every rule, for the determinism tests.
+fn scenario() -> Vec<Event> {
+    let mut v = vec![
+        at(0, 1, open(false, 1460)),
+        at(0, 2, open(true, 1460)),
+        at(5, 1, rcv_space(8192, true)),
+        at(100, 1, local_window(0, 8192, 8192)),
+        at(100, 1, zero_start_local(8192, 8192)),
+        at(200, 1, drop(1448)),
+        at(300, 2, peer_window(0, sender(0, 9000, 0, 0))),
+    ];
+    for i in 0..6u8 {
+        v.push(at(400 + 700 * u64::from(i), 2, probe(i + 1, i + 1, 400.0 * f64::from(1 << i))));
+    }
+    v.extend([
+        at(12_500, 1, local_window(500, 0, 8192)),
+        at(12_600, 1, local_window(600, 0, 8192)),
+        at(12_650, 1, local_window(550, 0, 8192)),
+        at(12_700, 1, local_window(61_440, 0, 8192)),
+        at(13_000, 2, peer_window(65_535, sender(1000, 1000, 0, 0))),
+        at(13_000, 3, inflight(1000, sender(1000, 5000, 0, 0))),
+        at(18_000, 3, inflight(1000, sender(1000, 5000, 4000, 5000))),
+        at(40_000, 2, close()),
+    ]);
+    v
+}
+
+/// Alerts from `events`, with extra `advance` calls at the given times (each placed before
+/// the first event at or after it).
+fn replay(events: &[Event], extra: &[u64], skip_advance: bool, end: u64) -> Vec<Alert> {
+    replay_with(Thresholds::default(), Limits::default(), events, extra, skip_advance, end)
+}
+
+fn replay_with(
+    th: Thresholds,
+    limits: Limits,
+    events: &[Event],
+    extra: &[u64],
+    skip_advance: bool,
+    end: u64,
+) -> Vec<Alert> {
+    let mut table = ConnTable::with_limits(limits);
+    let mut engine = Engine::new(th);
+    let mut out = Vec::new();
+    let mut extra = extra.to_vec();
+    extra.sort_unstable();
+    let mut extra = extra.into_iter().peekable();
+    for e in events {
+        while let Some(t) = extra.next_if(|t| *t <= e.ts_ns) {
+            out.extend(engine.advance(&table, t));
+        }
+        if !skip_advance {
+            out.extend(engine.advance(&table, e.ts_ns));
+        }
+        let key = table.apply(e);
+        out.extend(engine.on_event(&table, &key, e));
+    }
+    for t in extra {
+        out.extend(engine.advance(&table, t));
+    }
+    out.extend(engine.finish(&table, end));
+    out
+}
+
+#[test]
+fn same_events_same_alerts_whenever_advance_runs() {
+    let events = scenario();
+    let end = 60_000 * MS;
+    let plain = replay(&events, &[], false, end);
+    let rules: std::collections::BTreeSet<Rule> = plain.iter().map(|a| a.rule).collect();
+    assert_eq!(rules.len(), 7, "the scenario exercises every rule: {rules:?}");
+    let extra: Vec<u64> = (0..600).map(|i| i * 97 * MS).collect();
+    assert_eq!(replay(&events, &extra, false, end), plain);
+    assert_eq!(replay(&events, &[], true, end), plain);
+    assert_eq!(replay(&events, &[1100 * MS, 1100 * MS, 30_000 * MS], true, end), plain);
+    assert!(plain.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns), "in time order");
+}
+
+#[test]
+fn thresholds_from_toml() {
+    let text = "\
+# tighter stalls
+[zero_window_stall]
+warning_ms = 500
+critical_ms = 5000
+
+[receiver_limited]
+limited_pct = 75.5
+
+[silly_window]
+enabled = false
+";
+    let th = Thresholds::from_toml_str(text, "t.toml").unwrap();
+    assert_eq!((th.zero_window_stall.warning_ms, th.zero_window_stall.critical_ms), (500, 5000));
+    assert_eq!(th.receiver_limited.limited_pct, 75.5);
+    assert_eq!(th.receiver_limited.interval_ms, 5000, "unset keys keep their defaults");
+    assert!(!th.silly_window.enabled);
+    assert_eq!(Thresholds::from_toml_str("", "empty").unwrap(), Thresholds::default());
+
+    let full = "\
+[zero_window_stall]
+warning_ms = 1000
+critical_ms = 10000
+[persist_backoff]
+probes_out = 5
+interval_ms = 10000
+[receiver_limited]
+interval_ms = 5000
+limited_pct = 50
+[silly_window]
+repeats = 3
+[rcvbuf_pinned]
+quiet_ms = 10000
+[flow_control_drops]
+quiet_ms = 10000
+[window_scaling_missing]
+enabled = true
+";
+    assert_eq!(Thresholds::from_toml_str(full, "full").unwrap(), Thresholds::default());
+}
+
+#[test]
+fn thresholds_file_errors_name_file_line_and_key() {
+    let err =
+        |text: &str| Thresholds::from_toml_str(text, "/etc/tracer.toml").unwrap_err().to_string();
+    assert_eq!(
+        err("[zero_window_stall]\nwarning_ms = 1\nwarnig_ms = 2000\n"),
+        "/etc/tracer.toml:3: unknown key \"warnig_ms\" in [zero_window_stall] (known: enabled, \
+         warning_ms, critical_ms)"
+    );
+    assert_eq!(
+        err("\n[zero_window_stal]\nwarning_ms = 1\n"),
+        "/etc/tracer.toml:2: unknown section [zero_window_stal] (known: zero_window_stall, \
+         persist_backoff, receiver_limited, window_scaling_missing, silly_window, \
+         rcvbuf_pinned, flow_control_drops)"
+    );
+    assert_eq!(
+        err("[zero_window_stall]\nwarning_ms = \"1s\"\n"),
+        "/etc/tracer.toml:2: warning_ms in [zero_window_stall] must be a whole number of \
+         milliseconds (0 or more), got string \"1s\""
+    );
+    assert_eq!(
+        err("[silly_window]\nenabled = 1\n"),
+        "/etc/tracer.toml:2: enabled in [silly_window] must be true or false, got integer 1"
+    );
+    assert_eq!(
+        err("[receiver_limited]\nlimited_pct = 150\n"),
+        "/etc/tracer.toml:2: limited_pct in [receiver_limited] must be a percentage from 0 to \
+         100, got integer 150"
+    );
+    assert_eq!(
+        err("[silly_window]\nrepeats = -1\n"),
+        "/etc/tracer.toml:2: repeats in [silly_window] must be a whole number of windows (1 or \
+         more), got integer -1"
+    );
+    assert_eq!(
+        err("zero_window_stall = 3\n"),
+        "/etc/tracer.toml:1: zero_window_stall must be a section ([zero_window_stall] and keys \
+         under it)"
+    );
+    assert_eq!(
+        err("[zero_window_stall]\nwarning_ms = 5000\ncritical_ms = 100\n"),
+        "/etc/tracer.toml: zero_window_stall.critical_ms (100) is below warning_ms (5000): the \
+         warning must come first"
+    );
+    let syntax = err("[zero_window_stall]\nwarning_ms = 1000\ncritical_ms = = 3\n");
+    assert!(syntax.starts_with("/etc/tracer.toml:3:15: invalid TOML: "), "{syntax}");
+    let syntax = err("[zero_window_stall\n");
+    assert!(syntax.starts_with("/etc/tracer.toml:1:"), "{syntax}");
+}
+
+#[test]
+fn thresholds_file_is_read_from_disk() {
+    let dir = std::env::temp_dir().join(format!("tracer-alerts-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("alerts.toml");
+    std::fs::write(&path, "[flow_control_drops]\nquiet_ms = 2000\n").unwrap();
+    let th = Thresholds::from_toml_file(&path).unwrap();
+    assert_eq!(th.flow_control_drops.quiet_ms, 2000);
+    std::fs::write(&path, "[flow_control_drops]\nquiet = 2000\n").unwrap();
+    let e = Thresholds::from_toml_file(&path).unwrap_err().to_string();
+    assert!(e.starts_with(&format!("{}:2: unknown key \"quiet\"", path.display())), "{e}");
+    let missing = Thresholds::from_toml_file(&dir.join("nope.toml")).unwrap_err();
+    assert!(missing.to_string().starts_with("cannot read alert thresholds from "));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn thresholds_from_flags() {
+    let mut th = Thresholds::default();
+    th.set("zero_window_stall.warning_ms", "2000").unwrap();
+    th.set("persist_backoff.enabled", "false").unwrap();
+    th.set("receiver_limited.limited_pct", "90").unwrap();
+    assert_eq!(th.zero_window_stall.warning_ms, 2000);
+    assert!(!th.persist_backoff.enabled);
+    assert_eq!(th.receiver_limited.limited_pct, 90.0);
+    let e = |k: &str, v: &str| Thresholds::default().set(k, v).unwrap_err().to_string();
+    assert_eq!(
+        e("zero_window_stall.warnig_ms", "2000"),
+        "unknown key \"warnig_ms\" in [zero_window_stall] (known: enabled, warning_ms, \
+         critical_ms)"
+    );
+    assert!(e("zero_window.warning_ms", "1").starts_with("unknown alert section \"zero_window\""));
+    assert!(e("warning_ms", "1").starts_with("\"warning_ms\" is not SECTION.KEY"));
+    assert_eq!(
+        e("silly_window.repeats", "0"),
+        "silly_window.repeats must be a whole number of windows (1 or more), got \"0\""
+    );
+    assert_eq!(
+        e("rcvbuf_pinned.enabled", "yes"),
+        "rcvbuf_pinned.enabled must be true or false, got \"yes\""
+    );
+
+    let mut th = Thresholds::default();
+    th.apply_overrides(&[
+        "zero_window_stall.critical_ms=20000",
+        "zero_window_stall.warning_ms=15000",
+    ])
+    .unwrap();
+    assert_eq!(th.zero_window_stall.warning_ms, 15_000);
+    let err = Thresholds::default().apply_overrides(&["zero_window_stall.warning_ms"]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "--alert zero_window_stall.warning_ms: expected KEY=VALUE, e.g. \
+         zero_window_stall.warning_ms=2000"
+    );
+    let err = Thresholds::default().apply_overrides(&["silly_window.repeat=2"]).unwrap_err();
+    assert!(err.to_string().starts_with("--alert silly_window.repeat=2: unknown key \"repeat\""));
+    let err =
+        Thresholds::default().apply_overrides(&["zero_window_stall.warning_ms=20000"]).unwrap_err();
+    assert!(err.to_string().starts_with("--alert: zero_window_stall.critical_ms (10000) is below"));
+}
+
+/// Thresholds small enough for random sequences of a few seconds to cross them.
+fn quick_thresholds() -> Thresholds {
+    let mut th = Thresholds::default();
+    th.zero_window_stall.warning_ms = 50;
+    th.zero_window_stall.critical_ms = 300;
+    th.persist_backoff.probes_out = 3;
+    th.persist_backoff.interval_ms = 800;
+    th.receiver_limited.interval_ms = 300;
+    th.rcvbuf_pinned.quiet_ms = 200;
+    th.flow_control_drops.quiet_ms = 200;
+    th.silly_window.repeats = 2;
+    th.window_scaling_missing.window_bytes = 30_000;
+    th
+}
+
+type SlotId = (IpAddr, u16, IpAddr, u16, Rule, Option<Side>);
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn alerts_are_consistent(raw in prop::collection::vec(arb_event(), 0..150),
+                             live in 1usize..5, closed in 0usize..3,
+                             extra in prop::collection::vec(0u64..60_000, 0..20)) {
+        let limits = Limits { live_capacity: live, closed_capacity: closed, episodes_per_side: 4 };
+        let mut table = ConnTable::with_limits(limits);
+        let mut engine = Engine::new(quick_thresholds());
+        let events = build_events(&raw, false);
+        let mut all = Vec::new();
+        let mut extra: Vec<u64> = extra.into_iter().map(|t| t * MS).collect();
+        extra.sort_unstable();
+        let mut extra = extra.into_iter().peekable();
+        for e in &events {
+            while let Some(t) = extra.next_if(|t| *t <= e.ts_ns) {
+                let out = engine.advance(&table, t);
+                prop_assert!(out.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns));
+                all.extend(out);
+            }
+            all.extend(engine.advance(&table, e.ts_ns));
+            let key = table.apply(e);
+            let out = engine.on_event(&table, &key, e);
+            prop_assert!(out.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns));
+            all.extend(out);
+            prop_assert!(table.live_len() <= live && table.closed_len() <= closed);
+            // The engine's own memory follows the table's.
+            let (watched, timers, counted) = engine.state_sizes();
+            prop_assert!(watched <= table.live_len());
+            prop_assert!(timers <= 7 * watched);
+            prop_assert!(counted <= table.len());
+        }
+        let end = events.last().map_or(0, |e| e.ts_ns) + 100_000 * MS;
+        all.extend(engine.finish(&table, end));
+
+        // Never resolved before fired, never fired twice while active (one escalation).
+        let mut active: HashMap<SlotId, (Severity, u64)> = HashMap::new();
+        for a in &all {
+            let id = (a.saddr, a.sport, a.daddr, a.dport, a.rule, a.side);
+            match a.kind {
+                AlertKind::Alert => match active.get(&id) {
+                    None => { active.insert(id, (a.severity, a.ts_ns)); }
+                    Some((Severity::Warning, since)) if a.severity == Severity::Critical => {
+                        prop_assert!(a.ts_ns >= *since);
+                        active.insert(id, (a.severity, *since));
+                    }
+                    Some(_) => prop_assert!(false, "duplicate alert while active: {a:?}"),
+                },
+                AlertKind::AlertResolved => {
+                    let fired = active.remove(&id);
+                    prop_assert!(fired.is_some(), "resolved before fired: {a:?}");
+                    if let Some((severity, since)) = fired {
+                        prop_assert_eq!(severity, a.severity);
+                        prop_assert!(a.ts_ns >= since);
+                        prop_assert_eq!(a.duration_ms, Some((a.ts_ns - since) / MS));
+                    }
+                }
+            }
+        }
+        prop_assert_eq!(active.len(), engine.active().count());
+        // Contract kept (advance before each event): alerts come out in time order overall.
+        prop_assert!(all.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns));
+    }
+
+    #[test]
+    fn extra_advances_change_nothing(raw in prop::collection::vec(arb_event(), 0..120),
+                                     extra in prop::collection::vec(0u64..50_000, 0..30)) {
+        let events = build_events(&raw, true);
+        let end = events.last().map_or(0, |e| e.ts_ns) + 100_000 * MS;
+        let extra: Vec<u64> = extra.into_iter().map(|t| t * MS).collect();
+        let limits = Limits { live_capacity: 3, closed_capacity: 1, episodes_per_side: 4 };
+        let run = |extra: &[u64], skip: bool| {
+            replay_with(quick_thresholds(), limits, &events, extra, skip, end)
+        };
+        let plain = run(&[], false);
+        prop_assert_eq!(&run(&extra, false), &plain);
+        prop_assert_eq!(&run(&extra, true), &plain);
+    }
+
+    #[test]
+    fn out_of_order_times_never_panic(raw in prop::collection::vec(arb_event(), 0..120),
+                                      jitter in prop::collection::vec(0u64..2_000, 120)) {
+        // Timestamps that sometimes go backwards (events from different CPUs, a bad recording).
+        let mut events = build_events(&raw, true);
+        for (e, j) in events.iter_mut().zip(&jitter) {
+            e.ts_ns = e.ts_ns.saturating_sub(j * MS);
+        }
+        let mut table = ConnTable::with_limits(Limits { live_capacity: 2, closed_capacity: 1, episodes_per_side: 2 });
+        let mut engine = Engine::new(quick_thresholds());
+        for e in &events {
+            engine.advance(&table, e.ts_ns);
+            let key = table.apply(e);
+            engine.on_event(&table, &key, e);
+        }
+        engine.finish(&table, u64::MAX);
+        for (_, c) in table.iter() {
+            for ep in c.local.all_episodes().chain(c.peer.all_episodes()) {
+                prop_assert!(ep.end_ns.is_none_or(|end| ep.start_ns <= end));
+            }
+        }
+        let _ = table.summaries(0);
+    }
+}

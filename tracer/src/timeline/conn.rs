@@ -1,0 +1,269 @@
+//! One connection's state: identity, process, negotiated options, receive buffer, the reading
+//! process, and its two directions.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use super::direction::{Direction, LastProbe};
+use crate::events::model::{Body, Event, SenderState, Side};
+
+/// The 4-tuple as this host sees it: `saddr:sport` is this host's end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct FourTuple {
+    pub saddr: IpAddr,
+    pub sport: u16,
+    pub daddr: IpAddr,
+    pub dport: u16,
+}
+
+impl FourTuple {
+    pub fn of(e: &Event) -> Self {
+        FourTuple { saddr: e.saddr, sport: e.sport, daddr: e.daddr, dport: e.dport }
+    }
+}
+
+/// What identifies a live connection in the kernel's events: its socket address, or the
+/// 4-tuple when the kernel did not name the socket (drops before socket lookup).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum ConnId {
+    Sock(u64),
+    Tuple(FourTuple),
+}
+
+/// What the process reading this socket consumed (`read` events).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ReadStats {
+    pub comm: String,
+    pub pid: Option<u32>,
+    pub bytes: u64,
+    pub reads: u64,
+    /// Bytes per second over the latest `read` interval.
+    pub rate: f64,
+    pub last_ns: u64,
+}
+
+/// One connection, from its first event (ideally `open`) to `close`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Conn {
+    pub id: ConnId,
+    pub tuple: FourTuple,
+    /// Latest known process (events carry the pid; open/close/rcv_space/read the comm).
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub open_ns: Option<u64>,
+    pub close_ns: Option<u64>,
+    /// The TCP state it closed from.
+    pub close_state: Option<String>,
+    pub snd_wscale: Option<u8>,
+    pub rcv_wscale: Option<u8>,
+    /// None when the open was not seen.
+    pub wscale_ok: Option<bool>,
+    pub advmss: Option<u32>,
+    pub rcvbuf: Option<u32>,
+    /// True when SO_RCVBUF pinned the buffer (autotuning off); None until a rcv_space event.
+    pub rcvbuf_locked: Option<bool>,
+    /// The sender's MSS when known, else the advertised MSS.
+    pub mss: Option<u32>,
+    /// This host's latest send-side sample.
+    pub sender: Option<SenderState>,
+    pub reader: Option<ReadStats>,
+    /// Windows this host advertised (this host receives).
+    pub local: Direction,
+    /// Windows the peer advertised (this host sends).
+    pub peer: Direction,
+}
+
+impl Conn {
+    pub(super) fn new(id: ConnId, e: &Event, episode_cap: usize) -> Self {
+        Conn {
+            id,
+            tuple: FourTuple::of(e),
+            pid: None,
+            comm: None,
+            first_ns: e.ts_ns,
+            last_ns: e.ts_ns,
+            open_ns: None,
+            close_ns: None,
+            close_state: None,
+            snd_wscale: None,
+            rcv_wscale: None,
+            wscale_ok: None,
+            advmss: None,
+            rcvbuf: None,
+            rcvbuf_locked: None,
+            mss: None,
+            sender: None,
+            reader: None,
+            local: Direction::new(Side::Local, episode_cap),
+            peer: Direction::new(Side::Peer, episode_cap),
+        }
+    }
+
+    pub fn side(&self, side: Side) -> &Direction {
+        match side {
+            Side::Local => &self.local,
+            Side::Peer => &self.peer,
+        }
+    }
+
+    fn side_mut(&mut self, side: Side) -> &mut Direction {
+        match side {
+            Side::Local => &mut self.local,
+            Side::Peer => &mut self.peer,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.close_ns.is_some()
+    }
+
+    /// Sender time limited by the peer's window while watched (kernel rwnd_limited delta).
+    pub fn rwnd_limited_ms(&self) -> Option<u64> {
+        self.peer.rwnd.as_ref().map(|c| c.limited_ms())
+    }
+
+    /// Share (0..=1) of the sender's busy time limited by the peer's window.
+    pub fn rwnd_limited_share(&self) -> Option<f64> {
+        self.peer.rwnd.as_ref().and_then(|c| c.share())
+    }
+
+    /// Both sides' zero-window time, open episodes counted up to `now_ns`.
+    pub fn zero_ns(&self, now_ns: u64) -> u64 {
+        self.local.zero_ns(now_ns) + self.peer.zero_ns(now_ns)
+    }
+
+    /// `now_ns`, or the close time for a closed connection: open episodes end there.
+    pub fn until(&self, now_ns: u64) -> u64 {
+        self.close_ns.unwrap_or(now_ns)
+    }
+
+    /// Apply one event of this connection. A closed connection only takes late identity
+    /// details: its windows stay as they were at close.
+    pub(super) fn apply(&mut self, e: &Event) {
+        let ts = e.ts_ns;
+        self.last_ns = self.last_ns.max(ts);
+        if e.pid.is_some() {
+            self.pid = e.pid;
+        }
+        if let Some(comm) = event_comm(&e.body) {
+            self.comm = Some(comm.to_string());
+        }
+        if self.is_closed() {
+            return;
+        }
+        match &e.body {
+            Body::Window { side, window, local, sender, .. } => {
+                self.side_mut(*side).window(ts, *window);
+                if let Some(l) = local {
+                    self.local.receiver_state(l);
+                }
+                if let Some(s) = sender {
+                    self.sender_sample(ts, s);
+                }
+            }
+            Body::ZeroWindowStart { side, counted, local, sender } => {
+                self.side_mut(*side).zero_start(ts, *counted);
+                if let Some(l) = local {
+                    self.local.receiver_state(l);
+                }
+                if let Some(s) = sender {
+                    self.sender_sample(ts, s);
+                }
+            }
+            Body::ZeroWindowEnd { side, window, duration_ns } => {
+                let first = self.first_ns;
+                self.side_mut(*side).zero_end(ts, *window, *duration_ns, first);
+            }
+            Body::Inflight { window, sender } => {
+                // Sent while the peer's window did not change: a no-op unless it is the first.
+                self.peer.window(ts, *window);
+                self.sender_sample(ts, sender);
+            }
+            Body::Probe { probes_out, backoff, rto_ms, next_probe_ms, snd_wnd, unacked } => {
+                // Persist probes go into the peer's window: they belong to the peer side.
+                let probe = LastProbe {
+                    ts_ns: ts,
+                    probes_out: *probes_out,
+                    backoff: *backoff,
+                    rto_ms: *rto_ms,
+                    next_probe_ms: *next_probe_ms,
+                    snd_wnd: *snd_wnd,
+                    unacked: *unacked,
+                };
+                self.peer.probe(ts, probe);
+            }
+            Body::RcvSpace { rcvbuf, rcvbuf_locked, .. } => {
+                self.rcvbuf = Some(*rcvbuf);
+                self.rcvbuf_locked = Some(*rcvbuf_locked);
+            }
+            Body::Read { bytes, reads, rate, comm, .. } => {
+                let r = self.reader.get_or_insert_with(|| ReadStats {
+                    comm: String::new(),
+                    pid: None,
+                    bytes: 0,
+                    reads: 0,
+                    rate: 0.0,
+                    last_ns: ts,
+                });
+                if !comm.is_empty() {
+                    r.comm = comm.clone();
+                }
+                r.pid = e.pid.or(r.pid);
+                r.bytes = r.bytes.saturating_add(*bytes);
+                r.reads = r.reads.saturating_add(u64::from(*reads));
+                r.rate = *rate;
+                r.last_ns = ts;
+            }
+            Body::Drop { bytes, .. } => self.local.dropped(ts, *bytes),
+            Body::Open { snd_wscale, rcv_wscale, wscale_ok, advmss, rcvbuf, .. } => {
+                self.open_ns.get_or_insert(ts);
+                self.snd_wscale = Some(*snd_wscale);
+                self.rcv_wscale = Some(*rcv_wscale);
+                self.wscale_ok = Some(*wscale_ok);
+                self.advmss = Some(*advmss);
+                self.rcvbuf = Some(*rcvbuf);
+                if self.mss.is_none() && *advmss > 0 {
+                    self.mss = Some(*advmss);
+                }
+            }
+            Body::Close { from_state, .. } => {
+                self.close_ns = Some(ts);
+                self.close_state = Some(from_state.clone());
+                self.local.close(ts);
+                self.peer.close(ts);
+            }
+        }
+    }
+
+    /// Closed without a close event (its socket address reappeared in a new open).
+    pub(super) fn close_implicitly(&mut self, ts_ns: u64, why: &str) {
+        if self.is_closed() {
+            return;
+        }
+        self.close_ns = Some(ts_ns.max(self.first_ns));
+        self.close_state = Some(why.to_string());
+        self.local.close(ts_ns);
+        self.peer.close(ts_ns);
+    }
+
+    fn sender_sample(&mut self, ts: u64, s: &SenderState) {
+        if s.mss > 0 {
+            self.mss = Some(s.mss);
+        }
+        self.peer.sender_sample(ts, s);
+        self.sender = Some(s.clone());
+    }
+}
+
+/// The process name an event carries, if any.
+fn event_comm(body: &Body) -> Option<&str> {
+    let comm = match body {
+        Body::Open { comm, .. } | Body::Close { comm, .. } => comm.as_deref()?,
+        Body::RcvSpace { comm, .. } | Body::Read { comm, .. } => comm.as_str(),
+        _ => return None,
+    };
+    (!comm.is_empty()).then_some(comm)
+}
