@@ -240,7 +240,7 @@ mod tests {
     use std::io::Cursor;
 
     use super::*;
-    use crate::events::{Body, Side};
+    use crate::events::{model::Side, Body};
 
     fn event(ts_ns: u64) -> Event {
         Event {
