@@ -162,7 +162,14 @@ pub type RawEvent = (u64, u64, u8, bool, u32, u8);
 
 /// A random event on one of a handful of sockets (0 = a drop naming no socket).
 pub fn arb_event() -> impl Strategy<Value = RawEvent> {
-    (0u64..400, 0u64..6, 0u8..11, any::<bool>(), prop_oneof![Just(0u32), 1u32..70000], 0u8..12)
+    (
+        0u64..400,
+        0u64..6,
+        0u8..11,
+        any::<bool>(),
+        prop_oneof![Just(0u32), 1u32..2000, 1u32..70000],
+        0u8..12,
+    )
 }
 
 /// Events from `arb_event` tuples, at non-decreasing times. Drops naming no socket use this
