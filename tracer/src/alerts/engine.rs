@@ -207,10 +207,6 @@ impl Engine {
         Engine { th, book: Book::default(), watches: BTreeMap::new(), clock_ns: 0, ended_cursor: 0 }
     }
 
-    pub fn thresholds(&self) -> &Thresholds {
-        &self.th
-    }
-
     /// Alerts for event `e`, which `table.apply` just filed under `key`. Runs the timers up to
     /// the event's time first, so skipping the `advance` before it changes nothing.
     pub fn on_event(&mut self, table: &ConnTable, key: &ConnKey, e: &Event) -> Vec<Alert> {
@@ -246,6 +242,7 @@ impl Engine {
         self.advance(table, now_ns)
     }
 
+    #[cfg(test)]
     /// The alerts active now, by connection (latest alert of each).
     pub fn active(&self) -> impl Iterator<Item = &Alert> {
         self.book.active.values().map(|a| &a.alert)

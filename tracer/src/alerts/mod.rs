@@ -7,9 +7,6 @@
 //! - `text`: the explanations and fixes;
 //! - `engine`: one active alert per connection, rule and side, timers, ordering.
 
-// Wired into `watch`/`report` by the commands; until then parts are unused in the binary.
-#![allow(dead_code, unused_imports)]
-
 mod config;
 mod engine;
 mod rules;
@@ -22,10 +19,9 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use config::{
-    PersistBackoff, QuietRule, ReceiverLimited, SillyWindow, Thresholds, WindowScalingMissing,
-    ZeroWindowStall,
-};
+pub use config::Thresholds;
+#[cfg(test)]
+pub use config::ZeroWindowStall;
 pub use engine::Engine;
 
 use crate::events::model::Side;

@@ -104,7 +104,7 @@ fn facts(drop_reasons: std::collections::HashMap<u32, String>) -> KernelFacts {
         let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
         // SAFETY: clock_gettime writes into the struct we own.
         unsafe { libc::clock_gettime(id, &mut ts) };
-        ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64
+        ts.tv_sec * 1_000_000_000 + ts.tv_nsec
     };
     let offset = now(libc::CLOCK_REALTIME) - now(libc::CLOCK_MONOTONIC);
     KernelFacts {

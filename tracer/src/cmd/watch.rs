@@ -24,6 +24,9 @@ use crate::{
 
 /// How often the ring buffer is drained (the kernel side never wakes us).
 const DRAIN_EVERY: Duration = Duration::from_millis(20);
+/// Time-based alerts are checked this far behind the clock, so that an event still waiting in
+/// the ring buffer (drained every DRAIN_EVERY) can end a condition before its threshold fires.
+const ALERT_LAG: Duration = Duration::from_millis(100);
 /// How often time-based alerts and the loss counters are checked.
 const TICK_EVERY: Duration = Duration::from_millis(250);
 
@@ -103,7 +106,9 @@ async fn watch(
                 }
                 pump(&mut reader, &mut decoder, &mut pipeline, &mut counts)
             }
-            _ = tick.tick() => pipeline.tick(now_ns()).and_then(|()| counts.check_loss(&reader, &mut pipeline)),
+            _ = tick.tick() => pipeline
+                .tick(now_ns().saturating_sub(ALERT_LAG.as_nanos() as u64))
+                .and_then(|()| counts.check_loss(&reader, &mut pipeline)),
             _ = &mut deadline => break None,
             _ = sigint.recv() => break None,
             _ = sigterm.recv() => break None,

@@ -130,11 +130,6 @@ impl Conn {
         self.peer.rwnd.as_ref().and_then(|c| c.share())
     }
 
-    /// Both sides' zero-window time, open episodes counted up to `now_ns`.
-    pub fn zero_ns(&self, now_ns: u64) -> u64 {
-        self.local.zero_ns(now_ns) + self.peer.zero_ns(now_ns)
-    }
-
     /// `now_ns`, or the close time for a closed connection: open episodes end there.
     pub fn until(&self, now_ns: u64) -> u64 {
         self.close_ns.unwrap_or(now_ns)

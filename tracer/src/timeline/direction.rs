@@ -26,19 +26,6 @@ pub enum WindowState {
     Closed,
 }
 
-impl WindowState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WindowState::Open => "open",
-            WindowState::Shrinking => "shrinking",
-            WindowState::Zero => "zero",
-            WindowState::Probing => "probing",
-            WindowState::Reopened => "reopened",
-            WindowState::Closed => "closed",
-        }
-    }
-}
-
 /// One stretch of zero window advertised by a receiver.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Episode {
@@ -196,6 +183,7 @@ impl Direction {
     /// Time this direction's receiver held the sender back: the kernel's rwnd_limited delta
     /// on the peer side; time at zero window on the local side (the kernel has no counter for
     /// what this host's window did to the peer's sender).
+    #[cfg(test)]
     pub fn limited_ms(&self, now_ns: u64) -> u64 {
         match self.side {
             Side::Peer => self.rwnd.as_ref().map_or(0, RwndCounters::limited_ms),
@@ -204,6 +192,7 @@ impl Direction {
     }
 
     /// Every episode kept, closed ones oldest first, then the open one.
+    #[cfg(test)]
     pub fn all_episodes(&self) -> impl Iterator<Item = &Episode> {
         self.episodes.iter().chain(self.open.as_ref())
     }

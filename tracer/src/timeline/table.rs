@@ -96,10 +96,6 @@ impl ConnTable {
         ConnTable { limits, ..ConnTable::default() }
     }
 
-    pub fn limits(&self) -> Limits {
-        self.limits
-    }
-
     /// Update the connection `e` belongs to and return its key. The key of a connection closed
     /// by `e` may already be gone when `closed_capacity` is 0.
     pub fn apply(&mut self, e: &Event) -> ConnKey {
@@ -125,6 +121,7 @@ impl ConnTable {
         self.conns.get(key)
     }
 
+    #[cfg(test)]
     /// The connection an identity names now: the live one, else a recently closed one.
     pub fn lookup(&self, id: &ConnId) -> Option<ConnKey> {
         self.live.get(id).or_else(|| self.closed.get(id)).copied()
@@ -135,19 +132,18 @@ impl ConnTable {
         self.conns.iter()
     }
 
+    #[cfg(test)]
     /// Connections kept, live and closed.
     pub fn len(&self) -> usize {
         self.conns.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.conns.is_empty()
-    }
-
+    #[cfg(test)]
     pub fn live_len(&self) -> usize {
         self.live_tick.len()
     }
 
+    #[cfg(test)]
     pub fn closed_len(&self) -> usize {
         self.closed_order.len()
     }

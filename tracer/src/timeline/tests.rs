@@ -2,6 +2,7 @@
 
 use proptest::prelude::*;
 
+use super::direction::WindowState;
 use super::testutil::*;
 use super::*;
 use crate::events::model::{Event, Side};
