@@ -1,7 +1,11 @@
 //! Run-time settings handed to the kernel programs at load time (read-only globals).
 
-/// Signals the cgroup_skb egress program (the packet-level fallback) serves: bits of the value
-/// in the EGRESS map, set by the agent after it learns which better hooks attached.
+/// Indexes of the SWITCHES map: choices the agent makes after it learns which hooks attached.
+/// The signals the cgroup_skb egress program (the packet-level fallback) serves: EGRESS_* bits.
+pub const SWITCH_EGRESS: u32 = 0;
+/// 1 when sock:sock_recv_length counts reads; 0 when tcp_rcv_space_adjust does (copied_seq).
+pub const SWITCH_RECV_LENGTH: u32 = 1;
+pub const SWITCH_COUNT: u32 = 2;
 pub const EGRESS_WINDOW: u32 = 1 << 0;
 pub const EGRESS_PROBE: u32 = 1 << 1;
 

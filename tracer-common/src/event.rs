@@ -174,6 +174,8 @@ pub struct ReadEvent {
     pub reads: u32,
     pub _pad: u32,
     pub comm: [u8; 16],
+    /// cgroup v2 id of the reading process (the inode of its cgroup directory).
+    pub cgroup: u64,
 }
 
 /// Periodic peer samples while data is in flight, and read-rate reports, at most this often.
@@ -182,7 +184,7 @@ pub const READ_REPORT_NS: u64 = 1_000_000_000;
 
 const _: () = assert!(core::mem::size_of::<PeerEvent>() == 104);
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 72);
-const _: () = assert!(core::mem::size_of::<ReadEvent>() == 104);
+const _: () = assert!(core::mem::size_of::<ReadEvent>() == 112);
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 64);
 const _: () = assert!(core::mem::size_of::<WindowEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<ProbeEvent>() == 88);

@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
-    config::{Config, MAX_DROP_REASONS, MAX_PORTS, MAX_SOCKETS, RING_BYTES},
+    config::{Config, MAX_DROP_REASONS, MAX_PORTS, MAX_SOCKETS, RING_BYTES, SWITCH_COUNT},
     event::KIND_COUNT,
     offsets::KernelOffsets,
 };
@@ -40,9 +40,9 @@ pub static PORTS: HashMap<u16, u8> = HashMap::with_max_entries(MAX_PORTS, 0);
 #[map]
 pub static DROP_REASONS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_DROP_REASONS, 0);
 
-/// EGRESS_* bits: the signals the packet-level fallback serves on this kernel.
+/// Choices made after attach (config::SWITCH_*): which programs serve which signals.
 #[map]
-pub static EGRESS: Array<u32> = Array::with_max_entries(1, 0);
+pub static SWITCHES: Array<u32> = Array::with_max_entries(SWITCH_COUNT, 0);
 
 /// The socket a kprobe on tcp_send_probe0 saw, for its kretprobe on the same CPU.
 #[map]

@@ -1,7 +1,9 @@
 //! Per-socket state shared by all hooks: the filter verdict, the owning process, and the last
 //! values sent, so that each hook emits changes rather than one event per segment.
 
-use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid};
+use aya_ebpf::helpers::{
+    bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+};
 
 use crate::{
     maps::{global, PORTS, SOCKS},
@@ -33,6 +35,8 @@ pub struct SockState {
     pub reads: u32,
     pub read_bytes: u64,
     pub read_since_ns: u64,
+    /// cgroup v2 id of the owner, seen with it.
+    pub cgroup: u64,
     /// A PROTO_MEM drop happened: on a 6.6+ kernel the next zero window is the uncounted kind.
     pub nomem_pending: u8,
     pub sport: u16,
@@ -63,6 +67,7 @@ pub fn get(sk: u64) -> Option<&'static mut SockState> {
         reads: 0,
         read_bytes: 0,
         read_since_ns: 0,
+        cgroup: 0,
         nomem_pending: 0,
         sport: 0,
         dport: 0,
@@ -125,6 +130,8 @@ pub fn learn_owner(state: &mut SockState) {
         if let Ok(comm) = bpf_get_current_comm() {
             state.comm = comm;
         }
+        // SAFETY: helper without arguments.
+        state.cgroup = unsafe { bpf_get_current_cgroup_id() };
     }
 }
 

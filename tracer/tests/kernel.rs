@@ -382,6 +382,15 @@ fn zero_window_stall_matches_kernel_counters(addr: IpAddr, port: u16) {
     assert_alert_cycle(&events, "persist_backoff", None, sender_port);
     // 2-4 KiB windows against a 64 KiB loopback MSS, again and again.
     assert_alert_cycle(&events, "silly_window", Some("local"), port);
+    // The reader's rate: every byte the application consumed, by our process.
+    let reads: Vec<&Value> = events.iter().filter(|e| kind(e) == "read").collect();
+    let read_bytes: u64 = reads.iter().filter_map(|r| r["bytes"].as_u64()).sum();
+    assert_eq!(read_bytes, 5 * 64 * 1024, "bytes read by the application: {reads:?}");
+    for r in &reads {
+        assert_eq!(r["sport"], port, "{r}");
+        assert_eq!(r["pid"], std::process::id(), "{r}");
+        assert!(r["comm"].as_str().is_some_and(|c| !c.is_empty()), "{r}");
+    }
     let summaries: Vec<&Value> = events.iter().filter(|e| kind(e) == "summary").collect();
     assert_eq!(summaries.len(), 2, "one summary per end of the connection");
 

@@ -1,7 +1,7 @@
 //! Packet-level fallback for kernels without fentry and kprobes: a cgroup_skb egress program on
 //! the cgroup-v2 root sees every segment a full TCP socket sends (data, pure ACKs, probes), with
 //! the IP header at offset 0. It serves the signals the agent could not hook better
-//! (the EGRESS map).
+//! (SWITCHES[SWITCH_EGRESS]).
 //!
 //! Fidelity: the window is exact (it is the header). A zero-window probe is recognised on the
 //! wire as a pure ACK with seq = snd_una - 1 while the peer window is zero (keepalives look the
@@ -10,13 +10,13 @@
 
 use aya_ebpf::{macros::cgroup_skb, programs::SkBuffContext};
 use tracer_common::{
-    config::{EGRESS_PROBE, EGRESS_WINDOW},
+    config::{EGRESS_PROBE, EGRESS_WINDOW, SWITCH_EGRESS},
     event::HOOK_CGROUP_SKB,
 };
 
 use super::{packet, probe0, window};
 use crate::{
-    maps::{global, EGRESS},
+    maps::{global, SWITCHES},
     read,
 };
 
@@ -32,7 +32,7 @@ pub fn egress_skb(ctx: SkBuffContext) -> i32 {
 
 #[inline(always)]
 fn observe(ctx: &SkBuffContext) -> Option<()> {
-    let signals = *EGRESS.get(0)?;
+    let signals = *SWITCHES.get(SWITCH_EGRESS)?;
     if signals == 0 {
         return None;
     }

@@ -7,5 +7,6 @@ mod packet;
 mod peer_window;
 mod probe0;
 mod rcv_space;
+mod reads;
 mod set_state;
 mod window;

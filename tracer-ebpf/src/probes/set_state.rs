@@ -27,13 +27,18 @@ pub fn set_state_raw_tp(ctx: RawTracePointContext) -> i32 {
                 state::learn_owner(st);
             }
         }
-        TCP_ESTABLISHED => lifecycle(sk, KIND_OPEN, old, new),
+        TCP_ESTABLISHED => {
+            if let Some(st) = state::get(sk) {
+                super::reads::start(sk, st);
+            }
+            lifecycle(sk, KIND_OPEN, old, new);
+        }
         TCP_CLOSE => {
             // Listeners and handshakes that never completed are not connections to report.
             if old != TCP_LISTEN && old != TCP_SYN_SENT && old != TCP_SYN_RECV {
                 if let Some(st) = state::get(sk) {
                     // SAFETY: helper without arguments.
-                    super::rcv_space::report_reads(sk, st, unsafe { bpf_ktime_get_ns() });
+                    super::reads::report(sk, st, unsafe { bpf_ktime_get_ns() });
                 }
                 lifecycle(sk, KIND_CLOSE, old, new);
             }

@@ -5,6 +5,7 @@ use std::{
     collections::HashMap,
     fmt,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::{Path, PathBuf},
 };
 
 pub use super::model::{Body, Event, LocalState, SenderState, Side};
@@ -41,6 +42,8 @@ pub struct KernelFacts {
     pub retries2: u8,
     /// Names of the kfree_skb drop reasons the kernel side reports, by this kernel's numbers.
     pub drop_reasons: HashMap<u32, String>,
+    /// Where the cgroup-v2 hierarchy is mounted, to turn cgroup ids into paths.
+    pub cgroup_root: Option<PathBuf>,
 }
 
 impl KernelFacts {
@@ -54,11 +57,13 @@ pub struct Decoder {
     facts: KernelFacts,
     /// When each socket's window, per side, went to zero (monotonic ns).
     zero_since: HashMap<(u64, Side), u64>,
+    /// cgroup id -> path below the cgroup-v2 root (None: not found).
+    cgroups: HashMap<u64, Option<String>>,
 }
 
 impl Decoder {
     pub fn new(facts: KernelFacts) -> Self {
-        Decoder { facts, zero_since: HashMap::new() }
+        Decoder { facts, zero_since: HashMap::new(), cgroups: HashMap::new() }
     }
 
     /// Decodes one ring-buffer record into one or two events.
@@ -198,6 +203,7 @@ impl Decoder {
             KIND_READ => {
                 let r: ReadEvent = read(bytes)?;
                 let secs = r.interval_ns as f64 / 1e9;
+                let cgroup = self.cgroup_path(r.cgroup);
                 vec![self.event(
                     &header,
                     Body::Read {
@@ -206,6 +212,7 @@ impl Decoder {
                         interval_ns: r.interval_ns,
                         rate: if secs > 0.0 { r.bytes as f64 / secs } else { 0.0 },
                         comm: comm(&r.comm),
+                        cgroup,
                     },
                 )]
             }
@@ -252,6 +259,15 @@ impl Decoder {
         Some(self.event(h, body))
     }
 
+    /// The cgroup-v2 path of `id` (the inode number of its directory), looked up once.
+    fn cgroup_path(&mut self, id: u64) -> Option<String> {
+        let root = self.facts.cgroup_root.as_deref()?;
+        if id == 0 {
+            return None;
+        }
+        self.cgroups.entry(id).or_insert_with(|| find_cgroup(root, root, id)).clone()
+    }
+
     fn event(&self, h: &EventHeader, body: Body) -> Event {
         let (saddr, daddr) = if h.family == AF_INET6 {
             (IpAddr::V6(Ipv6Addr::from(h.saddr)), IpAddr::V6(Ipv6Addr::from(h.daddr)))
@@ -278,6 +294,23 @@ impl Decoder {
 pub fn next_probe_ms(rto_ms: f64, backoff: u8) -> f64 {
     let base = rto_ms.max(200.0);
     (base * (1u64 << backoff.min(10)) as f64).min(120_000.0)
+}
+
+/// Walks the cgroup tree below `dir` for the directory whose inode is `id`.
+fn find_cgroup(root: &Path, dir: &Path, id: u64) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    if std::fs::metadata(dir).ok()?.ino() == id {
+        let rel = dir.strip_prefix(root).ok()?;
+        return Some(format!("/{}", rel.display()));
+    }
+    std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
+        let is_dir = entry.file_type().ok()?.is_dir();
+        if is_dir {
+            find_cgroup(root, &entry.path(), id)
+        } else {
+            None
+        }
+    })
 }
 
 fn read<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
@@ -342,6 +375,7 @@ mod tests {
             hz: Some(250),
             retries2: 15,
             drop_reasons: HashMap::new(),
+            cgroup_root: None,
         }
     }
 

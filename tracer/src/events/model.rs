@@ -135,6 +135,9 @@ pub enum Body {
         /// Bytes per second over the interval.
         rate: f64,
         comm: String,
+        /// The reading process's cgroup (v2 path), when it could be resolved.
+        #[serde(default)]
+        cgroup: Option<String>,
     },
     /// A segment this host dropped for lack of receive space.
     Drop {

@@ -10,6 +10,8 @@ use aya::{
     Btf, Ebpf,
 };
 
+use tracer_common::config::{SWITCH_COUNT, SWITCH_EGRESS};
+
 use super::{hooks, Attach, Hook, Signal, Target};
 use crate::{
     cli::HookMode,
@@ -43,7 +45,7 @@ pub fn attach_all(ebpf: &mut Ebpf, mode: HookMode, kernel_btf: &KernelBtf) -> Re
     // skipped with the reason.
     let btf = Btf::from_sys_fs().map_err(|e| e.to_string());
     let mut attached = Attached::default();
-    let mut egress_bits = 0u32;
+    let mut switches = [0u32; SWITCH_COUNT as usize];
     for signal in Signal::ALL {
         let mut row = Row { signal, chosen: None, partial: Vec::new(), skipped: Vec::new() };
         for hook in hooks(signal) {
@@ -54,8 +56,8 @@ pub fn attach_all(ebpf: &mut Ebpf, mode: HookMode, kernel_btf: &KernelBtf) -> Re
             }
             match try_hook(ebpf, hook, btf.as_ref().map_err(Clone::clone), kernel_btf) {
                 Ok(partial) => {
-                    if let Attach::Egress(bit) = hook.attach {
-                        egress_bits |= bit;
+                    if let Some((index, value)) = hook.switch {
+                        switches[index as usize] |= value;
                     }
                     row.partial = partial;
                     row.chosen = Some(*hook);
@@ -66,10 +68,11 @@ pub fn attach_all(ebpf: &mut Ebpf, mode: HookMode, kernel_btf: &KernelBtf) -> Re
         }
         attached.rows.push(row);
     }
-    if egress_bits != 0 {
-        if let Err(why) = attach_egress(ebpf, egress_bits) {
+    set_switches(ebpf, &switches).map_err(anyhow::Error::msg)?;
+    if switches[SWITCH_EGRESS as usize] != 0 {
+        if let Err(why) = attach_cgroup_skb(ebpf, "egress_skb", CgroupSkbAttachType::Egress) {
             for row in &mut attached.rows {
-                if matches!(row.chosen.map(|h| h.attach), Some(Attach::Egress(_))) {
+                if matches!(row.chosen.map(|h| h.attach), Some(Attach::Egress)) {
                     let hook = row.chosen.take().expect("matched Some above");
                     row.skipped.push((hook.label(), why.clone()));
                 }
@@ -112,7 +115,15 @@ fn try_hook(
             return Ok(partial);
         }
         // Attached once for all signals it serves, after the table walk.
-        Attach::Egress(_) => return Ok(partial),
+        Attach::Egress => return Ok(partial),
+        Attach::Piggyback(name) => {
+            let loaded = ebpf.program(name).is_some_and(|p| p.info().is_ok());
+            return if loaded {
+                Ok(partial)
+            } else {
+                Err(format!("needs the {name} program, which did not attach"))
+            };
+        }
         Attach::Ingress => {
             attach_cgroup_skb(ebpf, "ingress_skb", CgroupSkbAttachType::Ingress)?;
             return Ok(partial);
@@ -247,13 +258,16 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-fn attach_egress(ebpf: &mut Ebpf, bits: u32) -> Result<(), String> {
+/// Tells the kernel programs which of them serve which signal (config::SWITCH_*).
+fn set_switches(ebpf: &mut Ebpf, values: &[u32]) -> Result<(), String> {
     let mut map: Array<_, u32> = Array::try_from(
-        ebpf.map_mut("EGRESS").ok_or("map EGRESS is missing from the eBPF object")?,
+        ebpf.map_mut("SWITCHES").ok_or("map SWITCHES is missing from the eBPF object")?,
     )
     .map_err(|e| e.to_string())?;
-    map.set(0, bits, 0).map_err(|e| e.to_string())?;
-    attach_cgroup_skb(ebpf, "egress_skb", CgroupSkbAttachType::Egress)
+    for (index, value) in values.iter().enumerate() {
+        map.set(index as u32, value, 0).map_err(|e| format!("failed to set a switch: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Attaches a cgroup_skb program to the cgroup-v2 root, where it sees every socket's traffic.

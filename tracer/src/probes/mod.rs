@@ -6,7 +6,7 @@ mod attach;
 
 pub use attach::{attach_all, Attached};
 
-use tracer_common::config::{EGRESS_PROBE, EGRESS_WINDOW};
+use tracer_common::config::{EGRESS_PROBE, EGRESS_WINDOW, SWITCH_EGRESS, SWITCH_RECV_LENGTH};
 
 use crate::cli::HookMode;
 
@@ -19,14 +19,17 @@ pub enum Signal {
     Owner,
     PeerWindow,
     Drops,
+    Reader,
 }
 
 impl Signal {
-    pub const ALL: [Signal; 7] = [
+    /// In attach order: Reader may piggyback on RcvSpace's program.
+    pub const ALL: [Signal; 8] = [
         Signal::Window,
         Signal::PeerWindow,
         Signal::Probe,
         Signal::RcvSpace,
+        Signal::Reader,
         Signal::Drops,
         Signal::Lifecycle,
         Signal::Owner,
@@ -41,6 +44,7 @@ impl Signal {
             Signal::Owner => "accepting process",
             Signal::PeerWindow => "peer window",
             Signal::Drops => "rcv-space drops",
+            Signal::Reader => "read rate",
         }
     }
 }
@@ -55,8 +59,10 @@ pub enum Attach {
     RawTracepoint(Target),
     /// Tracefs tracepoints, `kernel` as "category/name".
     Tracepoint(&'static [Target]),
-    /// The cgroup_skb egress program, serving the signals in this EGRESS bit.
-    Egress(u32),
+    /// The cgroup_skb egress program (which signals it serves is the hook's switch).
+    Egress,
+    /// Served by another signal's program, which must be attached.
+    Piggyback(&'static str),
     /// The cgroup_skb ingress program (peer windows).
     Ingress,
 }
@@ -82,6 +88,9 @@ pub struct Hook {
     pub attach: Attach,
     /// What the user gets from this hook, in a few words.
     pub fidelity: &'static str,
+    /// SWITCHES[index] |= value when this hook is chosen: tells the kernel programs which of
+    /// them serves the signal.
+    pub switch: Option<(u32, u32)>,
 }
 
 impl Hook {
@@ -92,7 +101,8 @@ impl Hook {
             Attach::Kprobe(_) => mode != HookMode::Packet,
             Attach::RawTracepoint(_)
             | Attach::Tracepoint(_)
-            | Attach::Egress(_)
+            | Attach::Egress
+            | Attach::Piggyback(_)
             | Attach::Ingress => true,
         }
     }
@@ -117,7 +127,8 @@ impl Hook {
             }
             Attach::RawTracepoint(t) => format!("raw tracepoint {}", t.kernel),
             Attach::Tracepoint(ts) => join("tracepoint", ts),
-            Attach::Egress(_) => "cgroup_skb egress (packet headers)".to_string(),
+            Attach::Egress => "cgroup_skb egress (packet headers)".to_string(),
+            Attach::Piggyback(program) => format!("the {program} program"),
             Attach::Ingress => "cgroup_skb ingress (packet headers)".to_string(),
         }
     }
@@ -130,6 +141,7 @@ static WINDOW: [Hook; 3] = [
             t_opt("window_v6_fentry", "tcp_v6_send_check"),
         ]),
         fidelity: "exact: the header of every segment sent",
+        switch: None,
     },
     Hook {
         attach: Attach::Kprobe(&[
@@ -137,10 +149,12 @@ static WINDOW: [Hook; 3] = [
             t_opt("window_kprobe", "tcp_v6_send_check"),
         ]),
         fidelity: "exact: the header of every segment sent",
+        switch: None,
     },
     Hook {
-        attach: Attach::Egress(EGRESS_WINDOW),
+        attach: Attach::Egress,
         fidelity: "exact: the header of every segment that reaches IP output",
+        switch: Some((SWITCH_EGRESS, EGRESS_WINDOW)),
     },
 ];
 
@@ -148,6 +162,7 @@ static PROBE: [Hook; 3] = [
     Hook {
         attach: Attach::Fexit(&[t("probe0_fexit", "tcp_send_probe0")]),
         fidelity: "exact: real probes only, backoff as the kernel set it",
+        switch: None,
     },
     Hook {
         attach: Attach::Kprobe(&[
@@ -155,22 +170,26 @@ static PROBE: [Hook; 3] = [
             t("probe0_kretprobe", "tcp_send_probe0"),
         ]),
         fidelity: "exact: real probes only, backoff as the kernel set it",
+        switch: None,
     },
     Hook {
-        attach: Attach::Egress(EGRESS_PROBE),
+        attach: Attach::Egress,
         fidelity: "probes recognised on the wire (pure ACK, seq = snd_una - 1, peer window 0); \
-                           backoff inferred",
+                   backoff inferred",
+        switch: Some((SWITCH_EGRESS, EGRESS_PROBE)),
     },
 ];
 
 static RCV_SPACE: [Hook; 1] = [Hook {
     attach: Attach::RawTracepoint(t("rcv_space_raw_tp", "tcp_rcv_space_adjust")),
-    fidelity: "exact, sampled at each read; also names the reading process and its read rate",
+    fidelity: "exact, sampled at each read; also names the reading process",
+    switch: None,
 }];
 
 static LIFECYCLE: [Hook; 1] = [Hook {
     attach: Attach::RawTracepoint(t("set_state_raw_tp", "inet_sock_set_state")),
     fidelity: "exact: every TCP state change",
+    switch: None,
 }];
 
 static OWNER: [Hook; 1] = [Hook {
@@ -180,22 +199,39 @@ static OWNER: [Hook; 1] = [Hook {
     ]),
     fidelity:
         "accepted sockets belong to their process from accept(); without it, from the first read",
+    switch: None,
 }];
 
 static PEER_WINDOW: [Hook; 1] = [Hook {
     attach: Attach::Ingress,
     fidelity:
         "exact: the header of every segment received, with in-flight bytes and rwnd-limited time",
+    switch: None,
 }];
+
+static READER: [Hook; 2] = [
+    Hook {
+        attach: Attach::RawTracepoint(t("recv_length_raw_tp", "sock_recv_length")),
+        fidelity: "exact: bytes and calls of every read (6.3+), with pid, comm and cgroup",
+        switch: Some((SWITCH_RECV_LENGTH, 1)),
+    },
+    Hook {
+        attach: Attach::Piggyback("rcv_space_raw_tp"),
+        fidelity: "bytes read from copied_seq after each read, with pid, comm and cgroup",
+        switch: None,
+    },
+];
 
 static DROPS: [Hook; 2] = [
     Hook {
         attach: Attach::RawTracepoint(t("drops_rx_sk_raw_tp", "kfree_skb")),
         fidelity: "exact: drop reason and receiving socket (6.11+)",
+        switch: None,
     },
     Hook {
         attach: Attach::RawTracepoint(t("drops_raw_tp", "kfree_skb")),
         fidelity: "drop reason; the socket from skb->sk, else the connection from the packet",
+        switch: None,
     },
 ];
 
@@ -209,5 +245,6 @@ pub fn hooks(signal: Signal) -> &'static [Hook] {
         Signal::Owner => &OWNER,
         Signal::PeerWindow => &PEER_WINDOW,
         Signal::Drops => &DROPS,
+        Signal::Reader => &READER,
     }
 }

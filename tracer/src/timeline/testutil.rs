@@ -149,6 +149,7 @@ pub fn read(bytes: u64) -> Body {
         interval_ns: 100 * MS,
         rate: bytes as f64 * 10.0,
         comm: "reader".into(),
+        cgroup: None,
     }
 }
 

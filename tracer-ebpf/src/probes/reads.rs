@@ -1,0 +1,104 @@
+//! How fast the owning process reads each socket: bytes and calls, reported about once a second
+//! per socket (and at close). Counted by sock:sock_recv_length where the kernel has it (6.3+),
+//! else from copied_seq in tcp_rcv_space_adjust, which runs after every read.
+
+use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::raw_tracepoint, programs::RawTracePointContext};
+use tracer_common::{
+    config::SWITCH_RECV_LENGTH,
+    event::{ReadEvent, HOOK_RAW_TP, KIND_READ, READ_REPORT_NS},
+};
+
+use crate::{
+    emit,
+    maps::{global, SWITCHES},
+    read,
+    state::{self, SockState},
+};
+
+const IPPROTO_TCP: u64 = 6;
+/// recv flag: data is looked at, not consumed.
+const MSG_PEEK: u64 = 2;
+
+/// Whether sock_recv_length counts reads on this kernel (the agent sets it after attach).
+#[inline(always)]
+pub fn by_recv_length() -> bool {
+    SWITCHES.get(SWITCH_RECV_LENGTH).is_some_and(|v| *v != 0)
+}
+
+/// sock:sock_recv_length(sk, ret, flags) fires in sock_recvmsg for every socket type.
+#[raw_tracepoint(tracepoint = "sock_recv_length")]
+pub fn recv_length_raw_tp(ctx: RawTracePointContext) -> i32 {
+    let sk = ctx.arg::<u64>(0);
+    let ret = ctx.arg::<u64>(1) as i32;
+    let flags = ctx.arg::<u64>(2);
+    if ret <= 0 || flags & MSG_PEEK != 0 {
+        return 0;
+    }
+    if read::field(sk, global!(OFFSETS.sk_protocol)) != Some(IPPROTO_TCP) {
+        return 0;
+    }
+    let Some(st) = state::get(sk) else {
+        return 0;
+    };
+    state::learn_owner(st);
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if st.read_since_ns == 0 {
+        st.read_since_ns = now;
+    }
+    st.read_bytes += ret as u64;
+    st.reads += 1;
+    if now.wrapping_sub(st.read_since_ns) >= READ_REPORT_NS {
+        report(sk, st, now);
+    }
+    0
+}
+
+/// Starts counting at the connection's open: copied_seq is where reading starts.
+#[inline(always)]
+pub fn start(sk: u64, st: &mut SockState) {
+    st.copied = read::u32_field(sk, global!(OFFSETS.copied_seq));
+    // SAFETY: helper without arguments.
+    st.read_since_ns = unsafe { bpf_ktime_get_ns() };
+}
+
+/// Adds what the reader consumed since the last call: copied_seq moves by the bytes read.
+#[inline(always)]
+pub fn count_copied(sk: u64, st: &mut SockState) {
+    let copied = read::u32_field(sk, global!(OFFSETS.copied_seq));
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if st.read_since_ns == 0 {
+        // Opened before the tracer attached: count from here.
+        st.read_since_ns = now;
+    } else {
+        st.read_bytes += copied.wrapping_sub(st.copied) as u64;
+        st.reads += 1;
+    }
+    st.copied = copied;
+    if now.wrapping_sub(st.read_since_ns) >= READ_REPORT_NS {
+        report(sk, st, now);
+    }
+}
+
+/// Sends what was read since the last report, if anything, and starts a new interval.
+#[inline(always)]
+pub fn report(sk: u64, st: &mut SockState, now: u64) {
+    if st.read_bytes > 0 && state::wanted(st) {
+        emit::send(
+            KIND_READ,
+            ReadEvent {
+                header: emit::header(KIND_READ, HOOK_RAW_TP, sk, st),
+                bytes: st.read_bytes,
+                interval_ns: now.wrapping_sub(st.read_since_ns),
+                reads: st.reads,
+                _pad: 0,
+                comm: st.comm,
+                cgroup: st.cgroup,
+            },
+        );
+    }
+    st.read_bytes = 0;
+    st.reads = 0;
+    st.read_since_ns = now;
+}
