@@ -52,13 +52,6 @@ fn advertised(sk: u64, raw: u32) {
     if !state::wanted(st) {
         return;
     }
-    let snd_una = read::u32_field(sk, global!(OFFSETS.snd_una));
-    let snd_nxt = read::u32_field(sk, global!(OFFSETS.snd_nxt));
-    let in_flight = snd_nxt.wrapping_sub(snd_una);
-    // Periodic samples only matter while this host is sending.
-    if !changed && in_flight == 0 {
-        return;
-    }
     let transition = if !changed {
         TRANSITION_NONE
     } else if raw == 0 {
@@ -70,10 +63,21 @@ fn advertised(sk: u64, raw: u32) {
     };
     let wscale = read::field(sk, global!(OFFSETS.snd_wscale)).unwrap_or(0) as u8;
     let window = raw << (wscale & 15);
-    if changed && !state::significant(window, st.peer_reported, transition != TRANSITION_NONE) {
+    // A small change is not worth an event unless a periodic sample is due anyway.
+    let due = now.wrapping_sub(st.peer_sample_ns) >= PEER_SAMPLE_NS;
+    let significant =
+        changed && state::significant(window, st.peer_reported, transition != TRANSITION_NONE);
+    if !significant && !due {
         return;
     }
-    if changed {
+    let snd_una = read::u32_field(sk, global!(OFFSETS.snd_una));
+    let snd_nxt = read::u32_field(sk, global!(OFFSETS.snd_nxt));
+    let in_flight = snd_nxt.wrapping_sub(snd_una);
+    // Periodic samples only matter while this host is sending.
+    if !significant && in_flight == 0 {
+        return;
+    }
+    if significant {
         st.peer_reported = window;
     }
     st.peer_sample_ns = now;
@@ -86,7 +90,7 @@ fn advertised(sk: u64, raw: u32) {
             raw: raw as u16,
             wscale,
             transition,
-            periodic: (!changed) as u8,
+            periodic: (!significant) as u8,
             _pad: [0; 3],
             in_flight,
             unsent: read::u32_field(sk, global!(OFFSETS.write_seq)).wrapping_sub(snd_nxt),
