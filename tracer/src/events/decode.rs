@@ -146,6 +146,7 @@ impl Decoder {
                 vec![self.event(
                     &header,
                     Body::Open {
+                        active: l.oldstate == TCP_SYN_SENT,
                         snd_wscale: l.snd_wscale,
                         rcv_wscale: l.rcv_wscale,
                         wscale_ok: l.wscale_ok != 0,
@@ -344,6 +345,8 @@ fn hook_name(hook: u8) -> &'static str {
         _ => "unknown",
     }
 }
+
+const TCP_SYN_SENT: u8 = 2;
 
 pub fn tcp_state(state: u8) -> &'static str {
     match state {

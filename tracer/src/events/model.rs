@@ -146,6 +146,9 @@ pub enum Body {
         bytes: u32,
     },
     Open {
+        /// True when this host connected (its end is the client); false when it accepted.
+        #[serde(default)]
+        active: bool,
         snd_wscale: u8,
         rcv_wscale: u8,
         /// Both ends agreed to window scaling (RFC 7323); false means windows top out at 64 KiB.

@@ -25,14 +25,15 @@ impl Reader {
         })
     }
 
-    /// Hands every pending record to `f`; returns how many there were.
+    /// Hands every pending record to `f`; returns how many bytes they held (how full the ring
+    /// was when drained: the agent's view of its own headroom).
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
-        let mut n = 0;
+        let mut bytes = 0;
         while let Some(item) = self.ring.next() {
+            bytes += item.len();
             f(&item);
-            n += 1;
         }
-        n
+        bytes
     }
 
     /// Events the kernel could not fit in the ring buffer since attach, over all CPUs and kinds.

@@ -42,6 +42,7 @@ pub fn drop_no_sk(ts_ms: u64, like_sk: u64, bytes: u32) -> Event {
 
 pub fn open(wscale_ok: bool, advmss: u32) -> Body {
     Body::Open {
+        active: false,
         snd_wscale: if wscale_ok { 7 } else { 0 },
         rcv_wscale: if wscale_ok { 7 } else { 0 },
         wscale_ok,
