@@ -25,8 +25,101 @@ pub enum Command {
     Record(RecordArgs),
     /// Run a recording through the same timelines, alerts and summary; no root or kernel needed.
     Replay(ReplayArgs),
+    /// A live full-screen table of connections, worst flow-control state first.
+    Top(TopArgs),
+    /// Run headless as a service: trace and export Prometheus metrics (and alerts on stdout).
+    Serve(ServeArgs),
+    /// Plot each connection of a recording over time: an HTML page (or SVG files).
+    Report(ReportArgs),
     /// Show which kernel hook serves each signal on this kernel, then exit.
     Probes(HookArgs),
+    /// Print shell completions for bash, zsh, fish, elvish or powershell.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on standard output.
+    Man,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MetricsArgs {
+    /// Serve Prometheus metrics on this address (`PORT` or `HOST:PORT`; a bare port binds
+    /// 127.0.0.1). Path /metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+    /// Also export one series per connection (4-tuple labels). Off by default: ephemeral ports
+    /// make series counts unbounded.
+    #[arg(long)]
+    pub metrics_per_connection: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FilterArgs {
+    /// Only connections with this local or remote port (repeatable).
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+    /// Only sockets used by this process id. Accepted sockets are attributed to a process at
+    /// accept() (or their first read on kernels without syscall tracepoints), connected ones at
+    /// connect().
+    #[arg(long)]
+    pub pid: Option<u32>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Show a recording instead of the live kernel (no root needed); played back at its own
+    /// pace, or at once with --fast.
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<std::path::PathBuf>,
+    /// With --from: do not wait between events.
+    #[arg(long, requires = "from")]
+    pub fast: bool,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+    #[command(flatten)]
+    pub hooks: HookArgs,
+    #[command(flatten)]
+    pub alerts: AlertArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Where to serve Prometheus metrics (`PORT` or `HOST:PORT`; a bare port binds 127.0.0.1).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics: String,
+    /// Also export one series per connection (4-tuple labels).
+    #[arg(long)]
+    pub metrics_per_connection: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    #[command(flatten)]
+    pub hooks: HookArgs,
+    #[command(flatten)]
+    pub alerts: AlertArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// A file written by `tracer record`.
+    #[arg(value_name = "FILE")]
+    pub file: std::path::PathBuf,
+    /// Where to write: an .html file (default: FILE with .html), or a directory for --format svg.
+    #[arg(long, short, value_name = "PATH")]
+    pub out: Option<std::path::PathBuf>,
+    /// One self-contained HTML page, or one SVG file per connection.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
+    pub format: ReportFormat,
+    #[command(flatten)]
+    pub alerts: AlertArgs,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    Html,
+    Svg,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -90,13 +183,8 @@ pub struct WatchArgs {
     /// Print NDJSON (one JSON object per line) instead of readable lines.
     #[arg(long)]
     pub json: bool,
-    /// Only connections with this local or remote port (repeatable).
-    #[arg(long = "port", value_name = "PORT")]
-    pub ports: Vec<u16>,
-    /// Only sockets used by this process id. Accepted sockets are attributed to a process at
-    /// their first read, connected ones at connect().
-    #[arg(long)]
-    pub pid: Option<u32>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
     /// Detach and exit after this many seconds.
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,

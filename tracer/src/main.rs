@@ -9,6 +9,7 @@ mod output;
 mod pipeline;
 mod probes;
 mod record;
+mod report;
 mod timeline;
 
 use std::process::ExitCode;

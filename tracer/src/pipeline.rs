@@ -12,8 +12,18 @@ use crate::{
     timeline::ConnTable,
 };
 
+/// Something else that follows the stream: the Prometheus exporter, the `top` view.
+pub trait Observer {
+    fn event(&mut self, _e: &Event) {}
+    fn alert(&mut self, _a: &Alert) {}
+    fn lost(&mut self, _count: u64) {}
+    /// The connection table after each tick (live) and at the end.
+    fn table(&mut self, _table: &ConnTable, _now_ns: u64) {}
+}
+
 pub struct Pipeline {
     table: ConnTable,
+    observers: Vec<Box<dyn Observer>>,
     engine: Engine,
     sink: Box<dyn Sink>,
     recorder: Option<Recorder>,
@@ -32,12 +42,21 @@ impl Pipeline {
     ) -> Self {
         Pipeline {
             table: ConnTable::new(),
+            observers: Vec::new(),
             engine: Engine::new(thresholds),
             sink,
             recorder,
             show_events,
             summary,
         }
+    }
+
+    pub fn observe(&mut self, observer: Box<dyn Observer>) {
+        self.observers.push(observer);
+    }
+
+    pub fn table(&self) -> &ConnTable {
+        &self.table
     }
 
     pub fn event(&mut self, e: &Event) -> Result<()> {
@@ -51,6 +70,9 @@ impl Pipeline {
         if self.show_events {
             self.sink.event(e)?;
         }
+        for o in &mut self.observers {
+            o.event(e);
+        }
         let fired = self.engine.on_event(&self.table, &key, e);
         self.alerts(&fired)
     }
@@ -59,6 +81,9 @@ impl Pipeline {
     pub fn tick(&mut self, now_ns: u64) -> Result<()> {
         let due = self.engine.advance(&self.table, now_ns);
         self.alerts(&due)?;
+        for o in &mut self.observers {
+            o.table(&self.table, now_ns);
+        }
         self.sink.flush()?;
         Ok(())
     }
@@ -68,6 +93,9 @@ impl Pipeline {
             rec.lost(ts_ns, new)?;
         }
         self.sink.lost(new, total)?;
+        for o in &mut self.observers {
+            o.lost(new);
+        }
         Ok(())
     }
 
@@ -80,6 +108,9 @@ impl Pipeline {
     pub fn finish(mut self, now_ns: u64) -> Result<()> {
         let due = self.engine.finish(&self.table, now_ns);
         self.alerts(&due)?;
+        for o in &mut self.observers {
+            o.table(&self.table, now_ns);
+        }
         if self.summary {
             let mut rows = self.table.summaries(now_ns);
             self.engine.count_into(&mut rows);
@@ -95,6 +126,9 @@ impl Pipeline {
     fn alerts(&mut self, alerts: &[Alert]) -> Result<()> {
         for a in alerts {
             self.sink.alert(a)?;
+            for o in &mut self.observers {
+                o.alert(a);
+            }
         }
         Ok(())
     }

@@ -2,7 +2,9 @@
 
 mod probes;
 mod replay;
+mod report;
 mod session;
+mod top;
 mod watch;
 
 use anyhow::Result;
@@ -15,6 +17,19 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Record(args) => watch::run(args.watch, Some((args.file, args.events))),
         Command::Replay(args) => replay::run(args),
         Command::Probes(args) => probes::run(args),
+        Command::Top(args) => top::run(args),
+        Command::Serve(args) => watch::serve(args),
+        Command::Report(args) => report::run(args),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "tracer", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+            Ok(())
+        }
     }
 }
 

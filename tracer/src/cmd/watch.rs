@@ -55,8 +55,8 @@ async fn watch(
 ) -> Result<()> {
     let mut session = Session::start(&Options {
         hooks: args.hooks.hooks,
-        ports: args.ports.clone(),
-        pid: args.pid,
+        ports: args.filter.ports.clone(),
+        pid: args.filter.pid,
         window_shift: args.window_shift,
     })?;
     // Held for the session: the kernel counts program run time while this descriptor is open.
@@ -230,4 +230,9 @@ fn print_prog_stats(ebpf: &aya::Ebpf) {
             total.as_secs_f64()
         );
     }
+}
+
+/// `tracer serve`: headless tracing with a Prometheus endpoint.
+pub fn serve(_args: crate::cli::ServeArgs) -> Result<()> {
+    bail!("tracer serve is not available yet")
 }
