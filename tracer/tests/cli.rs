@@ -75,3 +75,24 @@ fn not_root_is_explained() {
         .expect("run setpriv (util-linux)");
     assert_clean_error(&out, 1, "must run as root");
 }
+
+/// Colour on a terminal only, and never with NO_COLOR (`script` gives the child a terminal).
+#[test]
+fn colour_only_on_a_terminal_and_not_with_no_color() {
+    let rec = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/zero-window-6.18.rec");
+    let bin = env!("CARGO_BIN_EXE_tracer");
+    let under_tty = |no_color: bool| {
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &format!("{bin} replay {rec} --no-summary"), "/dev/null"]);
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        } else {
+            cmd.env_remove("NO_COLOR");
+        }
+        String::from_utf8_lossy(&cmd.output().expect("run script (util-linux)").stdout).into_owned()
+    };
+    assert!(under_tty(false).contains("\x1b["), "no colour on a terminal");
+    assert!(!under_tty(true).contains("\x1b["), "colour despite NO_COLOR");
+    let piped = tracer(&["replay", rec, "--no-summary"]);
+    assert!(!String::from_utf8_lossy(&piped.stdout).contains("\x1b["), "colour into a pipe");
+}

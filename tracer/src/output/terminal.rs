@@ -1,21 +1,65 @@
 //! One readable line per event, for a person at a terminal.
 
-use std::io::{BufWriter, Stdout, Write as _};
+use std::io::{BufWriter, IsTerminal as _, Stdout, Write as _};
 
 use super::Sink;
 use crate::{
-    alerts::Alert,
+    alerts::{Alert, AlertKind, Severity},
     events::{model::Side, Body, Event},
     timeline::ConnSummary,
 };
 
 pub struct Terminal {
     out: BufWriter<Stdout>,
+    colour: bool,
 }
 
 impl Terminal {
+    /// Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org).
     pub fn new() -> Self {
-        Terminal { out: BufWriter::new(std::io::stdout()) }
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let colour = std::io::stdout().is_terminal() && !no_color;
+        Terminal { out: BufWriter::new(std::io::stdout()), colour }
+    }
+
+    /// `text` in an ANSI style when colour is on.
+    fn paint(&self, style: Style, text: &str) -> String {
+        if !self.colour || style == Style::Plain {
+            return text.to_string();
+        }
+        let code = match style {
+            Style::Plain => "",
+            Style::Bad => "1;31",
+            Style::Good => "32",
+            Style::Notice => "33",
+            Style::Critical => "1;97;41",
+            Style::Dim => "2",
+        };
+        format!("\x1b[{code}m{text}\x1b[0m")
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Style {
+    Plain,
+    /// Something is stuck or lost: zero windows, drops, lost events.
+    Bad,
+    /// It got better: reopened windows, resolved alerts.
+    Good,
+    /// Worth a look: probes, warnings.
+    Notice,
+    Critical,
+    /// Routine: window changes, samples.
+    Dim,
+}
+
+fn style_of(e: &Event) -> Style {
+    match &e.body {
+        Body::ZeroWindowStart { .. } | Body::Drop { .. } => Style::Bad,
+        Body::ZeroWindowEnd { .. } => Style::Good,
+        Body::Probe { .. } => Style::Notice,
+        Body::Window { .. } | Body::Inflight { .. } => Style::Dim,
+        _ => Style::Plain,
     }
 }
 
@@ -152,19 +196,26 @@ fn endpoint(addr: &std::net::IpAddr, port: u16) -> String {
 
 impl Sink for Terminal {
     fn event(&mut self, event: &Event) -> std::io::Result<()> {
-        writeln!(self.out, "{}", line(event))
+        let text = self.paint(style_of(event), &line(event));
+        writeln!(self.out, "{text}")
     }
 
     fn lost(&mut self, new: u64, total: u64) -> std::io::Result<()> {
-        writeln!(
-            self.out,
+        let text = format!(
             "!! {new} events lost: the ring buffer was full ({total} since start); \
              narrow the filter (--port/--pid) or raise --window-shift"
-        )
+        );
+        writeln!(self.out, "{}", self.paint(Style::Bad, &text))
     }
 
     fn alert(&mut self, alert: &Alert) -> std::io::Result<()> {
-        writeln!(self.out, "{} {}", clock(alert.ts_ns), alert.line())
+        let style = match (alert.kind, alert.severity) {
+            (AlertKind::AlertResolved, _) => Style::Good,
+            (_, Severity::Critical) => Style::Critical,
+            (_, Severity::Warning) => Style::Notice,
+        };
+        let text = format!("{} {}", clock(alert.ts_ns), alert.line());
+        writeln!(self.out, "{}", self.paint(style, &text))
     }
 
     fn summary(&mut self, _ts_ns: u64, rows: &[ConnSummary]) -> std::io::Result<()> {
