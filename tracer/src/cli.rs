@@ -197,6 +197,8 @@ pub struct WatchArgs {
     #[arg(long)]
     pub prog_stats: bool,
     #[command(flatten)]
+    pub metrics: MetricsArgs,
+    #[command(flatten)]
     pub hooks: HookArgs,
     #[command(flatten)]
     pub alerts: AlertArgs,

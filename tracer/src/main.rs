@@ -5,12 +5,14 @@ mod cli;
 mod cmd;
 mod events;
 mod kernel;
+mod metrics;
 mod output;
 mod pipeline;
 mod probes;
 mod record;
 mod report;
 mod timeline;
+mod top;
 
 use std::process::ExitCode;
 

@@ -7,8 +7,16 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-/// Debian packages the tests use on this host: nstat and ip (iproute2).
-const HOST_PACKAGES: &[(&str, &str)] = &[("nstat", "iproute2"), ("ip", "iproute2")];
+/// Debian packages the tests use on this host: nstat and ip (iproute2), script (util-linux),
+/// tmux (driving `tracer top`), a real Prometheus server and promtool.
+const HOST_PACKAGES: &[(&str, &str)] = &[
+    ("nstat", "iproute2"),
+    ("ip", "iproute2"),
+    ("script", "util-linux"),
+    ("tmux", "tmux"),
+    ("prometheus", "prometheus"),
+    ("promtool", "prometheus"),
+];
 
 /// Everything the build needs: the nightly toolchain's rust-src and bpf-linker in `.tools/`.
 pub fn all() -> Result<()> {

@@ -59,12 +59,14 @@ pub fn all(with_vm: bool) -> Result<()> {
     if effective_uid() != 0 {
         bail!("kernel tests attach eBPF programs and need root: run `sudo cargo xtask test`");
     }
-    let host_auto = cargo_test(kernel_tests().env_remove("TRACER_HOOKS"));
+    let host_auto = cargo_test(live_tests("kernel").env_remove("TRACER_HOOKS"));
     record(&mut tally, &mut failures, "host kernel tests (auto hooks)", host_auto);
     let host_packet = cargo_test(
-        kernel_tests().env("TRACER_HOOKS", "packet").env("TRACER_EXPECT_HOOK", "cgroup_skb"),
+        live_tests("kernel").env("TRACER_HOOKS", "packet").env("TRACER_EXPECT_HOOK", "cgroup_skb"),
     );
     record(&mut tally, &mut failures, "host kernel tests (--hooks packet)", host_packet);
+    let prometheus = cargo_test(&mut live_tests("prometheus"));
+    record(&mut tally, &mut failures, "Prometheus scraping a live tracer", prometheus);
 
     if with_vm {
         eprintln!("xtask: [3/3] kernel tests in a QEMU guest on Debian's 6.1 kernel");
@@ -96,13 +98,11 @@ fn record(tally: &mut Tally, failures: &mut Vec<String>, stage: &str, result: Re
     }
 }
 
-fn kernel_tests() -> Command {
+/// The ignored (root, live kernel) tests of one test target, one at a time.
+fn live_tests(target: &str) -> Command {
     let mut cmd = build::cargo();
-    cmd.args(["test", "--release", "--package", "tracer", "--test", "kernel", "--"]).args([
-        "--include-ignored",
-        "--test-threads=1",
-        "--nocapture",
-    ]);
+    cmd.args(["test", "--release", "--package", "tracer", "--test", target, "--"])
+        .args(["--include-ignored", "--test-threads=1", "--nocapture"]);
     cmd
 }
 

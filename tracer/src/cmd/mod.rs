@@ -13,8 +13,10 @@ use crate::cli::{Cli, Command};
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Watch(args) => watch::run(args, None),
-        Command::Record(args) => watch::run(args.watch, Some((args.file, args.events))),
+        Command::Watch(args) => watch::run(args, watch::Output { events: true, record: None }),
+        Command::Record(args) => {
+            watch::run(args.watch, watch::Output { events: args.events, record: Some(args.file) })
+        }
         Command::Replay(args) => replay::run(args),
         Command::Probes(args) => probes::run(args),
         Command::Top(args) => top::run(args),

@@ -1,9 +1,430 @@
-//! `tracer top`: a live full-screen table of connections.
+//! `tracer top`: a live full-screen table of connections, worst flow-control state first, fed
+//! from the kernel (as `watch` is) or from a recording (`--from FILE`, at its own pace or
+//! `--fast`). The view itself (state, drawing, keys, terminal) is in crate::top.
 
-use anyhow::{bail, Result};
+use std::{
+    cell::RefCell,
+    path::Path,
+    rc::Rc,
+    time::{Duration, Instant},
+};
 
-use crate::cli::TopArgs;
+use anyhow::{anyhow, bail, Context as _, Result};
+use tokio::{
+    signal::unix::{signal, Signal, SignalKind},
+    time::{interval, sleep, Interval, MissedTickBehavior},
+};
 
-pub fn run(_args: TopArgs) -> Result<()> {
-    bail!("tracer top is not available yet")
+use super::{
+    now_ns,
+    session::{Options, Session},
+    thresholds,
+};
+use crate::{
+    alerts::Thresholds,
+    cli::{MetricsArgs, TopArgs},
+    events::{reader::Reader, Decoder},
+    pipeline::Pipeline,
+    record::{self, Item},
+    top::{
+        feed::{alert_tuple, AlertSink, Feed, FeedObserver, SharedFeed},
+        input,
+        model::{Action, Model, Stats},
+        pace::Pace,
+        render,
+        row::{self, Scope},
+        terminal::{require_tty, Input, Keys, Tui},
+        theme::Theme,
+    },
+};
+
+/// How often the ring buffer is drained (as in watch).
+const DRAIN_EVERY: Duration = Duration::from_millis(20);
+/// Time-based alerts are checked this far behind the clock (as in watch: an event still in the
+/// ring buffer may end the condition).
+const ALERT_LAG: Duration = Duration::from_millis(100);
+/// How often time-based alerts and loss are checked, and the view refreshed.
+const TICK_EVERY: Duration = Duration::from_millis(250);
+/// The longest real wait between two items of a recording played at its own pace.
+const MAX_GAP: Duration = Duration::from_secs(1);
+/// Items of a recording played before looking at the keys again (`--fast` on a big file).
+const FEED_BUDGET: usize = 4096;
+/// Window changes smaller than 1/2^N of the last one are summarised in the kernel: watch's
+/// default (top has no flag for it).
+const WINDOW_SHIFT: u8 = 3;
+/// Alerts handed to the view (the pane shows what fits).
+const ALERTS_SHOWN: usize = 50;
+
+/// Run `tracer top`.
+pub fn run(args: TopArgs) -> Result<()> {
+    // Refused before anything is attached or opened: the view needs a terminal.
+    require_tty()?;
+    refuse_metrics(&args.metrics)?;
+    let thresholds = thresholds(&args.alerts)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    match args.from.clone() {
+        Some(path) => runtime.block_on(replay(&args, &path, thresholds)),
+        None => runtime.block_on(live(&args, thresholds)),
+    }
+}
+
+/// TODO(lead): metrics — drop this refusal once the exporter's Observer is added in
+/// `pipeline()` below.
+fn refuse_metrics(metrics: &MetricsArgs) -> Result<()> {
+    if metrics.metrics.is_some() || metrics.metrics_per_connection {
+        bail!("--metrics is not available with tracer top yet (use tracer serve)");
+    }
+    Ok(())
+}
+
+/// The pipeline behind the view: nothing printed, alerts and window histories kept in `feed`.
+fn pipeline(thresholds: Thresholds, feed: &SharedFeed) -> Pipeline {
+    let sink = Box::new(AlertSink(Rc::clone(feed)));
+    let mut pipeline = Pipeline::new(thresholds, sink, None, false, false);
+    pipeline.observe(Box::new(FeedObserver(Rc::clone(feed))));
+    // TODO(lead): metrics — add the Prometheus exporter's Observer here when --metrics is given.
+    pipeline
+}
+
+/// SIGINT and SIGTERM (kill, or Ctrl-C from outside the raw terminal), and SIGHUP (the
+/// terminal went away): each one quits.
+struct Quit {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+impl Quit {
+    fn new() -> Result<Quit> {
+        Ok(Quit {
+            int: signal(SignalKind::interrupt()).context("failed to watch for SIGINT")?,
+            term: signal(SignalKind::terminate()).context("failed to watch for SIGTERM")?,
+            hup: signal(SignalKind::hangup()).context("failed to watch for SIGHUP")?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+            _ = self.hup.recv() => {}
+        }
+    }
+}
+
+/// The view and what it needs to draw.
+struct View {
+    tui: Tui,
+    keys: Keys,
+    model: Model,
+    theme: Theme,
+    feed: SharedFeed,
+    scope: Scope,
+}
+
+impl View {
+    /// Enters full-screen mode: from here on nothing may be printed until the view is dropped.
+    fn enter(model: Model, feed: SharedFeed, scope: Scope) -> Result<View> {
+        let tui = Tui::enter()?;
+        Ok(View { tui, keys: Keys::spawn(), model, theme: Theme::detect(), feed, scope })
+    }
+
+    /// Take the table and the feed as of `now_ns` into the model (a paused model ignores it).
+    fn refresh(&mut self, pipeline: &Pipeline, now_ns: u64, undecodable: u64) {
+        let table = pipeline.table();
+        let mut feed = self.feed.borrow_mut();
+        feed.histories.retain(table);
+        let rows = row::rows(table, &feed.histories, now_ns, &self.scope);
+        let alerts = feed
+            .alerts
+            .newest_first()
+            .filter(|a| self.scope.admits(&alert_tuple(a), a.pid))
+            .take(ALERTS_SHOWN)
+            .cloned()
+            .collect();
+        let stats = Stats {
+            now_ns,
+            alerts_active: feed.alerts.active(),
+            events_per_s: feed.rate.per_second(now_ns),
+            lost: feed.lost,
+            undecodable,
+        };
+        drop(feed);
+        self.model.refresh(rows, alerts, stats);
+    }
+
+    fn draw(&mut self) -> Result<()> {
+        let area = self.tui.area()?;
+        self.model.set_viewport(render::body_rows(area, &self.model));
+        let (model, theme) = (&self.model, self.theme);
+        self.tui.draw(|frame| render::draw(frame, model, theme))
+    }
+
+    /// One input from the terminal; Err when the terminal failed.
+    fn input(&mut self, input: Option<Input>) -> Result<()> {
+        match input {
+            Some(Input::Key(key)) => {
+                if let Some(action) = input::action(key, self.model.mode()) {
+                    self.model.apply(action);
+                }
+            }
+            Some(Input::Resize) => {}
+            Some(Input::Failed(why)) => return Err(anyhow!("failed to read the terminal: {why}")),
+            // The reader stopped without saying why: nothing more can be read, so quit.
+            None => self.model.apply(Action::Quit),
+        }
+        Ok(())
+    }
+}
+
+fn every(period: Duration) -> Interval {
+    let mut i = interval(period);
+    i.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    i
+}
+
+/// Live: attach as watch does, then drain, tick and draw until a quit key or signal.
+async fn live(args: &TopArgs, thresholds: Thresholds) -> Result<()> {
+    // Attach before the screen is taken, so that errors (not root, no BTF) print plainly.
+    let mut session = Session::start(&Options {
+        hooks: args.hooks.hooks,
+        ports: args.filter.ports.clone(),
+        pid: args.filter.pid,
+        window_shift: WINDOW_SHIFT,
+    })?;
+    let mut reader = Reader::new(&mut session.ebpf)?;
+    let mut decoder = Decoder::new(session.facts.clone());
+    let feed: SharedFeed = Rc::new(RefCell::new(Feed::default()));
+    let mut pipeline = pipeline(thresholds, &feed);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut model = Model::new(format!("live on kernel {}", kernel.trim()));
+    let missing: Vec<&str> = session.attached.missing().map(|r| r.signal.name()).collect();
+    if !missing.is_empty() {
+        model.note(format!("no hook on this kernel for: {} (not shown)", missing.join(", ")));
+    }
+    let mut quit = Quit::new()?;
+    // Live, the kernel filters by --port/--pid already.
+    let mut view = View::enter(model, feed, Scope::default())?;
+    let mut drain = every(DRAIN_EVERY);
+    let mut tick = every(TICK_EVERY);
+    let mut counts = Counts::default();
+
+    let outcome: Result<()> = loop {
+        let step = tokio::select! {
+            _ = drain.tick() => pump(&mut reader, &mut decoder, &mut pipeline, &mut counts),
+            _ = tick.tick() => {
+                let now = now_ns();
+                pipeline
+                    .tick(now.saturating_sub(ALERT_LAG.as_nanos() as u64))
+                    .and_then(|()| counts.check_loss(&reader, &mut pipeline, now))
+                    .and_then(|()| {
+                        view.refresh(&pipeline, now, counts.bad);
+                        view.draw()
+                    })
+            }
+            input = view.keys.next() => view.input(input).and_then(|()| view.draw()),
+            _ = quit.recv() => break Ok(()),
+        };
+        if let Err(e) = step {
+            break Err(e);
+        }
+        if view.model.quit() {
+            break Ok(());
+        }
+    };
+    // The terminal first, so that an error prints on the normal screen; then detach.
+    drop(view);
+    drop(session);
+    outcome
+}
+
+#[derive(Default)]
+struct Counts {
+    lost: u64,
+    bad: u64,
+}
+
+impl Counts {
+    /// Reports ring-buffer loss since the last check.
+    fn check_loss(&mut self, reader: &Reader, pipeline: &mut Pipeline, now: u64) -> Result<()> {
+        let total = reader.lost_total();
+        if total > self.lost {
+            let new = total - self.lost;
+            self.lost = total;
+            pipeline.lost(now, new, total)?;
+        }
+        Ok(())
+    }
+}
+
+/// Drains the ring into the pipeline. Undecodable records are counted (the header shows
+/// them): nothing may be printed over the view.
+fn pump(
+    reader: &mut Reader,
+    decoder: &mut Decoder,
+    pipeline: &mut Pipeline,
+    counts: &mut Counts,
+) -> Result<()> {
+    let mut result = Ok(());
+    reader.drain(|bytes| match decoder.decode(bytes) {
+        Ok(events) => {
+            for e in &events {
+                if result.is_ok() {
+                    result = pipeline.event(e);
+                }
+            }
+        }
+        Err(_) => counts.bad += 1,
+    });
+    result
+}
+
+/// Where a replay is.
+enum Playback {
+    Playing,
+    /// The file ended (cleanly or not): the final state stays up until quit.
+    Ended,
+}
+
+/// A recording: played at its pace (or at once), then shown as it ended until quit.
+async fn replay(args: &TopArgs, path: &Path, thresholds: Thresholds) -> Result<()> {
+    // Opened before the screen is taken: a missing or foreign file is a plain error.
+    let mut reader = record::Reader::open(path)?;
+    let header = reader.header.clone();
+    let feed: SharedFeed = Rc::new(RefCell::new(Feed::default()));
+    let mut pipeline = pipeline(thresholds, &feed);
+    let name =
+        path.file_name().map_or(path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let mut model = Model::new(format!("replay {name} (kernel {})", header.kernel));
+    model.set_phase(if args.fast { "fast" } else { "playing" });
+    let scope = Scope { ports: args.filter.ports.clone(), pid: args.filter.pid };
+    let mut quit = Quit::new()?;
+    let mut view = View::enter(model, feed, scope)?;
+    let mut pace = Pace::new(args.fast, MAX_GAP);
+    let mut tick = every(TICK_EVERY);
+    let mut state = Playback::Playing;
+    let mut pending: Option<Item> = None;
+    let mut last_ns = header.started_ns;
+    let (mut events_read, mut lost_total) = (0u64, 0u64);
+    // A damaged file: shown in the view, returned after quitting.
+    let mut broken: Option<record::Broken> = None;
+
+    let outcome: Result<()> = loop {
+        // Play what is due.
+        if matches!(state, Playback::Playing) && !view.model.paused() {
+            let mut budget = FEED_BUDGET;
+            while budget > 0 {
+                if pending.is_none() {
+                    match reader.next_item() {
+                        Ok(Some(item)) => pending = Some(item),
+                        Ok(None) => {
+                            if !reader.ended() {
+                                view.model.note(
+                                    "the recording has no end-of-recording trailer: it was cut \
+                                     short, so the last moments may be missing",
+                                );
+                            }
+                            state = Playback::Ended;
+                            break;
+                        }
+                        Err(b) => {
+                            view.model.note(format!("damaged recording: {b}"));
+                            broken = Some(b);
+                            state = Playback::Ended;
+                            break;
+                        }
+                    }
+                }
+                let ts = match &pending {
+                    Some(Item::Event(e)) => e.ts_ns,
+                    Some(Item::Lost { ts_ns, .. }) => *ts_ns,
+                    _ => last_ns,
+                };
+                if !pace.due_in(ts, Instant::now()).is_zero() {
+                    break;
+                }
+                match pending.take() {
+                    Some(Item::Event(e)) => {
+                        events_read += 1;
+                        pipeline.event(&e)?;
+                    }
+                    Some(Item::Lost { ts_ns, count }) => {
+                        lost_total += count;
+                        pipeline.lost(ts_ns, count, lost_total)?;
+                    }
+                    Some(Item::End { events, lost }) => {
+                        if events != events_read || lost != lost_total {
+                            view.model.note(format!(
+                                "the trailer counts {events} events and {lost} lost, but \
+                                 {events_read} events and {lost_total} lost were read"
+                            ));
+                        }
+                    }
+                    None => {}
+                }
+                last_ns = last_ns.max(ts);
+                pace.played(ts, Instant::now());
+                budget -= 1;
+            }
+            if matches!(state, Playback::Ended) {
+                // As a replay ends: what is due by the last moment recorded fires.
+                pipeline.tick(last_ns)?;
+                view.model.set_phase("ended: q quits");
+                view.refresh(&pipeline, last_ns, 0);
+                view.draw()?;
+            }
+        }
+        let playing = matches!(state, Playback::Playing) && !view.model.paused();
+        let next_ts = match &pending {
+            Some(Item::Event(e)) => Some(e.ts_ns),
+            Some(Item::Lost { ts_ns, .. }) => Some(*ts_ns),
+            _ => None,
+        };
+        let wait = next_ts.map_or(Duration::ZERO, |ts| pace.due_in(ts, Instant::now()));
+        let step = tokio::select! {
+            _ = sleep(wait), if playing => Ok(()),
+            _ = tick.tick() => {
+                let now = match state {
+                    Playback::Ended => last_ns,
+                    Playback::Playing => pace.clock(Instant::now(), next_ts),
+                };
+                // Time-based alerts fire between items as they would have live.
+                let ticked = match state {
+                    Playback::Playing if !args.fast => pipeline.tick(now),
+                    _ => Ok(()),
+                };
+                ticked.and_then(|()| {
+                    view.refresh(&pipeline, now, 0);
+                    view.draw()
+                })
+            }
+            input = view.keys.next() => {
+                let was_paused = view.model.paused();
+                let step = view.input(input).and_then(|()| view.draw());
+                if view.model.paused() != was_paused {
+                    pace.set_paused(view.model.paused(), Instant::now());
+                    if let Playback::Playing = state {
+                        view.model.set_phase(if view.model.paused() { "paused" } else { "playing" });
+                    }
+                }
+                step
+            }
+            _ = quit.recv() => break Ok(()),
+        };
+        if let Err(e) = step {
+            break Err(e);
+        }
+        if view.model.quit() {
+            break Ok(());
+        }
+    };
+    drop(view);
+    outcome?;
+    match broken {
+        Some(b) => Err(b.into()),
+        None => Ok(()),
+    }
 }

@@ -1,6 +1,11 @@
 //! `tracer watch`: stream flow-control events until the duration ends, Ctrl-C or SIGTERM.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use anyhow::{bail, Context as _, Result};
 use tokio::{
@@ -15,12 +20,14 @@ use super::{
 };
 use crate::{
     alerts::Thresholds,
-    cli::WatchArgs,
+    cli::{MetricsArgs, ServeArgs, WatchArgs},
+    metrics::{self, Metrics, SharedMetrics},
     events::{kernel_log::KernelLog, reader::Reader, Decoder},
     output::{json::Json, terminal::Terminal, Sink},
     pipeline::Pipeline,
     record::{self, Recorder},
 };
+use tracer_common::config::RING_BYTES;
 
 /// How often the ring buffer is drained (the kernel side never wakes us).
 const DRAIN_EVERY: Duration = Duration::from_millis(20);
@@ -30,7 +37,15 @@ const ALERT_LAG: Duration = Duration::from_millis(100);
 /// How often time-based alerts and the loss counters are checked.
 const TICK_EVERY: Duration = Duration::from_millis(250);
 
-pub fn run(args: WatchArgs, record: Option<(PathBuf, bool)>) -> Result<()> {
+/// What a tracing session prints and keeps, besides the alerts and the summary.
+pub struct Output {
+    /// Print every event (watch), or only alerts and the summary (record, serve).
+    pub events: bool,
+    /// Write the events to this recording.
+    pub record: Option<PathBuf>,
+}
+
+pub fn run(args: WatchArgs, output: Output) -> Result<()> {
     if let Some(d) = args.duration {
         if !(d > 0.0 && d.is_finite()) {
             bail!("--duration must be a positive number of seconds (got {d})");
@@ -39,19 +54,49 @@ pub fn run(args: WatchArgs, record: Option<(PathBuf, bool)>) -> Result<()> {
     if args.window_shift > 16 {
         bail!("--window-shift must be between 0 and 16 (got {})", args.window_shift);
     }
-    // Bad thresholds are reported before anything is attached.
+    // Bad thresholds and addresses are reported before anything is attached.
     let thresholds = thresholds(&args.alerts)?;
+    let metrics_addr = args.metrics.metrics.as_deref().map(metrics::parse_addr).transpose()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
-    runtime.block_on(watch(args, thresholds, record))
+    runtime.block_on(watch(args, thresholds, metrics_addr, output))
+}
+
+/// `tracer serve`: headless tracing with a Prometheus endpoint; alerts go to stdout as NDJSON
+/// (for the journal), events only to the metrics.
+pub fn serve(args: ServeArgs) -> Result<()> {
+    let watch_args = WatchArgs {
+        json: true,
+        filter: args.filter,
+        duration: None,
+        window_shift: 3,
+        prog_stats: false,
+        metrics: MetricsArgs {
+            metrics: Some(args.metrics),
+            metrics_per_connection: args.metrics_per_connection,
+        },
+        hooks: args.hooks,
+        alerts: args.alerts,
+    };
+    run(watch_args, Output { events: false, record: None })
+}
+
+/// Binds the metrics endpoint and serves it in the background.
+pub async fn start_metrics(addr: SocketAddr, per_connection: bool) -> Result<SharedMetrics> {
+    let shared = SharedMetrics(Arc::new(Mutex::new(Metrics::new(per_connection))));
+    let listener = metrics::bind(addr).await?;
+    eprintln!("tracer: Prometheus metrics on http://{addr}/metrics");
+    tokio::spawn(metrics::serve(listener, shared.clone()));
+    Ok(shared)
 }
 
 async fn watch(
     args: WatchArgs,
     thresholds: Thresholds,
-    record: Option<(PathBuf, bool)>,
+    metrics_addr: Option<SocketAddr>,
+    output: Output,
 ) -> Result<()> {
     let mut session = Session::start(&Options {
         hooks: args.hooks.hooks,
@@ -75,9 +120,9 @@ async fn watch(
             row.signal.name()
         );
     }
-    let (recorder, show_events) = match &record {
-        Some((path, events)) => (Some(Recorder::create(path, &header(&session))?), *events),
-        None => (None, true),
+    let recorder = match &output.record {
+        Some(path) => Some(Recorder::create(path, &header(&session))?),
+        None => None,
     };
     let mut reader = Reader::new(&mut session.ebpf)?;
     // Kernel-side diagnostics (aya-log); an object without log statements has nothing to read.
@@ -86,7 +131,14 @@ async fn watch(
     let sink: Box<dyn Sink> =
         if args.json { Box::new(Json::new()) } else { Box::new(Terminal::new()) };
     let mut pipeline =
-        Pipeline::new(thresholds, sink, recorder, show_events, !args.alerts.no_summary);
+        Pipeline::new(thresholds, sink, recorder, output.events, !args.alerts.no_summary);
+    let metrics = match metrics_addr {
+        Some(addr) => Some(start_metrics(addr, args.metrics.metrics_per_connection).await?),
+        None => None,
+    };
+    if let Some(m) = &metrics {
+        pipeline.observe(Box::new(m.clone()));
+    }
     eprintln!("tracer: attached; tracing (Ctrl-C to stop)");
 
     let mut sigint = signal(SignalKind::interrupt()).context("failed to watch for SIGINT")?;
@@ -104,7 +156,7 @@ async fn watch(
                 if let Some(log) = kernel_log.as_mut() {
                     log.flush();
                 }
-                pump(&mut reader, &mut decoder, &mut pipeline, &mut counts)
+                pump(&mut reader, &mut decoder, &mut pipeline, &mut counts, metrics.as_ref())
             }
             _ = tick.tick() => pipeline
                 .tick(now_ns().saturating_sub(ALERT_LAG.as_nanos() as u64))
@@ -124,7 +176,7 @@ async fn watch(
     let Session { ebpf, .. } = session;
     drop(ebpf);
     let result = match stop {
-        None => pump(&mut reader, &mut decoder, &mut pipeline, &mut counts)
+        None => pump(&mut reader, &mut decoder, &mut pipeline, &mut counts, metrics.as_ref())
             .and_then(|()| counts.check_loss(&reader, &mut pipeline))
             .and_then(|()| pipeline.finish(now_ns())),
         Some(e) => Err(e),
@@ -144,15 +196,15 @@ async fn watch(
 }
 
 #[derive(Default)]
-struct Counts {
-    seen: u64,
-    lost: u64,
-    bad: u64,
+pub struct Counts {
+    pub seen: u64,
+    pub lost: u64,
+    pub bad: u64,
 }
 
 impl Counts {
     /// Reports ring-buffer loss since the last check.
-    fn check_loss(&mut self, reader: &Reader, pipeline: &mut Pipeline) -> Result<()> {
+    pub fn check_loss(&mut self, reader: &Reader, pipeline: &mut Pipeline) -> Result<()> {
         let total = reader.lost_total();
         if total > self.lost {
             let new = total - self.lost;
@@ -164,16 +216,19 @@ impl Counts {
 }
 
 /// Drains the ring into the pipeline.
-fn pump(
+pub fn pump(
     reader: &mut Reader,
     decoder: &mut Decoder,
     pipeline: &mut Pipeline,
     counts: &mut Counts,
+    metrics: Option<&SharedMetrics>,
 ) -> Result<()> {
     let mut result = Ok(());
-    reader.drain(|bytes| match decoder.decode(bytes) {
+    let mut events_now = 0u64;
+    let ring_bytes = reader.drain(|bytes| match decoder.decode(bytes) {
         Ok(events) => {
             counts.seen += events.len() as u64;
+            events_now += events.len() as u64;
             for e in &events {
                 if result.is_ok() {
                     result = pipeline.event(e);
@@ -187,6 +242,9 @@ fn pump(
             }
         }
     });
+    if let Some(m) = metrics {
+        m.lock().on_drain(events_now, ring_bytes, RING_BYTES as usize);
+    }
     result.and_then(|()| pipeline.flush())
 }
 
@@ -230,9 +288,4 @@ fn print_prog_stats(ebpf: &aya::Ebpf) {
             total.as_secs_f64()
         );
     }
-}
-
-/// `tracer serve`: headless tracing with a Prometheus endpoint.
-pub fn serve(_args: crate::cli::ServeArgs) -> Result<()> {
-    bail!("tracer serve is not available yet")
 }

@@ -1,0 +1,281 @@
+//! Where the `port` and `process` labels come from, and what keeps their number bounded:
+//!
+//! - `LabelSets` interns (port, process) pairs up to a limit and folds the rest into one
+//!   `port="other", process="other"` set;
+//! - `Conns` remembers each connection's service port (from its `open`) and process name, for
+//!   a bounded number of connections;
+//! - `PidNames` remembers process names by pid, learned from events (or /proc, live).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::timeline::FourTuple;
+
+/// Index of a (port, process) label set in `LabelSets`.
+pub type SetId = u32;
+
+/// The value of both labels of the set that takes everything past the limit.
+pub const OTHER: &str = "other";
+
+/// One (port, process) label set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LabelSet {
+    pub port: String,
+    pub process: Arc<str>,
+}
+
+/// Interned (port, process) label sets, at most `limit` of them plus the `other` set.
+#[derive(Debug)]
+pub struct LabelSets {
+    ids: HashMap<(u16, Arc<str>), SetId>,
+    sets: Vec<LabelSet>,
+    limit: usize,
+    other: Option<SetId>,
+    /// Updates that went to the `other` set because the limit was reached.
+    pub folded: u64,
+}
+
+impl LabelSets {
+    pub fn new(limit: usize) -> Self {
+        LabelSets { ids: HashMap::new(), sets: Vec::new(), limit, other: None, folded: 0 }
+    }
+
+    /// The set of (port, process), or the `other` set when the limit is reached.
+    pub fn id(&mut self, port: u16, process: &Arc<str>) -> SetId {
+        if let Some(&id) = self.ids.get(&(port, process.clone())) {
+            return id;
+        }
+        if self.ids.len() >= self.limit {
+            self.folded += 1;
+            return self.other();
+        }
+        let id = self.push(LabelSet { port: port.to_string(), process: process.clone() });
+        self.ids.insert((port, process.clone()), id);
+        id
+    }
+
+    pub fn get(&self, id: SetId) -> &LabelSet {
+        // Ids only come from this table, which never forgets a set.
+        &self.sets[id as usize]
+    }
+
+    /// Distinct label sets in use, `other` included.
+    pub fn len(&self) -> usize {
+        self.sets.len()
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    fn other(&mut self) -> SetId {
+        if let Some(id) = self.other {
+            return id;
+        }
+        let id = self.push(LabelSet { port: OTHER.to_string(), process: Arc::from(OTHER) });
+        self.other = Some(id);
+        id
+    }
+
+    fn push(&mut self, set: LabelSet) -> SetId {
+        self.sets.push(set);
+        // At most limit + 1 sets, and the limit is a usize chosen by us: far below u32::MAX.
+        (self.sets.len() - 1) as SetId
+    }
+}
+
+/// What the exporter knows about one connection.
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    /// The service port: the local port if this host accepted the connection, the remote port
+    /// if it connected, the smaller of the two if the open was not seen.
+    pub port: u16,
+    /// Once known, it stays: the connection's samples keep one label set.
+    pub process: Option<Arc<str>>,
+    closed: bool,
+    /// Tells this entry apart from a later one on the same 4-tuple in the eviction queues.
+    serial: u64,
+}
+
+/// Connections by 4-tuple, bounded: live ones up to `live_limit` (oldest first out), closed ones
+/// up to `closed_limit` (kept a while for the events and alerts that follow a close).
+#[derive(Debug)]
+pub struct Conns {
+    map: HashMap<FourTuple, ConnInfo>,
+    order: VecDeque<(FourTuple, u64)>,
+    closed: VecDeque<(FourTuple, u64)>,
+    next_serial: u64,
+    live_limit: usize,
+    closed_limit: usize,
+}
+
+impl Conns {
+    pub fn new(live_limit: usize, closed_limit: usize) -> Self {
+        Conns {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            closed: VecDeque::new(),
+            next_serial: 0,
+            live_limit: live_limit.max(1),
+            closed_limit,
+        }
+    }
+
+    /// A connection opened (a new one, if the 4-tuple was in use before).
+    pub fn open(&mut self, tuple: FourTuple, port: u16) {
+        self.insert(tuple, port);
+    }
+
+    /// The connection on `tuple`, made up from the 4-tuple if it was never seen opening.
+    pub fn get_or_insert(&mut self, tuple: FourTuple) -> &mut ConnInfo {
+        if !self.map.contains_key(&tuple) {
+            self.insert(tuple, tuple.sport.min(tuple.dport));
+        }
+        // Just inserted if it was missing, and insert never evicts the newest entry.
+        self.map.entry(tuple).or_insert_with(|| ConnInfo {
+            port: tuple.sport.min(tuple.dport),
+            process: None,
+            closed: false,
+            serial: u64::MAX,
+        })
+    }
+
+    pub fn get(&self, tuple: &FourTuple) -> Option<&ConnInfo> {
+        self.map.get(tuple)
+    }
+
+    pub fn get_mut(&mut self, tuple: &FourTuple) -> Option<&mut ConnInfo> {
+        self.map.get_mut(tuple)
+    }
+
+    /// The connection closed: it is kept among the closed ones for late events.
+    pub fn close(&mut self, tuple: &FourTuple) {
+        let Some(info) = self.map.get_mut(tuple) else { return };
+        if info.closed {
+            return;
+        }
+        info.closed = true;
+        self.closed.push_back((*tuple, info.serial));
+        while self.closed.len() > self.closed_limit {
+            let Some((t, serial)) = self.closed.pop_front() else { break };
+            if self.map.get(&t).is_some_and(|i| i.serial == serial) {
+                self.map.remove(&t);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn insert(&mut self, tuple: FourTuple, port: u16) {
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        self.map.insert(tuple, ConnInfo { port, process: None, closed: false, serial });
+        self.order.push_back((tuple, serial));
+        // Past the limit the oldest entries go, closed or not: the map stays bounded even when
+        // closes are lost.
+        while self.map.len() > self.live_limit + self.closed_limit {
+            let Some((t, s)) = self.order.pop_front() else { break };
+            if self.map.get(&t).is_some_and(|i| i.serial == s) {
+                self.map.remove(&t);
+            }
+        }
+        // Entries of connections already gone stay in `order` until they reach its front;
+        // compact it when they are the majority.
+        if self.order.len() > 2 * (self.live_limit + self.closed_limit) {
+            let map = &self.map;
+            self.order.retain(|(t, s)| map.get(t).is_some_and(|i| i.serial == *s));
+        }
+    }
+}
+
+/// How long a process name learned for a pid is trusted before /proc is asked again (pids are
+/// reused).
+const PID_NAME_TTL_NS: u64 = 60_000_000_000;
+
+/// Process names by pid: from events that carry both, or from /proc (live only).
+#[derive(Debug)]
+pub struct PidNames {
+    /// None: /proc had no name for it (the process is gone).
+    map: HashMap<u32, (Option<Arc<str>>, u64)>,
+    limit: usize,
+}
+
+impl PidNames {
+    pub fn new(limit: usize) -> Self {
+        PidNames { map: HashMap::new(), limit }
+    }
+
+    pub fn learn(&mut self, pid: u32, name: Option<Arc<str>>, ts_ns: u64) {
+        if self.map.len() >= self.limit && !self.map.contains_key(&pid) {
+            // Crude but bounded: the names are cheap to learn again.
+            self.map.clear();
+        }
+        self.map.insert(pid, (name, ts_ns));
+    }
+
+    pub fn get(&self, pid: u32) -> Option<Arc<str>> {
+        self.map.get(&pid).and_then(|(name, _)| name.clone())
+    }
+
+    /// True when the name of `pid` is unknown, or was learned too long before `ts_ns`.
+    pub fn stale(&self, pid: u32, ts_ns: u64) -> bool {
+        self.map.get(&pid).is_none_or(|(_, at)| ts_ns.saturating_sub(*at) > PID_NAME_TTL_NS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+
+    fn tuple(sport: u16, dport: u16) -> FourTuple {
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        FourTuple { saddr: ip, sport, daddr: ip, dport }
+    }
+
+    #[test]
+    fn label_sets_fold_past_the_limit() {
+        let mut sets = LabelSets::new(2);
+        let a: Arc<str> = Arc::from("a");
+        assert_eq!(sets.id(1, &a), 0);
+        assert_eq!(sets.id(2, &a), 1);
+        assert_eq!(sets.id(1, &a), 0);
+        let other = sets.id(3, &a);
+        assert_eq!(sets.get(other).port, OTHER);
+        assert_eq!(&*sets.get(other).process, OTHER);
+        assert_eq!(sets.id(4, &a), other);
+        assert_eq!(sets.len(), 3);
+        assert_eq!(sets.folded, 2);
+    }
+
+    #[test]
+    fn conns_stay_bounded_and_keep_the_newest() {
+        let mut conns = Conns::new(10, 5);
+        for p in 0..1000 {
+            conns.open(tuple(1000 + p, 80), 80);
+            if p % 2 == 0 {
+                conns.close(&tuple(1000 + p, 80));
+            }
+            assert!(conns.len() <= 15);
+            assert!(conns.order.len() <= 31);
+        }
+        assert_eq!(conns.get_mut(&tuple(1999, 80)).map(|i| i.port), Some(80));
+        // Never seen opening: the smaller port.
+        assert_eq!(conns.get_or_insert(tuple(50000, 8080)).port, 8080);
+    }
+
+    #[test]
+    fn pid_names_expire() {
+        let mut pids = PidNames::new(2);
+        assert!(pids.stale(1, 0));
+        pids.learn(1, Some(Arc::from("a")), 0);
+        assert!(!pids.stale(1, 1));
+        assert!(pids.stale(1, PID_NAME_TTL_NS + 1));
+        pids.learn(2, None, 0);
+        pids.learn(3, None, 0);
+        assert!(pids.map.len() <= 2);
+    }
+}

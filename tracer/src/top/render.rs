@@ -1,0 +1,386 @@
+//! Draws the model: a header with counts, the connection table, the alert pane, a key line, and
+//! the help overlay. Reads the model only.
+
+use ratatui::{
+    layout::{Alignment, Constraint, Layout, Rect},
+    text::{Line, Span},
+    widgets::{Block, Cell, Clear, Paragraph, Row as TableRow, Table},
+    Frame,
+};
+
+use super::{
+    history::{buckets, glyphs, ZERO},
+    input::HELP,
+    model::{Model, Sort, SparkSide},
+    row::{Row, State},
+    theme::Theme,
+};
+use crate::{
+    alerts::{AlertKind, Severity},
+    events::model::Side,
+    output::terminal::bytes,
+    timeline::fmt::{duration_ms, endpoint, who_short},
+};
+
+/// Column spacing of the table.
+const GAP: u16 = 1;
+/// The connection column's width bounds ("127.0.0.1:43386 > 127.0.0.1:7777" is 32).
+const CONN_MIN: u16 = 26;
+const CONN_MAX: u16 = 47;
+/// Fixed columns after the connection: title, width, numeric (right-aligned).
+const COLUMNS: [(&str, u16, bool); 10] = [
+    ("process", 16, false),
+    ("local wnd", 9, true),
+    ("peer wnd", 9, true),
+    ("in flight", 9, true),
+    ("state", 13, false),
+    ("zero time", 9, true),
+    ("probes", 6, true),
+    ("backoff", 7, true),
+    ("drops", 6, true),
+    ("rwnd", 5, true),
+];
+/// Which sort each fixed column stands for, in the same order.
+const COLUMN_SORTS: [Sort; 10] = [
+    Sort::Process,
+    Sort::LocalWindow,
+    Sort::PeerWindow,
+    Sort::InFlight,
+    Sort::State,
+    Sort::ZeroTime,
+    Sort::Probes,
+    Sort::Backoff,
+    Sort::Drops,
+    Sort::Rwnd,
+];
+
+/// Where each part of the screen goes.
+struct Areas {
+    header: Rect,
+    table: Rect,
+    alerts: Rect,
+    footer: Rect,
+}
+
+fn layout(area: Rect, model: &Model) -> Areas {
+    let header = 2 + model.notes().len().min(2) as u16;
+    // The alert pane shrinks on small terminals, so the table keeps most of the room.
+    let alerts = match area.height {
+        h if h >= 36 => 10,
+        h if h >= 24 => 7,
+        _ => 4,
+    };
+    let [header, table, alerts, footer] = Layout::vertical([
+        Constraint::Length(header),
+        Constraint::Min(2),
+        Constraint::Length(alerts),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    Areas { header, table, alerts, footer }
+}
+
+/// Table rows that fit in a screen of `area` (the loop tells the model, for paging).
+pub fn body_rows(area: Rect, model: &Model) -> usize {
+    usize::from(layout(area, model).table.height.saturating_sub(1))
+}
+
+/// Draw the whole view.
+pub fn draw(frame: &mut Frame, model: &Model, theme: Theme) {
+    let areas = layout(frame.area(), model);
+    frame.render_widget(Paragraph::new(header(model, theme)), areas.header);
+    draw_table(frame, areas.table, model, theme);
+    draw_alerts(frame, areas.alerts, model, theme);
+    frame.render_widget(Paragraph::new(footer(model, theme)), areas.footer);
+    if model.help() {
+        draw_help(frame, theme);
+    }
+}
+
+fn header(model: &Model, theme: Theme) -> Vec<Line<'static>> {
+    let stats = model.stats();
+    let (shown, total) = model.counts();
+    let (closed, zero) = model.closed_and_zero();
+    let sep = || Span::raw("  |  ");
+    let mut first = vec![Span::styled("tracer top", theme.heading()), Span::raw("  ")];
+    first.push(Span::raw(model.source().to_string()));
+    if !model.phase().is_empty() {
+        first.push(Span::styled(format!(" [{}]", model.phase()), theme.heading()));
+    }
+    first.push(sep());
+    first.push(Span::raw(format!("{total} connections ({closed} closed)")));
+    first.push(sep());
+    let zero_style = if zero > 0 { theme.bad() } else { theme.heading() };
+    first.push(Span::styled(format!("{zero} zero window now"), zero_style));
+    first.push(sep());
+    let alert_style = if stats.alerts_active > 0 { theme.warn() } else { theme.heading() };
+    first.push(Span::styled(format!("{} alerts active", stats.alerts_active), alert_style));
+    first.push(sep());
+    first.push(Span::raw(format!("{:.1} events/s", stats.events_per_s)));
+    if stats.lost > 0 {
+        first.push(sep());
+        first.push(Span::styled(format!("{} events lost", stats.lost), theme.bad()));
+    }
+    if stats.undecodable > 0 {
+        first.push(sep());
+        first.push(Span::styled(format!("{} undecodable", stats.undecodable), theme.warn()));
+    }
+    if model.paused() {
+        first.push(Span::raw("  "));
+        first.push(Span::styled(" PAUSED ", theme.selected()));
+    }
+    let (sort, reverse) = model.sort();
+    let filter = if model.filter().is_empty() {
+        "none".to_string()
+    } else {
+        format!("\"{}\" ({shown} of {total})", model.filter())
+    };
+    let (selected, _) = model.position();
+    let position = if shown == 0 { "-".to_string() } else { format!("{}/{shown}", selected + 1) };
+    let second = Line::from(vec![
+        Span::raw(format!("sort: {}, {}", sort.label(), direction(sort, reverse))),
+        sep(),
+        Span::raw(format!("filter: {filter}")),
+        sep(),
+        Span::raw(format!("sparkline: {}", model.spark_side().label())),
+        sep(),
+        Span::raw(format!("row {position}")),
+    ]);
+    let mut lines = vec![Line::from(first), second];
+    for note in model.notes().iter().take(2) {
+        lines.push(Line::styled(note.clone(), theme.warn()));
+    }
+    lines
+}
+
+/// How the sort runs, in words.
+fn direction(sort: Sort, reverse: bool) -> &'static str {
+    let (natural, reversed) = match sort {
+        Sort::Worst => ("worst first", "mildest first"),
+        Sort::Connection | Sort::Process => ("a-z", "z-a"),
+        Sort::LocalWindow | Sort::PeerWindow => ("smallest first", "largest first"),
+        _ => ("largest first", "smallest first"),
+    };
+    if reverse {
+        reversed
+    } else {
+        natural
+    }
+}
+
+fn draw_table(frame: &mut Frame, area: Rect, model: &Model, theme: Theme) {
+    let visible: Vec<(&Row, bool)> = model.visible().collect();
+    let conn_width = visible
+        .iter()
+        .map(|(r, _)| (r.local.len() + r.peer.len() + 3) as u16)
+        .max()
+        .unwrap_or(0)
+        .clamp(CONN_MIN, CONN_MAX);
+    let fixed: u16 = conn_width + COLUMNS.iter().map(|c| c.1).sum::<u16>();
+    let columns = COLUMNS.len() as u16 + 2;
+    let spark_width = area.width.saturating_sub(fixed + GAP * (columns - 1));
+    let (sort, reverse) = model.sort();
+    let mark = |s: Sort| match (sort == s, reverse) {
+        (false, _) => "",
+        (true, false) => "▼",
+        (true, true) => "▲",
+    };
+    let mut titles =
+        vec![Cell::from(format!("connection (local > peer){}", mark(Sort::Connection)))];
+    for ((title, _, numeric), s) in COLUMNS.iter().zip(COLUMN_SORTS) {
+        titles.push(aligned(format!("{title}{}", mark(s)), *numeric));
+    }
+    titles.push(Cell::from("window, last 60 s"));
+    let mut widths = vec![Constraint::Length(conn_width)];
+    widths.extend(COLUMNS.iter().map(|c| Constraint::Length(c.1)));
+    widths.push(Constraint::Length(spark_width));
+    let rows: Vec<TableRow> = visible
+        .iter()
+        .map(|(row, selected)| {
+            let style = if row.closed { theme.dim() } else { ratatui::style::Style::new() };
+            let style = if *selected { style.patch(theme.selected()) } else { style };
+            table_row(row, model.spark_side(), spark_width, theme).style(style)
+        })
+        .collect();
+    let empty = rows.is_empty();
+    let table = Table::new(rows, widths)
+        .header(TableRow::new(titles).style(theme.heading()))
+        .column_spacing(GAP);
+    frame.render_widget(table, area);
+    if empty && area.height > 1 {
+        let (_, total) = model.counts();
+        let text = if total == 0 {
+            "no connections yet"
+        } else {
+            "no connection matches the filter (/ then Esc clears it)"
+        };
+        let below = Rect { y: area.y + 1, height: 1, ..area };
+        frame.render_widget(Paragraph::new(Span::styled(text, theme.dim())), below);
+    }
+}
+
+fn aligned(text: String, numeric: bool) -> Cell<'static> {
+    let line = Line::from(text);
+    Cell::from(if numeric { line.alignment(Alignment::Right) } else { line })
+}
+
+fn table_row(row: &Row, spark: SparkSide, spark_width: u16, theme: Theme) -> TableRow<'static> {
+    let window = |w: Option<u32>| match w {
+        None => Cell::from(Line::from("-").alignment(Alignment::Right)),
+        Some(0) => Cell::from(Line::styled("0B", theme.bad()).alignment(Alignment::Right)),
+        Some(w) => aligned(bytes(u64::from(w)), true),
+    };
+    let count = |n: u64| aligned(if n == 0 { "-".to_string() } else { n.to_string() }, true);
+    let state = match row.state_side {
+        Some(Side::Local) => format!("{} local", row.state.name()),
+        Some(Side::Peer) => format!("{} peer", row.state.name()),
+        None => row.state.name().to_string(),
+    };
+    let zero_style = if row.zero_now { theme.bad() } else { ratatui::style::Style::new() };
+    let zero = if row.zero_ms == 0 { "-".to_string() } else { duration_ms(row.zero_ms) };
+    let state_style = if row.state == State::Closed { theme.dim() } else { theme.state(row.state) };
+    TableRow::new(vec![
+        Cell::from(format!("{} > {}", row.local, row.peer)),
+        Cell::from(row.process.clone()),
+        window(row.local_window),
+        window(row.peer_window),
+        aligned(row.in_flight.map_or("-".to_string(), |n| bytes(u64::from(n))), true),
+        Cell::from(Span::styled(state, state_style)),
+        Cell::from(Line::styled(zero, zero_style).alignment(Alignment::Right)),
+        count(row.probes),
+        count(u64::from(row.max_backoff)),
+        count(row.drops),
+        aligned(row.rwnd_pct.map_or("-".to_string(), |p| format!("{p:.0}%")), true),
+        Cell::from(sparkline(row, spark, spark_width, theme)),
+    ])
+}
+
+/// "L ▇▇·▂" or "P ...": the side's letter, then one cell per bucket of the last minute.
+fn sparkline(row: &Row, spark: SparkSide, width: u16, theme: Theme) -> Line<'static> {
+    let side = match spark {
+        SparkSide::Local => Side::Local,
+        SparkSide::Peer => Side::Peer,
+        SparkSide::Auto => {
+            let low = |v: &[Option<u32>]| v.iter().flatten().min().copied();
+            match (low(&row.local_spark), low(&row.peer_spark)) {
+                (Some(l), Some(p)) if p < l => Side::Peer,
+                (None, Some(_)) => Side::Peer,
+                _ => Side::Local,
+            }
+        }
+    };
+    let (letter, values) = match side {
+        Side::Local => ("L ", &row.local_spark),
+        Side::Peer => ("P ", &row.peer_spark),
+    };
+    let cells = buckets(values, usize::from(width.saturating_sub(2)));
+    let text = glyphs(&cells);
+    let mut spans = vec![Span::raw(letter)];
+    // Zero cells in the alarm style, the blocks in one run each.
+    let mut run = String::new();
+    let mut run_zero = false;
+    for c in text.chars() {
+        let is_zero = c == ZERO;
+        if is_zero != run_zero && !run.is_empty() {
+            let style = if run_zero { theme.bad() } else { theme.spark() };
+            spans.push(Span::styled(std::mem::take(&mut run), style));
+        }
+        run_zero = is_zero;
+        run.push(c);
+    }
+    if !run.is_empty() {
+        spans.push(Span::styled(run, if run_zero { theme.bad() } else { theme.spark() }));
+    }
+    Line::from(spans)
+}
+
+fn draw_alerts(frame: &mut Frame, area: Rect, model: &Model, theme: Theme) {
+    let stats = model.stats();
+    let title = format!(" alerts, newest first ({} active) ", stats.alerts_active);
+    let block = Block::bordered().title(Span::styled(title, theme.heading()));
+    let inner = usize::from(block.inner(area).height);
+    let lines: Vec<Line> = model
+        .alerts()
+        .iter()
+        .take(inner)
+        .map(|a| {
+            let what = match (a.kind, a.severity) {
+                (AlertKind::AlertResolved, _) => "resolved",
+                (AlertKind::Alert, Severity::Warning) => "WARNING ",
+                (AlertKind::Alert, Severity::Critical) => "CRITICAL",
+            };
+            let side = a.side.map_or(String::new(), |s| format!(" ({})", s.as_str()));
+            let conn = format!("{} > {}", endpoint(&a.saddr, a.sport), endpoint(&a.daddr, a.dport));
+            Line::from(vec![
+                Span::styled(
+                    format!("{:>10} ", age(stats.now_ns.saturating_sub(a.ts_ns))),
+                    theme.dim(),
+                ),
+                Span::styled(format!("{what} {}{side}", a.rule.as_str()), theme.alert(a)),
+                Span::raw(format!(
+                    "  {conn}  {}: {}",
+                    who_short(a.comm.as_deref(), a.pid),
+                    a.explanation
+                )),
+            ])
+        })
+        .collect();
+    let lines = if lines.is_empty() { vec![Line::styled("no alerts", theme.dim())] } else { lines };
+    frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+/// How long ago, short: "0.4s ago", "12s ago", "3m05s ago", "2h ago".
+fn age(ns: u64) -> String {
+    let s = ns as f64 / 1e9;
+    if s < 10.0 {
+        format!("{s:.1}s ago")
+    } else if s < 60.0 {
+        format!("{s:.0}s ago")
+    } else if s < 3600.0 {
+        format!("{}m{:02}s ago", (s / 60.0) as u64, (s % 60.0) as u64)
+    } else {
+        format!("{}h ago", (s / 3600.0) as u64)
+    }
+}
+
+fn footer(model: &Model, theme: Theme) -> Line<'static> {
+    match model.draft() {
+        Some(draft) => Line::from(vec![
+            Span::styled("filter: ", theme.heading()),
+            Span::raw(format!("{draft}_")),
+            Span::styled("   Enter applies, Esc clears", theme.dim()),
+        ]),
+        None => Line::styled(
+            "q quit  s/S sort  / filter  j/k PgUp/PgDn scroll  p pause  w sparkline side  ? help",
+            theme.dim(),
+        ),
+    }
+}
+
+fn draw_help(frame: &mut Frame, theme: Theme) {
+    let area = frame.area();
+    let width = 84.min(area.width);
+    let height = (HELP.len() as u16 + 4).min(area.height);
+    let popup = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    };
+    let mut lines: Vec<Line> = HELP
+        .iter()
+        .map(|(keys, what)| {
+            Line::from(vec![
+                Span::styled(format!(" {keys:<16}"), theme.heading()),
+                Span::raw(*what),
+            ])
+        })
+        .collect();
+    lines.push(Line::from(""));
+    lines.push(Line::styled(
+        " Rows: one per connection; closed ones greyed for a minute. Zero windows are '·'.",
+        theme.dim(),
+    ));
+    frame.render_widget(Clear, popup);
+    frame.render_widget(Paragraph::new(lines).block(Block::bordered().title(" keys ")), popup);
+}

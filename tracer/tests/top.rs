@@ -1,0 +1,252 @@
+//! `tracer top` in a real terminal: tmux runs it on a recording (no root, no kernel), and the
+//! tests read the screen with `capture-pane`, type keys with `send-keys`, and check that quitting
+//! gives the terminal back (normal screen, cooked mode).
+//!
+//! Needs tmux (Debian: `apt-get install tmux`; `cargo xtask test` installs it).
+
+use std::{
+    path::Path,
+    process::{Command, Output},
+    sync::atomic::{AtomicU32, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+/// How long a screen may take to show what is expected.
+const TIMEOUT: Duration = Duration::from_secs(20);
+/// The two connections of the recording, as rows start.
+const CLIENT: &str = "127.0.0.1:43386 > 127.0.0.1:7777";
+const SERVER: &str = "127.0.0.1:7777 > 127.0.0.1:43386";
+/// Any sparkline cell with data.
+const SPARK: &[char] = &['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█', '·'];
+
+fn recording() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/zero-window-6.18.rec")
+        .display()
+        .to_string()
+}
+
+/// `s` quoted for sh.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A tmux server of our own (its own socket, no user config) with one 200x50 session running
+/// `command`; killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(command: &str) -> Tmux {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let socket = format!(
+            "tracer-top-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        let tmux = Tmux { socket };
+        let out = tmux.run(&[
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "top",
+            "-x",
+            "200",
+            "-y",
+            "50",
+            command,
+        ]);
+        assert!(
+            out.status.success(),
+            "tmux new-session failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        match Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            // Wide characters (the sparkline) need a UTF-8 locale in tmux.
+            .env("LC_ALL", "C.UTF-8")
+            .output()
+        {
+            Ok(out) => out,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+                "tmux is not installed: install it (Debian: apt-get install tmux; `cargo xtask \
+                 test` does) to run the tracer top tests"
+            ),
+            Err(e) => panic!("failed to run tmux: {e}"),
+        }
+    }
+
+    fn screen(&self) -> String {
+        let out = self.run(&["capture-pane", "-p", "-t", "top"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A tmux format of the pane, e.g. `#{alternate_on}`.
+    fn format(&self, format: &str) -> String {
+        let out = self.run(&["display-message", "-p", "-t", "top", format]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Keys by tmux name (`Enter`, `Escape`, `C-c`) or single characters.
+    fn keys(&self, keys: &[&str]) {
+        for key in keys {
+            let out = self.run(&["send-keys", "-t", "top", key]);
+            assert!(
+                out.status.success(),
+                "send-keys {key}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    /// Text typed as is.
+    fn type_text(&self, text: &str) {
+        let out = self.run(&["send-keys", "-t", "top", "-l", text]);
+        assert!(out.status.success(), "send-keys -l {text}");
+    }
+
+    /// The screen once `ready` holds; fails with the last screen after TIMEOUT.
+    fn wait(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let screen = self.screen();
+            if ready(&screen) {
+                return screen;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; the screen was:\n{screen}");
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["-L", &self.socket, "kill-server"]).output();
+    }
+}
+
+/// `tracer top ARGS` in the pane, then (after it exits) its status and whether the terminal
+/// was left in raw mode; the shell then stays so the pane can still be read.
+fn top_command(args: &str) -> String {
+    let bin = quote(env!("CARGO_BIN_EXE_tracer"));
+    let script = format!(
+        "{bin} top {args}; echo EXITED:$?; \
+         case \"$(stty -a)\" in *-icanon*) echo TTY:raw;; *) echo TTY:cooked;; esac; \
+         exec sleep 600"
+    );
+    format!("sh -c {}", quote(&script))
+}
+
+/// Table rows on the screen (they start with an address), top to bottom.
+fn rows(screen: &str) -> Vec<&str> {
+    screen.lines().filter(|l| l.starts_with("127.0.0.1:")).collect()
+}
+
+fn row<'a>(screen: &'a str, conn: &str) -> &'a str {
+    rows(screen)
+        .into_iter()
+        .find(|l| l.starts_with(conn))
+        .unwrap_or_else(|| panic!("no row for {conn} on the screen:\n{screen}"))
+}
+
+#[test]
+fn shows_a_recording_sorts_filters_and_restores_the_terminal() {
+    let tmux = Tmux::start(&top_command(&format!("--from {} --fast", quote(&recording()))));
+    let screen = tmux.wait("both connections and the end of the recording", |s| {
+        rows(s).len() == 2 && s.contains("ended")
+    });
+
+    // Both connections, their zero-window time (3.3 s a side), the client's probes, and a
+    // sparkline of the last minute.
+    assert!(screen.contains("2 connections"), "{screen}");
+    for conn in [CLIENT, SERVER] {
+        let line = row(&screen, conn);
+        assert!(line.contains("python3/16334"), "{line}");
+        assert!(line.contains("3.3 s"), "no zero-window time: {line}");
+        assert!(line.contains(SPARK), "no sparkline: {line}");
+    }
+    let client = row(&screen, CLIENT);
+    assert!(client.contains(" 5 ") && client.contains("100%"), "probes and rwnd: {client}");
+    // The alert pane has the stall alerts.
+    assert!(screen.contains("alerts, newest first"), "{screen}");
+    assert!(
+        screen.lines().any(|l| l.starts_with('│') && l.contains("zero_window_stall")),
+        "no zero_window_stall in the alert pane:\n{screen}"
+    );
+    // Worst first: the client (100% limited by the peer's window, probing) leads.
+    assert!(rows(&screen)[0].starts_with(CLIENT), "{screen}");
+
+    // s: sort by connection (addresses, then ports as numbers): 7777 before 43386.
+    tmux.keys(&["s"]);
+    let screen = tmux.wait("sort by connection", |s| s.contains("sort: connection, a-z"));
+    assert!(rows(&screen)[0].starts_with(SERVER), "{screen}");
+    // S: reversed.
+    tmux.keys(&["S"]);
+    let screen = tmux.wait("reversed sort", |s| s.contains("sort: connection, z-a"));
+    assert!(rows(&screen)[0].starts_with(CLIENT), "{screen}");
+
+    // A port both connections have keeps both.
+    tmux.keys(&["/"]);
+    tmux.type_text("7777");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait("the 7777 filter", |s| s.contains("filter: \"7777\" (2 of 2)"));
+    assert_eq!(rows(&screen).len(), 2, "{screen}");
+    // The client's own end narrows it to one.
+    tmux.keys(&["/"]);
+    tmux.type_text("43386 >");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait("the client filter", |s| s.contains("(1 of 2)"));
+    assert_eq!(rows(&screen), vec![row(&screen, CLIENT)], "{screen}");
+    // Esc at the prompt clears it.
+    tmux.keys(&["/", "Escape"]);
+    let screen = tmux.wait("the filter cleared", |s| s.contains("filter: none"));
+    assert_eq!(rows(&screen).len(), 2, "{screen}");
+    assert_eq!(tmux.format("#{alternate_on}"), "1", "top draws on the alternate screen");
+
+    // q: exits 0, off the alternate screen, cursor shown, the tty back in cooked mode.
+    tmux.keys(&["q"]);
+    let screen = tmux.wait("the exit", |s| s.contains("EXITED:") && s.contains("TTY:"));
+    assert!(screen.contains("EXITED:0"), "{screen}");
+    assert!(screen.contains("TTY:cooked"), "raw mode left on:\n{screen}");
+    assert!(!screen.contains("connection (local > peer)"), "the view is still up:\n{screen}");
+    assert_eq!(tmux.format("#{alternate_on}"), "0", "still on the alternate screen");
+    assert_eq!(tmux.format("#{cursor_flag}"), "1", "the cursor is still hidden");
+}
+
+#[test]
+fn plays_at_the_recordings_pace_and_quits_on_ctrl_c() {
+    let tmux = Tmux::start(&top_command(&format!("--from {}", quote(&recording()))));
+    // The recording spans about 3.5 s: it is seen playing first, then ending.
+    tmux.wait("playback", |s| s.contains("[playing]") && !rows(s).is_empty());
+    let screen = tmux.wait("the end of the recording", |s| s.contains("ended"));
+    assert_eq!(rows(&screen).len(), 2, "{screen}");
+    tmux.keys(&["?"]);
+    tmux.wait("the help overlay", |s| s.contains("sort by the next column"));
+    tmux.keys(&["C-c"]);
+    let screen = tmux.wait("the exit", |s| s.contains("EXITED:") && s.contains("TTY:"));
+    assert!(screen.contains("EXITED:0") && screen.contains("TTY:cooked"), "{screen}");
+    assert_eq!(tmux.format("#{alternate_on}"), "0");
+}
+
+#[test]
+fn refuses_without_a_terminal() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tracer"))
+        .args(["top", "--from", &recording(), "--fast"])
+        .output()
+        .expect("run tracer top");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("needs a terminal") && stderr.contains("tracer watch"), "{stderr}");
+    assert!(out.stdout.is_empty(), "nothing drawn into a pipe");
+}
