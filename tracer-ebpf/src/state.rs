@@ -89,12 +89,17 @@ pub fn read_ports(sk: u64, state: &mut SockState) {
     let dport = u16::from_be(read::field(sk, global!(OFFSETS.skc_dport)).unwrap_or(0) as u16);
     state.sport = sport;
     state.dport = dport;
-    state.ports_match = if global!(CONFIG.port_filter) == 0 {
-        1
-    } else {
-        // SAFETY: lookups in a hash map of plain integers.
-        unsafe { (PORTS.get(&sport).is_some() || PORTS.get(&dport).is_some()) as u8 }
-    };
+    state.ports_match = ports_match(sport, dport) as u8;
+}
+
+/// The --port filter: no filter, or either port in it.
+#[inline(always)]
+pub fn ports_match(sport: u16, dport: u16) -> bool {
+    if global!(CONFIG.port_filter) == 0 {
+        return true;
+    }
+    // SAFETY: lookups in a hash map of plain integers.
+    unsafe { PORTS.get(&sport).is_some() || PORTS.get(&dport).is_some() }
 }
 
 /// The window-change filter: report when the window moved by at least 1/2^CONFIG.window_shift

@@ -7,7 +7,7 @@ use tracer_common::event::{DropEvent, EventHeader, AF_INET, AF_INET6, HOOK_RAW_T
 
 use crate::{
     emit,
-    maps::{global, DROP_REASONS, PORTS},
+    maps::{global, DROP_REASONS},
     read, state,
 };
 
@@ -106,12 +106,8 @@ fn from_packet(skb: u64) -> Option<EventHeader> {
     let ports = read::bytes::<4>(head + th);
     h.dport = u16::from_be_bytes([ports[0], ports[1]]);
     h.sport = u16::from_be_bytes([ports[2], ports[3]]);
-    if global!(CONFIG.port_filter) != 0 {
-        // SAFETY: lookups in a hash map of plain integers.
-        let hit = unsafe { PORTS.get(&h.sport).is_some() || PORTS.get(&h.dport).is_some() };
-        if !hit {
-            return None;
-        }
+    if !state::ports_match(h.sport, h.dport) {
+        return None;
     }
     // Without a socket there is no owner: a --pid filter cannot pass it.
     if global!(CONFIG.pid) != 0 {
