@@ -113,6 +113,7 @@ fn facts(drop_reasons: std::collections::HashMap<u32, String>) -> KernelFacts {
         retries2: kernel::sysctl("net/ipv4/tcp_retries2").unwrap_or(15).min(255) as u8,
         drop_reasons,
         cgroup_root: kernel::cgroup2_root().ok(),
+        live: true,
     }
 }
 

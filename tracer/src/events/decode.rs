@@ -44,6 +44,8 @@ pub struct KernelFacts {
     pub drop_reasons: HashMap<u32, String>,
     /// Where the cgroup-v2 hierarchy is mounted, to turn cgroup ids into paths.
     pub cgroup_root: Option<PathBuf>,
+    /// Decoding live events on this host (process names can be looked up in /proc).
+    pub live: bool,
 }
 
 impl KernelFacts {
@@ -59,11 +61,18 @@ pub struct Decoder {
     zero_since: HashMap<(u64, Side), u64>,
     /// cgroup id -> path below the cgroup-v2 root (None: not found).
     cgroups: HashMap<u64, Option<String>>,
+    /// pid -> the process's name (/proc/PID/comm), looked up once.
+    processes: HashMap<u32, Option<String>>,
 }
 
 impl Decoder {
     pub fn new(facts: KernelFacts) -> Self {
-        Decoder { facts, zero_since: HashMap::new(), cgroups: HashMap::new() }
+        Decoder {
+            facts,
+            zero_since: HashMap::new(),
+            cgroups: HashMap::new(),
+            processes: HashMap::new(),
+        }
     }
 
     /// Decodes one ring-buffer record into one or two events.
@@ -128,6 +137,7 @@ impl Decoder {
             }
             KIND_RCV_SPACE => {
                 let r: RcvSpaceEvent = read(bytes)?;
+                let name = self.process_name(header.pid, comm(&r.comm));
                 vec![self.event(
                     &header,
                     Body::RcvSpace {
@@ -137,12 +147,13 @@ impl Decoder {
                         rcv_ssthresh: r.rcv_ssthresh,
                         rmem_alloc: r.rmem_alloc,
                         rcvbuf_locked: r.locked != 0,
-                        comm: comm(&r.comm),
+                        comm: name,
                     },
                 )]
             }
             KIND_OPEN => {
                 let l: LifecycleEvent = read(bytes)?;
+                let name = opt_comm(&l.comm).map(|c| self.process_name(header.pid, c));
                 vec![self.event(
                     &header,
                     Body::Open {
@@ -152,7 +163,7 @@ impl Decoder {
                         wscale_ok: l.wscale_ok != 0,
                         advmss: l.advmss,
                         rcvbuf: l.rcvbuf,
-                        comm: opt_comm(&l.comm),
+                        comm: name,
                     },
                 )]
             }
@@ -205,6 +216,7 @@ impl Decoder {
                 let r: ReadEvent = read(bytes)?;
                 let secs = r.interval_ns as f64 / 1e9;
                 let cgroup = self.cgroup_path(r.cgroup);
+                let name = self.process_name(header.pid, comm(&r.comm));
                 vec![self.event(
                     &header,
                     Body::Read {
@@ -212,7 +224,7 @@ impl Decoder {
                         reads: r.reads,
                         interval_ns: r.interval_ns,
                         rate: if secs > 0.0 { r.bytes as f64 / secs } else { 0.0 },
-                        comm: comm(&r.comm),
+                        comm: name,
                         cgroup,
                     },
                 )]
@@ -220,12 +232,10 @@ impl Decoder {
             KIND_CLOSE => {
                 let l: LifecycleEvent = read(bytes)?;
                 self.zero_since.retain(|(sk, _), _| *sk != header.sk);
+                let name = opt_comm(&l.comm).map(|c| self.process_name(header.pid, c));
                 vec![self.event(
                     &header,
-                    Body::Close {
-                        from_state: tcp_state(l.oldstate).to_string(),
-                        comm: opt_comm(&l.comm),
-                    },
+                    Body::Close { from_state: tcp_state(l.oldstate).to_string(), comm: name },
                 )]
             }
             other => return Err(DecodeError::UnknownKind(other)),
@@ -258,6 +268,18 @@ impl Decoder {
             _ => return None,
         };
         Some(self.event(h, body))
+    }
+
+    /// The kernel names the thread that used the socket; operators look for the process (as
+    /// `ss -p` and `ps` show it), so its name replaces the thread's while the process lives.
+    fn process_name(&mut self, pid: u32, thread: String) -> String {
+        if pid == 0 || !self.facts.live {
+            return thread;
+        }
+        let name = self.processes.entry(pid).or_insert_with(|| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|s| s.trim().to_string())
+        });
+        name.clone().unwrap_or(thread)
     }
 
     /// The cgroup-v2 path of `id` (the inode number of its directory), looked up once.
@@ -379,6 +401,7 @@ mod tests {
             retries2: 15,
             drop_reasons: HashMap::new(),
             cgroup_root: None,
+            live: false,
         }
     }
 
