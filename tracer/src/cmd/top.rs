@@ -71,8 +71,8 @@ pub fn run(args: TopArgs) -> Result<()> {
     }
 }
 
-/// TODO(lead): metrics — drop this refusal once the exporter's Observer is added in
-/// `pipeline()` below.
+/// TODO(lead): metrics — drop this refusal once the exporter is wired: start it (it prints its
+/// address) before `View::enter`, add its Observer in `pipeline()`, feed `on_drain` in `pump()`.
 fn refuse_metrics(metrics: &MetricsArgs) -> Result<()> {
     if metrics.metrics.is_some() || metrics.metrics_per_connection {
         bail!("--metrics is not available with tracer top yet (use tracer serve)");
@@ -85,7 +85,8 @@ fn pipeline(thresholds: Thresholds, feed: &SharedFeed) -> Pipeline {
     let sink = Box::new(AlertSink(Rc::clone(feed)));
     let mut pipeline = Pipeline::new(thresholds, sink, None, false, false);
     pipeline.observe(Box::new(FeedObserver(Rc::clone(feed))));
-    // TODO(lead): metrics — add the Prometheus exporter's Observer here when --metrics is given.
+    // TODO(lead): metrics — add the Prometheus exporter's Observer here when --metrics is given
+    // (replay too: it serves what the recording shows).
     pipeline
 }
 
@@ -137,7 +138,7 @@ impl View {
         let table = pipeline.table();
         let mut feed = self.feed.borrow_mut();
         feed.histories.retain(table);
-        let rows = row::rows(table, &feed.histories, now_ns, &self.scope);
+        let rows = row::rows(table, now_ns, &self.scope);
         let alerts = feed
             .alerts
             .newest_first()
@@ -147,7 +148,7 @@ impl View {
             .collect();
         let stats = Stats {
             now_ns,
-            alerts_active: feed.alerts.active(),
+            alerts_active: feed.alerts.active(|t, pid| self.scope.admits(t, pid)),
             events_per_s: feed.rate.per_second(now_ns),
             lost: feed.lost,
             undecodable,
@@ -156,9 +157,23 @@ impl View {
         self.model.refresh(rows, alerts, stats);
     }
 
-    fn draw(&mut self) -> Result<()> {
+    /// Draw the model, after fetching the window histories of rows newly on screen.
+    fn draw(&mut self, pipeline: &Pipeline) -> Result<()> {
         let area = self.tui.area()?;
         self.model.set_viewport(render::body_rows(area, &self.model));
+        let now_ns = self.model.stats().now_ns;
+        let feed = self.feed.borrow();
+        let sparks: Vec<_> = self
+            .model
+            .wanting_sparks()
+            .into_iter()
+            .filter_map(|key| {
+                let conn = pipeline.table().get(&key)?;
+                Some((key, feed.histories.of(conn)?.sparks(now_ns)))
+            })
+            .collect();
+        drop(feed);
+        self.model.add_sparks(sparks);
         let (model, theme) = (&self.model, self.theme);
         self.tui.draw(|frame| render::draw(frame, model, theme))
     }
@@ -222,10 +237,10 @@ async fn live(args: &TopArgs, thresholds: Thresholds) -> Result<()> {
                     .and_then(|()| counts.check_loss(&reader, &mut pipeline, now))
                     .and_then(|()| {
                         view.refresh(&pipeline, now, counts.bad);
-                        view.draw()
+                        view.draw(&pipeline)
                     })
             }
-            input = view.keys.next() => view.input(input).and_then(|()| view.draw()),
+            input = view.keys.next() => view.input(input).and_then(|()| view.draw(&pipeline)),
             _ = quit.recv() => break Ok(()),
         };
         if let Err(e) = step {
@@ -269,6 +284,7 @@ fn pump(
     counts: &mut Counts,
 ) -> Result<()> {
     let mut result = Ok(());
+    // TODO(lead): metrics — the drained byte count returned here is what `on_drain` takes.
     reader.drain(|bytes| match decoder.decode(bytes) {
         Ok(events) => {
             for e in &events {
@@ -355,15 +371,15 @@ async fn replay(args: &TopArgs, path: &Path, thresholds: Thresholds) -> Result<(
                         lost_total += count;
                         pipeline.lost(ts_ns, count, lost_total)?;
                     }
-                    Some(Item::End { events, lost }) => {
-                        if events != events_read || lost != lost_total {
-                            view.model.note(format!(
-                                "the trailer counts {events} events and {lost} lost, but \
-                                 {events_read} events and {lost_total} lost were read"
-                            ));
-                        }
+                    Some(Item::End { events, lost })
+                        if events != events_read || lost != lost_total =>
+                    {
+                        view.model.note(format!(
+                            "the trailer counts {events} events and {lost} lost, but \
+                             {events_read} events and {lost_total} lost were read"
+                        ));
                     }
-                    None => {}
+                    Some(Item::End { .. }) | None => {}
                 }
                 last_ns = last_ns.max(ts);
                 pace.played(ts, Instant::now());
@@ -374,7 +390,7 @@ async fn replay(args: &TopArgs, path: &Path, thresholds: Thresholds) -> Result<(
                 pipeline.tick(last_ns)?;
                 view.model.set_phase("ended: q quits");
                 view.refresh(&pipeline, last_ns, 0);
-                view.draw()?;
+                view.draw(&pipeline)?;
             }
         }
         let playing = matches!(state, Playback::Playing) && !view.model.paused();
@@ -398,12 +414,12 @@ async fn replay(args: &TopArgs, path: &Path, thresholds: Thresholds) -> Result<(
                 };
                 ticked.and_then(|()| {
                     view.refresh(&pipeline, now, 0);
-                    view.draw()
+                    view.draw(&pipeline)
                 })
             }
             input = view.keys.next() => {
                 let was_paused = view.model.paused();
-                let step = view.input(input).and_then(|()| view.draw());
+                let step = view.input(input).and_then(|()| view.draw(&pipeline));
                 if view.model.paused() != was_paused {
                     pace.set_paused(view.model.paused(), Instant::now());
                     if let Playback::Playing = state {

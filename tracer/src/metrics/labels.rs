@@ -92,6 +92,9 @@ pub struct ConnInfo {
     pub port: u16,
     /// Once known, it stays: the connection's samples keep one label set.
     pub process: Option<Arc<str>>,
+    /// Opened, and not counted yet: an accepted socket opens before any process has it, so its
+    /// open is counted once the process is named (or at close).
+    pub pending_open: bool,
     closed: bool,
     /// Tells this entry apart from a later one on the same 4-tuple in the eviction queues.
     serial: u64,
@@ -124,6 +127,9 @@ impl Conns {
     /// A connection opened (a new one, if the 4-tuple was in use before).
     pub fn open(&mut self, tuple: FourTuple, port: u16) {
         self.insert(tuple, port);
+        if let Some(info) = self.map.get_mut(&tuple) {
+            info.pending_open = true;
+        }
     }
 
     /// The connection on `tuple`, made up from the 4-tuple if it was never seen opening.
@@ -135,6 +141,7 @@ impl Conns {
         self.map.entry(tuple).or_insert_with(|| ConnInfo {
             port: tuple.sport.min(tuple.dport),
             process: None,
+            pending_open: false,
             closed: false,
             serial: u64::MAX,
         })
@@ -164,6 +171,7 @@ impl Conns {
         }
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -171,7 +179,8 @@ impl Conns {
     fn insert(&mut self, tuple: FourTuple, port: u16) {
         let serial = self.next_serial;
         self.next_serial += 1;
-        self.map.insert(tuple, ConnInfo { port, process: None, closed: false, serial });
+        let info = ConnInfo { port, process: None, pending_open: false, closed: false, serial };
+        self.map.insert(tuple, info);
         self.order.push_back((tuple, serial));
         // Past the limit the oldest entries go, closed or not: the map stays bounded even when
         // closes are lost.

@@ -213,11 +213,13 @@ impl Metrics {
     }
 
     /// Changes how many (port, process) label sets are kept before folding into `other`.
+    #[cfg(test)]
     pub fn with_label_set_limit(mut self, limit: usize) -> Self {
         self.sets = LabelSets::new(limit);
         self
     }
 
+    /// Counts one decoded event under its connection's labels.
     pub fn on_event(&mut self, e: &Event) {
         *self.events.entry(e.body.kind()).or_default() += 1;
         let tuple = FourTuple::of(e);
@@ -257,8 +259,13 @@ impl Metrics {
                 *self.dropped_bytes.entry((set, reason)).or_default() += u64::from(*bytes);
             }
             Body::Read { bytes, .. } => *self.read_bytes.entry(set).or_default() += bytes,
-            Body::Open { .. } => *self.opened.entry(set).or_default() += 1,
             Body::Close { .. } => {
+                // Never named: its open counts now, where its close does.
+                if let Some(info) = self.conns.get_mut(&tuple) {
+                    if std::mem::take(&mut info.pending_open) {
+                        *self.opened.entry(set).or_default() += 1;
+                    }
+                }
                 *self.closed.entry(set).or_default() += 1;
                 self.conns.close(&tuple);
             }
@@ -266,6 +273,7 @@ impl Metrics {
         }
     }
 
+    /// Counts a fired alert (an escalation too) and keeps track of the active ones.
     pub fn on_alert(&mut self, a: &Alert) {
         let tuple = FourTuple { saddr: a.saddr, sport: a.sport, daddr: a.daddr, dport: a.dport };
         let set = self.set_of(tuple, a.pid, a.comm.as_deref().filter(|c| !c.is_empty()));
@@ -285,6 +293,7 @@ impl Metrics {
         }
     }
 
+    /// Events the kernel could not queue since the last report (ring buffer full).
     pub fn on_lost(&mut self, count: u64) {
         self.lost += count;
     }
@@ -435,7 +444,12 @@ impl Metrics {
         self.per_reason(t, DROPPED_BYTES, &self.dropped_bytes);
         t.family(READ_BYTES, Kind::Counter, "Bytes the applications read from traced sockets.");
         self.per_set(t, READ_BYTES, &self.read_bytes);
-        t.family(OPENED, Kind::Counter, "Traced connections opened (each end counts).");
+        t.family(
+            OPENED,
+            Kind::Counter,
+            "Traced connections opened (each end counts); an accepted one counts once its \
+             process is known, or at its close.",
+        );
         self.per_set(t, OPENED, &self.opened);
         t.family(CLOSED, Kind::Counter, "Traced connections closed (each end counts).");
         self.per_set(t, CLOSED, &self.closed);
@@ -653,33 +667,39 @@ impl Metrics {
     /// The label set of the connection on `tuple`, naming its process the first time a name is
     /// known (from this event, else from the pid).
     fn set_of(&mut self, tuple: FourTuple, pid: Option<u32>, comm: Option<&str>) -> SetId {
-        let Metrics { conns, pids, sets, unknown, .. } = self;
+        let Metrics { conns, pids, sets, unknown, opened, .. } = self;
         let info = conns.get_or_insert(tuple);
         if info.process.is_none() {
             info.process = comm.map(Arc::from).or_else(|| pid.and_then(|p| pids.get(p)));
         }
         let process = info.process.clone().unwrap_or_else(|| unknown.clone());
-        sets.id(info.port, &process)
+        let set = sets.id(info.port, &process);
+        if info.pending_open && info.process.is_some() {
+            info.pending_open = false;
+            *opened.entry(set).or_default() += 1;
+        }
+        set
     }
 
     /// The label set of a connection in the table (which does not know which end connected).
     fn set_of_conn(&mut self, conn: &Conn) -> SetId {
-        let Metrics { conns, pids, sets, unknown, .. } = self;
+        let Metrics { conns, pids, sets, unknown, opened, .. } = self;
         let name = conn.comm.as_deref().filter(|c| !c.is_empty());
-        let (port, process) = match conns.get_mut(&conn.tuple) {
-            Some(info) => {
-                if info.process.is_none() {
-                    info.process =
-                        name.map(Arc::from).or_else(|| conn.pid.and_then(|p| pids.get(p)));
-                }
-                (info.port, info.process.clone())
-            }
-            None => (
-                conn.tuple.sport.min(conn.tuple.dport),
-                name.map(Arc::from).or_else(|| conn.pid.and_then(|p| pids.get(p))),
-            ),
+        let named = || name.map(Arc::from).or_else(|| conn.pid.and_then(|p| pids.get(p)));
+        let Some(info) = conns.get_mut(&conn.tuple) else {
+            let process = named().unwrap_or_else(|| unknown.clone());
+            return sets.id(conn.tuple.sport.min(conn.tuple.dport), &process);
         };
-        sets.id(port, &process.unwrap_or_else(|| unknown.clone()))
+        if info.process.is_none() {
+            info.process = named();
+        }
+        let process = info.process.clone().unwrap_or_else(|| unknown.clone());
+        let set = sets.id(info.port, &process);
+        if info.pending_open && info.process.is_some() {
+            info.pending_open = false;
+            *opened.entry(set).or_default() += 1;
+        }
+        set
     }
 }
 
@@ -744,6 +764,7 @@ fn body_comm(body: &Body) -> Option<&str> {
 pub struct SharedMetrics(pub Arc<Mutex<Metrics>>);
 
 impl SharedMetrics {
+    /// Shares `metrics`; clone the result for each user.
     pub fn new(metrics: Metrics) -> Self {
         SharedMetrics(Arc::new(Mutex::new(metrics)))
     }
@@ -752,11 +773,6 @@ impl SharedMetrics {
     /// update is a few counter increments).
     pub fn lock(&self) -> MutexGuard<'_, Metrics> {
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// See `Metrics::on_drain`.
-    pub fn drain(&self, events: u64, bytes: usize, ring_bytes: usize) {
-        self.lock().on_drain(events, bytes, ring_bytes);
     }
 }
 

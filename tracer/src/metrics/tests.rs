@@ -105,7 +105,7 @@ fn has(text: &str, line: &str) {
 fn renders_synthetic_events() {
     let shared = run(Metrics::new(false), &scenario(), 2700);
     shared.lock().on_lost(3);
-    shared.drain(7, 1 << 20, 4 << 20);
+    shared.lock().on_drain(7, 1 << 20, 4 << 20);
     let text = shared.lock().render();
     let server = r#"port="7777",process="server""#;
     let client = r#"port="7777",process="client""#;
@@ -197,26 +197,35 @@ fn per_connection_series_only_when_asked() {
 #[test]
 fn process_named_from_the_pid_when_the_connection_has_none() {
     let mut m = Metrics::new(false).with_proc_names(true);
-    // The accepted socket's events carry a pid but no name yet.
-    let e = ev(0, 5, (7777, 40005), 99, tu::zero_start(Side::Local));
+    // An accepted socket opens before any process has it (no pid, no name) ...
+    let mut accepted = ev(0, 5, (7777, 40005), 99, open(false, None));
+    accepted.pid = None;
+    assert_eq!(m.pid_to_name(&accepted), None);
+    m.on_event(&accepted);
+    assert!(!m.render().contains("tcp_flow_connections_opened_total{"), "not counted yet");
+    // ... then its events carry a pid but no name yet.
+    let e = ev(1, 5, (7777, 40005), 99, tu::zero_start(Side::Local));
     assert_eq!(m.pid_to_name(&e), Some(99));
     m.learn_pid_name(99, Some("nginx\n"), e.ts_ns);
     assert_eq!(m.pid_to_name(&e), None, "known now");
     m.on_event(&e);
     let text = m.render();
-    has(
-        &text,
-        r#"tcp_flow_zero_window_episodes_total{port="7777",process="nginx",side="local"} 1"#,
-    );
+    let nginx = r#"port="7777",process="nginx""#;
+    has(&text, &format!("tcp_flow_zero_window_episodes_total{{{nginx},side=\"local\"}} 1"));
+    has(&text, &format!("tcp_flow_connections_opened_total{{{nginx}}} 1"));
+
     // Without the lookup (replay), the name stays unknown until an event says it.
     let mut m = Metrics::new(false);
+    m.on_event(&accepted);
     assert_eq!(m.pid_to_name(&e), None);
     m.on_event(&e);
+    // Never named: its open counts at its close, with it.
+    m.on_event(&ev(2, 5, (7777, 40005), 99, tu::close()));
     let text = m.render();
-    has(
-        &text,
-        r#"tcp_flow_zero_window_episodes_total{port="7777",process="unknown",side="local"} 1"#,
-    );
+    let unknown = r#"port="7777",process="unknown""#;
+    has(&text, &format!("tcp_flow_zero_window_episodes_total{{{unknown},side=\"local\"}} 1"));
+    has(&text, &format!("tcp_flow_connections_opened_total{{{unknown}}} 1"));
+    has(&text, &format!("tcp_flow_connections_closed_total{{{unknown}}} 1"));
 }
 
 #[test]
@@ -431,4 +440,110 @@ fn labels_are_escaped() {
     let text = m.render();
     has(&text, r#"tcp_flow_connections_opened_total{port="80",process="we\"ird\\na\nme"} 1"#);
     assert_promtool_accepts(&text);
+}
+
+/// The files of deploy/: promtool accepts the rules (and their unit tests) and the example
+/// config, every dashboard query parses, and every metric they name is one this module serves.
+#[test]
+fn deploy_files_match_the_metrics() {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let read = |rel: &str| {
+        std::fs::read_to_string(deploy.join(rel))
+            .unwrap_or_else(|e| panic!("cannot read deploy/{rel}: {e}"))
+    };
+    let rules = read("prometheus/tracer-alerts.yml");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("grafana/tracer-dashboard.json")).unwrap();
+    let mut exprs = Vec::new();
+    collect_exprs(&dashboard, &mut exprs);
+    assert!(exprs.len() >= 10, "{exprs:?}");
+
+    // Every family this module can serve, histogram series included.
+    let mut m = Metrics::new(true);
+    m.on_event(&ev(0, 1, (80, 40000), 1, tu::zero_start(Side::Local)));
+    let mut served = std::collections::BTreeSet::new();
+    for line in m.render().lines() {
+        let mut f = line.split(' ');
+        if let (Some("#"), Some("TYPE"), Some(name), Some(kind)) =
+            (f.next(), f.next(), f.next(), f.next())
+        {
+            served.insert(name.to_string());
+            if kind == "histogram" {
+                for suffix in ["_bucket", "_sum", "_count"] {
+                    served.insert(format!("{name}{suffix}"));
+                }
+            }
+        }
+    }
+    let named = |text: &str| -> Vec<String> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|t| t.starts_with("tcp_flow_") || t.starts_with("tracer_"))
+            .map(str::to_string)
+            .collect()
+    };
+    let mut used = named(&rules);
+    used.extend(exprs.iter().flat_map(|e| named(e)));
+    assert!(used.len() > 20);
+    for name in &used {
+        assert!(served.contains(name), "deploy/ uses {name}, which the exporter does not serve");
+    }
+
+    // promtool: the rules, their unit tests, the example config; the dashboard's queries as
+    // recording rules (Grafana's variables replaced).
+    let dir = std::env::temp_dir().join(format!("tracer-deploy-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut queries = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        let q = e
+            .replace("$__rate_interval", "1m")
+            .replace("$__range", "1h")
+            .replace("$instance", ".*")
+            .replace("$port", ".*")
+            .replace("$process", ".*");
+        // A JSON string is a valid YAML double-quoted scalar.
+        queries.push_str(&format!(
+            "      - record: dashboard:q{i}\n        expr: {}\n",
+            serde_json::to_string(&q).unwrap()
+        ));
+    }
+    let queries_path = dir.join("dashboard-queries.yml");
+    std::fs::write(&queries_path, queries).unwrap();
+    let prom = deploy.join("prometheus");
+    let checks: [(&[&str], &Path); 4] = [
+        (&["check", "rules", "tracer-alerts.yml"], &prom),
+        (&["test", "rules", "tracer-alerts.test.yml"], &prom),
+        (&["check", "config", "prometheus.yml"], &prom),
+        (&["check", "rules", "dashboard-queries.yml"], &dir),
+    ];
+    for (args, cwd) in checks {
+        match Command::new("promtool").args(args).current_dir(cwd).output() {
+            Err(e) => {
+                eprintln!("skipping promtool {args:?}: promtool not runnable ({e}); apt-get install prometheus");
+            }
+            Ok(out) => assert!(
+                out.status.success(),
+                "promtool {args:?} in {}: {}{}",
+                cwd.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every "expr" string in a JSON document (the dashboard's queries).
+fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("expr", serde_json::Value::String(s)) => out.push(s.clone()),
+                    _ => collect_exprs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_exprs(v, out)),
+        _ => {}
+    }
 }

@@ -47,10 +47,6 @@ impl Histogram {
         self.count += 1;
         self.sum += value;
     }
-
-    pub fn count(&self) -> u64 {
-        self.count
-    }
 }
 
 /// The exposition being written.

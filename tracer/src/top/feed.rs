@@ -4,7 +4,7 @@
 
 use std::{
     cell::RefCell,
-    collections::{HashSet, VecDeque},
+    collections::{HashMap, VecDeque},
     rc::Rc,
 };
 
@@ -40,8 +40,8 @@ pub struct Feed {
 #[derive(Debug, Default)]
 pub struct AlertLog {
     recent: VecDeque<Alert>,
-    /// One active alert per connection, rule and side, as the engine keeps them.
-    active: HashSet<(FourTuple, Rule, Option<Side>)>,
+    /// One active alert per connection, rule and side, as the engine keeps them; with its pid.
+    active: HashMap<(FourTuple, Rule, Option<Side>), Option<u32>>,
 }
 
 impl AlertLog {
@@ -49,7 +49,7 @@ impl AlertLog {
     pub fn push(&mut self, a: &Alert) {
         let key = (alert_tuple(a), a.rule, a.side);
         match a.kind {
-            AlertKind::Alert => self.active.insert(key),
+            AlertKind::Alert => self.active.insert(key, a.pid),
             AlertKind::AlertResolved => self.active.remove(&key),
         };
         self.recent.push_back(a.clone());
@@ -58,9 +58,9 @@ impl AlertLog {
         }
     }
 
-    /// Alerts active now.
-    pub fn active(&self) -> usize {
-        self.active.len()
+    /// Alerts active now on connections `admit` accepts (by 4-tuple and pid).
+    pub fn active(&self, admit: impl Fn(&FourTuple, Option<u32>) -> bool) -> usize {
+        self.active.iter().filter(|((tuple, ..), pid)| admit(tuple, **pid)).count()
     }
 
     /// Recent alerts, newest first.

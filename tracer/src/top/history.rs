@@ -1,7 +1,9 @@
 //! The windows each connection advertised over the last minute, per side, for the sparkline.
 //!
-//! Kept as per-second minimums (a zero anywhere in a second shows as zero: a stall of a few
-//! milliseconds is the thing to see), bounded to a little over the span shown.
+//! Kept per second: the time the window was zero in it, and the lowest non-zero window in
+//! effect; bounded to a little over the span shown. A cell of the sparkline is zero when the
+//! window was zero for at least half of it (an instant at zero is not a stall), else a block as
+//! high as its lowest window; a cell with any time at zero is marked stalled.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -12,85 +14,190 @@ use crate::{
 
 /// Seconds the sparkline covers.
 pub const SPAN_SECS: usize = 60;
-/// Seconds of samples kept past the newest one; older ones only matter through their last
-/// window, which carries into the span.
+/// Seconds kept behind the newest one (a little over the span).
 const KEEP_SECS: u64 = SPAN_SECS as u64 + 2;
 const NS_PER_SEC: u64 = 1_000_000_000;
 /// The blocks, lowest first: never used for zero, so a small window never looks closed.
 const BLOCKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
-/// A second (or cell) in which the window was zero.
+/// A cell in which the window was zero at least half the time.
 pub const ZERO: char = '·';
 /// No window known: before the first one, or after the connection closed.
 pub const EMPTY: char = ' ';
 
+/// What one second (or one cell of seconds) held.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sample {
+    /// Time at zero window.
+    pub zero_ns: u64,
+    /// Time with a window known (the connection existed and was watched).
+    pub covered_ns: u64,
+    /// The lowest non-zero window in effect; None if it was zero throughout.
+    pub low: Option<u32>,
+}
+
+impl Sample {
+    fn merge(self, other: Sample) -> Sample {
+        Sample {
+            zero_ns: self.zero_ns + other.zero_ns,
+            covered_ns: self.covered_ns + other.covered_ns,
+            low: min_some(self.low, other.low),
+        }
+    }
+
+    /// Zero at least half of the time.
+    fn mostly_zero(&self) -> bool {
+        self.zero_ns.saturating_mul(2) >= self.covered_ns
+    }
+}
+
+fn min_some(a: Option<u32>, b: Option<u32>) -> Option<u32> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// One stored second.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Second {
     sec: u64,
-    /// Lowest window advertised in this second.
-    min: u32,
-    /// The window in effect at its end.
-    last: u32,
+    /// Zero time in this second between windows already superseded.
+    zero_ns: u64,
+    low: Option<u32>,
 }
 
 /// One side's advertised windows over time.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Series {
+    /// Oldest first; every second from the first window to the latest one's (within the
+    /// kept span).
     seconds: VecDeque<Second>,
-    /// The window in effect before the oldest second kept.
-    before: Option<u32>,
-    /// The second the connection closed in: nothing is shown after it.
-    closed_sec: Option<u64>,
+    /// When the first window was seen.
+    first_ns: Option<u64>,
+    /// The window in effect, and since when.
+    current: Option<(u64, u32)>,
+    closed_ns: Option<u64>,
 }
 
 impl Series {
-    /// A window advertised at `ts_ns`. Events arrive in time order; a late one counts in the
-    /// newest second rather than rewriting the past.
+    /// A window advertised at `ts_ns`. Events arrive in time order; a late one is taken as
+    /// happening at the latest time seen.
     pub fn record(&mut self, ts_ns: u64, window: u32) {
-        let sec = ts_ns / NS_PER_SEC;
-        match self.seconds.back_mut() {
-            Some(s) if s.sec >= sec => {
-                s.min = s.min.min(window);
-                s.last = window;
-            }
-            _ => self.seconds.push_back(Second { sec, min: window, last: window }),
+        if self.closed_ns.is_some() {
+            return;
         }
-        while self.seconds.front().is_some_and(|f| f.sec + KEEP_SECS < sec) {
-            if let Some(old) = self.seconds.pop_front() {
-                self.before = Some(old.last);
-            }
+        let ts = self.current.map_or(ts_ns, |(t, _)| t.max(ts_ns));
+        match self.current {
+            Some((since, w)) => self.account(since, ts, w),
+            None => self.first_ns = Some(ts),
         }
+        let second = self.second_mut(ts / NS_PER_SEC);
+        if window > 0 {
+            second.low = min_some(second.low, Some(window));
+        }
+        self.current = Some((ts, window));
     }
 
-    /// The connection closed at `ts_ns`.
+    /// The connection closed at `ts_ns`: the window in effect ends there.
     pub fn close(&mut self, ts_ns: u64) {
-        self.closed_sec.get_or_insert(ts_ns / NS_PER_SEC);
+        if self.closed_ns.is_some() {
+            return;
+        }
+        let ts = self.current.map_or(ts_ns, |(t, _)| t.max(ts_ns));
+        if let Some((since, w)) = self.current {
+            self.account(since, ts, w);
+        }
+        self.closed_ns = Some(ts);
     }
 
-    /// The lowest window in each of the `SPAN_SECS` seconds ending with the one holding
-    /// `now_ns`, oldest first. A window holds until the next one, so a second without samples
-    /// takes the window in effect; None before the first window and after the close.
-    pub fn per_second(&self, now_ns: u64) -> Vec<Option<u32>> {
+    /// Each of the `SPAN_SECS` seconds ending with the one holding `now_ns`, oldest first;
+    /// None where no window was known (before the first, after the close).
+    pub fn per_second(&self, now_ns: u64) -> Vec<Option<Sample>> {
         let now_sec = now_ns / NS_PER_SEC;
-        let first = (now_sec + 1).saturating_sub(SPAN_SECS as u64);
+        let first_sec = (now_sec + 1).saturating_sub(SPAN_SECS as u64);
         // Seconds before the epoch (only in tests) have nothing.
-        let pad = SPAN_SECS - (now_sec + 1 - first) as usize;
+        let pad = SPAN_SECS - (now_sec + 1 - first_sec) as usize;
         let mut out = vec![None; pad];
-        let mut current = self.before;
-        let mut seconds = self.seconds.iter().peekable();
-        while let Some(s) = seconds.next_if(|s| s.sec < first) {
-            current = Some(s.last);
-        }
-        for sec in first..=now_sec {
-            let mut low = current;
-            if let Some(s) = seconds.next_if(|s| s.sec == sec) {
-                low = Some(low.map_or(s.min, |c| c.min(s.min)));
-                current = Some(s.last);
+        let Some(first_ns) = self.first_ns else {
+            out.resize(SPAN_SECS, None);
+            return out;
+        };
+        let until = self.closed_ns.unwrap_or(now_ns).min(now_ns);
+        for sec in first_sec..=now_sec {
+            let (start, end) = (sec * NS_PER_SEC, (sec + 1) * NS_PER_SEC);
+            let covered = end.min(until).saturating_sub(start.max(first_ns));
+            if covered == 0 {
+                out.push(None);
+                continue;
             }
-            let after_close = self.closed_sec.is_some_and(|c| sec > c);
-            out.push(if after_close { None } else { low });
+            let stored = self
+                .seconds
+                .binary_search_by_key(&sec, |s| s.sec)
+                .ok()
+                .and_then(|i| self.seconds.get(i));
+            let mut sample = Sample {
+                zero_ns: stored.map_or(0, |s| s.zero_ns),
+                covered_ns: covered,
+                low: stored.and_then(|s| s.low),
+            };
+            // The window in effect now has not been accounted yet.
+            if let (Some((since, w)), None) = (self.current, self.closed_ns) {
+                let overlap = end.min(until).saturating_sub(start.max(since));
+                if overlap > 0 && w == 0 {
+                    sample.zero_ns += overlap;
+                } else if overlap > 0 {
+                    sample.low = min_some(sample.low, Some(w));
+                }
+            }
+            sample.zero_ns = sample.zero_ns.min(covered);
+            out.push(Some(sample));
         }
         out
     }
+
+    /// Window `w` was in effect over [from, to): add it to the seconds it covers.
+    fn account(&mut self, from: u64, to: u64, w: u32) {
+        if to <= from {
+            return;
+        }
+        // A long quiet spell only matters for the seconds still kept.
+        let last = (to - 1) / NS_PER_SEC;
+        let first = (from / NS_PER_SEC).max(last.saturating_sub(KEEP_SECS));
+        for sec in first..=last {
+            let start = from.max(sec * NS_PER_SEC);
+            let end = to.min((sec + 1) * NS_PER_SEC);
+            let second = self.second_mut(sec);
+            if w == 0 {
+                second.zero_ns += end.saturating_sub(start);
+            } else {
+                second.low = min_some(second.low, Some(w));
+            }
+        }
+    }
+
+    /// The stored second `sec` (the newest, or a new one after it), dropping seconds that fell
+    /// out of the kept span.
+    fn second_mut(&mut self, sec: u64) -> &mut Second {
+        if self.seconds.back().is_none_or(|b| b.sec < sec) {
+            self.seconds.push_back(Second { sec, zero_ns: 0, low: None });
+            while self.seconds.front().is_some_and(|f| f.sec + KEEP_SECS < sec) {
+                self.seconds.pop_front();
+            }
+        }
+        let i = match self.seconds.binary_search_by_key(&sec, |s| s.sec) {
+            Ok(i) => i,
+            // Older than kept (cannot happen in time order): the newest takes it.
+            Err(_) => self.seconds.len() - 1,
+        };
+        &mut self.seconds[i]
+    }
+}
+
+/// Both sides of a connection over the span, per second, oldest first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sparks {
+    pub local: Vec<Option<Sample>>,
+    pub peer: Vec<Option<Sample>>,
 }
 
 /// Both sides of one connection.
@@ -105,6 +212,11 @@ pub struct Pair {
 }
 
 impl Pair {
+    /// Both sides over the span ending at `now_ns`.
+    pub fn sparks(&self, now_ns: u64) -> Sparks {
+        Sparks { local: self.local.per_second(now_ns), peer: self.peer.per_second(now_ns) }
+    }
+
     fn side_mut(&mut self, side: Side) -> &mut Series {
         match side {
             Side::Local => &mut self.local,
@@ -186,39 +298,50 @@ impl Histories {
     }
 }
 
-/// Groups per-second values into `width` cells, each the lowest of its seconds (None only when
-/// all of them are). With room for every second, one cell per second.
-pub fn buckets(per_second: &[Option<u32>], width: usize) -> Vec<Option<u32>> {
+/// Groups per-second samples into `width` cells (None only when all of a cell's seconds are).
+/// With room for every second, one cell per second.
+pub fn buckets(per_second: &[Option<Sample>], width: usize) -> Vec<Option<Sample>> {
     let n = per_second.len();
     if width >= n {
         return per_second.to_vec();
     }
-    let mut cells = vec![None; width];
+    let mut cells: Vec<Option<Sample>> = vec![None; width];
     if width == 0 {
         return cells;
     }
     for (i, v) in per_second.iter().enumerate() {
         let Some(v) = *v else { continue };
         let cell = &mut cells[i * width / n];
-        *cell = Some(cell.map_or(v, |c: u32| c.min(v)));
+        *cell = Some(cell.map_or(v, |c| c.merge(v)));
     }
     cells
 }
 
-/// One character per cell: `EMPTY` without data, `ZERO` for a zero window, else a block whose
-/// height is the window relative to the largest cell.
-pub fn glyphs(cells: &[Option<u32>]) -> String {
-    let max = cells.iter().flatten().copied().max().unwrap_or(0);
+/// One drawn cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Glyph {
+    pub ch: char,
+    /// The window was zero for some of the cell (drawn as an alarm).
+    pub stalled: bool,
+}
+
+/// One glyph per cell: `EMPTY` without data, `ZERO` when mostly at zero window, else a block
+/// whose height is the cell's lowest window relative to the highest such among the cells.
+pub fn glyphs(cells: &[Option<Sample>]) -> Vec<Glyph> {
+    let block_low = |c: &Sample| if c.mostly_zero() { None } else { c.low };
+    let max = cells.iter().flatten().filter_map(block_low).max().unwrap_or(0);
     cells
         .iter()
-        .map(|c| match *c {
-            None => EMPTY,
-            Some(0) => ZERO,
-            Some(v) => {
-                // 1..=8: the smallest non-zero window still gets the lowest block.
-                let level = (u64::from(v) * 8).div_ceil(u64::from(max.max(1))).clamp(1, 8);
-                BLOCKS[level as usize - 1]
-            }
+        .map(|c| match c {
+            None => Glyph { ch: EMPTY, stalled: false },
+            Some(c) => match block_low(c) {
+                None => Glyph { ch: ZERO, stalled: true },
+                Some(v) => {
+                    // 1..=8: the smallest window still gets the lowest block.
+                    let level = (u64::from(v) * 8).div_ceil(u64::from(max.max(1))).clamp(1, 8);
+                    Glyph { ch: BLOCKS[level as usize - 1], stalled: c.zero_ns > 0 }
+                }
+            },
         })
         .collect()
 }

@@ -2,9 +2,9 @@
 //! filter, the selection and scroll position, the alert pane, and the modes (paused, help,
 //! editing the filter). Updated by `refresh` (data) and `apply` (keys); `render` draws it.
 
-use std::cmp::Ordering;
+use std::{cmp::Ordering, collections::HashMap};
 
-use super::row::Row;
+use super::{history::Sparks, row::Row};
 use crate::{alerts::Alert, timeline::ConnKey};
 
 /// The columns `s` cycles through, starting with the default order.
@@ -185,6 +185,9 @@ pub struct Model {
     rows: Vec<Row>,
     /// Indices into `rows` of those the filter lets through.
     shown: Vec<usize>,
+    /// Window histories of the rows that were on screen since the last refresh (computed for
+    /// those only: the table may hold tens of thousands).
+    sparks: HashMap<ConnKey, Sparks>,
     /// Recent alerts, newest first.
     alerts: Vec<Alert>,
     stats: Stats,
@@ -217,6 +220,7 @@ impl Model {
         Model {
             rows: Vec::new(),
             shown: Vec::new(),
+            sparks: HashMap::new(),
             alerts: Vec::new(),
             stats: Stats::default(),
             source: source.into(),
@@ -243,9 +247,25 @@ impl Model {
             return;
         }
         self.rows = rows;
+        self.sparks.clear();
         self.alerts = alerts;
         self.stats = stats;
         self.reorder();
+    }
+
+    /// Connections on screen whose window history is not in yet.
+    pub fn wanting_sparks(&self) -> Vec<ConnKey> {
+        self.visible().map(|(r, _)| r.key).filter(|k| !self.sparks.contains_key(k)).collect()
+    }
+
+    /// Window histories for connections on screen (as of `stats().now_ns`).
+    pub fn add_sparks(&mut self, sparks: impl IntoIterator<Item = (ConnKey, Sparks)>) {
+        self.sparks.extend(sparks);
+    }
+
+    /// A connection's window history, if it was on screen since the last refresh.
+    pub fn sparks(&self, key: &ConnKey) -> Option<&Sparks> {
+        self.sparks.get(key)
     }
 
     /// Rows that fit on screen; keeps the selection in view.
@@ -294,7 +314,7 @@ impl Model {
             Action::FilterApply => {
                 if let Some(d) = self.draft.take() {
                     self.filter = d.trim().to_string();
-                    self.to_top();
+                    self.go_top();
                     self.refilter();
                 }
             }
@@ -307,7 +327,7 @@ impl Model {
             Action::Down => self.select(self.selected.saturating_add(1)),
             Action::PageUp => self.select(self.selected.saturating_sub(self.viewport)),
             Action::PageDown => self.select(self.selected.saturating_add(self.viewport)),
-            Action::Top => self.to_top(),
+            Action::Top => self.go_top(),
             Action::Bottom => self.select(usize::MAX),
             Action::Pause => self.paused = !self.paused,
             Action::Help => self.help = !self.help,
@@ -440,7 +460,7 @@ impl Model {
     }
 
     /// Back to the first row, and stay there as rows reorder.
-    fn to_top(&mut self) {
+    fn go_top(&mut self) {
         self.selected = 0;
         self.offset = 0;
         self.follow = None;

@@ -3,13 +3,14 @@
 
 use ratatui::{
     layout::{Alignment, Constraint, Layout, Rect},
+    style::Style,
     text::{Line, Span},
     widgets::{Block, Cell, Clear, Paragraph, Row as TableRow, Table},
     Frame,
 };
 
 use super::{
-    history::{buckets, glyphs, ZERO},
+    history::{buckets, glyphs, Sample, Sparks},
     input::HELP,
     model::{Model, Sort, SparkSide},
     row::{Row, State},
@@ -27,32 +28,102 @@ const GAP: u16 = 1;
 /// The connection column's width bounds ("127.0.0.1:43386 > 127.0.0.1:7777" is 32).
 const CONN_MIN: u16 = 26;
 const CONN_MAX: u16 = 47;
-/// Fixed columns after the connection: title, width, numeric (right-aligned).
-const COLUMNS: [(&str, u16, bool); 10] = [
-    ("process", 16, false),
-    ("local wnd", 9, true),
-    ("peer wnd", 9, true),
-    ("in flight", 9, true),
-    ("state", 13, false),
-    ("zero time", 9, true),
-    ("probes", 6, true),
-    ("backoff", 7, true),
-    ("drops", 6, true),
-    ("rwnd", 5, true),
-];
-/// Which sort each fixed column stands for, in the same order.
-const COLUMN_SORTS: [Sort; 10] = [
-    Sort::Process,
-    Sort::LocalWindow,
-    Sort::PeerWindow,
-    Sort::InFlight,
-    Sort::State,
-    Sort::ZeroTime,
-    Sort::Probes,
-    Sort::Backoff,
-    Sort::Drops,
-    Sort::Rwnd,
-];
+/// The sparkline needs this much room ("L " and ten cells) to be worth showing, and is kept this
+/// much ("L " and twenty cells) before the least important columns.
+const SPARK_MIN: u16 = 12;
+const SPARK_RESERVE: u16 = 22;
+
+/// The table's columns, in display order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Col {
+    Conn,
+    Process,
+    LocalWindow,
+    PeerWindow,
+    InFlight,
+    State,
+    Zero,
+    Probes,
+    Backoff,
+    Drops,
+    Rwnd,
+}
+
+impl Col {
+    const DISPLAY: [Col; 11] = [
+        Col::Conn,
+        Col::Process,
+        Col::LocalWindow,
+        Col::PeerWindow,
+        Col::InFlight,
+        Col::State,
+        Col::Zero,
+        Col::Probes,
+        Col::Backoff,
+        Col::Drops,
+        Col::Rwnd,
+    ];
+    /// What a narrow terminal keeps, most important first; the sparkline comes after `Rwnd`
+    /// (see `fit_columns`) and takes what is left.
+    const PRIORITY: [Col; 11] = [
+        Col::Conn,
+        Col::State,
+        Col::Zero,
+        Col::Process,
+        Col::LocalWindow,
+        Col::PeerWindow,
+        Col::Probes,
+        Col::Drops,
+        Col::Rwnd,
+        Col::InFlight,
+        Col::Backoff,
+    ];
+
+    /// Title, width (the connection's is computed), right-aligned, and the sort it stands for.
+    fn spec(self) -> (&'static str, u16, bool, Sort) {
+        match self {
+            Col::Conn => ("connection (local > peer)", 0, false, Sort::Connection),
+            Col::Process => ("process", 16, false, Sort::Process),
+            Col::LocalWindow => ("local wnd", 9, true, Sort::LocalWindow),
+            Col::PeerWindow => ("peer wnd", 9, true, Sort::PeerWindow),
+            Col::InFlight => ("in flight", 9, true, Sort::InFlight),
+            Col::State => ("state", 14, false, Sort::State),
+            Col::Zero => ("zero time", 9, true, Sort::ZeroTime),
+            Col::Probes => ("probes", 6, true, Sort::Probes),
+            Col::Backoff => ("backoff", 7, true, Sort::Backoff),
+            Col::Drops => ("drops", 6, true, Sort::Drops),
+            Col::Rwnd => ("rwnd", 5, true, Sort::Rwnd),
+        }
+    }
+}
+
+/// The columns that fit in `width` with the connection column `conn` wide, in display order
+/// with their widths, and the sparkline's width (0: no room for it).
+fn fit_columns(width: u16, conn: u16) -> (Vec<(Col, u16)>, u16) {
+    let width_of = |c: Col| if c == Col::Conn { conn.min(width) } else { c.spec().1 };
+    let mut used = 0u16;
+    let mut kept = Vec::new();
+    for col in Col::PRIORITY {
+        // Past the rwnd column, room for a useful sparkline comes first.
+        let reserve = if kept.contains(&Col::Rwnd) || col == Col::InFlight || col == Col::Backoff {
+            SPARK_RESERVE + GAP
+        } else {
+            0
+        };
+        let w = width_of(col);
+        let need = if kept.is_empty() { w } else { w + GAP };
+        if used + need + reserve > width {
+            continue;
+        }
+        used += need;
+        kept.push(col);
+    }
+    let spark = width.saturating_sub(used + GAP);
+    let spark = if spark >= SPARK_MIN { spark } else { 0 };
+    let columns =
+        Col::DISPLAY.iter().filter(|c| kept.contains(c)).map(|&c| (c, width_of(c))).collect();
+    (columns, spark)
+}
 
 /// Where each part of the screen goes.
 struct Areas {
@@ -102,8 +173,8 @@ fn header(model: &Model, theme: Theme) -> Vec<Line<'static>> {
     let (shown, total) = model.counts();
     let (closed, zero) = model.closed_and_zero();
     let sep = || Span::raw("  |  ");
-    let mut first = vec![Span::styled("tracer top", theme.heading()), Span::raw("  ")];
-    first.push(Span::raw(model.source().to_string()));
+    // Counts first: on a narrow terminal the end of a line is what gets cut.
+    let mut first = vec![Span::styled("tracer top", theme.heading())];
     if !model.phase().is_empty() {
         first.push(Span::styled(format!(" [{}]", model.phase()), theme.heading()));
     }
@@ -142,9 +213,11 @@ fn header(model: &Model, theme: Theme) -> Vec<Line<'static>> {
         sep(),
         Span::raw(format!("filter: {filter}")),
         sep(),
+        Span::raw(format!("row {position}")),
+        sep(),
         Span::raw(format!("sparkline: {}", model.spark_side().label())),
         sep(),
-        Span::raw(format!("row {position}")),
+        Span::raw(model.source().to_string()),
     ]);
     let mut lines = vec![Line::from(first), second];
     for note in model.notes().iter().take(2) {
@@ -176,30 +249,41 @@ fn draw_table(frame: &mut Frame, area: Rect, model: &Model, theme: Theme) {
         .max()
         .unwrap_or(0)
         .clamp(CONN_MIN, CONN_MAX);
-    let fixed: u16 = conn_width + COLUMNS.iter().map(|c| c.1).sum::<u16>();
-    let columns = COLUMNS.len() as u16 + 2;
-    let spark_width = area.width.saturating_sub(fixed + GAP * (columns - 1));
+    let (columns, spark_width) = fit_columns(area.width, conn_width);
     let (sort, reverse) = model.sort();
-    let mark = |s: Sort| match (sort == s, reverse) {
-        (false, _) => "",
-        (true, false) => "▼",
-        (true, true) => "▲",
-    };
-    let mut titles =
-        vec![Cell::from(format!("connection (local > peer){}", mark(Sort::Connection)))];
-    for ((title, _, numeric), s) in COLUMNS.iter().zip(COLUMN_SORTS) {
-        titles.push(aligned(format!("{title}{}", mark(s)), *numeric));
+    let mut titles: Vec<Cell> = columns
+        .iter()
+        .map(|(col, _)| {
+            let (title, _, numeric, s) = col.spec();
+            let mark = match (sort == s, reverse) {
+                (false, _) => "",
+                (true, false) => "▼",
+                (true, true) => "▲",
+            };
+            aligned(format!("{title}{mark}"), numeric)
+        })
+        .collect();
+    let mut widths: Vec<Constraint> = columns.iter().map(|(_, w)| Constraint::Length(*w)).collect();
+    if spark_width > 0 {
+        titles.push(Cell::from("window, last 60 s"));
+        widths.push(Constraint::Length(spark_width));
     }
-    titles.push(Cell::from("window, last 60 s"));
-    let mut widths = vec![Constraint::Length(conn_width)];
-    widths.extend(COLUMNS.iter().map(|c| Constraint::Length(c.1)));
-    widths.push(Constraint::Length(spark_width));
     let rows: Vec<TableRow> = visible
         .iter()
         .map(|(row, selected)| {
-            let style = if row.closed { theme.dim() } else { ratatui::style::Style::new() };
+            let style = if row.closed { theme.dim() } else { Style::new() };
             let style = if *selected { style.patch(theme.selected()) } else { style };
-            table_row(row, model.spark_side(), spark_width, theme).style(style)
+            let mut cells: Vec<Cell> =
+                columns.iter().map(|(col, _)| cell(*col, row, theme)).collect();
+            if spark_width > 0 {
+                cells.push(Cell::from(sparkline(
+                    model.sparks(&row.key),
+                    model.spark_side(),
+                    spark_width,
+                    theme,
+                )));
+            }
+            TableRow::new(cells).style(style)
         })
         .collect();
     let empty = rows.is_empty();
@@ -224,72 +308,88 @@ fn aligned(text: String, numeric: bool) -> Cell<'static> {
     Cell::from(if numeric { line.alignment(Alignment::Right) } else { line })
 }
 
-fn table_row(row: &Row, spark: SparkSide, spark_width: u16, theme: Theme) -> TableRow<'static> {
+/// One cell of a row.
+fn cell(col: Col, row: &Row, theme: Theme) -> Cell<'static> {
     let window = |w: Option<u32>| match w {
-        None => Cell::from(Line::from("-").alignment(Alignment::Right)),
+        None => aligned("-".to_string(), true),
         Some(0) => Cell::from(Line::styled("0B", theme.bad()).alignment(Alignment::Right)),
         Some(w) => aligned(bytes(u64::from(w)), true),
     };
     let count = |n: u64| aligned(if n == 0 { "-".to_string() } else { n.to_string() }, true);
-    let state = match row.state_side {
-        Some(Side::Local) => format!("{} local", row.state.name()),
-        Some(Side::Peer) => format!("{} peer", row.state.name()),
-        None => row.state.name().to_string(),
-    };
-    let zero_style = if row.zero_now { theme.bad() } else { ratatui::style::Style::new() };
-    let zero = if row.zero_ms == 0 { "-".to_string() } else { duration_ms(row.zero_ms) };
-    let state_style = if row.state == State::Closed { theme.dim() } else { theme.state(row.state) };
-    TableRow::new(vec![
-        Cell::from(format!("{} > {}", row.local, row.peer)),
-        Cell::from(row.process.clone()),
-        window(row.local_window),
-        window(row.peer_window),
-        aligned(row.in_flight.map_or("-".to_string(), |n| bytes(u64::from(n))), true),
-        Cell::from(Span::styled(state, state_style)),
-        Cell::from(Line::styled(zero, zero_style).alignment(Alignment::Right)),
-        count(row.probes),
-        count(u64::from(row.max_backoff)),
-        count(row.drops),
-        aligned(row.rwnd_pct.map_or("-".to_string(), |p| format!("{p:.0}%")), true),
-        Cell::from(sparkline(row, spark, spark_width, theme)),
-    ])
+    match col {
+        Col::Conn => Cell::from(format!("{} > {}", row.local, row.peer)),
+        Col::Process => Cell::from(row.process.clone()),
+        Col::LocalWindow => window(row.local_window),
+        Col::PeerWindow => window(row.peer_window),
+        Col::InFlight => {
+            aligned(row.in_flight.map_or("-".to_string(), |n| bytes(u64::from(n))), true)
+        }
+        Col::State => {
+            let text = match row.state_side {
+                Some(Side::Local) => format!("{} local", row.state.name()),
+                Some(Side::Peer) => format!("{} peer", row.state.name()),
+                None => row.state.name().to_string(),
+            };
+            let style =
+                if row.state == State::Closed { theme.dim() } else { theme.state(row.state) };
+            Cell::from(Span::styled(text, style))
+        }
+        Col::Zero => {
+            let text = if row.zero_ms == 0 { "-".to_string() } else { duration_ms(row.zero_ms) };
+            let style = if row.zero_now { theme.bad() } else { Style::new() };
+            Cell::from(Line::styled(text, style).alignment(Alignment::Right))
+        }
+        Col::Probes => count(row.probes),
+        Col::Backoff => count(u64::from(row.max_backoff)),
+        Col::Drops => count(row.drops),
+        Col::Rwnd => aligned(row.rwnd_pct.map_or("-".to_string(), |p| format!("{p:.0}%")), true),
+    }
 }
 
-/// "L ▇▇·▂" or "P ...": the side's letter, then one cell per bucket of the last minute.
-fn sparkline(row: &Row, spark: SparkSide, width: u16, theme: Theme) -> Line<'static> {
-    let side = match spark {
+/// "L ▇▇·▂" or "P ...": the side's letter, then one cell per bucket of the last minute; cells
+/// with time at zero window in the alarm style.
+fn sparkline(
+    sparks: Option<&Sparks>,
+    choice: SparkSide,
+    width: u16,
+    theme: Theme,
+) -> Line<'static> {
+    let Some(sparks) = sparks else { return Line::from("") };
+    let zero_ns = |v: &[Option<Sample>]| v.iter().flatten().map(|s| s.zero_ns).sum::<u64>();
+    let low = |v: &[Option<Sample>]| v.iter().flatten().filter_map(|s| s.low).min();
+    let side = match choice {
         SparkSide::Local => Side::Local,
         SparkSide::Peer => Side::Peer,
-        SparkSide::Auto => {
-            let low = |v: &[Option<u32>]| v.iter().flatten().min().copied();
-            match (low(&row.local_spark), low(&row.peer_spark)) {
+        // The side that spent longer at zero, else the one that went lower.
+        SparkSide::Auto => match zero_ns(&sparks.peer).cmp(&zero_ns(&sparks.local)) {
+            std::cmp::Ordering::Greater => Side::Peer,
+            std::cmp::Ordering::Less => Side::Local,
+            std::cmp::Ordering::Equal => match (low(&sparks.local), low(&sparks.peer)) {
                 (Some(l), Some(p)) if p < l => Side::Peer,
                 (None, Some(_)) => Side::Peer,
                 _ => Side::Local,
-            }
-        }
+            },
+        },
     };
     let (letter, values) = match side {
-        Side::Local => ("L ", &row.local_spark),
-        Side::Peer => ("P ", &row.peer_spark),
+        Side::Local => ("L ", &sparks.local),
+        Side::Peer => ("P ", &sparks.peer),
     };
     let cells = buckets(values, usize::from(width.saturating_sub(2)));
-    let text = glyphs(&cells);
     let mut spans = vec![Span::raw(letter)];
-    // Zero cells in the alarm style, the blocks in one run each.
+    // One span per run of cells in the same style.
     let mut run = String::new();
-    let mut run_zero = false;
-    for c in text.chars() {
-        let is_zero = c == ZERO;
-        if is_zero != run_zero && !run.is_empty() {
-            let style = if run_zero { theme.bad() } else { theme.spark() };
+    let mut run_stalled = false;
+    for g in glyphs(&cells) {
+        if g.stalled != run_stalled && !run.is_empty() {
+            let style = if run_stalled { theme.bad() } else { theme.spark() };
             spans.push(Span::styled(std::mem::take(&mut run), style));
         }
-        run_zero = is_zero;
-        run.push(c);
+        run_stalled = g.stalled;
+        run.push(g.ch);
     }
     if !run.is_empty() {
-        spans.push(Span::styled(run, if run_zero { theme.bad() } else { theme.spark() }));
+        spans.push(Span::styled(run, if run_stalled { theme.bad() } else { theme.spark() }));
     }
     Line::from(spans)
 }
@@ -360,7 +460,7 @@ fn footer(model: &Model, theme: Theme) -> Line<'static> {
 fn draw_help(frame: &mut Frame, theme: Theme) {
     let area = frame.area();
     let width = 84.min(area.width);
-    let height = (HELP.len() as u16 + 4).min(area.height);
+    let height = (HELP.len() as u16 + 5).min(area.height);
     let popup = Rect {
         x: area.x + (area.width - width) / 2,
         y: area.y + (area.height - height) / 2,
@@ -378,7 +478,11 @@ fn draw_help(frame: &mut Frame, theme: Theme) {
         .collect();
     lines.push(Line::from(""));
     lines.push(Line::styled(
-        " Rows: one per connection; closed ones greyed for a minute. Zero windows are '·'.",
+        " of the lowest window; '·' zero at least half the time; in red: some time at zero.",
+        theme.dim(),
+    ));
+    lines.push(Line::styled(
+        " Closed connections stay a minute, greyed. Sparkline: one cell per second (or group)",
         theme.dim(),
     ));
     frame.render_widget(Clear, popup);

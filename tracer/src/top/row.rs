@@ -3,7 +3,6 @@
 
 use serde_json::Value;
 
-use super::history::{Histories, SPAN_SECS};
 use crate::{
     events::model::Side,
     timeline::{
@@ -111,30 +110,19 @@ pub struct Row {
     /// Share of the sender's busy time limited by the peer's window, in percent.
     pub rwnd_pct: Option<f64>,
     pub closed: bool,
-    /// Lowest window per second over the last `SPAN_SECS`, oldest first, per side.
-    pub local_spark: Vec<Option<u32>>,
-    pub peer_spark: Vec<Option<u32>>,
     /// Lower-case text the filter searches: endpoints, ports, process.
     pub search: String,
 }
 
 impl Row {
     /// `conn` as of `now_ns` (a closed one as of its close).
-    pub fn of(key: ConnKey, conn: &Conn, histories: &Histories, now_ns: u64) -> Row {
+    pub fn of(key: ConnKey, conn: &Conn, now_ns: u64) -> Row {
         let until = conn.until(now_ns);
         let (local, peer) = (&conn.local, &conn.peer);
         let local_end = endpoint(&conn.tuple.saddr, conn.tuple.sport);
         let peer_end = endpoint(&conn.tuple.daddr, conn.tuple.dport);
         let process = who_short(conn.comm.as_deref(), conn.pid);
         let (state, state_side) = worse_side(conn);
-        let pair = histories.of(conn);
-        let spark = |side: Side| match pair {
-            Some(p) => match side {
-                Side::Local => p.local.per_second(now_ns),
-                Side::Peer => p.peer.per_second(now_ns),
-            },
-            None => vec![None; SPAN_SECS],
-        };
         let search = format!("{local_end} > {peer_end} {process}").to_lowercase();
         Row {
             key,
@@ -157,8 +145,6 @@ impl Row {
             drops: local.totals.drops + peer.totals.drops,
             rwnd_pct: conn.rwnd_limited_share().map(|s| s * 100.0),
             closed: conn.is_closed(),
-            local_spark: spark(Side::Local),
-            peer_spark: spark(Side::Peer),
             search,
         }
     }
@@ -166,12 +152,12 @@ impl Row {
 
 /// Every connection in view as of `now_ns`: in scope, and live or closed within
 /// `CLOSED_LINGER_NS`. In table order (first sighting); the model sorts.
-pub fn rows(table: &ConnTable, histories: &Histories, now_ns: u64, scope: &Scope) -> Vec<Row> {
+pub fn rows(table: &ConnTable, now_ns: u64, scope: &Scope) -> Vec<Row> {
     table
         .iter()
         .filter(|(_, c)| c.close_ns.is_none_or(|at| now_ns.saturating_sub(at) <= CLOSED_LINGER_NS))
         .filter(|(_, c)| scope.admits(&c.tuple, c.pid))
-        .map(|(key, conn)| Row::of(*key, conn, histories, now_ns))
+        .map(|(key, conn)| Row::of(*key, conn, now_ns))
         .collect()
 }
 

@@ -3,14 +3,14 @@
 
 use super::{
     feed::{AlertLog, EventRate},
-    history::{buckets, glyphs, Histories, Series, EMPTY, SPAN_SECS, ZERO},
+    history::{buckets, glyphs, Histories, Sample, Series, EMPTY, SPAN_SECS, ZERO},
     model::{Action, Mode, Model, Sort, Stats},
     row::{rows, Row, Scope, State, CLOSED_LINGER_NS},
 };
 use crate::{
     alerts::{Alert, AlertKind, Rule, Severity},
     events::model::{Event, Side},
-    timeline::{testutil::*, ConnTable},
+    timeline::{testutil::*, ConnTable, FourTuple},
 };
 
 const SEC: u64 = 1_000_000_000;
@@ -28,8 +28,8 @@ fn fed(events: &[Event]) -> (ConnTable, Histories) {
 
 /// Rows as of `now_ms`, everything in scope.
 fn rows_at(events: &[Event], now_ms: u64) -> Vec<Row> {
-    let (table, histories) = fed(events);
-    rows(&table, &histories, now_ms * MS, &Scope::default())
+    let (table, _) = fed(events);
+    rows(&table, now_ms * MS, &Scope::default())
 }
 
 /// A model showing `rows` with room for `viewport` of them.
@@ -263,75 +263,118 @@ fn closed_connections_linger_then_leave_the_view() {
 
 #[test]
 fn scope_limits_rows_by_port_and_pid() {
-    let (table, histories) = fed(&six());
+    let (table, _) = fed(&six());
     let by_port = Scope { ports: vec![port_of(4)], pid: None };
-    assert_eq!(rows(&table, &histories, 10 * SEC, &by_port).len(), 1);
+    assert_eq!(rows(&table, 10 * SEC, &by_port).len(), 1);
     let by_peer_port = Scope { ports: vec![7777], pid: None };
-    assert_eq!(rows(&table, &histories, 10 * SEC, &by_peer_port).len(), 6);
+    assert_eq!(rows(&table, 10 * SEC, &by_peer_port).len(), 6);
     let other_pid = Scope { ports: Vec::new(), pid: Some(7) };
-    assert!(rows(&table, &histories, 10 * SEC, &other_pid).is_empty());
+    assert!(rows(&table, 10 * SEC, &other_pid).is_empty());
+}
+
+/// A sample of `covered_ms`, `zero_ms` of them at zero, lowest other window `low`.
+fn sample(covered_ms: u64, zero_ms: u64, low: Option<u32>) -> Option<Sample> {
+    Some(Sample { zero_ns: zero_ms * MS, covered_ns: covered_ms * MS, low })
 }
 
 #[test]
-fn per_second_minimums_carry_the_window_forward() {
+fn seconds_hold_zero_time_and_the_lowest_window() {
     let mut s = Series::default();
     s.record(100 * SEC + 500 * MS, 4000);
-    // A short zero inside second 102 makes that second zero, then the window holds.
+    // 300 ms at zero inside second 102, then the window holds at 8000.
     s.record(102 * SEC + 100 * MS, 0);
-    s.record(102 * SEC + 200 * MS, 8000);
-    let v = s.per_second(105 * SEC + 1);
+    s.record(102 * SEC + 400 * MS, 8000);
+    // Instantly zero and back: no time at zero.
+    s.record(103 * SEC, 0);
+    s.record(103 * SEC, 9000);
+    let v = s.per_second(105 * SEC + 250 * MS);
     assert_eq!(v.len(), SPAN_SECS);
     let tail = &v[SPAN_SECS - 6..];
-    assert_eq!(tail, [Some(4000), Some(4000), Some(0), Some(8000), Some(8000), Some(8000)]);
+    assert_eq!(
+        tail,
+        [
+            sample(500, 0, Some(4000)),
+            sample(1000, 0, Some(4000)),
+            // 8000 from 102.4 s on is not lower than the 4000 before.
+            sample(1000, 300, Some(4000)),
+            // 8000 held until 103 s exactly, so not in this second.
+            sample(1000, 0, Some(9000)),
+            sample(1000, 0, Some(9000)),
+            // The second in progress: only up to now.
+            sample(250, 0, Some(9000)),
+        ]
+    );
     assert!(v[..SPAN_SECS - 6].iter().all(Option::is_none), "nothing before the first window");
-    // Nothing after the close.
-    s.close(103 * SEC + 1);
-    let v = s.per_second(105 * SEC);
-    assert_eq!(&v[SPAN_SECS - 4..], [Some(0), Some(8000), None, None]);
 }
 
 #[test]
-fn old_seconds_fold_into_the_carried_window() {
+fn a_window_at_zero_now_counts_up_to_now_and_stops_at_close() {
+    let mut s = Series::default();
+    s.record(10 * SEC, 5000);
+    s.record(11 * SEC + 500 * MS, 0);
+    let v = s.per_second(13 * SEC + 200 * MS);
+    assert_eq!(
+        &v[SPAN_SECS - 3..],
+        [sample(1000, 500, Some(5000)), sample(1000, 1000, None), sample(200, 200, None)]
+    );
+    s.close(12 * SEC + 600 * MS);
+    let v = s.per_second(14 * SEC);
+    assert_eq!(
+        &v[SPAN_SECS - 4..],
+        [sample(1000, 500, Some(5000)), sample(600, 600, None), None, None]
+    );
+    // Nothing after the close changes it.
+    s.record(13 * SEC, 7000);
+    assert_eq!(s.per_second(14 * SEC), v);
+}
+
+#[test]
+fn history_stays_bounded_and_quiet_spells_carry_the_window() {
     let mut s = Series::default();
     for sec in 0..500 {
         s.record(sec * SEC, 1000 + sec as u32);
     }
-    // The span shows only the last minute, and the history stays bounded.
-    let v = s.per_second(600 * SEC);
-    assert!(v.iter().all(|w| *w == Some(1499)));
-    // A second's lowest includes the window carried into it.
-    let v = s.per_second(499 * SEC);
-    assert_eq!(v[SPAN_SECS - 1], Some(1498));
-    assert_eq!(v[0], Some(1439));
-    assert!(format!("{s:?}").len() < 10_000);
+    // An hour later, still 1499: every second of the span holds it (the one in progress
+    // for the 1 ms it has run).
+    let v = s.per_second(3600 * SEC + MS);
+    assert!(v[..SPAN_SECS - 1].iter().all(|w| *w == sample(1000, 0, Some(1499))));
+    assert_eq!(v[SPAN_SECS - 1], sample(1, 0, Some(1499)));
+    assert!(format!("{s:?}").len() < 20_000, "bounded: {}", format!("{s:?}").len());
 }
 
 #[test]
-fn buckets_take_the_lowest_of_their_seconds() {
+fn buckets_merge_their_seconds() {
     let mut v = vec![None; 60];
-    v[57] = Some(300);
-    v[58] = Some(0);
-    v[59] = Some(600);
+    v[57] = sample(1000, 0, Some(300));
+    v[58] = sample(1000, 1000, None);
+    v[59] = sample(1000, 0, Some(600));
     // One cell per second when there is room.
     assert_eq!(buckets(&v, 80), v);
-    // Twenty cells of three seconds.
+    // Twenty cells of three seconds: the last one a third at zero, lowest window 300.
     let cells = buckets(&v, 20);
     assert_eq!(cells.len(), 20);
-    assert_eq!(cells[19], Some(0));
+    assert_eq!(cells[19], sample(3000, 1000, Some(300)));
     assert!(cells[..19].iter().all(Option::is_none));
-    let mut w = vec![Some(900); 60];
-    w[0] = Some(100);
-    let cells = buckets(&w, 30);
-    assert_eq!((cells[0], cells[1]), (Some(100), Some(900)));
-    assert!(buckets(&w, 0).is_empty());
+    assert!(buckets(&v, 0).is_empty());
 }
 
 #[test]
 fn glyphs_scale_to_the_largest_and_mark_zero() {
-    let g = glyphs(&[None, Some(0), Some(1), Some(400), Some(800)]);
-    let chars: Vec<char> = g.chars().collect();
-    assert_eq!(chars, vec![EMPTY, ZERO, '▁', '▄', '█']);
-    assert_eq!(glyphs(&[None, None]), "  ");
+    let cells = [
+        None,
+        sample(1000, 1000, None),
+        // Half the time at zero: drawn as zero.
+        sample(1000, 500, Some(800)),
+        sample(1000, 0, Some(1)),
+        // Some time at zero: a block, marked stalled.
+        sample(1000, 100, Some(400)),
+        sample(1000, 0, Some(800)),
+    ];
+    let g = glyphs(&cells);
+    let chars: String = g.iter().map(|g| g.ch).collect();
+    assert_eq!(chars, format!("{EMPTY}{ZERO}{ZERO}▁▄█"));
+    let stalled: Vec<bool> = g.iter().map(|g| g.stalled).collect();
+    assert_eq!(stalled, [false, true, true, false, true, false]);
 }
 
 #[test]
@@ -346,21 +389,46 @@ fn histories_follow_sides_and_reused_tuples() {
         at(3000, 1, open(true, 1460)),
         at(3000, 1, window(Side::Local, 9000)),
     ];
-    let rows = rows_at(&events, 3500);
-    assert_eq!(rows.len(), 2);
-    let old = rows.iter().find(|r| r.closed).expect("closed row");
-    let new = rows.iter().find(|r| !r.closed).expect("live row");
-    let last = |v: &[Option<u32>]| v.iter().rev().flatten().next().copied();
-    assert_eq!(last(&old.local_spark), Some(2000));
-    assert_eq!(last(&old.peer_spark), Some(0));
-    assert_eq!(old.local_spark[SPAN_SECS - 1], None, "closed in an earlier second");
-    assert_eq!(last(&new.local_spark), Some(9000));
-    assert_eq!(last(&new.peer_spark), None);
-    // Histories of connections that left the table are forgotten.
     let (table, mut histories) = fed(&events);
+    let now = 3500 * MS;
+    let conns: Vec<_> = table.iter().map(|(_, c)| c).collect();
+    assert_eq!(conns.len(), 2);
+    let sparks = |closed: bool| {
+        let conn = conns.iter().find(|c| c.is_closed() == closed).expect("connection");
+        histories.of(conn).expect("history").sparks(now)
+    };
+    let (old, new) = (sparks(true), sparks(false));
+    assert_eq!(
+        old.local[SPAN_SECS - 4..],
+        [sample(1000, 0, Some(2000)), sample(1000, 0, Some(2000)), None, None]
+    );
+    assert_eq!(
+        old.peer[SPAN_SECS - 4..SPAN_SECS - 2],
+        [sample(1000, 0, Some(5000)), sample(1000, 1000, None)]
+    );
+    assert_eq!(new.local[SPAN_SECS - 1], sample(500, 0, Some(9000)));
+    assert!(new.peer.iter().all(Option::is_none));
+    // Histories of connections that left the table are forgotten.
     histories.retain(&ConnTable::new());
+    assert!(conns.iter().all(|c| histories.of(c).is_none()));
+}
+
+#[test]
+fn sparks_are_fetched_for_rows_on_screen_only() {
+    let mut m = model(many(30), 10);
+    let wanted = m.wanting_sparks();
+    assert_eq!(wanted.len(), 10);
+    let (table, histories) = fed(&[at(0, 1, open(true, 1460)), at(0, 1, window(Side::Local, 1))]);
     let (_, conn) = table.iter().next().expect("a connection");
-    assert!(histories.of(conn).is_none());
+    let sparks = histories.of(conn).expect("history").sparks(SEC);
+    m.add_sparks(wanted.iter().map(|k| (*k, sparks.clone())));
+    assert!(m.wanting_sparks().is_empty());
+    // Moving the selection a screen down scrolls the view by one row: one more wanted.
+    m.apply(Action::PageDown);
+    assert_eq!(m.wanting_sparks().len(), 1);
+    // A refresh starts over.
+    m.refresh(many(30), Vec::new(), Stats::default());
+    assert_eq!(m.wanting_sparks().len(), 10);
 }
 
 fn alert(kind: AlertKind, rule: Rule, side: Side) -> Alert {
@@ -391,9 +459,12 @@ fn alert_log_counts_active_alerts() {
     log.push(&alert(AlertKind::Alert, Rule::ZeroWindowStall, Side::Peer));
     // An escalation of the same alert is still one.
     log.push(&alert(AlertKind::Alert, Rule::ZeroWindowStall, Side::Peer));
-    assert_eq!(log.active(), 2);
+    let all = |_: &FourTuple, _: Option<u32>| true;
+    assert_eq!(log.active(all), 2);
     log.push(&alert(AlertKind::AlertResolved, Rule::ZeroWindowStall, Side::Local));
-    assert_eq!(log.active(), 1);
+    assert_eq!(log.active(all), 1);
+    // Out of scope (another pid): not counted.
+    assert_eq!(log.active(|_, pid| pid == Some(7)), 0);
     let newest = log.newest_first().next().expect("an alert");
     assert_eq!(newest.kind, AlertKind::AlertResolved);
     assert_eq!(log.newest_first().count(), 4);
