@@ -5,7 +5,7 @@
 //! Needs tmux (Debian: `apt-get install tmux`; `cargo xtask test` installs it).
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     process::{Command, Output},
     sync::atomic::{AtomicU32, Ordering},
     thread,
@@ -33,19 +33,19 @@ fn quote(s: &str) -> String {
 }
 
 /// A tmux server of our own (its own socket, no user config) with one 200x50 session running
-/// `command`; killed on drop.
+/// `command`; killed, and its socket removed, on drop.
 struct Tmux {
-    socket: String,
+    socket: PathBuf,
 }
 
 impl Tmux {
     fn start(command: &str) -> Tmux {
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let socket = format!(
-            "tracer-top-test-{}-{}",
+        let socket = std::env::temp_dir().join(format!(
+            "tracer-top-test-{}-{}.tmux",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::SeqCst)
-        );
+        ));
         let tmux = Tmux { socket };
         let out = tmux.run(&[
             "-f",
@@ -70,7 +70,8 @@ impl Tmux {
 
     fn run(&self, args: &[&str]) -> Output {
         match Command::new("tmux")
-            .args(["-L", &self.socket])
+            .arg("-S")
+            .arg(&self.socket)
             .args(args)
             // Wide characters (the sparkline) need a UTF-8 locale in tmux.
             .env("LC_ALL", "C.UTF-8")
@@ -135,7 +136,8 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = Command::new("tmux").args(["-L", &self.socket, "kill-server"]).output();
+        let _ = Command::new("tmux").arg("-S").arg(&self.socket).arg("kill-server").output();
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 

@@ -3,7 +3,6 @@
 use std::{
     net::SocketAddr,
     path::PathBuf,
-    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -83,11 +82,13 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     run(watch_args, Output { events: false, record: None })
 }
 
-/// Binds the metrics endpoint and serves it in the background.
+/// Binds the metrics endpoint and serves it in the background. Live, so process names can be
+/// looked up in /proc for sockets whose events carry only a pid so far.
 pub async fn start_metrics(addr: SocketAddr, per_connection: bool) -> Result<SharedMetrics> {
-    let shared = SharedMetrics(Arc::new(Mutex::new(Metrics::new(per_connection))));
+    let shared = SharedMetrics::new(Metrics::new(per_connection).with_proc_names(true));
     let listener = metrics::bind(addr).await?;
-    eprintln!("tracer: Prometheus metrics on http://{addr}/metrics");
+    let bound = listener.local_addr().unwrap_or(addr);
+    eprintln!("tracer: Prometheus metrics on http://{bound}/metrics");
     tokio::spawn(metrics::serve(listener, shared.clone()));
     Ok(shared)
 }
