@@ -38,8 +38,14 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) on standard output.
-    Man,
+    /// Print the man page tracer(1) (roff) on standard output, or write it and one page per
+    /// subcommand (tracer-watch(1), ...) into a directory with --dir.
+    Man {
+        /// Write tracer.1 and tracer-SUBCOMMAND.1 into this directory (created if missing), e.g.
+        /// /usr/local/share/man/man1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Args, Debug, Clone)]

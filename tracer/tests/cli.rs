@@ -96,3 +96,95 @@ fn colour_only_on_a_terminal_and_not_with_no_color() {
     let piped = tracer(&["replay", rec, "--no-summary"]);
     assert!(!String::from_utf8_lossy(&piped.stdout).contains("\x1b["), "colour into a pipe");
 }
+
+/// Every shell gets a completion script; bash's parses and offers the subcommands and flags.
+#[test]
+fn completions_for_every_shell_and_bash_parses() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = tracer(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains("watch") && script.contains("port"), "{shell}:\n{script}");
+    }
+    let bash = tracer(&["completions", "bash"]).stdout;
+    let dir = std::env::temp_dir().join(format!("tracer-completions-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tracer.bash");
+    std::fs::write(&file, bash).unwrap();
+    // Source it and ask for the words after `tracer w` and `tracer watch --p`.
+    let complete = |words: &str, cword: usize| {
+        let script = format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_LINE='{words}'; \
+             COMP_POINT=${{#COMP_LINE}}; _tracer tracer; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            file.display()
+        );
+        let out = Command::new("bash").args(["--norc", "-c", &script]).output().expect("run bash");
+        assert!(out.status.success(), "bash: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let subcommands = complete("tracer w", 1);
+    assert!(subcommands.lines().any(|l| l == "watch"), "tracer w<TAB>: {subcommands}");
+    let flags = complete("tracer watch --p", 2);
+    for flag in ["--port", "--pid", "--prog-stats"] {
+        assert!(flags.lines().any(|l| l == flag), "tracer watch --p<TAB> lacks {flag}: {flags}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `tracer man` prints tracer(1); `--dir` writes it and one page per subcommand, each of which
+/// groff formats without a warning and which documents that subcommand's flags.
+#[test]
+fn man_pages_render_and_cover_every_subcommand() {
+    let out = tracer(&["man"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.starts_with(".ie") || page.contains(".TH tracer 1"), "not roff:\n{page}");
+
+    let dir = std::env::temp_dir().join(format!("tracer-man-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = tracer(&["man", "--dir", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pages = [
+        ("tracer.1", "tracer-watch(1)"),
+        ("tracer-watch.1", "--window-shift"),
+        ("tracer-record.1", "--events"),
+        ("tracer-replay.1", "--no-events"),
+        ("tracer-top.1", "--from"),
+        ("tracer-serve.1", "--metrics"),
+        ("tracer-report.1", "--format"),
+        ("tracer-probes.1", "--hooks"),
+        ("tracer-completions.1", "powershell"),
+        ("tracer-man.1", "--dir"),
+    ];
+    for (name, needle) in pages {
+        let path = dir.join(name);
+        assert!(path.exists(), "{name} was not written");
+        // -ww: all warnings; -z: format but print nothing; -Tutf8 for the text a terminal shows.
+        let check = Command::new("groff")
+            .args(["-man", "-ww", "-z", "-Tutf8"])
+            .arg(&path)
+            .output()
+            .expect("run groff (Debian package groff-base)");
+        assert!(check.status.success() && check.stderr.is_empty(), "{name}: {}", stderr(&check));
+        let text = Command::new("groff")
+            .args(["-man", "-Tutf8", "-P-c", "-P-b", "-P-u"])
+            .arg(&path)
+            .output()
+            .expect("run groff");
+        let text = String::from_utf8_lossy(&text.stdout);
+        // groff turns '-' into U+2010 in some places; compare with plain hyphens.
+        let text = text.replace('\u{2010}', "-").replace('\u{2212}', "-");
+        assert!(text.contains(needle), "{name} lacks {needle}:\n{text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A man page directory that cannot be created is an error naming it.
+#[test]
+fn man_dir_that_cannot_be_made_is_explained() {
+    assert_clean_error(
+        &tracer(&["man", "--dir", "/proc/no-such/man1"]),
+        1,
+        "cannot create the man page directory /proc/no-such/man1",
+    );
+}

@@ -8,11 +8,14 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 
 /// Debian packages the tests use on this host: nstat and ip (iproute2), script (util-linux),
-/// tmux (driving `tracer top`), a real Prometheus server and promtool.
+/// tmux (driving `tracer top`), a real Prometheus server and promtool, groff (man pages) and
+/// systemd-analyze (the unit in deploy/).
 const HOST_PACKAGES: &[(&str, &str)] = &[
     ("nstat", "iproute2"),
     ("ip", "iproute2"),
     ("script", "util-linux"),
+    ("groff", "groff-base"),
+    ("systemd-analyze", "systemd"),
     ("tmux", "tmux"),
     ("prometheus", "prometheus"),
     ("promtool", "prometheus"),
@@ -141,7 +144,7 @@ pub fn which(program: &str) -> Option<PathBuf> {
 /// Installs the Debian packages whose marker program or file is missing.
 /// Each entry is (program on PATH or absolute file path, package name).
 pub fn ensure_debian_packages(wanted: &[(&str, &str)]) -> Result<()> {
-    let missing: Vec<&str> =
+    let mut missing: Vec<&str> =
         wanted
             .iter()
             .filter(|(marker, _)| {
@@ -153,6 +156,9 @@ pub fn ensure_debian_packages(wanted: &[(&str, &str)]) -> Result<()> {
             })
             .map(|(_, pkg)| *pkg)
             .collect();
+    // Several markers can come from one package.
+    missing.sort_unstable();
+    missing.dedup();
     if missing.is_empty() {
         return Ok(());
     }

@@ -101,8 +101,11 @@ fn record(tally: &mut Tally, failures: &mut Vec<String>, stage: &str, result: Re
 /// The ignored (root, live kernel) tests of one test target, one at a time.
 fn live_tests(target: &str) -> Command {
     let mut cmd = build::cargo();
-    cmd.args(["test", "--release", "--package", "tracer", "--test", target, "--"])
-        .args(["--include-ignored", "--test-threads=1", "--nocapture"]);
+    cmd.args(["test", "--release", "--package", "tracer", "--test", target, "--"]).args([
+        "--include-ignored",
+        "--test-threads=1",
+        "--nocapture",
+    ]);
     cmd
 }
 

@@ -27,12 +27,29 @@ pub fn run(cli: Cli) -> Result<()> {
             clap_complete::generate(shell, &mut cmd, "tracer", &mut std::io::stdout());
             Ok(())
         }
-        Command::Man => {
-            let cmd = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
-            Ok(())
-        }
+        Command::Man { dir } => man(dir.as_deref()),
     }
+}
+
+/// The man pages: tracer(1) on stdout, or every page (tracer(1) names tracer-watch(1) and the
+/// others) written into `dir`.
+fn man(dir: Option<&std::path::Path>) -> Result<()> {
+    use anyhow::Context as _;
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let Some(dir) = dir else {
+        clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the man page directory {}", dir.display()))?;
+    clap_mangen::generate_to(cmd, dir)
+        .with_context(|| format!("cannot write man pages into {}", dir.display()))?;
+    eprintln!(
+        "tracer: wrote man pages into {} (view with: man -l {}/tracer.1)",
+        dir.display(),
+        dir.display()
+    );
+    Ok(())
 }
 
 /// Alert thresholds from --config and --alert, with errors that name the key and the file.

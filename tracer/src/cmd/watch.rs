@@ -1,10 +1,6 @@
 //! `tracer watch`: stream flow-control events until the duration ends, Ctrl-C or SIGTERM.
 
-use std::{
-    net::SocketAddr,
-    path::PathBuf,
-    time::Duration,
-};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{bail, Context as _, Result};
 use tokio::{
@@ -20,8 +16,8 @@ use super::{
 use crate::{
     alerts::Thresholds,
     cli::{MetricsArgs, ServeArgs, WatchArgs},
-    metrics::{self, Metrics, SharedMetrics},
     events::{kernel_log::KernelLog, reader::Reader, Decoder},
+    metrics::{self, Metrics, SharedMetrics},
     output::{json::Json, terminal::Terminal, Sink},
     pipeline::Pipeline,
     record::{self, Recorder},
