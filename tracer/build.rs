@@ -5,8 +5,11 @@ use std::{env, path::Path};
 use anyhow::{bail, Context as _};
 
 fn main() -> anyhow::Result<()> {
-    let root =
-        Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("tracer has no parent directory")?;
+    // Read at run time, not with env!(): a build script compiled in another checkout (a copied
+    // target directory) must still build this checkout's kernel programs.
+    let manifest =
+        env::var_os("CARGO_MANIFEST_DIR").context("cargo did not set CARGO_MANIFEST_DIR")?;
+    let root = Path::new(&manifest).parent().context("tracer has no parent directory")?;
     // `cargo xtask setup` builds bpf-linker into the project's own tools folder.
     let tools = root.join(".tools").join("bin");
     let path = env::var_os("PATH").unwrap_or_default();

@@ -3,9 +3,7 @@
 //! ingress (windows the peer sends) programs.
 
 use aya_ebpf::{
-    bindings::__sk_buff,
-    helpers::generated::{bpf_sk_fullsock, bpf_skc_to_tcp_sock},
-    programs::SkBuffContext,
+    bindings::__sk_buff, helpers::generated::bpf_skc_to_tcp_sock, programs::SkBuffContext,
 };
 
 const IPPROTO_TCP: u8 = 6;
@@ -30,13 +28,10 @@ pub fn segment(ctx: &SkBuffContext) -> Option<Segment> {
     if sk.is_null() {
         return None;
     }
-    // SAFETY: helpers that accept any socket pointer and return NULL when it is not a full TCP socket.
-    let full = unsafe { bpf_sk_fullsock(sk) };
-    if full.is_null() {
-        return None;
-    }
-    // SAFETY: as above.
-    let tp = unsafe { bpf_skc_to_tcp_sock(full.cast()) };
+    // One helper per segment, not two: bpf_skc_to_tcp_sock itself returns NULL unless `sk` is a
+    // full socket of protocol TCP, so bpf_sk_fullsock before it would only repeat that check.
+    // SAFETY: the helper accepts any socket pointer.
+    let tp = unsafe { bpf_skc_to_tcp_sock(sk.cast()) };
     if tp.is_null() {
         return None;
     }

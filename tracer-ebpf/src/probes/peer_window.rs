@@ -5,7 +5,7 @@
 //! always), and as a periodic sample of this host's send state while data is in flight.
 
 use aya_ebpf::{
-    helpers::{bpf_jiffies64, bpf_ktime_get_ns},
+    helpers::{bpf_jiffies64, generated::bpf_ktime_get_coarse_ns},
     macros::cgroup_skb,
     programs::SkBuffContext,
 };
@@ -26,9 +26,7 @@ const TCP_CHRONO_RWND_LIMITED: u64 = 2;
 #[cgroup_skb(ingress)]
 pub fn ingress_skb(ctx: SkBuffContext) -> i32 {
     if let Some(seg) = packet::segment(&ctx) {
-        // A listener receives the handshake's last ACK: not a connection's window.
-        let listening = read::field(seg.sk, global!(OFFSETS.skc_state)) == Some(TCP_LISTEN);
-        if seg.flags & TCP_FLAG_SYN == 0 && !listening {
+        if seg.flags & TCP_FLAG_SYN == 0 {
             advertised(seg.sk, seg.raw_window as u32);
         }
     }
@@ -42,10 +40,17 @@ fn advertised(sk: u64, raw: u32) {
         return;
     };
     let last = st.peer_raw;
+    // The coarse clock (jiffy resolution) is enough for a 500 ms sample period and is cheaper
+    // than reading the clock source on every segment. It only ever meets itself here.
     // SAFETY: helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     let changed = raw != last;
     if !changed && now.wrapping_sub(st.peer_sample_ns) < PEER_SAMPLE_NS {
+        return;
+    }
+    // A listener receives the handshake's last ACK: not a connection's window. Checked only
+    // here, when something is to be reported, to keep a read off the per-segment path.
+    if read::field(sk, global!(OFFSETS.skc_state)) == Some(TCP_LISTEN) {
         return;
     }
     st.peer_raw = raw;
