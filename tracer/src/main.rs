@@ -29,6 +29,7 @@ fn main() -> ExitCode {
     };
     match cmd::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if cmd::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("tracer: error: {err}");
             for cause in err.chain().skip(1) {

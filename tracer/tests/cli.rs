@@ -188,3 +188,27 @@ fn man_dir_that_cannot_be_made_is_explained() {
         "cannot create the man page directory /proc/no-such/man1",
     );
 }
+
+/// `tracer replay rec | head` ends quietly when the reader goes away: no error, no panic. The
+/// pipe's read end is closed before tracer starts, so its first write fails with EPIPE.
+#[test]
+fn output_closed_by_the_reader_ends_quietly() {
+    let rec = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/zero-window-6.18.rec");
+    for args in [
+        vec!["replay", rec],
+        vec!["replay", "--json", rec],
+        vec!["completions", "bash"],
+        vec!["man"],
+    ] {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_tracer"))
+            .args(&args)
+            .stdout(writer)
+            .output()
+            .expect("run tracer");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("error") && !err.contains("panicked"), "{args:?}:\n{err}");
+    }
+}

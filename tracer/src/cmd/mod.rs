@@ -24,7 +24,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Report(args) => report::run(args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "tracer", &mut std::io::stdout());
+            // Into a buffer first: clap_complete panics when its writer fails (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "tracer", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)?;
             Ok(())
         }
         Command::Man { dir } => man(dir.as_deref()),
@@ -60,6 +63,15 @@ pub fn thresholds(args: &crate::cli::AlertArgs) -> Result<crate::alerts::Thresho
     };
     th.apply_overrides(&args.alerts)?;
     Ok(th)
+}
+
+/// The reader of our output went away (`tracer replay rec | head`): the end of the output, not
+/// an error to report.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Wall-clock time now, ns since the epoch.

@@ -12,6 +12,7 @@ pub fn run(args: HookArgs) -> Result<()> {
         pid: None,
         window_shift: 0,
     })?;
-    print!("{}", describe(&session.attached, &session.facts));
+    let table = describe(&session.attached, &session.facts);
+    std::io::Write::write_all(&mut std::io::stdout(), table.as_bytes())?;
     Ok(())
 }

@@ -184,7 +184,7 @@ async fn watch(
     );
     match result {
         // `tracer watch | head`: the reader went away, which is how a pipe ends.
-        Err(e) if is_broken_pipe(&e) => {
+        Err(e) if super::is_broken_pipe(&e) => {
             eprintln!("tracer: the output was closed; stopped");
             Ok(())
         }
@@ -243,13 +243,6 @@ pub fn pump(
         m.lock().on_drain(events_now, ring_bytes, RING_BYTES as usize);
     }
     result.and_then(|()| pipeline.flush())
-}
-
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
 }
 
 /// The recording's header: this kernel and the hooks in use.
