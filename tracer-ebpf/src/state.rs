@@ -18,14 +18,15 @@ pub const UNSEEN: u32 = u32::MAX;
 pub struct SockState {
     /// Last raw (16-bit, unscaled) window this host put in a header; UNSEEN before the first.
     pub last_raw: u32,
-    /// Last window reported, in bytes, for the change threshold.
+    /// Last raw window reported, for the change threshold.
     pub last_reported: u32,
     /// Process that used the socket from process context; 0 while unknown.
     pub owner: u32,
     /// Last rcvq_space.space and sk_rcvbuf reported.
     pub space: u32,
     pub rcvbuf: u32,
-    /// Last raw window the peer advertised (UNSEEN before the first), and the last one reported.
+    /// Last raw window the peer advertised (UNSEEN before the first), and the last raw one
+    /// reported.
     pub peer_raw: u32,
     pub peer_reported: u32,
     /// When the last peer event was sent (for periodic samples).
@@ -103,7 +104,8 @@ pub fn ports_match(sport: u16, dport: u16) -> bool {
 }
 
 /// The window-change filter: report when the window moved by at least 1/2^CONFIG.window_shift
-/// of the last report, and always at zero / non-zero transitions.
+/// of the last report, and always at zero / non-zero transitions. Callers pass raw (unscaled)
+/// windows: the ratio is the same, and the scale need not be read for windows not reported.
 #[inline(always)]
 pub fn significant(window: u32, last_reported: u32, transition: bool) -> bool {
     let shift = global!(CONFIG.window_shift);

@@ -45,12 +45,8 @@ fn advertised(sk: u64, raw: u32) {
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     let changed = raw != last;
-    if !changed && now.wrapping_sub(st.peer_sample_ns) < PEER_SAMPLE_NS {
-        return;
-    }
-    // A listener receives the handshake's last ACK: not a connection's window. Checked only
-    // here, when something is to be reported, to keep a read off the per-segment path.
-    if read::field(sk, global!(OFFSETS.skc_state)) == Some(TCP_LISTEN) {
+    let due = now.wrapping_sub(st.peer_sample_ns) >= PEER_SAMPLE_NS;
+    if !changed && !due {
         return;
     }
     st.peer_raw = raw;
@@ -66,26 +62,32 @@ fn advertised(sk: u64, raw: u32) {
     } else {
         TRANSITION_NONE
     };
-    let wscale = read::field(sk, global!(OFFSETS.snd_wscale)).unwrap_or(0) as u8;
-    let window = raw << (wscale & 15);
-    // A small change is not worth an event unless a periodic sample is due anyway.
-    let due = now.wrapping_sub(st.peer_sample_ns) >= PEER_SAMPLE_NS;
+    // A small change is not worth an event unless a periodic sample is due anyway. The
+    // threshold is a ratio, so it compares raw (unscaled) windows: no read on this path.
     let significant =
-        changed && state::significant(window, st.peer_reported, transition != TRANSITION_NONE);
+        changed && state::significant(raw, st.peer_reported, transition != TRANSITION_NONE);
     if !significant && !due {
+        return;
+    }
+    // A listener receives the handshake's last ACK: not a connection's window. Checked only
+    // for a window that would be reported, to keep the read off the per-segment path.
+    if read::field(sk, global!(OFFSETS.skc_state)) == Some(TCP_LISTEN) {
         return;
     }
     let snd_una = read::u32_field(sk, global!(OFFSETS.snd_una));
     let snd_nxt = read::u32_field(sk, global!(OFFSETS.snd_nxt));
     let in_flight = snd_nxt.wrapping_sub(snd_una);
-    // Periodic samples only matter while this host is sending.
+    st.peer_sample_ns = now;
+    // Periodic samples only matter while this host is sending; a receiver asks again in one
+    // sample period rather than on each of the segments it receives meanwhile.
     if !significant && in_flight == 0 {
         return;
     }
     if significant {
-        st.peer_reported = window;
+        st.peer_reported = raw;
     }
-    st.peer_sample_ns = now;
+    let wscale = read::field(sk, global!(OFFSETS.snd_wscale)).unwrap_or(0) as u8;
+    let window = raw << (wscale & 15);
     let (rwnd_limited, busy) = chrono(sk);
     emit::send(
         KIND_PEER,

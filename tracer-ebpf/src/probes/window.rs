@@ -86,13 +86,14 @@ pub fn advertised(sk: u64, raw: u16, hook: u8) {
     if !state::wanted(st) {
         return;
     }
-    let o = global!(OFFSETS.rcv_wscale);
-    let wscale = read::field(sk, o).unwrap_or(0) as u8;
-    let window = raw << (wscale & 15);
-    if !state::significant(window, st.last_reported, transition != TRANSITION_NONE) {
+    // The change threshold is a ratio, so raw (unscaled) values do: the scale is read only for
+    // a window that will be reported.
+    if !state::significant(raw, st.last_reported, transition != TRANSITION_NONE) {
         return;
     }
-    st.last_reported = window;
+    st.last_reported = raw;
+    let wscale = read::field(sk, global!(OFFSETS.rcv_wscale)).unwrap_or(0) as u8;
+    let window = raw << (wscale & 15);
     let rcv_nxt = read::u32_field(sk, global!(OFFSETS.rcv_nxt));
     let copied = read::u32_field(sk, global!(OFFSETS.copied_seq));
     emit::send(
