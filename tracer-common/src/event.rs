@@ -10,8 +10,9 @@ pub const KIND_CLOSE: u16 = 5;
 pub const KIND_PEER: u16 = 6;
 pub const KIND_DROP: u16 = 7;
 pub const KIND_READ: u16 = 8;
+pub const KIND_OWNER: u16 = 9;
 /// One past the largest kind: the size of the per-kind loss counters.
-pub const KIND_COUNT: u32 = 9;
+pub const KIND_COUNT: u32 = 10;
 
 /// Which kind of hook produced an event.
 pub const HOOK_FENTRY: u8 = 1;
@@ -20,6 +21,7 @@ pub const HOOK_KPROBE: u8 = 3;
 pub const HOOK_KRETPROBE: u8 = 4;
 pub const HOOK_CGROUP_SKB: u8 = 5;
 pub const HOOK_RAW_TP: u8 = 6;
+pub const HOOK_TRACEPOINT: u8 = 7;
 
 /// `WindowEvent::transition`: the kernel's TCPToZeroWindowAdv / TCPFromZeroWindowAdv moments.
 pub const TRANSITION_NONE: u8 = 0;
@@ -178,6 +180,18 @@ pub struct ReadEvent {
     pub cgroup: u64,
 }
 
+/// The socket has a new owner: the process seen using it from a system call (connect, accept,
+/// a read). Sent once per owner, so that the process is named before it ever reads: a reader
+/// that is stuck never sends a READ event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct OwnerEvent {
+    pub header: EventHeader,
+    pub comm: [u8; 16],
+    /// cgroup v2 id of the process (the inode of its cgroup directory).
+    pub cgroup: u64,
+}
+
 /// Periodic peer samples while data is in flight, and read-rate reports, at most this often.
 pub const PEER_SAMPLE_NS: u64 = 500_000_000;
 pub const READ_REPORT_NS: u64 = 1_000_000_000;
@@ -186,6 +200,7 @@ const _: () = assert!(core::mem::size_of::<PeerEvent>() == 104);
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 72);
 const _: () = assert!(core::mem::size_of::<ReadEvent>() == 112);
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 64);
+const _: () = assert!(core::mem::size_of::<OwnerEvent>() == 88);
 const _: () = assert!(core::mem::size_of::<WindowEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<ProbeEvent>() == 88);
 const _: () = assert!(core::mem::size_of::<RcvSpaceEvent>() == 104);

@@ -5,7 +5,10 @@ use aya_ebpf::helpers::{
     bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
 };
 
+use tracer_common::event::{OwnerEvent, KIND_OWNER};
+
 use crate::{
+    emit,
     maps::{global, PORTS, SOCKS},
     read,
 };
@@ -127,18 +130,37 @@ pub fn wanted(state: &SockState) -> bool {
     pid == 0 || state.owner == pid
 }
 
-/// Records the current process as the socket's user. Only call from process context (a system
-/// call on the socket), where "current" really is the owner.
+/// Records the current process as the socket's user; true when that is a new owner. Only call
+/// from process context (a system call on the socket), where "current" really is the owner.
 #[inline(always)]
-pub fn learn_owner(state: &mut SockState) {
+pub fn learn_owner(state: &mut SockState) -> bool {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if state.owner != tgid {
-        state.owner = tgid;
-        if let Ok(comm) = bpf_get_current_comm() {
-            state.comm = comm;
-        }
-        // SAFETY: helper without arguments.
-        state.cgroup = unsafe { bpf_get_current_cgroup_id() };
+    if state.owner == tgid {
+        return false;
+    }
+    state.owner = tgid;
+    if let Ok(comm) = bpf_get_current_comm() {
+        state.comm = comm;
+    }
+    // SAFETY: helper without arguments.
+    state.cgroup = unsafe { bpf_get_current_cgroup_id() };
+    true
+}
+
+/// Learns the owner of socket `sk` as `learn_owner` does, and says so once per new owner: the
+/// process is then named before it ever reads (a stuck reader sends no READ event). Not for
+/// connect(), whose local port is not chosen yet: its open event names the process instead.
+#[inline(always)]
+pub fn learn_and_announce_owner(sk: u64, state: &mut SockState, hook: u8) {
+    if learn_owner(state) && wanted(state) {
+        emit::send(
+            KIND_OWNER,
+            OwnerEvent {
+                header: emit::header(KIND_OWNER, hook, sk, state),
+                comm: state.comm,
+                cgroup: state.cgroup,
+            },
+        );
     }
 }
 

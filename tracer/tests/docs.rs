@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-const KINDS: [&str; 13] = [
+const KINDS: [&str; 14] = [
     "open",
     "window",
     "zero_window_start",
@@ -12,6 +12,7 @@ const KINDS: [&str; 13] = [
     "probe",
     "rcv_space",
     "read",
+    "owner",
     "drop",
     "close",
     "alert",

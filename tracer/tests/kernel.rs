@@ -44,6 +44,7 @@ fn zero_window_stall_matches_kernel_counters(addr: IpAddr, port: u16) {
     });
     // The agent drains the ring every 20 ms and once more on exit.
     thread::sleep(Duration::from_millis(200));
+    let accept_hooked = tracer_has_accept_hook(&tracer.stderr_seen.join("\n"));
     let events = tracer.stop();
 
     for e in &events {
@@ -129,6 +130,28 @@ fn zero_window_stall_matches_kernel_counters(addr: IpAddr, port: u16) {
         assert_eq!(r["pid"], std::process::id(), "{r}");
         assert!(r["comm"].as_str().is_some_and(|c| !c.is_empty()), "{r}");
     }
+    // The receiving process is named before it ever reads: an `owner` event at accept() (or,
+    // without the accept hook, at its first read), and the first local stall alert names it.
+    let owners: Vec<&Value> =
+        events.iter().filter(|e| kind(e) == "owner" && e["sport"] == port).collect();
+    assert_eq!(owners.len(), 1, "one owner event for the receiving socket: {owners:?}");
+    let owner = owners[0];
+    assert_eq!(owner["pid"], std::process::id(), "{owner}");
+    assert!(owner["comm"].as_str().is_some_and(|c| !c.is_empty()), "{owner}");
+    let first_read = events
+        .iter()
+        .find(|e| (kind(e) == "read" || kind(e) == "rcv_space") && e["sport"] == port)
+        .and_then(|e| e["ts_ns"].as_u64());
+    if accept_hooked {
+        assert_eq!(owner["hook"], "tracepoint", "named at accept(): {owner}");
+        assert!(owner["ts_ns"].as_u64() < first_read, "named only at the first read: {owner}");
+    }
+    let stall = events
+        .iter()
+        .find(|e| kind(e) == "alert" && e["rule"] == "zero_window_stall" && e["side"] == "local")
+        .expect("a local zero_window_stall alert");
+    assert_eq!(stall["comm"], owner["comm"], "the stall alert names the reader: {stall}");
+
     let summaries: Vec<&Value> = events.iter().filter(|e| kind(e) == "summary").collect();
     assert_eq!(summaries.len(), 2, "one summary per end of the connection");
 

@@ -5,6 +5,8 @@
 
 use aya_ebpf::{helpers::bpf_get_current_task, macros::tracepoint, programs::TracePointContext};
 
+use tracer_common::event::HOOK_TRACEPOINT;
+
 use crate::{maps::global, read, state};
 
 const IPPROTO_TCP: u64 = 6;
@@ -35,7 +37,7 @@ pub fn accept_exit(ctx: TracePointContext) -> u32 {
         return 0;
     }
     if let Some(st) = state::get(sk) {
-        state::learn_owner(st);
+        state::learn_and_announce_owner(sk, st, HOOK_TRACEPOINT);
     }
     0
 }

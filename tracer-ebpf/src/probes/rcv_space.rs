@@ -18,7 +18,7 @@ pub fn rcv_space_raw_tp(ctx: RawTracePointContext) -> i32 {
     let Some(st) = state::get(sk) else {
         return 0;
     };
-    state::learn_owner(st);
+    state::learn_and_announce_owner(sk, st, HOOK_RAW_TP);
     // Where sock:sock_recv_length exists it counts reads; otherwise copied_seq does, here.
     if !reads::by_recv_length() {
         reads::count_copied(sk, st);

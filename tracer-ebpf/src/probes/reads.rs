@@ -40,7 +40,7 @@ pub fn recv_length_raw_tp(ctx: RawTracePointContext) -> i32 {
     let Some(st) = state::get(sk) else {
         return 0;
     };
-    state::learn_owner(st);
+    state::learn_and_announce_owner(sk, st, HOOK_RAW_TP);
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     if st.read_since_ns == 0 {

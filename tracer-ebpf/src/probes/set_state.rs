@@ -24,7 +24,7 @@ pub fn set_state_raw_tp(ctx: RawTracePointContext) -> i32 {
         // connect() runs this transition in the caller's process context.
         TCP_SYN_SENT => {
             if let Some(st) = state::get(sk) {
-                state::learn_owner(st);
+                let _ = state::learn_owner(st);
             }
         }
         TCP_ESTABLISHED => {

@@ -11,9 +11,10 @@ use std::{
 pub use super::model::{Body, Event, LocalState, SenderState, Side};
 
 use tracer_common::event::{
-    DropEvent, EventHeader, LifecycleEvent, PeerEvent, ProbeEvent, RcvSpaceEvent, ReadEvent,
-    WindowEvent, AF_INET6, KIND_CLOSE, KIND_DROP, KIND_OPEN, KIND_PEER, KIND_PROBE, KIND_RCV_SPACE,
-    KIND_READ, KIND_WINDOW, TRANSITION_FROM_ZERO, TRANSITION_TO_ZERO, TRANSITION_TO_ZERO_UNCOUNTED,
+    DropEvent, EventHeader, LifecycleEvent, OwnerEvent, PeerEvent, ProbeEvent, RcvSpaceEvent,
+    ReadEvent, WindowEvent, AF_INET6, KIND_CLOSE, KIND_DROP, KIND_OPEN, KIND_OWNER, KIND_PEER,
+    KIND_PROBE, KIND_RCV_SPACE, KIND_READ, KIND_WINDOW, TRANSITION_FROM_ZERO, TRANSITION_TO_ZERO,
+    TRANSITION_TO_ZERO_UNCOUNTED,
 };
 
 #[derive(Debug, PartialEq, Eq)]
@@ -229,6 +230,12 @@ impl Decoder {
                     },
                 )]
             }
+            KIND_OWNER => {
+                let o: OwnerEvent = read(bytes)?;
+                let cgroup = self.cgroup_path(o.cgroup);
+                let name = self.process_name(header.pid, comm(&o.comm));
+                vec![self.event(&header, Body::Owner { comm: name, cgroup })]
+            }
             KIND_CLOSE => {
                 let l: LifecycleEvent = read(bytes)?;
                 self.zero_since.retain(|(sk, _), _| *sk != header.sk);
@@ -364,6 +371,7 @@ fn hook_name(hook: u8) -> &'static str {
         HOOK_KRETPROBE => "kretprobe",
         HOOK_CGROUP_SKB => "cgroup_skb",
         HOOK_RAW_TP => "raw_tp",
+        HOOK_TRACEPOINT => "tracepoint",
         _ => "unknown",
     }
 }

@@ -161,6 +161,13 @@ pub enum Body {
         from_state: String,
         comm: Option<String>,
     },
+    /// A new process uses the socket (accept, or a read by a process not seen on it before).
+    Owner {
+        comm: String,
+        /// The process's cgroup (v2 path), when it could be resolved.
+        #[serde(default)]
+        cgroup: Option<String>,
+    },
 }
 
 impl Body {
@@ -176,7 +183,20 @@ impl Body {
             Body::Drop { .. } => "drop",
             Body::Open { .. } => "open",
             Body::Close { .. } => "close",
+            Body::Owner { .. } => "owner",
         }
+    }
+
+    /// The process name the event carries, if any.
+    pub fn comm(&self) -> Option<&str> {
+        let comm = match self {
+            Body::Open { comm, .. } | Body::Close { comm, .. } => comm.as_deref()?,
+            Body::RcvSpace { comm, .. } | Body::Read { comm, .. } | Body::Owner { comm, .. } => {
+                comm.as_str()
+            }
+            _ => return None,
+        };
+        (!comm.is_empty()).then_some(comm)
     }
 }
 

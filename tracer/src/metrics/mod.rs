@@ -54,7 +54,7 @@ static BACKOFF_BUCKETS: [f64; 16] =
 const DROP_REASONS: [&str; 4] =
     ["TCP_ZEROWINDOW", "TCP_OVERWINDOW", "PROTO_MEM", "TCP_OFO_QUEUE_PRUNE"];
 /// Event kinds, so that their counters exist (at 0) from the start.
-const KINDS: [&str; 10] = [
+const KINDS: [&str; 11] = [
     "window",
     "zero_window_start",
     "zero_window_end",
@@ -65,6 +65,7 @@ const KINDS: [&str; 10] = [
     "drop",
     "open",
     "close",
+    "owner",
 ];
 /// Window states of a live connection's direction (`closed` ones are not counted).
 const STATES: [&str; 5] = ["open", "shrinking", "zero", "probing", "reopened"];
@@ -223,7 +224,7 @@ impl Metrics {
     pub fn on_event(&mut self, e: &Event) {
         *self.events.entry(e.body.kind()).or_default() += 1;
         let tuple = FourTuple::of(e);
-        let comm = body_comm(&e.body);
+        let comm = e.body.comm();
         if let (Some(pid), Some(name)) = (e.pid, comm) {
             self.pids.learn(pid, Some(Arc::from(name)), e.ts_ns);
         }
@@ -356,7 +357,7 @@ impl Metrics {
     /// process name yet, and that pid's name is unknown or old. None unless `with_proc_names`.
     pub fn pid_to_name(&self, e: &Event) -> Option<u32> {
         let pid = e.pid?;
-        if !self.proc_names || body_comm(&e.body).is_some() {
+        if !self.proc_names || e.body.comm().is_some() {
             return None;
         }
         let named = self.conns.get(&FourTuple::of(e)).is_some_and(|c| c.process.is_some());
@@ -747,16 +748,6 @@ fn severity_str(s: Severity) -> &'static str {
         Severity::Warning => "warning",
         Severity::Critical => "critical",
     }
-}
-
-/// The process name an event carries, if any.
-fn body_comm(body: &Body) -> Option<&str> {
-    let comm = match body {
-        Body::Open { comm, .. } | Body::Close { comm, .. } => comm.as_deref()?,
-        Body::RcvSpace { comm, .. } | Body::Read { comm, .. } => comm.as_str(),
-        _ => return None,
-    };
-    (!comm.is_empty()).then_some(comm)
 }
 
 /// Shares a Metrics between the pipeline (as an Observer) and the HTTP server.

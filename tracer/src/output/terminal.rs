@@ -101,7 +101,9 @@ fn clock(ts_ns: u64) -> String {
 
 pub fn line(e: &Event) -> String {
     let who = match (&e.body, e.pid) {
-        (Body::RcvSpace { comm, .. } | Body::Read { comm, .. }, pid) if !comm.is_empty() => {
+        (Body::RcvSpace { comm, .. } | Body::Read { comm, .. } | Body::Owner { comm, .. }, pid)
+            if !comm.is_empty() =>
+        {
             format!("{comm}/{}", pid.map_or("?".into(), |p| p.to_string()))
         }
         (_, Some(pid)) => format!("pid {pid}"),
@@ -182,6 +184,11 @@ pub fn line(e: &Event) -> String {
             kib(*rcvbuf)
         ),
         Body::Close { from_state, .. } => format!("close (was {from_state})"),
+        Body::Owner { comm, cgroup } => format!(
+            "used by {comm} (pid {}){}",
+            e.pid.map_or("?".into(), |p| p.to_string()),
+            cgroup.as_ref().map_or(String::new(), |c| format!(" in cgroup {c}"))
+        ),
     };
     let conn = format!("{} > {}", endpoint(&e.saddr, e.sport), endpoint(&e.daddr, e.dport));
     format!("{} {:<17} {:<47} {:<16} {}", clock(e.ts_ns), e.body.kind(), conn, who, detail)

@@ -245,7 +245,7 @@ impl ConnData {
                 self.sample(Line::Rcvbuf, ts, *rcvbuf);
                 self.set_comm(Some(comm));
             }
-            Body::Read { comm, .. } => self.set_comm(Some(comm)),
+            Body::Read { comm, .. } | Body::Owner { comm, .. } => self.set_comm(Some(comm)),
             Body::Drop { reason, bytes } => {
                 self.drops.push(DropMark { ts_ns: ts, reason: reason.clone(), bytes: *bytes });
             }

@@ -143,7 +143,7 @@ impl Conn {
         if e.pid.is_some() {
             self.pid = e.pid;
         }
-        if let Some(comm) = event_comm(&e.body) {
+        if let Some(comm) = e.body.comm() {
             self.comm = Some(comm.to_string());
         }
         if self.is_closed() {
@@ -224,6 +224,8 @@ impl Conn {
                     self.mss = Some(*advmss);
                 }
             }
+            // Its name is taken above, like every event's.
+            Body::Owner { .. } => {}
             Body::Close { from_state, .. } => {
                 self.close_ns = Some(ts);
                 self.close_state = Some(from_state.clone());
@@ -251,14 +253,4 @@ impl Conn {
         self.peer.sender_sample(ts, s);
         self.sender = Some(s.clone());
     }
-}
-
-/// The process name an event carries, if any.
-fn event_comm(body: &Body) -> Option<&str> {
-    let comm = match body {
-        Body::Open { comm, .. } | Body::Close { comm, .. } => comm.as_deref()?,
-        Body::RcvSpace { comm, .. } | Body::Read { comm, .. } => comm.as_str(),
-        _ => return None,
-    };
-    (!comm.is_empty()).then_some(comm)
 }
