@@ -139,3 +139,33 @@ fn not_a_recording_is_refused_clearly() {
     let missing = replay(Path::new("/nonexistent.rec"), &[]);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("failed to open the recording"));
 }
+
+/// Events the kernel could not queue are never dropped silently: a recording's `lost` marker
+/// shows as a warning line on a terminal and on stderr with --json.
+#[test]
+fn lost_events_are_shown() {
+    let original = std::fs::read_to_string(data("zero-window-6.18.rec")).expect("recording");
+    let mut lines: Vec<String> = original.lines().map(str::to_string).collect();
+    // After the header and two events; the trailer counts them too.
+    lines.insert(3, r#"{"record":"lost","ts_ns":1795296864600000000,"count":7}"#.to_string());
+    let last = lines.last_mut().expect("trailer");
+    assert!(last.ends_with(r#""lost":0}"#), "{last}");
+    *last = last.replace(r#""lost":0}"#, r#""lost":7}"#);
+    let file = std::env::temp_dir().join(format!("tracer-lost-{}.rec", std::process::id()));
+    std::fs::write(&file, lines.join("\n") + "\n").expect("write recording");
+
+    let text = replay(&file, &["--no-summary"]);
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(text.status.success(), "{}", String::from_utf8_lossy(&text.stderr));
+    assert!(
+        stdout.lines().any(|l| l.starts_with("!! 7 events lost: the ring buffer was full")),
+        "{stdout}"
+    );
+    let json = replay(&file, &["--json", "--no-summary"]);
+    let stderr = String::from_utf8_lossy(&json.stderr);
+    assert!(
+        stderr.contains("warning: 7 events lost (ring buffer full; 7 since start)"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_file(&file);
+}
