@@ -299,3 +299,86 @@ fn flow_control_drops_alert_and_counters() {
     assert_eq!(counted, delta(&before, &after, "TcpExtTCPToZeroWindowAdv"));
     assert_alert_cycle(&events, "flow_control_drops", Some("local"), port);
 }
+
+/// What the tracer sees as /sys/kernel/btf/vmlinux in `btf_test_view`.
+enum BtfView {
+    /// Nothing there (an empty tmpfs over /sys/kernel/btf).
+    Missing,
+    /// This file's bytes in its place (a bind mount).
+    File(std::path::PathBuf),
+}
+
+/// `tracer probes` in a private mount namespace where the kernel's BTF is missing or replaced;
+/// the host's own mounts are untouched.
+fn probes_with_btf(view: BtfView) -> std::process::Output {
+    use std::{ffi::CString, os::unix::process::CommandExt as _};
+    let (source, target, fstype, flags) = match &view {
+        BtfView::Missing => ("none".to_string(), "/sys/kernel/btf", "tmpfs", 0),
+        BtfView::File(p) => (p.display().to_string(), "/sys/kernel/btf/vmlinux", "", libc::MS_BIND),
+    };
+    let source = CString::new(source).unwrap();
+    let target = CString::new(target).unwrap();
+    let fstype = CString::new(fstype).unwrap();
+    let root = CString::new("/").unwrap();
+    let mut cmd = Command::new(tracer_bin());
+    cmd.arg("probes");
+    // SAFETY: only async-signal-safe system calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let check = |rc: i32| {
+                if rc == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            };
+            check(libc::unshare(libc::CLONE_NEWNS))?;
+            // Keep the mounts below in this namespace.
+            let private = libc::MS_REC | libc::MS_PRIVATE;
+            check(libc::mount(
+                std::ptr::null(),
+                root.as_ptr(),
+                std::ptr::null(),
+                private,
+                std::ptr::null(),
+            ))?;
+            let fstype = if flags == 0 { fstype.as_ptr() } else { std::ptr::null() };
+            check(libc::mount(source.as_ptr(), target.as_ptr(), fstype, flags, std::ptr::null()))
+        });
+    }
+    cmd.output().expect("run tracer probes in a mount namespace")
+}
+
+/// Missing or corrupt kernel BTF: one clear error naming the file and what is wrong, exit 1.
+#[test]
+#[ignore = "needs root and a live kernel: run through `cargo xtask test`"]
+fn missing_or_corrupt_btf_is_explained() {
+    let check = |out: std::process::Output, needles: &[&str]| {
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "exit code; stderr:\n{err}");
+        for needle in needles {
+            assert!(err.contains(needle), "expected {needle:?} in:\n{err}");
+        }
+        assert!(!err.contains("panicked"), "a panic:\n{err}");
+    };
+    check(
+        probes_with_btf(BtfView::Missing),
+        &["no BTF at /sys/kernel/btf/vmlinux", "CONFIG_DEBUG_INFO_BTF=y"],
+    );
+    let real = std::fs::read("/sys/kernel/btf/vmlinux").expect("this kernel's BTF");
+    let dir = std::env::temp_dir();
+    let garbage = dir.join(format!("tracer-btf-garbage-{}", std::process::id()));
+    std::fs::write(&garbage, vec![0x5au8; 4096]).unwrap();
+    check(
+        probes_with_btf(BtfView::File(garbage.clone())),
+        &["cannot parse kernel BTF in /sys/kernel/btf/vmlinux", "bad btf magic"],
+    );
+    let cut = dir.join(format!("tracer-btf-cut-{}", std::process::id()));
+    std::fs::write(&cut, &real[..real.len().min(100_000)]).unwrap();
+    check(
+        probes_with_btf(BtfView::File(cut.clone())),
+        &["cannot parse kernel BTF in /sys/kernel/btf/vmlinux", "corrupt btf"],
+    );
+    let _ = std::fs::remove_file(garbage);
+    let _ = std::fs::remove_file(cut);
+}
