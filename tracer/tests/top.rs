@@ -2,9 +2,13 @@
 //! tests read the screen with `capture-pane`, type keys with `send-keys`, and check that quitting
 //! gives the terminal back (normal screen, cooked mode).
 //!
-//! Needs tmux (Debian: `apt-get install tmux`; `cargo xtask test` installs it).
+//! Needs tmux (Debian: `apt-get install tmux`; `cargo xtask test` installs it). One test, run
+//! as root by `cargo xtask test`, watches a live zero-window stall on this host's kernel.
+
+mod common;
 
 use std::{
+    net::{IpAddr, Ipv4Addr},
     path::{Path, PathBuf},
     process::{Command, Output},
     sync::atomic::{AtomicU32, Ordering},
@@ -260,4 +264,48 @@ fn refuses_without_a_terminal() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("needs a terminal") && stderr.contains("tracer watch"), "{stderr}");
     assert!(out.stdout.is_empty(), "nothing drawn into a pipe");
+}
+
+/// Live on this host's kernel: a zero-window stall on loopback (in a network namespace of its
+/// own) shows up as it happens, for that connection and process only, and stays in the table
+/// once both ends closed.
+#[test]
+#[ignore = "needs root and a live kernel: run through `cargo xtask test`"]
+fn live_zero_window_stall_shows_as_it_happens() {
+    let port = common::test_port() + 6;
+    let tmux = Tmux::start(&top_command(&format!("--port {port}")));
+    tmux.wait("attached, with an empty table", |s| s.contains("no connections yet"));
+    let transfer = thread::spawn(move || {
+        common::in_new_netns(move || {
+            common::zero_window_transfer(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+        })
+    });
+    let receiver = format!("127.0.0.1:{port} > 127.0.0.1:");
+    let sender_to = format!(" > 127.0.0.1:{port}");
+    let ours = format!("/{}", std::process::id());
+    // The reader sleeps 1.5 s before its first read: the stall is on screen meanwhile, with
+    // the process named (at accept, before it read anything).
+    let screen = tmux.wait("the receiver at zero window", |s| {
+        rows(s).iter().any(|l| l.starts_with(&receiver) && l.contains("zero local"))
+    });
+    let line = rows(&screen).into_iter().find(|l| l.starts_with(&receiver)).unwrap();
+    assert!(line.contains(&ours), "the receiving process is named: {line}");
+    transfer.join().expect("the transfer");
+    let screen = tmux.wait("both ends closed", |s| s.contains("2 connections (2 closed)"));
+    let rows = rows(&screen);
+    assert_eq!(rows.len(), 2, "only this connection: {screen}");
+    let sender = rows.iter().find(|l| l.contains(&sender_to)).expect("the sender's row");
+    // connection, process, local wnd, peer wnd, in flight, state, zero time, probes, ...
+    let cols: Vec<&str> = sender.split_whitespace().collect();
+    let probes: u32 = cols
+        .iter()
+        .position(|c| *c == "s")
+        .and_then(|i| cols.get(i + 1))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no probe count after the zero time: {sender}"));
+    assert!(probes >= 1, "the sender probed the zero window: {sender}");
+    assert!(rows.iter().all(|l| l.contains(&ours) && l.contains("closed")), "{screen}");
+    tmux.keys(&["q"]);
+    let screen = tmux.wait("the exit", |s| s.contains("EXITED:") && s.contains("TTY:"));
+    assert!(screen.contains("EXITED:0") && screen.contains("TTY:cooked"), "{screen}");
 }

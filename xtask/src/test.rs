@@ -65,6 +65,8 @@ pub fn all(with_vm: bool) -> Result<()> {
         live_tests("kernel").env("TRACER_HOOKS", "packet").env("TRACER_EXPECT_HOOK", "cgroup_skb"),
     );
     record(&mut tally, &mut failures, "host kernel tests (--hooks packet)", host_packet);
+    let top = cargo_test(live_tests("top").arg("live_"));
+    record(&mut tally, &mut failures, "tracer top on the live kernel", top);
     let prometheus = cargo_test(&mut live_tests("prometheus"));
     record(&mut tally, &mut failures, "Prometheus scraping a live tracer", prometheus);
 

@@ -303,6 +303,19 @@ fn draw_table(frame: &mut Frame, area: Rect, model: &Model, theme: Theme) {
     }
 }
 
+/// "comm/pid" cut to `width` characters by shortening the name, never the pid: two processes of
+/// one long name are still told apart.
+fn keep_pid(process: &str, width: usize) -> String {
+    if process.chars().count() <= width {
+        return process.to_string();
+    }
+    let Some((name, pid)) = process.rsplit_once('/') else {
+        return process.chars().take(width).collect();
+    };
+    let room = width.saturating_sub(pid.chars().count() + 2);
+    format!("{}…/{pid}", name.chars().take(room).collect::<String>())
+}
+
 fn aligned(text: String, numeric: bool) -> Cell<'static> {
     let line = Line::from(text);
     Cell::from(if numeric { line.alignment(Alignment::Right) } else { line })
@@ -318,7 +331,7 @@ fn cell(col: Col, row: &Row, theme: Theme) -> Cell<'static> {
     let count = |n: u64| aligned(if n == 0 { "-".to_string() } else { n.to_string() }, true);
     match col {
         Col::Conn => Cell::from(format!("{} > {}", row.local, row.peer)),
-        Col::Process => Cell::from(row.process.clone()),
+        Col::Process => Cell::from(keep_pid(&row.process, usize::from(Col::Process.spec().1))),
         Col::LocalWindow => window(row.local_window),
         Col::PeerWindow => window(row.peer_window),
         Col::InFlight => {
@@ -487,4 +500,16 @@ fn draw_help(frame: &mut Frame, theme: Theme) {
     ));
     frame.render_widget(Clear, popup);
     frame.render_widget(Paragraph::new(lines).block(Block::bordered().title(" keys ")), popup);
+}
+
+#[cfg(test)]
+mod keep_pid_tests {
+    use super::keep_pid;
+
+    #[test]
+    fn a_long_name_is_shortened_and_the_pid_kept() {
+        assert_eq!(keep_pid("python3/16334", 16), "python3/16334");
+        assert_eq!(keep_pid("top-f961b112baf/22392", 16), "top-f961b…/22392");
+        assert_eq!(keep_pid("top-f961b112baf/22392", 16).chars().count(), 16);
+    }
 }
