@@ -70,7 +70,7 @@ pub fn run(rounds: u32, seconds: f64) -> Result<()> {
         c1 * 1e3,
         c1 / c0
     );
-    Ok(())
+    crate::bench_pipeline::run(&tracer)
 }
 
 fn gbit(bytes_per_sec: f64) -> f64 {

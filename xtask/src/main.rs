@@ -2,6 +2,7 @@
 //! Every command sets up what it needs first, so each works on a fresh machine.
 
 mod bench;
+mod bench_pipeline;
 mod build;
 mod setup;
 mod test;
@@ -35,7 +36,8 @@ enum Cmd {
         #[arg(long)]
         no_vm: bool,
     },
-    /// Measure the tracer's overhead on a loopback bulk transfer.
+    /// Measure the tracer's overhead on a loopback bulk transfer, and the agent pipeline's speed
+    /// and memory on synthetic recordings.
     Bench {
         /// Interleaved rounds of (without tracer, with tracer).
         #[arg(long, default_value_t = 7)]
