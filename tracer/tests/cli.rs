@@ -34,6 +34,13 @@ fn bad_port_names_the_flag() {
     assert_clean_error(&tracer(&["watch", "--port", "70000"]), 2, "--port");
 }
 
+/// Port 0 matches no connection and pid 0 would mean no filter at all: both are refused.
+#[test]
+fn zero_port_or_pid_is_refused() {
+    assert_clean_error(&tracer(&["watch", "--port", "0"]), 2, "0 is not in 1..=65535");
+    assert_clean_error(&tracer(&["top", "--pid", "0"]), 2, "--pid");
+}
+
 #[test]
 fn bad_hook_mode_lists_the_choices() {
     assert_clean_error(&tracer(&["probes", "--hooks", "magic"]), 2, "auto, kprobe, packet");
