@@ -169,3 +169,17 @@ fn lost_events_are_shown() {
     );
     let _ = std::fs::remove_file(&file);
 }
+
+/// Every line of a connection names its process once an event has given the name: a probe
+/// (which carries none) shows the sender's process from its open event.
+#[test]
+fn event_lines_name_the_process_once_known() {
+    let out = replay(&data("zero-window-6.18.rec"), &["--no-summary"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let probes: Vec<&str> = text.lines().filter(|l| l.contains(" probe ")).collect();
+    assert!(!probes.is_empty(), "{text}");
+    for line in probes {
+        assert!(line.contains("python3/16334"), "{line}");
+    }
+}

@@ -1,6 +1,9 @@
 //! One readable line per event, for a person at a terminal.
 
-use std::io::{BufWriter, IsTerminal as _, Stdout, Write as _};
+use std::{
+    collections::HashMap,
+    io::{BufWriter, IsTerminal as _, Stdout, Write as _},
+};
 
 use super::Sink;
 use crate::{
@@ -12,14 +15,21 @@ use crate::{
 pub struct Terminal {
     out: BufWriter<Stdout>,
     colour: bool,
+    /// Process names by socket, from the events that carry one (owner, read, rcv_space, open),
+    /// so that every line of a connection names its process. Forgotten at close.
+    names: HashMap<u64, String>,
 }
+
+/// Sockets whose names are kept at most; past it the map starts over (names come back with
+/// the next owner, read or rcv_space event).
+const NAMES_CAPACITY: usize = 65_536;
 
 impl Terminal {
     /// Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org).
     pub fn new() -> Self {
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         let colour = std::io::stdout().is_terminal() && !no_color;
-        Terminal { out: BufWriter::new(std::io::stdout()), colour }
+        Terminal { out: BufWriter::new(std::io::stdout()), colour, names: HashMap::new() }
     }
 
     /// `text` in an ANSI style when colour is on.
@@ -99,15 +109,12 @@ fn clock(ts_ns: u64) -> String {
     )
 }
 
-pub fn line(e: &Event) -> String {
-    let who = match (&e.body, e.pid) {
-        (Body::RcvSpace { comm, .. } | Body::Read { comm, .. } | Body::Owner { comm, .. }, pid)
-            if !comm.is_empty() =>
-        {
-            format!("{comm}/{}", pid.map_or("?".into(), |p| p.to_string()))
-        }
-        (_, Some(pid)) => format!("pid {pid}"),
-        (_, None) => "-".to_string(),
+/// The line for `e`; `name` is the socket's process name when an earlier event gave it.
+pub fn line(e: &Event, name: Option<&str>) -> String {
+    let who = match (e.body.comm().or(name), e.pid) {
+        (Some(comm), pid) => format!("{comm}/{}", pid.map_or("?".into(), |p| p.to_string())),
+        (None, Some(pid)) => format!("pid {pid}"),
+        (None, None) => "-".to_string(),
     };
     let kib = |n: u32| bytes(n as u64);
     let detail = match &e.body {
@@ -203,7 +210,17 @@ fn endpoint(addr: &std::net::IpAddr, port: u16) -> String {
 
 impl Sink for Terminal {
     fn event(&mut self, event: &Event) -> std::io::Result<()> {
-        let text = self.paint(style_of(event), &line(event));
+        if let (Some(comm), true) = (event.body.comm(), event.sk != 0) {
+            if self.names.len() >= NAMES_CAPACITY && !self.names.contains_key(&event.sk) {
+                self.names.clear();
+            }
+            self.names.insert(event.sk, comm.to_string());
+        }
+        let name = self.names.get(&event.sk).map(String::as_str);
+        let text = self.paint(style_of(event), &line(event, name));
+        if matches!(event.body, Body::Close { .. }) {
+            self.names.remove(&event.sk);
+        }
         writeln!(self.out, "{text}")
     }
 
