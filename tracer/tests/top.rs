@@ -254,6 +254,35 @@ fn plays_at_the_recordings_pace_and_quits_on_ctrl_c() {
     assert_eq!(tmux.format("#{alternate_on}"), "0");
 }
 
+/// The terminal going away (window closed, ssh dropped) ends top: nothing is left behind
+/// spinning on a dead terminal.
+#[test]
+fn exits_when_its_terminal_goes_away() {
+    let tmux = Tmux::start(&top_command(&format!("--from {}", quote(&recording()))));
+    tmux.wait("the table", |s| rows(s).len() == 2);
+    let shell = tmux.format("#{pane_pid}");
+    let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+        .expect("the pane's shell");
+    let top: u32 = children.split_whitespace().next().expect("tracer top").parse().unwrap();
+    // Killing the tmux server closes the terminal under tracer top.
+    drop(tmux);
+    let state = || {
+        std::fs::read_to_string(format!("/proc/{top}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit(") ").next().map(|r| r.chars().next().unwrap_or('?')))
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while matches!(state(), Some(c) if c != 'Z') {
+        if Instant::now() > deadline {
+            let left = state();
+            // SAFETY: kill on the pid of the process this test started.
+            unsafe { libc::kill(top as i32, libc::SIGKILL) };
+            panic!("tracer top (pid {top}) outlived its terminal by 5 s (state {left:?})");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn refuses_without_a_terminal() {
     let out = Command::new(env!("CARGO_BIN_EXE_tracer"))

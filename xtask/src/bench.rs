@@ -24,6 +24,9 @@ pub fn run(rounds: u32, seconds: f64) -> Result<()> {
     let mut without = Vec::new();
     let mut with = Vec::new();
     let (mut cpu_without, mut cpu_with) = (Vec::new(), Vec::new());
+    // Each round's own ratio: the two transfers of a round ran back to back, so slow drift in
+    // the machine's speed cancels out there.
+    let mut ratios = Vec::new();
     eprintln!("xtask: bench: {rounds} rounds of {seconds} s loopback bulk transfer, without / with `tracer watch`");
     for round in 1..=rounds {
         let base = transfer(secs)?;
@@ -44,6 +47,7 @@ pub fn run(rounds: u32, seconds: f64) -> Result<()> {
             traced_cpu * 1e3,
             traced.rate / base.rate
         );
+        ratios.push(traced.rate / base.rate);
         without.push(base.rate);
         with.push(traced.rate);
         cpu_without.push(base_cpu);
@@ -63,6 +67,16 @@ pub fn run(rounds: u32, seconds: f64) -> Result<()> {
         gbit(w1),
         w1 / w0,
         (w1 / w0 - 1.0) * 100.0
+    );
+    let spread = (
+        ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        ratios.iter().copied().fold(0.0, f64::max),
+    );
+    println!(
+        "bench: median of the per-round throughput ratios {:.3} (rounds from {:.3} to {:.3})",
+        median(&mut ratios),
+        spread.0,
+        spread.1
     );
     println!(
         "bench: median CPU per GB without tracer {:.0} ms, with tracer (kernel programs + agent) {:.0} ms: ratio {:.3}",

@@ -129,6 +129,12 @@ impl Keys {
         let stopping = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
             while !stopping.load(Ordering::SeqCst) {
+                // A closed terminal reads as ready forever, and crossterm's read() then spins
+                // inside without returning: look for the hang-up first.
+                if terminal_hung_up() {
+                    let _ = tx.send(Input::Failed("the terminal hung up".to_string()));
+                    break;
+                }
                 let input = match event::poll(KEY_POLL) {
                     Ok(false) => continue,
                     Ok(true) => match event::read() {
@@ -157,9 +163,27 @@ impl Keys {
 impl Drop for Keys {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            // It looks up every KEY_POLL, so this is short.
+        let Some(thread) = self.thread.take() else { return };
+        // It looks up every KEY_POLL; should a read hang anyway, exiting must not wait for it.
+        let deadline = std::time::Instant::now() + 4 * KEY_POLL;
+        while !thread.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(KEY_POLL / 5);
+        }
+        if thread.is_finished() {
             let _ = thread.join();
         }
     }
+}
+
+/// Whether the terminal keys come from has gone away. crossterm reads standard input when it
+/// is a terminal (else it opens /dev/tty itself, which is not checked here).
+fn terminal_hung_up() -> bool {
+    // SAFETY: isatty on a descriptor number has no preconditions.
+    if unsafe { libc::isatty(libc::STDIN_FILENO) } != 1 {
+        return false;
+    }
+    let mut fd = libc::pollfd { fd: libc::STDIN_FILENO, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd, no waiting.
+    let ready = unsafe { libc::poll(&mut fd, 1, 0) };
+    ready > 0 && fd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
 }
