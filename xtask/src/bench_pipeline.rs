@@ -6,7 +6,7 @@
 use std::{
     fs::File,
     io::{BufWriter, Write as _},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
     time::Instant,
 };
@@ -68,7 +68,7 @@ pub fn run(tracer: &Path) -> Result<()> {
 /// Writes a version-1 recording of `conns` connections, each with its own socket address and
 /// 4-tuple: open, a window, a short zero-window episode, a reopened window, and for every other
 /// connection a close. Returns the number of events.
-fn write_recording(path: &PathBuf, conns: u64) -> Result<u64> {
+fn write_recording(path: &Path, conns: u64) -> Result<u64> {
     let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let mut out = BufWriter::new(file);
     let start: u64 = 1_800_000_000_000_000_000;
