@@ -5,7 +5,10 @@
 pub const SWITCH_EGRESS: u32 = 0;
 /// 1 when sock:sock_recv_length counts reads; 0 when tcp_rcv_space_adjust does (copied_seq).
 pub const SWITCH_RECV_LENGTH: u32 = 1;
-pub const SWITCH_COUNT: u32 = 2;
+/// 1 when the send_check hook (fentry or kprobe) counts the probe segments tcp_send_probe0
+/// sends; 0 when the probe hook must infer one probe from icsk_probes_out.
+pub const SWITCH_SEND_CHECK: u32 = 2;
+pub const SWITCH_COUNT: u32 = 3;
 pub const EGRESS_WINDOW: u32 = 1 << 0;
 pub const EGRESS_PROBE: u32 = 1 << 1;
 
@@ -23,7 +26,9 @@ pub struct Config {
     pub kernel_features: u8,
     /// Offset of `ret` in the syscalls:sys_exit_accept* tracepoint record (from its format file).
     pub accept_ret_offset: u16,
-    pub _pad2: u16,
+    /// The kernel's ICSK_ACK_NOMEM bit of icsk_ack.pending (6.6+); 0 where it does not exist.
+    pub icsk_ack_nomem: u8,
+    pub _pad2: u8,
 }
 
 impl Config {
@@ -33,6 +38,7 @@ impl Config {
         window_shift: 0,
         kernel_features: 0,
         accept_ret_offset: 16,
+        icsk_ack_nomem: 0,
         _pad2: 0,
     };
 }
@@ -47,6 +53,11 @@ pub const NOMEM_PATH: u8 = 1 << 0;
 
 /// Sizes of the kernel maps; the agent may override them.
 pub const RING_BYTES: u32 = 4 << 20;
+/// Entries of the per-socket hash the tracepoint programs use (sk_storage has no fixed size).
 pub const MAX_SOCKETS: u32 = 65536;
+/// Indexes of the COUNTS map: things the kernel programs could not do, shown to the user.
+/// A socket not traced by the tracepoint programs because the per-socket hash was full.
+pub const COUNT_TABLE_FULL: u32 = 0;
+pub const COUNT_SLOTS: u32 = 1;
 pub const MAX_PORTS: u32 = 64;
 pub const MAX_DROP_REASONS: u32 = 16;

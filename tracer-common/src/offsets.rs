@@ -42,10 +42,14 @@ pub struct KernelOffsets {
     pub sk_rcvbuf: FieldLoc,
     pub sk_rmem_alloc: FieldLoc,
     pub sk_userlocks: FieldLoc,
+    /// SOCK_STREAM for TCP connections; the per-netns TCP control socket is SOCK_RAW.
+    pub sk_type: FieldLoc,
     // struct inet_connection_sock
     pub icsk_backoff: FieldLoc,
     pub icsk_probes_out: FieldLoc,
     pub icsk_rto: FieldLoc,
+    /// icsk_ack.pending: ICSK_ACK_NOMEM (6.6+) is set there until the next ACK is sent.
+    pub icsk_ack_pending: FieldLoc,
     // struct tcp_sock
     pub rcv_wnd: FieldLoc,
     pub rcv_nxt: FieldLoc,
@@ -75,6 +79,8 @@ pub struct KernelOffsets {
     pub skb_head: FieldLoc,
     pub skb_network_header: FieldLoc,
     pub skb_transport_header: FieldLoc,
+    /// sk_buff.cb, where TCP keeps struct tcp_skb_cb (its first u32 is the segment's seq).
+    pub skb_cb: FieldLoc,
     // From a task to the socket behind one of its file descriptors, each relative to its own
     // struct: task_struct.files, files_struct.fdt, fdtable.fd / max_fds, file.private_data,
     // socket.sk.
@@ -100,9 +106,11 @@ impl KernelOffsets {
         sk_rcvbuf: FieldLoc::MISSING,
         sk_rmem_alloc: FieldLoc::MISSING,
         sk_userlocks: FieldLoc::MISSING,
+        sk_type: FieldLoc::MISSING,
         icsk_backoff: FieldLoc::MISSING,
         icsk_probes_out: FieldLoc::MISSING,
         icsk_rto: FieldLoc::MISSING,
+        icsk_ack_pending: FieldLoc::MISSING,
         rcv_wnd: FieldLoc::MISSING,
         rcv_nxt: FieldLoc::MISSING,
         copied_seq: FieldLoc::MISSING,
@@ -129,6 +137,7 @@ impl KernelOffsets {
         skb_head: FieldLoc::MISSING,
         skb_network_header: FieldLoc::MISSING,
         skb_transport_header: FieldLoc::MISSING,
+        skb_cb: FieldLoc::MISSING,
         task_files: FieldLoc::MISSING,
         files_fdt: FieldLoc::MISSING,
         fdt_fd: FieldLoc::MISSING,
@@ -139,7 +148,7 @@ impl KernelOffsets {
 }
 
 const _: () = assert!(core::mem::size_of::<FieldLoc>() == 8);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 47 * 8);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 50 * 8);
 
 #[cfg(feature = "user")]
 // SAFETY: plain old data: integers only, no padding beyond the explicit `_pad` fields.

@@ -1,11 +1,12 @@
 //! Every map the kernel programs share, and the read-only globals the agent fills in at load time.
 
 use aya_ebpf::{
+    bindings::{bpf_map_type::BPF_MAP_TYPE_SK_STORAGE, BPF_F_NO_PREALLOC},
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
-    config::{Config, MAX_DROP_REASONS, MAX_PORTS, MAX_SOCKETS, RING_BYTES, SWITCH_COUNT},
+    config::{Config, COUNT_SLOTS, MAX_DROP_REASONS, MAX_PORTS, MAX_SOCKETS, RING_BYTES, SWITCH_COUNT},
     event::KIND_COUNT,
     offsets::KernelOffsets,
 };
@@ -28,15 +29,45 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
 #[map]
 pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(KIND_COUNT, 0);
 
-/// Last values seen per socket, keyed by socket address, so that hooks emit changes only.
+/// What the programs could not do, per CPU (config::COUNT_*): the agent shows these.
 #[map]
-pub static SOCKS: LruHashMap<u64, SockState> = LruHashMap::with_max_entries(MAX_SOCKETS, 0);
+pub static COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNT_SLOTS, 0);
+
+/// Per-socket state of the programs that cannot use sk_storage (raw tracepoints, kprobes),
+/// keyed by socket address. Not an LRU: an evicted live socket would repeat or lose a
+/// transition. Entries go at TCP_CLOSE; a full table refuses new sockets and counts them.
+#[map]
+pub static SOCKS: HashMap<u64, SockState> = HashMap::with_max_entries(MAX_SOCKETS, 0);
+
+/// A BTF-defined map (the kernel requires BTF for sk_storage), laid out the way libbpf and
+/// aya read `.maps` definitions: each attribute is encoded in a pointer's pointee type.
+#[repr(C)]
+pub struct SkStorageDef {
+    r#type: *const [i32; BPF_MAP_TYPE_SK_STORAGE as usize],
+    map_flags: *const [i32; BPF_F_NO_PREALLOC as usize],
+    key: *const i32,
+    value: *const SockState,
+}
+
+// SAFETY: never dereferenced; the kernel owns the map this describes.
+unsafe impl Sync for SkStorageDef {}
+
+/// Per-socket state of the packet and fentry/fexit programs: it lives and dies with the socket,
+/// so no table size decides what is forgotten and no recycled address inherits it.
+#[link_section = ".maps"]
+#[export_name = "SK_STATE"]
+pub static SK_STATE: SkStorageDef = SkStorageDef {
+    r#type: core::ptr::null(),
+    map_flags: core::ptr::null(),
+    key: core::ptr::null(),
+    value: core::ptr::null(),
+};
 
 /// Port filter: a socket is traced when its local or remote port is a key here.
 #[map]
 pub static PORTS: HashMap<u16, u8> = HashMap::with_max_entries(MAX_PORTS, 0);
 
-/// The kfree_skb drop reasons to report: kernel enum value -> class (1 = generic, 2 = PROTO_MEM).
+/// The kfree_skb drop reasons to report: kernel enum value -> class (drops::REASON_*).
 #[map]
 pub static DROP_REASONS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_DROP_REASONS, 0);
 
@@ -44,9 +75,16 @@ pub static DROP_REASONS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_DROP_R
 #[map]
 pub static SWITCHES: Array<u32> = Array::with_max_entries(SWITCH_COUNT, 0);
 
-/// The socket a kprobe on tcp_send_probe0 saw, for its kretprobe on the same CPU.
+/// tcp_send_probe0 in progress on this CPU: its socket, and the probe segments it sent so far.
+#[repr(C)]
+pub struct Probe0Call {
+    pub sk: u64,
+    pub segments: u32,
+    pub _pad: u32,
+}
+
 #[map]
-pub static PROBE0_SK: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+pub static PROBE0_CALL: PerCpuArray<Probe0Call> = PerCpuArray::with_max_entries(1, 0);
 
 /// Reads one field of the load-time globals. Volatile so the compiler cannot fold the
 /// placeholder values written in this file.

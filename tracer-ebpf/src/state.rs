@@ -1,20 +1,40 @@
 //! Per-socket state shared by all hooks: the filter verdict, the owning process, and the last
 //! values sent, so that each hook emits changes rather than one event per segment.
+//!
+//! Two stores hold it. The packet (cgroup_skb) and fentry/fexit programs use sk_storage, which
+//! the kernel frees with the socket. Raw tracepoints and kprobes cannot, so they use the SOCKS
+//! hash, keyed by socket address: an entry is made fresh when a connection starts (SYN_SENT,
+//! SYN_RECV), removed at TCP_CLOSE, and never created for a socket that is not a live
+//! connection, so a recycled address inherits nothing.
 
 use aya_ebpf::helpers::{
     bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+    generated::bpf_sk_storage_get,
 };
 
-use tracer_common::event::{OwnerEvent, KIND_OWNER};
+use tracer_common::{
+    config::COUNT_TABLE_FULL,
+    event::{OwnerEvent, KIND_OWNER},
+};
 
 use crate::{
     emit,
-    maps::{global, PORTS, SOCKS},
+    maps::{global, COUNTS, PORTS, SK_STATE, SOCKS},
     read,
 };
 
 /// Nothing advertised yet: the first window seen always counts as a change.
 pub const UNSEEN: u32 = u32::MAX;
+
+const BPF_SK_STORAGE_GET_F_CREATE: u64 = 1;
+/// TCP states (include/net/tcp_states.h).
+const TCP_ESTABLISHED: u64 = 1;
+const TCP_CLOSING: u64 = 11;
+const TCP_TIME_WAIT: u64 = 6;
+const TCP_CLOSE: u64 = 7;
+const TCP_LISTEN: u64 = 10;
+/// The per-netns TCP control socket (RSTs, TIME_WAIT and SYN_RECV ACKs) is SOCK_RAW.
+const SOCK_STREAM: u64 = 1;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -41,7 +61,8 @@ pub struct SockState {
     pub read_since_ns: u64,
     /// cgroup v2 id of the owner, seen with it.
     pub cgroup: u64,
-    /// A PROTO_MEM drop happened: on a 6.6+ kernel the next zero window is the uncounted kind.
+    /// An in-sequence PROTO_MEM drop happened: on a 6.6+ kernel the next zero window is the
+    /// uncounted kind (used where icsk_ack.pending cannot be read at send time).
     pub nomem_pending: u8,
     pub sport: u16,
     pub dport: u16,
@@ -51,38 +72,135 @@ pub struct SockState {
     pub comm: [u8; 16],
 }
 
-/// The state of socket `sk`, created on first sight.
+impl SockState {
+    #[inline(always)]
+    fn fresh(sk: u64) -> SockState {
+        let mut fresh = SockState {
+            last_raw: UNSEEN,
+            last_reported: UNSEEN,
+            owner: 0,
+            space: 0,
+            rcvbuf: 0,
+            peer_raw: UNSEEN,
+            peer_reported: UNSEEN,
+            peer_sample_ns: 0,
+            copied: 0,
+            reads: 0,
+            read_bytes: 0,
+            read_since_ns: 0,
+            cgroup: 0,
+            nomem_pending: 0,
+            sport: 0,
+            dport: 0,
+            ports_match: 0,
+            _pad: [0; 2],
+            comm: [0; 16],
+        };
+        read_ports(sk, &mut fresh);
+        fresh
+    }
+}
+
+/// Whether `sk` is a full TCP socket of a live connection: not a listener, a closed socket
+/// (whose port is already released), a TIME_WAIT or request mini-socket, or the control socket.
+/// Checked only when state would be created.
+#[inline(always)]
+fn is_connection(sk: u64) -> bool {
+    let state = read::field(sk, global!(OFFSETS.skc_state)).unwrap_or(TCP_CLOSE);
+    if state < TCP_ESTABLISHED || state > TCP_CLOSING {
+        return false;
+    }
+    if state == TCP_TIME_WAIT || state == TCP_CLOSE || state == TCP_LISTEN {
+        return false;
+    }
+    read::field(sk, global!(OFFSETS.sk_type)) == Some(SOCK_STREAM)
+}
+
+/// The hash state of socket `sk`, created on first sight of a live connection.
 #[inline(always)]
 pub fn get(sk: u64) -> Option<&'static mut SockState> {
-    if let Some(state) = SOCKS.get_ptr_mut(&sk) {
-        // SAFETY: map values stay valid for the program's run; the LRU map never frees under us.
-        return Some(unsafe { &mut *state });
+    if let Some(state) = find(sk) {
+        return Some(state);
     }
-    let mut fresh = SockState {
-        last_raw: UNSEEN,
-        last_reported: UNSEEN,
-        owner: 0,
-        space: 0,
-        rcvbuf: 0,
-        peer_raw: UNSEEN,
-        peer_reported: UNSEEN,
-        peer_sample_ns: 0,
-        copied: 0,
-        reads: 0,
-        read_bytes: 0,
-        read_since_ns: 0,
-        cgroup: 0,
-        nomem_pending: 0,
-        sport: 0,
-        dport: 0,
-        ports_match: 0,
-        _pad: [0; 2],
-        comm: [0; 16],
-    };
-    read_ports(sk, &mut fresh);
-    SOCKS.insert(&sk, &fresh, 0).ok()?;
-    // SAFETY: as above.
+    if !is_connection(sk) {
+        return None;
+    }
+    insert(sk)
+}
+
+/// The hash state of `sk` if it has one; never creates it.
+#[inline(always)]
+pub fn find(sk: u64) -> Option<&'static mut SockState> {
+    // SAFETY: map values stay valid for the program's run; entries are removed only at
+    // TCP_CLOSE, under the socket's own state change.
     SOCKS.get_ptr_mut(&sk).map(|state| unsafe { &mut *state })
+}
+
+/// Fresh hash state for a connection that starts now (SYN_SENT, SYN_RECV): whatever an earlier
+/// socket at this address left is dropped.
+#[inline(always)]
+pub fn reset(sk: u64) -> Option<&'static mut SockState> {
+    insert(sk)
+}
+
+#[inline(always)]
+fn insert(sk: u64) -> Option<&'static mut SockState> {
+    if SOCKS.insert(&sk, &SockState::fresh(sk), 0).is_err() {
+        // The table is full: this socket goes untraced by the tracepoint programs. Counted,
+        // so the agent can say so.
+        if let Some(count) = COUNTS.get_ptr_mut(COUNT_TABLE_FULL) {
+            // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+            unsafe { *count += 1 };
+        }
+        return None;
+    }
+    find(sk)
+}
+
+/// The sk_storage state of socket `sk`, created on first sight of a live connection. Only for
+/// programs whose `sk` is a socket pointer the verifier knows (cgroup_skb, fentry/fexit).
+#[inline(always)]
+pub fn local(sk: u64) -> Option<&'static mut SockState> {
+    let map = core::ptr::addr_of!(SK_STATE) as *mut core::ffi::c_void;
+    // SAFETY: the helper checks its arguments; a NULL value with no flags only looks up.
+    let found = unsafe { bpf_sk_storage_get(map, sk as *mut _, core::ptr::null_mut(), 0) };
+    if !found.is_null() {
+        // SAFETY: the kernel keeps the storage alive while the socket is, which outlives the
+        // program's run.
+        return Some(unsafe { &mut *(found as *mut SockState) });
+    }
+    if !is_connection(sk) {
+        return None;
+    }
+    let mut fresh = SockState::fresh(sk);
+    // SAFETY: as above; the kernel copies `fresh` into the new storage.
+    let made = unsafe {
+        bpf_sk_storage_get(
+            map,
+            sk as *mut _,
+            (&mut fresh as *mut SockState).cast(),
+            BPF_SK_STORAGE_GET_F_CREATE,
+        )
+    };
+    if made.is_null() {
+        return None;
+    }
+    // SAFETY: as above.
+    Some(unsafe { &mut *(made as *mut SockState) })
+}
+
+/// Copies into `st` the process the tracepoint programs learned for `sk` (they alone run in
+/// process context). Called only before an event is sent.
+#[inline(always)]
+pub fn adopt_owner(sk: u64, st: &mut SockState) {
+    let Some(shared) = SOCKS.get_ptr(&sk) else { return };
+    // SAFETY: a live map value; fields are copied out before `st` is written.
+    let (owner, comm, cgroup) = unsafe { ((*shared).owner, (*shared).comm, (*shared).cgroup) };
+    if owner != 0 {
+        st.owner = owner;
+        st.comm = comm;
+        st.cgroup = cgroup;
+    }
 }
 
 /// Reads the socket's ports and applies the port filter. connect() reaches SYN_SENT before the

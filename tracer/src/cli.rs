@@ -176,6 +176,10 @@ pub struct HookArgs {
     /// fentry/fexit; `packet` uses only tracepoints and the packet-level fallback.
     #[arg(long, value_enum, default_value_t = HookMode::Auto)]
     pub hooks: HookMode,
+    /// Entries of the kernel's per-socket table for the tracepoint and kprobe programs (tests
+    /// use a small one to prove a full table loses nothing silently).
+    #[arg(long, value_name = "N", hide = true, value_parser = clap::value_parser!(u32).range(16..))]
+    pub socket_map_entries: Option<u32>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

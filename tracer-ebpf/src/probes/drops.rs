@@ -12,8 +12,14 @@ use crate::{
 };
 
 const IPPROTO_TCP: u64 = 6;
-/// DROP_REASONS value for PROTO_MEM: on 6.6+ it precedes an uncounted zero window.
-pub const REASON_PROTO_MEM: u8 = 2;
+/// DROP_REASONS value for PROTO_MEM: on 6.6+ an in-sequence one precedes an uncounted zero
+/// window (the agent uses the same value).
+const REASON_PROTO_MEM: u8 = 2;
+/// DROP_REASONS value for TCP_INVALID_SEQUENCE and TCP_INVALID_END_SEQUENCE on 6.17+: data
+/// beyond the advertised window, dropped by tcp_sequence() and counted in TcpExtBeyondWindow,
+/// except for RSTs (which are not data pushed into a window).
+const REASON_BEYOND_WINDOW: u8 = 3;
+const TCP_FLAG_RST: u8 = 0x04;
 
 /// Kernels since 6.11 pass the receiving socket as a fourth argument. A raw tracepoint program
 /// may not read past the kernel's argument count (attach fails), hence two programs.
@@ -39,12 +45,24 @@ fn dropped(ctx: &RawTracePointContext, rx_sk: u64) -> i32 {
     if sk == 0 {
         sk = read::field(skb, global!(OFFSETS.skb_sk)).unwrap_or(0);
     }
-    let bytes = read::u32_field(skb, global!(OFFSETS.skb_len));
+    let mut bytes = read::u32_field(skb, global!(OFFSETS.skb_len));
+    if class == REASON_BEYOND_WINDOW {
+        // Dropped in tcp_validate_incoming(), before the TCP header is pulled: skb->data is
+        // the header, and skb->len still counts it.
+        let th = read::field(skb, global!(OFFSETS.skb_data)).unwrap_or(0);
+        let hdr = read::bytes::<2>(th + 12);
+        if hdr[1] & TCP_FLAG_RST != 0 {
+            return 0;
+        }
+        bytes = bytes.saturating_sub((hdr[0] >> 4) as u32 * 4);
+    }
     let header = if sk != 0 && read::field(sk, global!(OFFSETS.sk_protocol)) == Some(IPPROTO_TCP) {
         let Some(st) = state::get(sk) else {
             return 0;
         };
-        if class == REASON_PROTO_MEM {
+        // tcp_data_queue sets ICSK_ACK_NOMEM only for the in-sequence segment it cannot
+        // queue (TCPRcvQDrop), not for an out-of-order one (TCPOFODrop).
+        if class == REASON_PROTO_MEM && in_sequence(sk, skb) {
             st.nomem_pending = 1;
         }
         if !state::wanted(st) {
@@ -59,6 +77,18 @@ fn dropped(ctx: &RawTracePointContext, rx_sk: u64) -> i32 {
     };
     emit::send(KIND_DROP, DropEvent { header, reason, bytes });
     0
+}
+
+/// Whether the dropped segment starts at rcv_nxt: TCP_SKB_CB(skb)->seq, the first word of
+/// skb->cb on the receive path.
+#[inline(always)]
+fn in_sequence(sk: u64, skb: u64) -> bool {
+    let cb = global!(OFFSETS.skb_cb);
+    if !cb.is_present() {
+        return false;
+    }
+    let seq = u32::from_ne_bytes(read::bytes::<4>(skb + cb.offset as u64));
+    seq == read::u32_field(sk, global!(OFFSETS.rcv_nxt))
 }
 
 /// The header of a drop whose socket the kernel did not name: addresses and ports from the

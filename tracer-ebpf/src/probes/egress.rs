@@ -4,9 +4,10 @@
 //! (SWITCHES[SWITCH_EGRESS]).
 //!
 //! Fidelity: the window is exact (it is the header). A zero-window probe is recognised on the
-//! wire as a pure ACK with seq = snd_una - 1 while the peer window is zero (keepalives look the
-//! same but never go out while data waits for a zero window); its probes_out/backoff are read
-//! before the kernel counts this probe (`before_send` = 1).
+//! wire as a pure ACK with seq = snd_una - 1 while the peer window is zero and unsent data waits
+//! (a keepalive has the same bytes, but goes out only with an empty write queue); its
+//! probes_out/backoff are read before the kernel counts this probe (`before_send` = 1). The
+//! urgent-mode probe (seq = snd_una) cannot be told from an ACK and is not reported.
 
 use aya_ebpf::{macros::cgroup_skb, programs::SkBuffContext};
 use tracer_common::{
@@ -14,14 +15,14 @@ use tracer_common::{
     event::HOOK_CGROUP_SKB,
 };
 
-use super::{packet, probe0, window};
+use super::{
+    packet::{self, TCP_FLAGS_NO_ECN, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN},
+    probe0, window,
+};
 use crate::{
     maps::{global, SWITCHES},
-    read,
+    read, state,
 };
-
-const TCP_FLAG_SYN: u8 = 0x02;
-const TCP_FLAG_ACK: u8 = 0x10;
 
 /// Always lets the packet through: this program only observes.
 #[cgroup_skb(egress)]
@@ -37,21 +38,33 @@ fn observe(ctx: &SkBuffContext) -> Option<()> {
         return None;
     }
     let seg = packet::segment(ctx)?;
-    if seg.flags & TCP_FLAG_SYN != 0 {
+    // A SYN's window is never scaled; an RST's is not an offer (a reset carries 0).
+    if seg.flags & (TCP_FLAG_SYN | TCP_FLAG_RST) != 0 {
         return None;
     }
+    let sk = seg.sk;
+    let st = state::local(sk)?;
     if signals & EGRESS_WINDOW != 0 {
-        window::advertised(seg.sk, seg.raw_window, HOOK_CGROUP_SKB);
+        window::advertised(sk, st, seg.raw_window, HOOK_CGROUP_SKB);
     }
-    if signals & EGRESS_PROBE != 0 && seg.flags == TCP_FLAG_ACK && seg.payload == 0 {
-        let sk = seg.sk;
+    if signals & EGRESS_PROBE != 0
+        && seg.flags & TCP_FLAGS_NO_ECN == TCP_FLAG_ACK
+        && seg.payload == 0
+    {
         let snd_wnd = read::u32_field(sk, global!(OFFSETS.snd_wnd));
         let snd_una = read::u32_field(sk, global!(OFFSETS.snd_una));
-        if snd_wnd == 0 && seg.seq == snd_una.wrapping_sub(1) {
+        if snd_wnd == 0 && seg.seq == snd_una.wrapping_sub(1) && has_unsent(sk) {
             let probes_out = read::field(sk, global!(OFFSETS.icsk_probes_out)).unwrap_or(0);
             let backoff = read::field(sk, global!(OFFSETS.icsk_backoff)).unwrap_or(0);
-            probe0::sent(sk, HOOK_CGROUP_SKB, probes_out as u8, backoff as u8, 1);
+            probe0::sent(sk, st, HOOK_CGROUP_SKB, probes_out as u8, backoff as u8, 1);
         }
     }
     Some(())
+}
+
+/// A persist probe needs a send head; a keepalive goes out only when write_seq == snd_nxt
+/// (tcp_write_queue_empty).
+#[inline(always)]
+fn has_unsent(sk: u64) -> bool {
+    read::u32_field(sk, global!(OFFSETS.write_seq)) != read::u32_field(sk, global!(OFFSETS.snd_nxt))
 }

@@ -1,6 +1,7 @@
 //! One file per hook. Each signal has several hooks (best first); the agent attaches one of them.
 
 mod accept;
+mod buffer;
 mod drops;
 mod egress;
 mod packet;

@@ -7,11 +7,19 @@ use aya_ebpf::{
 };
 
 const IPPROTO_TCP: u8 = 6;
+pub const TCP_FLAG_SYN: u8 = 0x02;
+pub const TCP_FLAG_RST: u8 = 0x04;
+pub const TCP_FLAG_ACK: u8 = 0x10;
+/// FIN, SYN, RST, PSH, ACK, URG: the flags byte without ECE and CWR, which ECN may add to any
+/// segment, probes included.
+pub const TCP_FLAGS_NO_ECN: u8 = 0x3f;
 
 pub struct Segment {
     /// Address of the socket (struct tcp_sock).
     pub sk: u64,
     pub seq: u32,
+    /// The acknowledgment number (meaningful with the ACK flag).
+    pub ack_seq: u32,
     pub flags: u8,
     /// The 16-bit window field, unscaled.
     pub raw_window: u16,
@@ -64,14 +72,15 @@ pub fn segment(ctx: &SkBuffContext) -> Option<Segment> {
         }
         _ => return None,
     };
-    // seq (4..8), data offset (12), flags (13), window (14..16).
+    // seq (4..8), ack_seq (8..12), data offset (12), flags (13), window (14..16).
     if tcp + 16 > end {
         return None;
     }
     // SAFETY: tcp + 16 <= data_end was checked just above.
-    let (seq, doff, flags, raw) = unsafe {
+    let (seq, ack_seq, doff, flags, raw) = unsafe {
         (
             u32::from_be(core::ptr::read_unaligned((tcp + 4) as *const u32)),
+            u32::from_be(core::ptr::read_unaligned((tcp + 8) as *const u32)),
             ((*((tcp + 12) as *const u8) >> 4) as u32) * 4,
             *((tcp + 13) as *const u8),
             u16::from_be(core::ptr::read_unaligned((tcp + 14) as *const u16)),
@@ -80,6 +89,7 @@ pub fn segment(ctx: &SkBuffContext) -> Option<Segment> {
     Some(Segment {
         sk: tp as u64,
         seq,
+        ack_seq,
         flags,
         raw_window: raw,
         payload: ctx.len().wrapping_sub((tcp - data) as u32 + doff),

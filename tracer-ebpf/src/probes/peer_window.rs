@@ -14,11 +14,9 @@ use tracer_common::event::{
     TRANSITION_TO_ZERO,
 };
 
-use super::packet;
+use super::packet::{self, Segment, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN};
 use crate::{emit, maps::global, read, state};
 
-const TCP_FLAG_SYN: u8 = 0x02;
-const TCP_LISTEN: u64 = 10;
 /// enum tcp_chrono: the sender is stalled by the receive window.
 const TCP_CHRONO_RWND_LIMITED: u64 = 2;
 
@@ -26,17 +24,21 @@ const TCP_CHRONO_RWND_LIMITED: u64 = 2;
 #[cgroup_skb(ingress)]
 pub fn ingress_skb(ctx: SkBuffContext) -> i32 {
     if let Some(seg) = packet::segment(&ctx) {
-        if seg.flags & TCP_FLAG_SYN == 0 {
-            advertised(seg.sk, seg.raw_window as u32);
+        // A SYN's window is never scaled; an RST's is not an offer (the RST that refuses a
+        // connection carries 0).
+        if seg.flags & (TCP_FLAG_SYN | TCP_FLAG_RST) == 0 {
+            advertised(&seg);
         }
     }
     1
 }
 
-/// A segment from the peer carried the raw window `raw`.
+/// A segment from the peer carried the raw window `seg.raw_window`.
 #[inline(always)]
-fn advertised(sk: u64, raw: u32) {
-    let Some(st) = state::get(sk) else {
+fn advertised(seg: &Segment) {
+    let sk = seg.sk;
+    let raw = seg.raw_window as u32;
+    let Some(st) = state::local(sk) else {
         return;
     };
     let last = st.peer_raw;
@@ -50,7 +52,7 @@ fn advertised(sk: u64, raw: u32) {
         return;
     }
     st.peer_raw = raw;
-    if !state::wanted(st) {
+    if st.ports_match == 0 {
         return;
     }
     let transition = if !changed {
@@ -69,18 +71,24 @@ fn advertised(sk: u64, raw: u32) {
     if !significant && !due {
         return;
     }
-    // A listener receives the handshake's last ACK: not a connection's window. Checked only
-    // for a window that would be reported, to keep the read off the per-segment path.
-    if read::field(sk, global!(OFFSETS.skc_state)) == Some(TCP_LISTEN) {
-        return;
-    }
+    // This program runs before tcp_ack(): snd_una does not yet count what this segment
+    // acknowledges, so bytes in flight are measured from the segment's own ack_seq.
     let snd_una = read::u32_field(sk, global!(OFFSETS.snd_una));
     let snd_nxt = read::u32_field(sk, global!(OFFSETS.snd_nxt));
-    let in_flight = snd_nxt.wrapping_sub(snd_una);
+    let acked = seg.flags & TCP_FLAG_ACK != 0
+        && (seg.ack_seq.wrapping_sub(snd_una) as i32) > 0
+        && (snd_nxt.wrapping_sub(seg.ack_seq) as i32) >= 0;
+    let in_flight = snd_nxt.wrapping_sub(if acked { seg.ack_seq } else { snd_una });
+    let unsent = read::u32_field(sk, global!(OFFSETS.write_seq)).wrapping_sub(snd_nxt);
     st.peer_sample_ns = now;
-    // Periodic samples only matter while this host is sending; a receiver asks again in one
-    // sample period rather than on each of the segments it receives meanwhile.
-    if !significant && in_flight == 0 {
+    // Periodic samples only matter while this host has data to send (in flight, or waiting
+    // for the window); a receiver asks again in one sample period rather than on each of the
+    // segments it receives meanwhile.
+    if !significant && in_flight == 0 && unsent == 0 {
+        return;
+    }
+    state::adopt_owner(sk, st);
+    if !state::wanted(st) {
         return;
     }
     if significant {
@@ -100,7 +108,7 @@ fn advertised(sk: u64, raw: u32) {
             periodic: (!significant) as u8,
             _pad: [0; 3],
             in_flight,
-            unsent: read::u32_field(sk, global!(OFFSETS.write_seq)).wrapping_sub(snd_nxt),
+            unsent,
             mss: read::u32_field(sk, global!(OFFSETS.mss_cache)),
             srtt_us: read::u32_field(sk, global!(OFFSETS.srtt_us)) >> 3,
             rwnd_limited_jiffies: rwnd_limited,

@@ -1,6 +1,7 @@
 //! How fast the owning process reads each socket: bytes and calls, reported about once a second
 //! per socket (and at close). Counted by sock:sock_recv_length where the kernel has it (6.3+),
-//! else from copied_seq in tcp_rcv_space_adjust, which runs after every read.
+//! which also reports the receive buffer after each read; else from copied_seq in
+//! tcp_rcv_space_adjust, which runs during every read (on 6.1 once per skb copied).
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::raw_tracepoint, programs::RawTracePointContext};
 use tracer_common::{
@@ -51,6 +52,8 @@ pub fn recv_length_raw_tp(ctx: RawTracePointContext) -> i32 {
     if now.wrapping_sub(st.read_since_ns) >= READ_REPORT_NS {
         report(sk, st, now);
     }
+    // The read is over, and with it tcp_rcv_space_adjust(): the buffer as autotuning left it.
+    super::buffer::changed(sk, st);
     0
 }
 

@@ -21,11 +21,15 @@ pub fn set_state_raw_tp(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     match new {
+        // A connection starts: nothing an earlier socket at this address left may carry over.
         // connect() runs this transition in the caller's process context.
         TCP_SYN_SENT => {
-            if let Some(st) = state::get(sk) {
+            if let Some(st) = state::reset(sk) {
                 let _ = state::learn_owner(st);
             }
+        }
+        TCP_SYN_RECV => {
+            let _ = state::reset(sk);
         }
         TCP_ESTABLISHED => {
             if let Some(st) = state::get(sk) {
@@ -36,7 +40,7 @@ pub fn set_state_raw_tp(ctx: RawTracePointContext) -> i32 {
         TCP_CLOSE => {
             // Listeners and handshakes that never completed are not connections to report.
             if old != TCP_LISTEN && old != TCP_SYN_SENT && old != TCP_SYN_RECV {
-                if let Some(st) = state::get(sk) {
+                if let Some(st) = state::find(sk) {
                     // SAFETY: helper without arguments.
                     super::reads::report(sk, st, unsafe { bpf_ktime_get_ns() });
                 }
@@ -51,7 +55,10 @@ pub fn set_state_raw_tp(ctx: RawTracePointContext) -> i32 {
 
 #[inline(always)]
 fn lifecycle(sk: u64, kind: u16, old: i32, new: i32) {
-    let Some(st) = state::get(sk) else {
+    // This tracepoint fires after TCP_CLOSE released the local port (inet_sk_state_store runs
+    // last in tcp_set_state): a close is reported only with the ports learned while open.
+    let st = if kind == KIND_OPEN { state::get(sk) } else { state::find(sk) };
+    let Some(st) = st else {
         return;
     };
     if kind == KIND_OPEN {

@@ -3,7 +3,9 @@
 //! `tcp_select_window()` is inlined into `__tcp_transmit_skb()`, and `__tcp_select_window()` also
 //! runs for windows that are never sent. The first call after the header is complete is
 //! `send_check(sk, skb)` (tcp_v4_send_check / tcp_v6_send_check): there `skb->data` is the TCP
-//! header with the window the kernel chose, after the no-shrink rule and scaling.
+//! header with the window the kernel chose, after the no-shrink rule and scaling, and
+//! icsk_ack.pending still holds ICSK_ACK_NOMEM if the window was forced to zero for lack of
+//! memory (it is cleared afterwards, in tcp_event_ack_sent).
 
 use aya_ebpf::{
     macros::{fentry, kprobe},
@@ -12,56 +14,91 @@ use aya_ebpf::{
 use tracer_common::{
     config::NOMEM_PATH,
     event::{
-        WindowEvent, HOOK_FENTRY, HOOK_KPROBE, KIND_WINDOW, TRANSITION_FROM_ZERO, TRANSITION_NONE,
-        TRANSITION_TO_ZERO, TRANSITION_TO_ZERO_UNCOUNTED,
+        WindowEvent, HOOK_CGROUP_SKB, HOOK_FENTRY, HOOK_KPROBE, KIND_WINDOW, TRANSITION_FROM_ZERO,
+        TRANSITION_NONE, TRANSITION_TO_ZERO, TRANSITION_TO_ZERO_UNCOUNTED,
     },
 };
 
-use crate::{emit, maps::global, read, state};
+use super::probe0;
+use crate::{
+    emit,
+    maps::global,
+    read,
+    state::{self, SockState},
+};
 
 const TCP_FLAG_SYN: u8 = 0x02;
+const TCP_FLAG_RST: u8 = 0x04;
 
 #[fentry(function = "tcp_v4_send_check")]
 pub fn window_v4_fentry(ctx: FEntryContext) -> u32 {
-    from_skb(ctx.arg::<u64>(0), ctx.arg::<u64>(1), HOOK_FENTRY);
+    let sk = ctx.arg::<u64>(0);
+    if let Some(seg) = header(sk, ctx.arg::<u64>(1)) {
+        if let Some(st) = state::local(sk) {
+            sent(sk, st, seg, HOOK_FENTRY);
+        }
+    }
     0
 }
 
 #[fentry(function = "tcp_v6_send_check")]
 pub fn window_v6_fentry(ctx: FEntryContext) -> u32 {
-    from_skb(ctx.arg::<u64>(0), ctx.arg::<u64>(1), HOOK_FENTRY);
+    let sk = ctx.arg::<u64>(0);
+    if let Some(seg) = header(sk, ctx.arg::<u64>(1)) {
+        if let Some(st) = state::local(sk) {
+            sent(sk, st, seg, HOOK_FENTRY);
+        }
+    }
     0
 }
 
-/// Attached to both tcp_v4_send_check and tcp_v6_send_check.
+/// Attached to both tcp_v4_send_check and tcp_v6_send_check. kprobes cannot use sk_storage:
+/// their state is in the hash.
 #[kprobe]
 pub fn window_kprobe(ctx: ProbeContext) -> u32 {
     if let (Some(sk), Some(skb)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1)) {
-        from_skb(sk, skb, HOOK_KPROBE);
+        if let Some(seg) = header(sk, skb) {
+            if let Some(st) = state::get(sk) {
+                sent(sk, st, seg, HOOK_KPROBE);
+            }
+        }
     }
     0
 }
 
+/// What send_check sees of the outgoing segment.
+#[derive(Clone, Copy)]
+struct Sent {
+    skb: u64,
+    th: u64,
+    raw: u16,
+}
+
+/// The segment's window, unless it is a SYN (never scaled, not chosen by tcp_select_window) or
+/// an RST (its window is not an offer: a reset after close carries 0).
 #[inline(always)]
-fn from_skb(sk: u64, skb: u64, hook: u8) {
-    let Some(th) = read::field(skb, global!(OFFSETS.skb_data)) else {
-        return;
-    };
+fn header(sk: u64, skb: u64) -> Option<Sent> {
+    if sk == 0 {
+        return None;
+    }
+    let th = read::field(skb, global!(OFFSETS.skb_data))?;
     // Bytes 12..16 of the TCP header: data offset, flags, window (network order).
     let hdr = read::bytes::<4>(th + 12);
-    // SYN and SYN-ACK windows are never scaled and are not chosen by tcp_select_window.
-    if hdr[1] & TCP_FLAG_SYN != 0 {
-        return;
+    if hdr[1] & (TCP_FLAG_SYN | TCP_FLAG_RST) != 0 {
+        return None;
     }
-    advertised(sk, u16::from_be_bytes([hdr[2], hdr[3]]), hook);
+    Some(Sent { skb, th, raw: u16::from_be_bytes([hdr[2], hdr[3]]) })
+}
+
+#[inline(always)]
+fn sent(sk: u64, st: &mut SockState, seg: Sent, hook: u8) {
+    probe0::count_segment(sk, seg.skb, seg.th);
+    advertised(sk, st, seg.raw, hook);
 }
 
 /// One outgoing segment of socket `sk` carried the raw window `raw`: report it if it changed.
 #[inline(always)]
-pub fn advertised(sk: u64, raw: u16, hook: u8) {
-    let Some(st) = state::get(sk) else {
-        return;
-    };
+pub fn advertised(sk: u64, st: &mut SockState, raw: u16, hook: u8) {
     let raw = raw as u32;
     let last = st.last_raw;
     if raw == last {
@@ -71,24 +108,24 @@ pub fn advertised(sk: u64, raw: u16, hook: u8) {
     // The kernel's TCPToZeroWindowAdv / TCPFromZeroWindowAdv moments. A socket first seen at zero
     // counts as a transition: the user wants to know it is stalled.
     let transition = if raw == 0 {
-        // On 6.6+ a PROTO_MEM drop makes tcp_select_window() send 0 without counting it.
-        if st.nomem_pending != 0 && global!(CONFIG.kernel_features) & NOMEM_PATH != 0 {
+        if uncounted_zero(sk, hook) {
             TRANSITION_TO_ZERO_UNCOUNTED
         } else {
             TRANSITION_TO_ZERO
         }
     } else if last == 0 {
+        forget_nomem(sk, hook);
         TRANSITION_FROM_ZERO
     } else {
         TRANSITION_NONE
     };
-    st.nomem_pending = 0;
-    if !state::wanted(st) {
-        return;
-    }
     // The change threshold is a ratio, so raw (unscaled) values do: the scale is read only for
     // a window that will be reported.
     if !state::significant(raw, st.last_reported, transition != TRANSITION_NONE) {
+        return;
+    }
+    state::adopt_owner(sk, st);
+    if !state::wanted(st) {
         return;
     }
     st.last_reported = raw;
@@ -112,4 +149,36 @@ pub fn advertised(sk: u64, raw: u16, hook: u8) {
             window_clamp: read::u32_field(sk, global!(OFFSETS.window_clamp)),
         },
     );
+}
+
+/// Whether this zero window is the 6.6+ out-of-memory kind, which TCPToZeroWindowAdv does not
+/// count. At send_check the kernel's own flag says so; on the packet path (after the flag is
+/// cleared) an in-sequence PROTO_MEM drop seen just before stands for it.
+#[inline(always)]
+fn uncounted_zero(sk: u64, hook: u8) -> bool {
+    if global!(CONFIG.kernel_features) & NOMEM_PATH == 0 {
+        return false;
+    }
+    if hook != HOOK_CGROUP_SKB {
+        let pending = read::field(sk, global!(OFFSETS.icsk_ack_pending)).unwrap_or(0);
+        return pending & global!(CONFIG.icsk_ack_nomem) as u64 != 0;
+    }
+    match state::find(sk) {
+        Some(shared) => {
+            let was = shared.nomem_pending != 0;
+            shared.nomem_pending = 0;
+            was
+        }
+        None => false,
+    }
+}
+
+/// A reopened window ends any out-of-memory episode the drop hook noted.
+#[inline(always)]
+fn forget_nomem(sk: u64, hook: u8) {
+    if hook == HOOK_CGROUP_SKB && global!(CONFIG.kernel_features) & NOMEM_PATH != 0 {
+        if let Some(shared) = state::find(sk) {
+            shared.nomem_pending = 0;
+        }
+    }
 }

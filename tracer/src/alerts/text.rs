@@ -364,6 +364,9 @@ pub(super) fn drops(i: &Info, reason: &str, size: u32) -> (String, String) {
         "TCP_OVERWINDOW" => ", it went beyond the advertised window",
         "PROTO_MEM" => ", TCP is short of memory host-wide",
         "TCP_OFO_QUEUE_PRUNE" => ", out-of-order data was pruned to free memory",
+        "TCP_INVALID_SEQUENCE" | "TCP_INVALID_END_SEQUENCE" => {
+            ", it went beyond the advertised window (TcpExtBeyondWindow)"
+        }
         _ => "",
     };
     let explanation = format!(

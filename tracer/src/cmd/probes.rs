@@ -11,6 +11,7 @@ pub fn run(args: HookArgs) -> Result<()> {
         ports: Vec::new(),
         pid: None,
         window_shift: 0,
+        socket_map_entries: args.socket_map_entries,
     })?;
     let table = describe(&session.attached, &session.facts);
     std::io::Write::write_all(&mut std::io::stdout(), table.as_bytes())?;

@@ -21,6 +21,8 @@ pub struct Options {
     pub ports: Vec<u16>,
     pub pid: Option<u32>,
     pub window_shift: u8,
+    /// Size of the SOCKS map (default config::MAX_SOCKETS).
+    pub socket_map_entries: Option<u32>,
 }
 
 pub struct Session {
@@ -47,18 +49,24 @@ impl Session {
             .unwrap_or(Config::DEFAULT.accept_ret_offset);
         // The 6.6+ out-of-memory zero window (uncounted by TCPToZeroWindowAdv) comes with
         // the ICSK_ACK_NOMEM flag.
-        let nomem = btf.enum_value("inet_csk_ack_state_t", "ICSK_ACK_NOMEM").is_some();
+        let nomem = btf
+            .enum_value("inet_csk_ack_state_t", "ICSK_ACK_NOMEM")
+            .and_then(|bit| u8::try_from(bit).ok());
         let config = Config {
             pid: opts.pid.unwrap_or(0),
             port_filter: (!opts.ports.is_empty()) as u8,
             window_shift: opts.window_shift,
-            kernel_features: if nomem { NOMEM_PATH } else { 0 },
+            kernel_features: if nomem.is_some() { NOMEM_PATH } else { 0 },
             accept_ret_offset,
+            icsk_ack_nomem: nomem.unwrap_or(0),
             ..Config::DEFAULT
         };
-        let mut ebpf = EbpfLoader::new()
-            .override_global("OFFSETS", &offsets, true)
-            .override_global("CONFIG", &config, true)
+        let mut loader = EbpfLoader::new();
+        loader.override_global("OFFSETS", &offsets, true).override_global("CONFIG", &config, true);
+        if let Some(entries) = opts.socket_map_entries {
+            loader.map_max_entries("SOCKS", entries);
+        }
+        let mut ebpf = loader
             .load(EBPF_OBJECT)
             .context("failed to load the eBPF object into the kernel")?;
         if !opts.ports.is_empty() {
@@ -72,30 +80,43 @@ impl Session {
         let mut reasons: HashMap<_, u32, u8> = HashMap::try_from(
             ebpf.map_mut("DROP_REASONS").context("map DROP_REASONS is missing")?,
         )?;
-        for (value, name) in &drop_reasons {
-            let class = if name == "PROTO_MEM" { REASON_PROTO_MEM } else { REASON_OTHER };
+        for (value, (_, class)) in &drop_reasons {
             reasons.insert(value, class, 0).context("failed to set the drop reasons")?;
         }
         let attached = probes::attach_all(&mut ebpf, opts.hooks, &btf)?;
-        Ok(Session { ebpf, attached, facts: facts(drop_reasons) })
+        let names = drop_reasons.into_iter().map(|(value, (name, _))| (value, name)).collect();
+        Ok(Session { ebpf, attached, facts: facts(names) })
     }
 }
 
 /// DROP_REASONS classes (see tracer-ebpf probes/drops.rs).
 const REASON_OTHER: u8 = 1;
 const REASON_PROTO_MEM: u8 = 2;
+const REASON_BEYOND_WINDOW: u8 = 3;
 
 /// The kfree_skb drop reasons that mean "no receive space", resolved by name: their numbers
 /// differ between kernels. Reasons this kernel lacks are skipped.
-fn drop_reasons(btf: &Btf) -> std::collections::HashMap<u32, String> {
-    const NAMES: [&str; 4] =
-        ["TCP_ZEROWINDOW", "TCP_OVERWINDOW", "PROTO_MEM", "TCP_OFO_QUEUE_PRUNE"];
-    NAMES
-        .iter()
-        .filter_map(|name| {
-            let value = btf.enum_value("skb_drop_reason", &format!("SKB_DROP_REASON_{name}"))?;
-            Some((u32::try_from(value).ok()?, name.to_string()))
-        })
+fn drop_reasons(btf: &Btf) -> std::collections::HashMap<u32, (String, u8)> {
+    let value = |name: &str| {
+        let v = btf.enum_value("skb_drop_reason", &format!("SKB_DROP_REASON_{name}"))?;
+        u32::try_from(v).ok()
+    };
+    let mut reasons: Vec<(&str, u8)> = vec![
+        ("TCP_ZEROWINDOW", REASON_OTHER),
+        ("TCP_OVERWINDOW", REASON_OTHER),
+        ("PROTO_MEM", REASON_PROTO_MEM),
+        ("TCP_OFO_QUEUE_PRUNE", REASON_OTHER),
+    ];
+    // 6.17+ drops data beyond the window early, in tcp_sequence(), with these two reasons and
+    // counts them in TcpExtBeyondWindow. Before 6.17 TCP_INVALID_SEQUENCE also meant other
+    // things (on 6.1 every zero-window probe), so it is taken only where its sibling exists.
+    if value("TCP_INVALID_END_SEQUENCE").is_some() {
+        reasons.push(("TCP_INVALID_SEQUENCE", REASON_BEYOND_WINDOW));
+        reasons.push(("TCP_INVALID_END_SEQUENCE", REASON_BEYOND_WINDOW));
+    }
+    reasons
+        .into_iter()
+        .filter_map(|(name, class)| Some((value(name)?, (name.to_string(), class))))
         .collect()
 }
 

@@ -209,6 +209,7 @@ async fn live(args: &TopArgs, thresholds: Thresholds) -> Result<()> {
         ports: args.filter.ports.clone(),
         pid: args.filter.pid,
         window_shift: WINDOW_SHIFT,
+        socket_map_entries: args.hooks.socket_map_entries,
     })?;
     let mut reader = Reader::new(&mut session.ebpf)?;
     let mut decoder = Decoder::new(session.facts.clone());

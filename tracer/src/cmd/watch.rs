@@ -100,6 +100,7 @@ async fn watch(
         ports: args.filter.ports.clone(),
         pid: args.filter.pid,
         window_shift: args.window_shift,
+        socket_map_entries: args.hooks.socket_map_entries,
     })?;
     // Held for the session: the kernel counts program run time while this descriptor is open.
     let _stats = if args.prog_stats {
@@ -197,16 +198,27 @@ pub struct Counts {
     pub seen: u64,
     pub lost: u64,
     pub bad: u64,
+    pub untracked: u64,
 }
 
 impl Counts {
-    /// Reports ring-buffer loss since the last check.
+    /// Reports ring-buffer loss and sockets left untracked since the last check.
     pub fn check_loss(&mut self, reader: &Reader, pipeline: &mut Pipeline) -> Result<()> {
         let total = reader.lost_total();
         if total > self.lost {
             let new = total - self.lost;
             self.lost = total;
             pipeline.lost(now_ns(), new, total)?;
+        }
+        let untracked = reader.table_full_total();
+        if untracked > self.untracked {
+            eprintln!(
+                "tracer: warning: {} socket(s) not tracked so far: the kernel's per-socket table \
+                 is full, so their open, close, reads and buffer changes are not reported \
+                 (windows and probes still are on the packet and fentry hooks)",
+                untracked
+            );
+            self.untracked = untracked;
         }
         Ok(())
     }

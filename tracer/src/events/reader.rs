@@ -8,20 +8,24 @@ use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     Ebpf,
 };
-use tracer_common::event::KIND_COUNT;
+use tracer_common::{config::COUNT_TABLE_FULL, event::KIND_COUNT};
 
 pub struct Reader {
     ring: RingBuf<MapData>,
     lost: PerCpuArray<MapData, u64>,
+    counts: PerCpuArray<MapData, u64>,
 }
 
 impl Reader {
     pub fn new(ebpf: &mut Ebpf) -> Result<Self> {
         let ring = ebpf.take_map("EVENTS").context("map EVENTS is missing from the eBPF object")?;
         let lost = ebpf.take_map("LOST").context("map LOST is missing from the eBPF object")?;
+        let counts =
+            ebpf.take_map("COUNTS").context("map COUNTS is missing from the eBPF object")?;
         Ok(Reader {
             ring: RingBuf::try_from(ring).context("EVENTS is not a ring buffer")?,
             lost: PerCpuArray::try_from(lost).context("LOST is not a per-CPU array")?,
+            counts: PerCpuArray::try_from(counts).context("COUNTS is not a per-CPU array")?,
         })
     }
 
@@ -42,5 +46,11 @@ impl Reader {
             .filter_map(|kind| self.lost.get(&kind, 0).ok())
             .map(|per_cpu| per_cpu.iter().sum::<u64>())
             .sum()
+    }
+
+    /// Sockets the tracepoint programs could not track since attach because their per-socket
+    /// table was full (each refused insert counts once).
+    pub fn table_full_total(&self) -> u64 {
+        self.counts.get(&COUNT_TABLE_FULL, 0).map_or(0, |per_cpu| per_cpu.iter().sum())
     }
 }

@@ -51,8 +51,14 @@ static DURATION_BUCKETS: [f64; 13] =
 static BACKOFF_BUCKETS: [f64; 16] =
     [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0];
 /// Drop reasons the kernel side reports; anything else (a recording from elsewhere) is `other`.
-const DROP_REASONS: [&str; 4] =
-    ["TCP_ZEROWINDOW", "TCP_OVERWINDOW", "PROTO_MEM", "TCP_OFO_QUEUE_PRUNE"];
+const DROP_REASONS: [&str; 6] = [
+    "TCP_ZEROWINDOW",
+    "TCP_OVERWINDOW",
+    "PROTO_MEM",
+    "TCP_OFO_QUEUE_PRUNE",
+    "TCP_INVALID_SEQUENCE",
+    "TCP_INVALID_END_SEQUENCE",
+];
 /// Event kinds, so that their counters exist (at 0) from the start.
 const KINDS: [&str; 11] = [
     "window",

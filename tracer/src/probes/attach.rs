@@ -107,7 +107,7 @@ fn try_hook(
 ) -> Result<Vec<String>, String> {
     let mut partial = Vec::new();
     let targets = match hook.attach {
-        Attach::Fentry(ts) | Attach::Fexit(ts) | Attach::Kprobe(ts) | Attach::Tracepoint(ts) => ts,
+        Attach::Fentry(ts) | Attach::Kprobe(ts) | Attach::Tracepoint(ts) => ts,
         Attach::RawTracepoint(t) => {
             let prog: &mut RawTracePoint = program(ebpf, t.program)?;
             load_once(prog.load()).map_err(describe)?;
@@ -130,8 +130,7 @@ fn try_hook(
         }
     };
     for (i, t) in targets.iter().enumerate() {
-        let is_function =
-            matches!(hook.attach, Attach::Fentry(_) | Attach::Fexit(_) | Attach::Kprobe(_));
+        let is_function = matches!(hook.attach, Attach::Fentry(_) | Attach::Kprobe(_));
         if is_function && !kernel_btf.has_func(t.kernel) {
             let why = format!(
                 "{} is not a traceable function on this kernel (inlined or absent)",
@@ -147,13 +146,13 @@ fn try_hook(
         let result = match hook.attach {
             Attach::Fentry(_) => {
                 let btf = btf.clone()?;
-                let prog: &mut FEntry = program(ebpf, t.program)?;
-                load_once(prog.load(t.kernel, btf)).and_then(|()| prog.attach().map(drop))
-            }
-            Attach::Fexit(_) => {
-                let btf = btf.clone()?;
-                let prog: &mut FExit = program(ebpf, t.program)?;
-                load_once(prog.load(t.kernel, btf)).and_then(|()| prog.attach().map(drop))
+                if matches!(ebpf.program(t.program), Some(Program::FExit(_))) {
+                    let prog: &mut FExit = program(ebpf, t.program)?;
+                    load_once(prog.load(t.kernel, btf)).and_then(|()| prog.attach().map(drop))
+                } else {
+                    let prog: &mut FEntry = program(ebpf, t.program)?;
+                    load_once(prog.load(t.kernel, btf)).and_then(|()| prog.attach().map(drop))
+                }
             }
             Attach::Tracepoint(_) => {
                 let (category, name) = t.kernel.split_once('/').unwrap_or(("", t.kernel));

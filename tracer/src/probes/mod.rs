@@ -6,7 +6,9 @@ mod attach;
 
 pub use attach::{attach_all, Attached};
 
-use tracer_common::config::{EGRESS_PROBE, EGRESS_WINDOW, SWITCH_EGRESS, SWITCH_RECV_LENGTH};
+use tracer_common::config::{
+    EGRESS_PROBE, EGRESS_WINDOW, SWITCH_EGRESS, SWITCH_RECV_LENGTH, SWITCH_SEND_CHECK,
+};
 
 use crate::cli::HookMode;
 
@@ -52,8 +54,8 @@ impl Signal {
 /// How a hook is attached. Each (program, kernel target) pair is attached as a unit.
 #[derive(Clone, Copy, Debug)]
 pub enum Attach {
+    /// fentry and fexit programs (aya tells them apart by the program's section).
     Fentry(&'static [Target]),
-    Fexit(&'static [Target]),
     /// kprobes and kretprobes (aya tells them apart by the program's section).
     Kprobe(&'static [Target]),
     RawTracepoint(Target),
@@ -97,7 +99,7 @@ impl Hook {
     /// Whether `mode` allows this hook.
     fn allowed(&self, mode: HookMode) -> bool {
         match self.attach {
-            Attach::Fentry(_) | Attach::Fexit(_) => mode == HookMode::Auto,
+            Attach::Fentry(_) => mode == HookMode::Auto,
             Attach::Kprobe(_) => mode != HookMode::Packet,
             Attach::RawTracepoint(_)
             | Attach::Tracepoint(_)
@@ -113,8 +115,18 @@ impl Hook {
             format!("{kind} {}", names.join(", "))
         };
         match self.attach {
-            Attach::Fentry(ts) => join("fentry", ts),
-            Attach::Fexit(ts) => join("fexit", ts),
+            Attach::Fentry(ts) => {
+                let entry = ts.iter().any(|t| t.program.contains("fentry"));
+                let exit = ts.iter().any(|t| t.program.contains("fexit"));
+                let kind = match (entry, exit) {
+                    (true, true) => "fentry+fexit",
+                    (false, true) => "fexit",
+                    _ => "fentry",
+                };
+                let mut seen: Vec<&str> = ts.iter().map(|t| t.kernel).collect();
+                seen.dedup();
+                format!("{kind} {}", seen.join(", "))
+            }
             Attach::Kprobe(ts) => {
                 let mut seen: Vec<&str> = ts.iter().map(|t| t.kernel).collect();
                 seen.dedup();
@@ -140,28 +152,37 @@ static WINDOW: [Hook; 3] = [
             t("window_v4_fentry", "tcp_v4_send_check"),
             t_opt("window_v6_fentry", "tcp_v6_send_check"),
         ]),
-        fidelity: "exact: the header of every segment sent",
-        switch: None,
+        fidelity: "exact: the header of every segment sent; out-of-memory zero windows (6.6+) \
+                   told apart by the kernel's own flag",
+        switch: Some((SWITCH_SEND_CHECK, 1)),
     },
     Hook {
         attach: Attach::Kprobe(&[
             t("window_kprobe", "tcp_v4_send_check"),
             t_opt("window_kprobe", "tcp_v6_send_check"),
         ]),
-        fidelity: "exact: the header of every segment sent",
-        switch: None,
+        fidelity: "exact: the header of every segment sent; out-of-memory zero windows (6.6+) \
+                   told apart by the kernel's own flag; per-socket state in a fixed-size table \
+                   (sockets beyond it are counted and not traced)",
+        switch: Some((SWITCH_SEND_CHECK, 1)),
     },
     Hook {
         attach: Attach::Egress,
-        fidelity: "exact: the header of every segment that reaches IP output",
+        fidelity: "exact: the header of every segment that reaches IP output; an out-of-memory \
+                   zero window (6.6+) is known only after an in-sequence PROTO_MEM drop, not \
+                   when the kernel queued the segment anyway",
         switch: Some((SWITCH_EGRESS, EGRESS_WINDOW)),
     },
 ];
 
 static PROBE: [Hook; 3] = [
     Hook {
-        attach: Attach::Fexit(&[t("probe0_fexit", "tcp_send_probe0")]),
-        fidelity: "exact: real probes only, backoff as the kernel set it",
+        attach: Attach::Fentry(&[
+            t("probe0_fentry", "tcp_send_probe0"),
+            t("probe0_fexit", "tcp_send_probe0"),
+        ]),
+        fidelity: "exact: each probe segment sent (two in urgent mode, none when nothing left), \
+                   backoff as the kernel set it",
         switch: None,
     },
     Hook {
@@ -169,20 +190,23 @@ static PROBE: [Hook; 3] = [
             t("probe0_kprobe", "tcp_send_probe0"),
             t("probe0_kretprobe", "tcp_send_probe0"),
         ]),
-        fidelity: "exact: real probes only, backoff as the kernel set it",
+        fidelity: "exact: each probe segment sent (two in urgent mode, none when nothing left), \
+                   backoff as the kernel set it",
         switch: None,
     },
     Hook {
         attach: Attach::Egress,
-        fidelity: "probes recognised on the wire (pure ACK, seq = snd_una - 1, peer window 0); \
-                   backoff inferred",
+        fidelity: "probes recognised on the wire (pure ACK, seq = snd_una - 1, peer window 0, \
+                   unsent data: keepalives excluded); backoff inferred; urgent-mode probes \
+                   (seq = snd_una) not seen",
         switch: Some((SWITCH_EGRESS, EGRESS_PROBE)),
     },
 ];
 
 static RCV_SPACE: [Hook; 1] = [Hook {
     attach: Attach::RawTracepoint(t("rcv_space_raw_tp", "tcp_rcv_space_adjust")),
-    fidelity: "exact, sampled at each read; also names the reading process",
+    fidelity: "sampled at each read: after it where sock_recv_length exists (6.3+); else \
+               before the adjustment, so growth shows one read late",
     switch: None,
 }];
 
@@ -212,12 +236,14 @@ static PEER_WINDOW: [Hook; 1] = [Hook {
 static READER: [Hook; 2] = [
     Hook {
         attach: Attach::RawTracepoint(t("recv_length_raw_tp", "sock_recv_length")),
-        fidelity: "exact: bytes and calls of every read (6.3+), with pid, comm and cgroup",
+        fidelity: "exact: bytes and calls of every read (6.3+), with pid, comm and cgroup, and \
+                   the receive buffer after each read",
         switch: Some((SWITCH_RECV_LENGTH, 1)),
     },
     Hook {
         attach: Attach::Piggyback("rcv_space_raw_tp"),
-        fidelity: "bytes read from copied_seq after each read, with pid, comm and cgroup",
+        fidelity: "bytes read from copied_seq, with pid, comm and cgroup; calls counted per \
+                   tcp_rcv_space_adjust (on 6.1 once per skb copied, not per read)",
         switch: None,
     },
 ];

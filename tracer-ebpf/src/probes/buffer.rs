@@ -1,0 +1,48 @@
+//! The receive buffer as autotuning left it (rcvq_space.space, sk_rcvbuf and what follows them),
+//! reported when it moved. Shared by the hooks that run at each read.
+
+use tracer_common::event::{RcvSpaceEvent, HOOK_RAW_TP, KIND_RCV_SPACE};
+
+use crate::{
+    emit,
+    maps::global,
+    read,
+    state::{self, SockState},
+};
+
+/// sk_userlocks bit set by setsockopt(SO_RCVBUF): autotuning is off for this socket.
+const SOCK_RCVBUF_LOCK: u64 = 2;
+
+/// Reports the socket's autotuning values if they moved since the last report.
+#[inline(always)]
+pub fn changed(sk: u64, st: &mut SockState) {
+    // Autotuning moves rcvq_space.space and sk_rcvbuf (window_clamp follows rcvbuf): compare
+    // those two on every read, fetch the rest only when something changed.
+    let space = read::u32_field(sk, global!(OFFSETS.rcvq_space));
+    let rcvbuf = read::u32_field(sk, global!(OFFSETS.sk_rcvbuf));
+    if space == st.space && rcvbuf == st.rcvbuf {
+        return;
+    }
+    st.space = space;
+    st.rcvbuf = rcvbuf;
+    if !state::wanted(st) {
+        return;
+    }
+    let clamp = read::u32_field(sk, global!(OFFSETS.window_clamp));
+    let ssthresh = read::u32_field(sk, global!(OFFSETS.rcv_ssthresh));
+    let locks = read::field(sk, global!(OFFSETS.sk_userlocks)).unwrap_or(0);
+    emit::send(
+        KIND_RCV_SPACE,
+        RcvSpaceEvent {
+            header: emit::header(KIND_RCV_SPACE, HOOK_RAW_TP, sk, st),
+            space,
+            rcvbuf,
+            window_clamp: clamp,
+            rcv_ssthresh: ssthresh,
+            rmem_alloc: read::u32_field(sk, global!(OFFSETS.sk_rmem_alloc)),
+            locked: (locks & SOCK_RCVBUF_LOCK != 0) as u8,
+            _pad: [0; 3],
+            comm: st.comm,
+        },
+    );
+}
