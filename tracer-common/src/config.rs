@@ -3,7 +3,8 @@
 /// Indexes of the SWITCHES map: choices the agent makes after it learns which hooks attached.
 /// The signals the cgroup_skb egress program (the packet-level fallback) serves: EGRESS_* bits.
 pub const SWITCH_EGRESS: u32 = 0;
-/// 1 when sock:sock_recv_length counts reads; 0 when tcp_rcv_space_adjust does (copied_seq).
+/// 1 when a hook at the end of each read (sock:sock_recv_length, or fexit tcp_recvmsg) counts
+/// reads and compares the buffer; 0 when tcp_rcv_space_adjust does (copied_seq).
 pub const SWITCH_RECV_LENGTH: u32 = 1;
 /// 1 when the send_check hook (fentry or kprobe) counts the probe segments tcp_send_probe0
 /// sends; 0 when the probe hook must infer one probe from icsk_probes_out.

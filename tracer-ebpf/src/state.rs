@@ -125,7 +125,8 @@ pub fn get(sk: u64) -> Option<&'static mut SockState> {
     if !is_connection(sk) {
         return None;
     }
-    insert(sk)
+    SOCKS.insert(&sk, &SockState::fresh(sk), 0).ok()?;
+    find(sk)
 }
 
 /// The hash state of `sk` if it has one; never creates it.
@@ -140,14 +141,9 @@ pub fn find(sk: u64) -> Option<&'static mut SockState> {
 /// socket at this address left is dropped.
 #[inline(always)]
 pub fn reset(sk: u64) -> Option<&'static mut SockState> {
-    insert(sk)
-}
-
-#[inline(always)]
-fn insert(sk: u64) -> Option<&'static mut SockState> {
     if SOCKS.insert(&sk, &SockState::fresh(sk), 0).is_err() {
-        // The table is full: this socket goes untraced by the tracepoint programs. Counted,
-        // so the agent can say so.
+        // The table is full: this connection goes untraced by the tracepoint and kprobe
+        // programs. Counted once per connection, so the agent can say so.
         if let Some(count) = COUNTS.get_ptr_mut(COUNT_TABLE_FULL) {
             // SAFETY: per-CPU slot, no concurrent writer on this CPU.
             unsafe { *count += 1 };

@@ -1,7 +1,7 @@
 //! The receive buffer as autotuning left it (rcvq_space.space, sk_rcvbuf and what follows them),
 //! reported when it moved. Shared by the hooks that run at each read.
 
-use tracer_common::event::{RcvSpaceEvent, HOOK_RAW_TP, KIND_RCV_SPACE};
+use tracer_common::event::{RcvSpaceEvent, KIND_RCV_SPACE};
 
 use crate::{
     emit,
@@ -15,7 +15,7 @@ const SOCK_RCVBUF_LOCK: u64 = 2;
 
 /// Reports the socket's autotuning values if they moved since the last report.
 #[inline(always)]
-pub fn changed(sk: u64, st: &mut SockState) {
+pub fn changed(sk: u64, st: &mut SockState, hook: u8) {
     // Autotuning moves rcvq_space.space and sk_rcvbuf (window_clamp follows rcvbuf): compare
     // those two on every read, fetch the rest only when something changed.
     let space = read::u32_field(sk, global!(OFFSETS.rcvq_space));
@@ -34,7 +34,7 @@ pub fn changed(sk: u64, st: &mut SockState) {
     emit::send(
         KIND_RCV_SPACE,
         RcvSpaceEvent {
-            header: emit::header(KIND_RCV_SPACE, HOOK_RAW_TP, sk, st),
+            header: emit::header(KIND_RCV_SPACE, hook, sk, st),
             space,
             rcvbuf,
             window_clamp: clamp,

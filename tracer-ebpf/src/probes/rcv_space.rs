@@ -1,7 +1,7 @@
 //! Receive-buffer autotuning: rcvq_space.space and sk_rcvbuf, emitted when they change.
 //!
-//! Where sock:sock_recv_length exists (6.3+) they are compared there, after each read, when
-//! tcp_rcv_space_adjust() has done its work. Elsewhere tcp:tcp_rcv_space_adjust serves: it fires
+//! Where sock:sock_recv_length (6.3+) or fexit tcp_recvmsg exists they are compared there, after
+//! each read, when tcp_rcv_space_adjust() has done its work. Elsewhere tcp:tcp_rcv_space_adjust serves: it fires
 //! at the top of that function (before the adjustment, so growth shows one read late, and on
 //! 6.1 once per skb copied), in the reader's process context, so it also names the reader and
 //! counts what it read.
@@ -14,8 +14,8 @@ use crate::state;
 
 #[raw_tracepoint(tracepoint = "tcp_rcv_space_adjust")]
 pub fn rcv_space_raw_tp(ctx: RawTracePointContext) -> i32 {
-    // Where sock:sock_recv_length exists it does all of this, after the adjustment.
-    if reads::by_recv_length() {
+    // Where a hook at the end of each read exists it does all of this, after the adjustment.
+    if reads::at_read_end() {
         return 0;
     }
     let sk = ctx.arg::<u64>(0);
@@ -24,6 +24,6 @@ pub fn rcv_space_raw_tp(ctx: RawTracePointContext) -> i32 {
     };
     state::learn_and_announce_owner(sk, st, HOOK_RAW_TP);
     reads::count_copied(sk, st);
-    buffer::changed(sk, st);
+    buffer::changed(sk, st, HOOK_RAW_TP);
     0
 }

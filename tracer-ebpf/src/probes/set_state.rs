@@ -42,7 +42,7 @@ pub fn set_state_raw_tp(ctx: RawTracePointContext) -> i32 {
             if old != TCP_LISTEN && old != TCP_SYN_SENT && old != TCP_SYN_RECV {
                 if let Some(st) = state::find(sk) {
                     // SAFETY: helper without arguments.
-                    super::reads::report(sk, st, unsafe { bpf_ktime_get_ns() });
+                    super::reads::report(sk, st, unsafe { bpf_ktime_get_ns() }, HOOK_RAW_TP);
                 }
                 lifecycle(sk, KIND_CLOSE, old, new);
             }

@@ -1,6 +1,10 @@
 //! `tracer watch`: stream flow-control events until the duration ends, Ctrl-C or SIGTERM.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use anyhow::{bail, Context as _, Result};
 use tokio::{
@@ -179,8 +183,14 @@ async fn watch(
             .and_then(|()| pipeline.finish(now_ns())),
         Some(e) => Err(e),
     };
+    let untracked = reader.table_full_total();
+    let untracked = if untracked > 0 {
+        format!(", {untracked} connections not tracked (per-socket table full)")
+    } else {
+        String::new()
+    };
     eprintln!(
-        "tracer: detached; {} events, {} lost, {} undecodable",
+        "tracer: detached; {} events, {} lost, {} undecodable{untracked}",
         counts.seen, counts.lost, counts.bad
     );
     match result {
@@ -199,7 +209,11 @@ pub struct Counts {
     pub lost: u64,
     pub bad: u64,
     pub untracked: u64,
+    pub untracked_warned: Option<Instant>,
 }
+
+/// How often the "connections not tracked" warning may repeat while the count grows.
+const UNTRACKED_WARN_EVERY: Duration = Duration::from_secs(10);
 
 impl Counts {
     /// Reports ring-buffer loss and sockets left untracked since the last check.
@@ -211,14 +225,16 @@ impl Counts {
             pipeline.lost(now_ns(), new, total)?;
         }
         let untracked = reader.table_full_total();
-        if untracked > self.untracked {
+        let quiet = self.untracked_warned.is_some_and(|at| at.elapsed() < UNTRACKED_WARN_EVERY);
+        if untracked > self.untracked && !quiet {
             eprintln!(
-                "tracer: warning: {} socket(s) not tracked so far: the kernel's per-socket table \
-                 is full, so their open, close, reads and buffer changes are not reported \
-                 (windows and probes still are on the packet and fentry hooks)",
-                untracked
+                "tracer: warning: {untracked} connection(s) opened since attach are not tracked: \
+                 the kernel's per-socket table is full, so their open, close, reads and buffer \
+                 changes are not reported (windows and probes still are, except with --hooks \
+                 kprobe)"
             );
             self.untracked = untracked;
+            self.untracked_warned = Some(Instant::now());
         }
         Ok(())
     }

@@ -48,8 +48,8 @@ impl Reader {
             .sum()
     }
 
-    /// Sockets the tracepoint programs could not track since attach because their per-socket
-    /// table was full (each refused insert counts once).
+    /// Connections opened since attach that the tracepoint and kprobe programs could not track
+    /// because their per-socket table was full.
     pub fn table_full_total(&self) -> u64 {
         self.counts.get(&COUNT_TABLE_FULL, 0).map_or(0, |per_cpu| per_cpu.iter().sum())
     }

@@ -205,8 +205,9 @@ static PROBE: [Hook; 3] = [
 
 static RCV_SPACE: [Hook; 1] = [Hook {
     attach: Attach::RawTracepoint(t("rcv_space_raw_tp", "tcp_rcv_space_adjust")),
-    fidelity: "sampled at each read: after it where sock_recv_length exists (6.3+); else \
-               before the adjustment, so growth shows one read late",
+    fidelity: "sampled at each read: after it where the read-rate hook runs at the end of \
+               each read (sock_recv_length, fexit tcp_recvmsg); else before the adjustment, so \
+               growth shows one read late",
     switch: None,
 }];
 
@@ -233,11 +234,17 @@ static PEER_WINDOW: [Hook; 1] = [Hook {
     switch: None,
 }];
 
-static READER: [Hook; 2] = [
+static READER: [Hook; 3] = [
     Hook {
         attach: Attach::RawTracepoint(t("recv_length_raw_tp", "sock_recv_length")),
         fidelity: "exact: bytes and calls of every read (6.3+), with pid, comm and cgroup, and \
                    the receive buffer after each read",
+        switch: Some((SWITCH_RECV_LENGTH, 1)),
+    },
+    Hook {
+        attach: Attach::Fentry(&[t("recvmsg_fexit", "tcp_recvmsg")]),
+        fidelity: "exact: bytes and calls of every read, with pid, comm and cgroup, and the \
+                   receive buffer after each read",
         switch: Some((SWITCH_RECV_LENGTH, 1)),
     },
     Hook {
