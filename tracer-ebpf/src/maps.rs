@@ -6,7 +6,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
-    config::{Config, COUNT_SLOTS, MAX_DROP_REASONS, MAX_PORTS, MAX_SOCKETS, RING_BYTES, SWITCH_COUNT},
+    config::{
+        Config, COUNT_SLOTS, MAX_DROP_REASONS, MAX_PORTS, MAX_SOCKETS, RING_BYTES, SWITCH_COUNT,
+    },
     event::KIND_COUNT,
     offsets::KernelOffsets,
 };

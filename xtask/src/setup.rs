@@ -8,8 +8,8 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 
 /// Debian packages the tests use on this host: nstat and ip (iproute2), script (util-linux),
-/// tmux (driving `tracer top`), a real Prometheus server and promtool, groff (man pages) and
-/// systemd-analyze (the unit in deploy/).
+/// tmux (driving `tracer top`), a real Prometheus server and promtool, groff (man pages),
+/// systemd-analyze (the unit in deploy/) and tshark (the wire, as the kernel tests' oracle).
 const HOST_PACKAGES: &[(&str, &str)] = &[
     ("nstat", "iproute2"),
     ("ip", "iproute2"),
@@ -19,6 +19,7 @@ const HOST_PACKAGES: &[(&str, &str)] = &[
     ("tmux", "tmux"),
     ("prometheus", "prometheus"),
     ("promtool", "prometheus"),
+    ("tshark", "tshark"),
 ];
 
 /// Everything the build needs: the nightly toolchain's rust-src and bpf-linker in `.tools/`.

@@ -176,7 +176,8 @@ fn guest_tests() -> Result<Tally> {
         (kernel.config.clone(), "/boot/config".to_string()),
     ];
     let runs = [("auto", "fentry"), ("kprobe", "kprobe"), ("packet", "cgroup_skb")];
-    let mut script = String::from("export TRACER_BIN=/bin/tracer\nrc=0\n");
+    // TRACER_IN_GUEST: tests that change host-wide settings (tcp_mem) run only here.
+    let mut script = String::from("export TRACER_BIN=/bin/tracer TRACER_IN_GUEST=1\nrc=0\n");
     for (hooks, expect) in runs {
         script.push_str(&format!(
             "echo \"== guest kernel tests: --hooks {hooks}\"\n\

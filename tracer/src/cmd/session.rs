@@ -66,9 +66,8 @@ impl Session {
         if let Some(entries) = opts.socket_map_entries {
             loader.map_max_entries("SOCKS", entries);
         }
-        let mut ebpf = loader
-            .load(EBPF_OBJECT)
-            .context("failed to load the eBPF object into the kernel")?;
+        let mut ebpf =
+            loader.load(EBPF_OBJECT).context("failed to load the eBPF object into the kernel")?;
         if !opts.ports.is_empty() {
             let mut ports: HashMap<_, u16, u8> =
                 HashMap::try_from(ebpf.map_mut("PORTS").context("map PORTS is missing")?)?;
