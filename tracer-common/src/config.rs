@@ -62,3 +62,12 @@ pub const COUNT_TABLE_FULL: u32 = 0;
 pub const COUNT_SLOTS: u32 = 1;
 pub const MAX_PORTS: u32 = 64;
 pub const MAX_DROP_REASONS: u32 = 16;
+
+/// DROP_REASONS values: what the kernel programs do with a drop of that reason besides
+/// reporting it.
+pub const DROP_CLASS_OTHER: u8 = 1;
+/// PROTO_MEM: on 6.6+ an in-sequence one precedes an uncounted zero window.
+pub const DROP_CLASS_PROTO_MEM: u8 = 2;
+/// TCP_INVALID_SEQUENCE / TCP_INVALID_END_SEQUENCE on 6.17+: data beyond the advertised window,
+/// dropped before the header is pulled; RSTs with these reasons are not reported.
+pub const DROP_CLASS_BEYOND_WINDOW: u8 = 3;

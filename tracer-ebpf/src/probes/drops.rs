@@ -3,7 +3,10 @@
 //! DROP_REASONS; every other free returns after one map lookup.
 
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
-use tracer_common::event::{DropEvent, EventHeader, AF_INET, AF_INET6, HOOK_RAW_TP, KIND_DROP};
+use tracer_common::{
+    config::{DROP_CLASS_BEYOND_WINDOW, DROP_CLASS_PROTO_MEM},
+    event::{DropEvent, EventHeader, AF_INET, AF_INET6, HOOK_RAW_TP, KIND_DROP},
+};
 
 use crate::{
     emit,
@@ -12,13 +15,8 @@ use crate::{
 };
 
 const IPPROTO_TCP: u64 = 6;
-/// DROP_REASONS value for PROTO_MEM: on 6.6+ an in-sequence one precedes an uncounted zero
-/// window (the agent uses the same value).
-const REASON_PROTO_MEM: u8 = 2;
-/// DROP_REASONS value for TCP_INVALID_SEQUENCE and TCP_INVALID_END_SEQUENCE on 6.17+: data
-/// beyond the advertised window, dropped by tcp_sequence() and counted in TcpExtBeyondWindow,
-/// except for RSTs (which are not data pushed into a window).
-const REASON_BEYOND_WINDOW: u8 = 3;
+/// tcp_sequence() counts RSTs it drops with the beyond-window reasons nowhere (they are not
+/// data pushed into a window): not reported either.
 const TCP_FLAG_RST: u8 = 0x04;
 
 /// Kernels since 6.11 pass the receiving socket as a fourth argument. A raw tracepoint program
@@ -46,7 +44,7 @@ fn dropped(ctx: &RawTracePointContext, rx_sk: u64) -> i32 {
         sk = read::field(skb, global!(OFFSETS.skb_sk)).unwrap_or(0);
     }
     let mut bytes = read::u32_field(skb, global!(OFFSETS.skb_len));
-    if class == REASON_BEYOND_WINDOW {
+    if class == DROP_CLASS_BEYOND_WINDOW {
         // Dropped in tcp_validate_incoming(), before the TCP header is pulled: skb->data is
         // the header, and skb->len still counts it.
         let th = read::field(skb, global!(OFFSETS.skb_data)).unwrap_or(0);
@@ -62,7 +60,7 @@ fn dropped(ctx: &RawTracePointContext, rx_sk: u64) -> i32 {
         };
         // tcp_data_queue sets ICSK_ACK_NOMEM only for the in-sequence segment it cannot
         // queue (TCPRcvQDrop), not for an out-of-order one (TCPOFODrop).
-        if class == REASON_PROTO_MEM && in_sequence(sk, skb) {
+        if class == DROP_CLASS_PROTO_MEM && in_sequence(sk, skb) {
             st.nomem_pending = 1;
         }
         if !state::wanted(st) {

@@ -32,24 +32,25 @@ const TCP_FLAG_RST: u8 = 0x04;
 
 #[fentry(function = "tcp_v4_send_check")]
 pub fn window_v4_fentry(ctx: FEntryContext) -> u32 {
-    let sk = ctx.arg::<u64>(0);
-    if let Some(seg) = header(sk, ctx.arg::<u64>(1)) {
-        if let Some(st) = state::local(sk) {
-            sent(sk, st, seg, HOOK_FENTRY);
-        }
-    }
+    send_check_fentry(&ctx);
     0
 }
 
 #[fentry(function = "tcp_v6_send_check")]
 pub fn window_v6_fentry(ctx: FEntryContext) -> u32 {
+    send_check_fentry(&ctx);
+    0
+}
+
+/// send_check(sk, skb) with `sk` a pointer the verifier knows: its state is in sk_storage.
+#[inline(always)]
+fn send_check_fentry(ctx: &FEntryContext) {
     let sk = ctx.arg::<u64>(0);
     if let Some(seg) = header(sk, ctx.arg::<u64>(1)) {
         if let Some(st) = state::local(sk) {
             sent(sk, st, seg, HOOK_FENTRY);
         }
     }
-    0
 }
 
 /// Attached to both tcp_v4_send_check and tcp_v6_send_check. kprobes cannot use sk_storage:

@@ -4,7 +4,9 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 use aya::{maps::HashMap, Ebpf, EbpfLoader};
-use tracer_common::config::{Config, MAX_PORTS, NOMEM_PATH};
+use tracer_common::config::{
+    Config, DROP_CLASS_BEYOND_WINDOW, DROP_CLASS_OTHER, DROP_CLASS_PROTO_MEM, MAX_PORTS, NOMEM_PATH,
+};
 
 use crate::{
     cli::HookMode,
@@ -88,11 +90,6 @@ impl Session {
     }
 }
 
-/// DROP_REASONS classes (see tracer-ebpf probes/drops.rs).
-const REASON_OTHER: u8 = 1;
-const REASON_PROTO_MEM: u8 = 2;
-const REASON_BEYOND_WINDOW: u8 = 3;
-
 /// The kfree_skb drop reasons that mean "no receive space", resolved by name: their numbers
 /// differ between kernels. Reasons this kernel lacks are skipped.
 fn drop_reasons(btf: &Btf) -> std::collections::HashMap<u32, (String, u8)> {
@@ -101,17 +98,17 @@ fn drop_reasons(btf: &Btf) -> std::collections::HashMap<u32, (String, u8)> {
         u32::try_from(v).ok()
     };
     let mut reasons: Vec<(&str, u8)> = vec![
-        ("TCP_ZEROWINDOW", REASON_OTHER),
-        ("TCP_OVERWINDOW", REASON_OTHER),
-        ("PROTO_MEM", REASON_PROTO_MEM),
-        ("TCP_OFO_QUEUE_PRUNE", REASON_OTHER),
+        ("TCP_ZEROWINDOW", DROP_CLASS_OTHER),
+        ("TCP_OVERWINDOW", DROP_CLASS_OTHER),
+        ("PROTO_MEM", DROP_CLASS_PROTO_MEM),
+        ("TCP_OFO_QUEUE_PRUNE", DROP_CLASS_OTHER),
     ];
     // 6.17+ drops data beyond the window early, in tcp_sequence(), with these two reasons and
     // counts them in TcpExtBeyondWindow. Before 6.17 TCP_INVALID_SEQUENCE also meant other
     // things (on 6.1 every zero-window probe), so it is taken only where its sibling exists.
     if value("TCP_INVALID_END_SEQUENCE").is_some() {
-        reasons.push(("TCP_INVALID_SEQUENCE", REASON_BEYOND_WINDOW));
-        reasons.push(("TCP_INVALID_END_SEQUENCE", REASON_BEYOND_WINDOW));
+        reasons.push(("TCP_INVALID_SEQUENCE", DROP_CLASS_BEYOND_WINDOW));
+        reasons.push(("TCP_INVALID_END_SEQUENCE", DROP_CLASS_BEYOND_WINDOW));
     }
     reasons
         .into_iter()
