@@ -4,6 +4,7 @@
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
     net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread,
     time::{Duration, Instant},
@@ -15,76 +16,143 @@ use crate::build;
 
 const PORT: u16 = 47999;
 
-pub fn run(rounds: u32, seconds: f64) -> Result<()> {
+pub fn run(rounds: u32, seconds: f64, baseline: Option<&Path>) -> Result<()> {
     if rounds == 0 || !(seconds > 0.0) {
         bail!("--rounds must be at least 1 and --seconds positive");
     }
+    if let Some(bin) = baseline {
+        if !bin.is_file() {
+            bail!(
+                "--baseline {}: no such file (give a tracer binary, e.g. a build of main)",
+                bin.display()
+            );
+        }
+    }
     let tracer = build::tracer()?;
     let secs = Duration::from_secs_f64(seconds);
+    // Legs of each round, run back to back so that slow drift in the machine's speed hits them
+    // alike: nothing attached, this tree's tracer, and the baseline tracer if given.
+    let mut legs = vec![Leg::new("tracer", tracer.clone())];
+    if let Some(bin) = baseline {
+        legs.push(Leg::new("baseline", bin.to_path_buf()));
+    }
     let mut without = Vec::new();
-    let mut with = Vec::new();
-    let (mut cpu_without, mut cpu_with) = (Vec::new(), Vec::new());
-    // Each round's own ratio: the two transfers of a round ran back to back, so slow drift in
-    // the machine's speed cancels out there.
-    let mut ratios = Vec::new();
-    eprintln!("xtask: bench: {rounds} rounds of {seconds} s loopback bulk transfer, without / with `tracer watch`");
+    let mut cpu_without = Vec::new();
+    eprintln!(
+        "xtask: bench: {rounds} rounds of {seconds} s loopback bulk transfer, without / with `tracer watch`{}",
+        if baseline.is_some() { " / with the baseline" } else { "" }
+    );
     for round in 1..=rounds {
-        let base = transfer(secs)?;
-        let agent = start_tracer(&tracer, false)?;
-        let traced = transfer(secs);
-        let (summary, agent_cpu) = stop_tracer(agent)?;
-        let traced = traced?;
+        // Which leg goes first rotates from round to round: the first transfer of a round is
+        // often slower or faster for reasons of its own (caches, CPU frequency), and that must
+        // not land on one leg every time.
+        let order: Vec<Option<usize>> = (0..=legs.len())
+            .map(|i| (i + round as usize) % (legs.len() + 1))
+            .map(|i| i.checked_sub(1))
+            .collect();
+        let mut base = None;
+        let mut traced: Vec<Option<(Transfer, f64, String)>> = legs.iter().map(|_| None).collect();
+        for leg in order {
+            match leg {
+                None => base = Some(transfer(secs)?),
+                Some(i) => {
+                    let agent = start_tracer(&legs[i].bin, false)?;
+                    let run = transfer(secs);
+                    let (summary, agent_cpu) = stop_tracer(agent)?;
+                    traced[i] = Some((run?, agent_cpu, summary));
+                }
+            }
+        }
+        let base = base.context("the round had no transfer without the tracer")?;
         // CPU seconds per GB moved: the kernel programs run in the transfer's threads (their
         // system time), the agent in its own process.
         let base_cpu = base.cpu_secs / base.gigabytes;
-        let traced_cpu = (traced.cpu_secs + agent_cpu) / traced.gigabytes;
-        eprintln!(
-            "  round {round}: without {:.2} Gbit/s {:.0} ms CPU/GB, with {:.2} Gbit/s {:.0} ms CPU/GB \
-             (throughput ratio {:.3}); tracer {summary}",
+        let mut line = format!(
+            "  round {round}: without {:.2} Gbit/s {:.0} ms CPU/GB",
             gbit(base.rate),
-            base_cpu * 1e3,
-            gbit(traced.rate),
-            traced_cpu * 1e3,
-            traced.rate / base.rate
+            base_cpu * 1e3
         );
-        ratios.push(traced.rate / base.rate);
+        for (leg, run) in legs.iter_mut().zip(traced) {
+            let (run, agent_cpu, summary) = run.context("a leg of the round did not run")?;
+            let cpu = (run.cpu_secs + agent_cpu) / run.gigabytes;
+            line.push_str(&format!(
+                ", {} {:.2} Gbit/s {:.0} ms CPU/GB (ratio {:.3}; {summary})",
+                leg.name,
+                gbit(run.rate),
+                cpu * 1e3,
+                run.rate / base.rate
+            ));
+            leg.rates.push(run.rate);
+            leg.ratios.push(run.rate / base.rate);
+            leg.cpu.push(cpu);
+            leg.cpu_ratios.push(cpu / base_cpu);
+        }
+        eprintln!("{line}");
         without.push(base.rate);
-        with.push(traced.rate);
         cpu_without.push(base_cpu);
-        cpu_with.push(traced_cpu);
     }
-    // One more traced transfer with the kernel's run-time statistics: the cost per hook call.
-    let agent = start_tracer(&tracer, true)?;
-    let traced = transfer(secs);
-    let (summary, _) = stop_tracer(agent)?;
-    let traced = traced?;
-    eprintln!("  cost round ({:.2} Gbit/s): {summary}", gbit(traced.rate));
-    let (w0, w1) = (median(&mut without), median(&mut with));
-    let (c0, c1) = (median(&mut cpu_without), median(&mut cpu_with));
-    println!(
-        "bench: median throughput without tracer {:.2} Gbit/s, with tracer {:.2} Gbit/s: ratio {:.3} ({:+.1} %)",
-        gbit(w0),
-        gbit(w1),
-        w1 / w0,
-        (w1 / w0 - 1.0) * 100.0
-    );
-    let spread = (
-        ratios.iter().copied().fold(f64::INFINITY, f64::min),
-        ratios.iter().copied().fold(0.0, f64::max),
-    );
-    println!(
-        "bench: median of the per-round throughput ratios {:.3} (rounds from {:.3} to {:.3})",
-        median(&mut ratios),
-        spread.0,
-        spread.1
-    );
-    println!(
-        "bench: median CPU per GB without tracer {:.0} ms, with tracer (kernel programs + agent) {:.0} ms: ratio {:.3}",
-        c0 * 1e3,
-        c1 * 1e3,
-        c1 / c0
-    );
+    // One more traced transfer each with the kernel's run-time statistics: the cost per call.
+    for leg in &legs {
+        let agent = start_tracer(&leg.bin, true)?;
+        let traced = transfer(secs);
+        let (summary, _) = stop_tracer(agent)?;
+        let traced = traced?;
+        eprintln!("  cost round, {} ({:.2} Gbit/s): {summary}", leg.name, gbit(traced.rate));
+    }
+    let (w0, c0) = (median(&mut without), median(&mut cpu_without));
+    for leg in &mut legs {
+        let name = leg.name;
+        let w1 = median(&mut leg.rates);
+        println!(
+            "bench: {name}: median throughput without {:.2} Gbit/s, with {:.2} Gbit/s: ratio {:.3} ({:+.1} %)",
+            gbit(w0),
+            gbit(w1),
+            w1 / w0,
+            (w1 / w0 - 1.0) * 100.0
+        );
+        let spread = (
+            leg.ratios.iter().copied().fold(f64::INFINITY, f64::min),
+            leg.ratios.iter().copied().fold(0.0, f64::max),
+        );
+        println!(
+            "bench: {name}: median of the per-round throughput ratios {:.3} (rounds from {:.3} to {:.3})",
+            median(&mut leg.ratios),
+            spread.0,
+            spread.1
+        );
+        let cpu = median(&mut leg.cpu);
+        println!(
+            "bench: {name}: median CPU per GB without {:.0} ms, with (kernel programs + agent) {:.0} ms: ratio {:.3}; median of per-round CPU ratios {:.3}",
+            c0 * 1e3,
+            cpu * 1e3,
+            cpu / c0,
+            median(&mut leg.cpu_ratios)
+        );
+    }
     crate::bench_pipeline::run(&tracer)
+}
+
+/// One traced leg of each round: which binary, and what it measured.
+struct Leg {
+    name: &'static str,
+    bin: PathBuf,
+    rates: Vec<f64>,
+    ratios: Vec<f64>,
+    cpu: Vec<f64>,
+    cpu_ratios: Vec<f64>,
+}
+
+impl Leg {
+    fn new(name: &'static str, bin: PathBuf) -> Leg {
+        Leg {
+            name,
+            bin,
+            rates: Vec::new(),
+            ratios: Vec::new(),
+            cpu: Vec::new(),
+            cpu_ratios: Vec::new(),
+        }
+    }
 }
 
 fn gbit(bytes_per_sec: f64) -> f64 {
@@ -161,7 +229,7 @@ struct Agent {
 
 /// `prog_stats` turns on the kernel's per-program run-time accounting, which itself costs a
 /// little: it is used for a separate round only.
-fn start_tracer(bin: &std::path::Path, prog_stats: bool) -> Result<Agent> {
+fn start_tracer(bin: &Path, prog_stats: bool) -> Result<Agent> {
     let mut child = Command::new(bin)
         .args(["watch", "--json", "--port", &PORT.to_string()])
         .args(prog_stats.then_some("--prog-stats"))

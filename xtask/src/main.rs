@@ -45,6 +45,9 @@ enum Cmd {
         /// Seconds per transfer.
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
+        /// Another tracer binary (e.g. a build of main) to run in the same rounds, side by side.
+        #[arg(long, value_name = "PATH")]
+        baseline: Option<std::path::PathBuf>,
     },
 }
 
@@ -55,7 +58,9 @@ fn main() -> ExitCode {
         Cmd::Build => setup::all().and_then(|()| build::tracer().map(drop)),
         Cmd::Run { args } => setup::all().and_then(|()| build::run(&args)),
         Cmd::Test { no_vm } => setup::all().and_then(|()| test::all(!no_vm)),
-        Cmd::Bench { rounds, seconds } => setup::all().and_then(|()| bench::run(rounds, seconds)),
+        Cmd::Bench { rounds, seconds, baseline } => {
+            setup::all().and_then(|()| bench::run(rounds, seconds, baseline.as_deref()))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
