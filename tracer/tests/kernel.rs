@@ -332,7 +332,13 @@ fn refused_connection_reports_nothing_ipv6() {
 /// which is no connection and has no window to report.
 fn refused_connection_reports_nothing(addr: IpAddr, port: u16) {
     const ATTEMPTS: usize = 5;
-    let tracer = Tracer::start(&["--port", &port.to_string()]);
+    let metrics_port = free_port();
+    let tracer = Tracer::start(&[
+        "--port",
+        &port.to_string(),
+        "--metrics",
+        &format!("127.0.0.1:{metrics_port}"),
+    ]);
     let (before, after, wire) = in_new_netns(move || {
         let capture = Capture::start(&format!("tcp port {port}"));
         let before = nstat();
@@ -349,8 +355,17 @@ fn refused_connection_reports_nothing(addr: IpAddr, port: u16) {
         (before, after, wire)
     });
     thread::sleep(Duration::from_millis(200));
+    let metrics = scrape_metrics(metrics_port);
     let events = tracer.stop();
 
+    // Nor any metric: no series names the refused port, or port 0.
+    assert!(metrics.contains("tracer_events_lost_total"), "not the tracer's metrics: {metrics}");
+    let leaked: Vec<&str> = metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.contains(&format!("port=\"{port}\"")) || l.contains("port=\"0\""))
+        .collect();
+    assert!(leaked.is_empty(), "expected no metric for refused port {port}, saw {leaked:?}");
     let out_rsts = delta(&before, &after, "TcpOutRsts");
     let attempt_fails = delta(&before, &after, "TcpAttemptFails");
     eprintln!("nstat: TcpOutRsts +{out_rsts}, TcpAttemptFails +{attempt_fails}");

@@ -588,3 +588,22 @@ impl Drop for Captured {
         let _ = std::fs::remove_file(&self.file);
     }
 }
+
+/// A port nothing listens on right now, on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind(("127.0.0.1", 0)).and_then(|l| l.local_addr()).expect("a free port").port()
+}
+
+/// The tracer's /metrics text (HTTP/1.0 GET on 127.0.0.1:`port`).
+pub fn scrape_metrics(port: u16) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("connect to the metrics endpoint on port {port}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").expect("send GET");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("read the metrics");
+    let (head, body) =
+        answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("bad answer {answer:?}"));
+    assert!(head.starts_with("HTTP/1.") && head.contains(" 200 "), "metrics answered {head:?}");
+    body.to_string()
+}
