@@ -216,7 +216,7 @@ pub struct Counts {
 const UNTRACKED_WARN_EVERY: Duration = Duration::from_secs(10);
 
 impl Counts {
-    /// Reports ring-buffer loss and sockets left untracked since the last check.
+    /// Reports ring-buffer loss, and connections left untracked, since the last check.
     pub fn check_loss(&mut self, reader: &Reader, pipeline: &mut Pipeline) -> Result<()> {
         let total = reader.lost_total();
         if total > self.lost {
