@@ -134,7 +134,7 @@ impl View {
     }
 
     /// Take the table and the feed as of `now_ns` into the model (a paused model ignores it).
-    fn refresh(&mut self, pipeline: &Pipeline, now_ns: u64, undecodable: u64) {
+    fn refresh(&mut self, pipeline: &Pipeline, now_ns: u64, undecodable: u64, untracked: u64) {
         let table = pipeline.table();
         let mut feed = self.feed.borrow_mut();
         feed.histories.retain(table);
@@ -152,6 +152,7 @@ impl View {
             events_per_s: feed.rate.per_second(now_ns),
             lost: feed.lost,
             undecodable,
+            untracked,
         };
         drop(feed);
         self.model.refresh(rows, alerts, stats);
@@ -237,7 +238,7 @@ async fn live(args: &TopArgs, thresholds: Thresholds) -> Result<()> {
                     .tick(now.saturating_sub(ALERT_LAG.as_nanos() as u64))
                     .and_then(|()| counts.check_loss(&reader, &mut pipeline, now))
                     .and_then(|()| {
-                        view.refresh(&pipeline, now, counts.bad);
+                        view.refresh(&pipeline, now, counts.bad, counts.untracked);
                         view.draw(&pipeline)
                     })
             }
@@ -261,10 +262,12 @@ async fn live(args: &TopArgs, thresholds: Thresholds) -> Result<()> {
 struct Counts {
     lost: u64,
     bad: u64,
+    /// Connections the kernel's per-socket table had no room for (the header shows them).
+    untracked: u64,
 }
 
 impl Counts {
-    /// Reports ring-buffer loss since the last check.
+    /// Reports ring-buffer loss since the last check, and notes untracked connections.
     fn check_loss(&mut self, reader: &Reader, pipeline: &mut Pipeline, now: u64) -> Result<()> {
         let total = reader.lost_total();
         if total > self.lost {
@@ -272,6 +275,7 @@ impl Counts {
             self.lost = total;
             pipeline.lost(now, new, total)?;
         }
+        self.untracked = reader.table_full_total();
         Ok(())
     }
 }
@@ -390,7 +394,7 @@ async fn replay(args: &TopArgs, path: &Path, thresholds: Thresholds) -> Result<(
                 // As a replay ends: what is due by the last moment recorded fires.
                 pipeline.tick(last_ns)?;
                 view.model.set_phase("ended: q quits");
-                view.refresh(&pipeline, last_ns, 0);
+                view.refresh(&pipeline, last_ns, 0, 0);
                 view.draw(&pipeline)?;
             }
         }
@@ -414,7 +418,7 @@ async fn replay(args: &TopArgs, path: &Path, thresholds: Thresholds) -> Result<(
                     _ => Ok(()),
                 };
                 ticked.and_then(|()| {
-                    view.refresh(&pipeline, now, 0);
+                    view.refresh(&pipeline, now, 0, 0);
                     view.draw(&pipeline)
                 })
             }

@@ -176,6 +176,8 @@ pub struct Stats {
     /// Events the kernel could not queue, and records that could not be decoded, in all.
     pub lost: u64,
     pub undecodable: u64,
+    /// Connections opened since attach that the kernel's per-socket table had no room for.
+    pub untracked: u64,
 }
 
 /// The whole view state.

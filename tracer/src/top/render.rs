@@ -196,6 +196,11 @@ fn header(model: &Model, theme: Theme) -> Vec<Line<'static>> {
         first.push(sep());
         first.push(Span::styled(format!("{} undecodable", stats.undecodable), theme.warn()));
     }
+    if stats.untracked > 0 {
+        first.push(sep());
+        let text = format!("{} connections not tracked (table full)", stats.untracked);
+        first.push(Span::styled(text, theme.warn()));
+    }
     if model.paused() {
         first.push(Span::raw("  "));
         first.push(Span::styled(" PAUSED ", theme.selected()));
