@@ -242,7 +242,6 @@ impl Engine {
         self.advance(table, now_ns)
     }
 
-    #[cfg(test)]
     /// The alerts active now, by connection (latest alert of each).
     pub fn active(&self) -> impl Iterator<Item = &Alert> {
         self.book.active.values().map(|a| &a.alert)

@@ -5,61 +5,33 @@ use anyhow::Result;
 use super::thresholds;
 use crate::{
     cli::ReplayArgs,
-    output::{json::Json, terminal::Terminal, Sink},
+    output::{json::Json, terminal::Terminal, Show},
     pipeline::Pipeline,
-    record::{Item, Reader},
+    record::player::Player,
 };
 
 pub fn run(args: ReplayArgs) -> Result<()> {
     let thresholds = thresholds(&args.alerts)?;
-    let mut reader = Reader::open(&args.file)?;
-    let sink: Box<dyn Sink> =
-        if args.json { Box::new(Json::new()) } else { Box::new(Terminal::new()) };
-    let mut pipeline =
-        Pipeline::new(thresholds, sink, None, !args.no_events, !args.alerts.no_summary);
-    let header = reader.header.clone();
-    if !args.json {
+    let mut player = Player::open(&args.file)?;
+    let mut pipeline = Pipeline::new(thresholds);
+    let show = Show { events: !args.no_events, summary: !args.alerts.no_summary };
+    if args.json {
+        pipeline.add(Box::new(Json::new(show)));
+    } else {
         eprintln!(
             "tracer: replaying {} (recorded on kernel {})",
             args.file.display(),
-            header.kernel
+            player.header().kernel
         );
+        pipeline.add(Box::new(Terminal::new(show)));
     }
     // The summary is as of the last thing recorded, so the output depends on the file alone.
-    let mut last_ns = header.started_ns;
-    let mut lost_total = 0;
-    let mut events_read = 0u64;
-    let outcome = loop {
-        match reader.next_item() {
-            Ok(Some(Item::Event(e))) => {
-                last_ns = last_ns.max(e.ts_ns);
-                events_read += 1;
-                pipeline.event(&e)?;
-            }
-            Ok(Some(Item::Lost { ts_ns, count })) => {
-                lost_total += count;
-                last_ns = last_ns.max(ts_ns);
-                pipeline.lost(ts_ns, count, lost_total)?;
-            }
-            Ok(Some(Item::End { events, lost })) => {
-                if events != events_read || lost != lost_total {
-                    eprintln!(
-                        "tracer: warning: the trailer counts {events} events and {lost} lost, \
-                         but {events_read} events and {lost_total} lost were read"
-                    );
-                }
-            }
-            Ok(None) => break Ok(()),
-            Err(broken) => break Err(broken),
-        }
-    };
-    pipeline.finish(last_ns)?;
-    if outcome.is_ok() && !reader.ended() {
-        eprintln!(
-            "tracer: warning: {} has no end-of-recording trailer: the recorder stopped abruptly, \
-             so the last moments may be missing",
-            args.file.display()
-        );
+    player.play_all(&mut pipeline)?;
+    for note in player.notes() {
+        eprintln!("tracer: warning: {note}");
     }
-    outcome.map_err(Into::into)
+    match player.take_broken() {
+        Some(broken) => Err(broken.into()),
+        None => Ok(()),
+    }
 }

@@ -12,7 +12,7 @@ use std::{
 use anyhow::{anyhow, bail, Context as _, Result};
 use tokio::{
     signal::unix::{signal, Signal, SignalKind},
-    time::{interval, sleep, Interval, MissedTickBehavior},
+    time::{interval, sleep, MissedTickBehavior},
 };
 
 use super::{
@@ -24,10 +24,13 @@ use crate::{
     alerts::Thresholds,
     cli::{MetricsArgs, TopArgs},
     events::{reader::Reader, Decoder},
-    pipeline::Pipeline,
-    record::{self, Item},
+    pipeline::{
+        live::{Due, Live, Warnings},
+        Pipeline,
+    },
+    record::player::Player,
     top::{
-        feed::{alert_tuple, AlertSink, Feed, FeedObserver, SharedFeed},
+        feed::{alert_tuple, Feed, SharedFeed},
         input,
         model::{Action, Model, Stats},
         pace::Pace,
@@ -38,13 +41,8 @@ use crate::{
     },
 };
 
-/// How often the ring buffer is drained (as in watch).
-const DRAIN_EVERY: Duration = Duration::from_millis(20);
-/// Time-based alerts are checked this far behind the clock (as in watch: an event still in the
-/// ring buffer may end the condition).
-const ALERT_LAG: Duration = Duration::from_millis(100);
-/// How often time-based alerts and loss are checked, and the view refreshed.
-const TICK_EVERY: Duration = Duration::from_millis(250);
+/// How often the view is refreshed while a recording plays (live, at each tick of the driver).
+const REFRESH_EVERY: Duration = Duration::from_millis(250);
 /// The longest real wait between two items of a recording played at its own pace.
 const MAX_GAP: Duration = Duration::from_secs(1);
 /// Items of a recording played before looking at the keys again (`--fast` on a big file).
@@ -82,9 +80,8 @@ fn refuse_metrics(metrics: &MetricsArgs) -> Result<()> {
 
 /// The pipeline behind the view: nothing printed, alerts and window histories kept in `feed`.
 fn pipeline(thresholds: Thresholds, feed: &SharedFeed) -> Pipeline {
-    let sink = Box::new(AlertSink(Rc::clone(feed)));
-    let mut pipeline = Pipeline::new(thresholds, sink, None, false, false);
-    pipeline.observe(Box::new(FeedObserver(Rc::clone(feed))));
+    let mut pipeline = Pipeline::new(thresholds);
+    pipeline.add(Box::new(Rc::clone(feed)));
     // TODO(lead): metrics — add the Prometheus exporter's Observer here when --metrics is given
     // (replay too: it serves what the recording shows).
     pipeline
@@ -135,7 +132,8 @@ impl View {
 
     /// Take the table and the feed as of `now_ns` into the model (a paused model ignores it).
     fn refresh(&mut self, pipeline: &Pipeline, now_ns: u64, undecodable: u64, untracked: u64) {
-        let table = pipeline.table();
+        let state = pipeline.state();
+        let table = state.table;
         let mut feed = self.feed.borrow_mut();
         feed.histories.retain(table);
         let rows = row::rows(table, now_ns, &self.scope);
@@ -148,7 +146,11 @@ impl View {
             .collect();
         let stats = Stats {
             now_ns,
-            alerts_active: feed.alerts.active(|t, pid| self.scope.admits(t, pid)),
+            alerts_active: state
+                .alerts
+                .active()
+                .filter(|a| self.scope.admits(&alert_tuple(a), a.pid))
+                .count(),
             events_per_s: feed.rate.per_second(now_ns),
             lost: feed.lost,
             undecodable,
@@ -169,7 +171,7 @@ impl View {
             .wanting_sparks()
             .into_iter()
             .filter_map(|key| {
-                let conn = pipeline.table().get(&key)?;
+                let conn = pipeline.state().table.get(&key)?;
                 Some((key, feed.histories.of(conn)?.sparks(now_ns)))
             })
             .collect();
@@ -196,12 +198,6 @@ impl View {
     }
 }
 
-fn every(period: Duration) -> Interval {
-    let mut i = interval(period);
-    i.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    i
-}
-
 /// Live: attach as watch does, then drain, tick and draw until a quit key or signal.
 async fn live(args: &TopArgs, thresholds: Thresholds) -> Result<()> {
     // Attach before the screen is taken, so that errors (not root, no BTF) print plainly.
@@ -212,8 +208,8 @@ async fn live(args: &TopArgs, thresholds: Thresholds) -> Result<()> {
         window_shift: WINDOW_SHIFT,
         socket_map_entries: args.hooks.socket_map_entries,
     })?;
-    let mut reader = Reader::new(&mut session.ebpf)?;
-    let mut decoder = Decoder::new(session.facts.clone());
+    let reader = Reader::new(&mut session.ebpf)?;
+    let mut live = Live::new(reader, Decoder::new(session.facts.clone()), Warnings::Counted);
     let feed: SharedFeed = Rc::new(RefCell::new(Feed::default()));
     let mut pipeline = pipeline(thresholds, &feed);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
@@ -225,22 +221,20 @@ async fn live(args: &TopArgs, thresholds: Thresholds) -> Result<()> {
     let mut quit = Quit::new()?;
     // Live, the kernel filters by --port/--pid already.
     let mut view = View::enter(model, feed, Scope::default())?;
-    let mut drain = every(DRAIN_EVERY);
-    let mut tick = every(TICK_EVERY);
-    let mut counts = Counts::default();
 
     let outcome: Result<()> = loop {
         let step = tokio::select! {
-            _ = drain.tick() => pump(&mut reader, &mut decoder, &mut pipeline, &mut counts),
-            _ = tick.tick() => {
+            due = live.due() => {
                 let now = now_ns();
-                pipeline
-                    .tick(now.saturating_sub(ALERT_LAG.as_nanos() as u64))
-                    .and_then(|()| counts.check_loss(&reader, &mut pipeline, now))
-                    .and_then(|()| {
-                        view.refresh(&pipeline, now, counts.bad, counts.untracked);
-                        view.draw(&pipeline)
-                    })
+                let refresh = matches!(due, Due::Tick);
+                live.run(due, &mut pipeline, now).and_then(|()| {
+                    if !refresh {
+                        return Ok(());
+                    }
+                    let counts = live.counts();
+                    view.refresh(&pipeline, now, counts.bad, counts.untracked);
+                    view.draw(&pipeline)
+                })
             }
             input = view.keys.next() => view.input(input).and_then(|()| view.draw(&pipeline)),
             _ = quit.recv() => break Ok(()),
@@ -258,51 +252,6 @@ async fn live(args: &TopArgs, thresholds: Thresholds) -> Result<()> {
     outcome
 }
 
-#[derive(Default)]
-struct Counts {
-    lost: u64,
-    bad: u64,
-    /// Connections the kernel's per-socket table had no room for (the header shows them).
-    untracked: u64,
-}
-
-impl Counts {
-    /// Reports ring-buffer loss since the last check, and notes untracked connections.
-    fn check_loss(&mut self, reader: &Reader, pipeline: &mut Pipeline, now: u64) -> Result<()> {
-        let total = reader.lost_total();
-        if total > self.lost {
-            let new = total - self.lost;
-            self.lost = total;
-            pipeline.lost(now, new, total)?;
-        }
-        self.untracked = reader.table_full_total();
-        Ok(())
-    }
-}
-
-/// Drains the ring into the pipeline. Undecodable records are counted (the header shows
-/// them): nothing may be printed over the view.
-fn pump(
-    reader: &mut Reader,
-    decoder: &mut Decoder,
-    pipeline: &mut Pipeline,
-    counts: &mut Counts,
-) -> Result<()> {
-    let mut result = Ok(());
-    // TODO(lead): metrics — the drained byte count returned here is what `on_drain` takes.
-    reader.drain(|bytes| match decoder.decode(bytes) {
-        Ok(events) => {
-            for e in &events {
-                if result.is_ok() {
-                    result = pipeline.event(e);
-                }
-            }
-        }
-        Err(_) => counts.bad += 1,
-    });
-    result
-}
-
 /// Where a replay is.
 enum Playback {
     Playing,
@@ -313,103 +262,61 @@ enum Playback {
 /// A recording: played at its pace (or at once), then shown as it ended until quit.
 async fn replay(args: &TopArgs, path: &Path, thresholds: Thresholds) -> Result<()> {
     // Opened before the screen is taken: a missing or foreign file is a plain error.
-    let mut reader = record::Reader::open(path)?;
-    let header = reader.header.clone();
+    let mut player = Player::open(path)?;
     let feed: SharedFeed = Rc::new(RefCell::new(Feed::default()));
     let mut pipeline = pipeline(thresholds, &feed);
     let name =
         path.file_name().map_or(path.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let mut model = Model::new(format!("replay {name} (kernel {})", header.kernel));
+    let mut model = Model::new(format!("replay {name} (kernel {})", player.header().kernel));
     model.set_phase(if args.fast { "fast" } else { "playing" });
     let scope = Scope { ports: args.filter.ports.clone(), pid: args.filter.pid };
     let mut quit = Quit::new()?;
     let mut view = View::enter(model, feed, scope)?;
     let mut pace = Pace::new(args.fast, MAX_GAP);
-    let mut tick = every(TICK_EVERY);
+    let mut refresh = interval(REFRESH_EVERY);
+    refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut state = Playback::Playing;
-    let mut pending: Option<Item> = None;
-    let mut last_ns = header.started_ns;
-    let (mut events_read, mut lost_total) = (0u64, 0u64);
-    // A damaged file: shown in the view, returned after quitting.
-    let mut broken: Option<record::Broken> = None;
+    let mut notes_shown = 0;
 
     let outcome: Result<()> = loop {
         // Play what is due.
         if matches!(state, Playback::Playing) && !view.model.paused() {
             let mut budget = FEED_BUDGET;
             while budget > 0 {
-                if pending.is_none() {
-                    match reader.next_item() {
-                        Ok(Some(item)) => pending = Some(item),
-                        Ok(None) => {
-                            if !reader.ended() {
-                                view.model.note(
-                                    "the recording has no end-of-recording trailer: it was cut \
-                                     short, so the last moments may be missing",
-                                );
-                            }
-                            state = Playback::Ended;
-                            break;
-                        }
-                        Err(b) => {
-                            view.model.note(format!("damaged recording: {b}"));
-                            broken = Some(b);
-                            state = Playback::Ended;
-                            break;
-                        }
-                    }
-                }
-                let ts = match &pending {
-                    Some(Item::Event(e)) => e.ts_ns,
-                    Some(Item::Lost { ts_ns, .. }) => *ts_ns,
-                    _ => last_ns,
+                let Some(ts) = player.next_ts() else {
+                    state = Playback::Ended;
+                    break;
                 };
                 if !pace.due_in(ts, Instant::now()).is_zero() {
                     break;
                 }
-                match pending.take() {
-                    Some(Item::Event(e)) => {
-                        events_read += 1;
-                        pipeline.event(&e)?;
-                    }
-                    Some(Item::Lost { ts_ns, count }) => {
-                        lost_total += count;
-                        pipeline.lost(ts_ns, count, lost_total)?;
-                    }
-                    Some(Item::End { events, lost })
-                        if events != events_read || lost != lost_total =>
-                    {
-                        view.model.note(format!(
-                            "the trailer counts {events} events and {lost} lost, but \
-                             {events_read} events and {lost_total} lost were read"
-                        ));
-                    }
-                    Some(Item::End { .. }) | None => {}
-                }
-                last_ns = last_ns.max(ts);
+                player.step(&mut pipeline)?;
                 pace.played(ts, Instant::now());
                 budget -= 1;
             }
+            for note in &player.notes()[notes_shown..] {
+                view.model.note(note.to_string());
+            }
+            notes_shown = player.notes().len();
             if matches!(state, Playback::Ended) {
+                if let Some(b) = player.broken() {
+                    view.model.note(format!("damaged recording: {b}"));
+                }
                 // As a replay ends: what is due by the last moment recorded fires.
-                pipeline.tick(last_ns)?;
+                pipeline.tick(player.last_ns())?;
                 view.model.set_phase("ended: q quits");
-                view.refresh(&pipeline, last_ns, 0, 0);
+                view.refresh(&pipeline, player.last_ns(), 0, 0);
                 view.draw(&pipeline)?;
             }
         }
         let playing = matches!(state, Playback::Playing) && !view.model.paused();
-        let next_ts = match &pending {
-            Some(Item::Event(e)) => Some(e.ts_ns),
-            Some(Item::Lost { ts_ns, .. }) => Some(*ts_ns),
-            _ => None,
-        };
+        let next_ts = player.next_ts();
         let wait = next_ts.map_or(Duration::ZERO, |ts| pace.due_in(ts, Instant::now()));
         let step = tokio::select! {
             _ = sleep(wait), if playing => Ok(()),
-            _ = tick.tick() => {
+            _ = refresh.tick() => {
                 let now = match state {
-                    Playback::Ended => last_ns,
+                    Playback::Ended => player.last_ns(),
                     Playback::Playing => pace.clock(Instant::now(), next_ts),
                 };
                 // Time-based alerts fire between items as they would have live.
@@ -444,7 +351,7 @@ async fn replay(args: &TopArgs, path: &Path, thresholds: Thresholds) -> Result<(
     };
     drop(view);
     outcome?;
-    match broken {
+    match player.take_broken() {
         Some(b) => Err(b.into()),
         None => Ok(()),
     }

@@ -1,15 +1,11 @@
 //! `tracer watch`: stream flow-control events until the duration ends, Ctrl-C or SIGTERM.
 
-use std::{
-    net::SocketAddr,
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{bail, Context as _, Result};
 use tokio::{
     signal::unix::{signal, SignalKind},
-    time::{interval, sleep, MissedTickBehavior},
+    time::sleep,
 };
 
 use super::{
@@ -22,19 +18,13 @@ use crate::{
     cli::{MetricsArgs, ServeArgs, WatchArgs},
     events::{kernel_log::KernelLog, reader::Reader, Decoder},
     metrics::{self, Metrics, SharedMetrics},
-    output::{json::Json, terminal::Terminal, Sink},
-    pipeline::Pipeline,
+    output::{json::Json, terminal::Terminal, Show},
+    pipeline::{
+        live::{Live, Warnings},
+        Pipeline,
+    },
     record::{self, Recorder},
 };
-use tracer_common::config::RING_BYTES;
-
-/// How often the ring buffer is drained (the kernel side never wakes us).
-const DRAIN_EVERY: Duration = Duration::from_millis(20);
-/// Time-based alerts are checked this far behind the clock, so that an event still waiting in
-/// the ring buffer (drained every DRAIN_EVERY) can end a condition before its threshold fires.
-const ALERT_LAG: Duration = Duration::from_millis(100);
-/// How often time-based alerts and the loss counters are checked.
-const TICK_EVERY: Duration = Duration::from_millis(250);
 
 /// What a tracing session prints and keeps, besides the alerts and the summary.
 pub struct Output {
@@ -122,47 +112,38 @@ async fn watch(
             row.signal.name()
         );
     }
-    let recorder = match &output.record {
-        Some(path) => Some(Recorder::create(path, &header(&session))?),
-        None => None,
-    };
-    let mut reader = Reader::new(&mut session.ebpf)?;
+    let mut pipeline = Pipeline::new(thresholds);
+    if let Some(path) = &output.record {
+        pipeline.add(Box::new(Recorder::create(path, &header(&session))?));
+    }
+    let show = Show { events: output.events, summary: !args.alerts.no_summary };
+    if args.json {
+        pipeline.add(Box::new(Json::new(show)));
+    } else {
+        pipeline.add(Box::new(Terminal::new(show)));
+    }
+    if let Some(addr) = metrics_addr {
+        pipeline.add(Box::new(start_metrics(addr, args.metrics.metrics_per_connection).await?));
+    }
+    let reader = Reader::new(&mut session.ebpf)?;
     // Kernel-side diagnostics (aya-log); an object without log statements has nothing to read.
     let mut kernel_log = aya_log::EbpfLogger::init_with_logger(&mut session.ebpf, KernelLog).ok();
-    let mut decoder = Decoder::new(session.facts.clone());
-    let sink: Box<dyn Sink> =
-        if args.json { Box::new(Json::new()) } else { Box::new(Terminal::new()) };
-    let mut pipeline =
-        Pipeline::new(thresholds, sink, recorder, output.events, !args.alerts.no_summary);
-    let metrics = match metrics_addr {
-        Some(addr) => Some(start_metrics(addr, args.metrics.metrics_per_connection).await?),
-        None => None,
-    };
-    if let Some(m) = &metrics {
-        pipeline.observe(Box::new(m.clone()));
-    }
+    let mut live = Live::new(reader, Decoder::new(session.facts.clone()), Warnings::Stderr);
     eprintln!("tracer: attached; tracing (Ctrl-C to stop)");
 
     let mut sigint = signal(SignalKind::interrupt()).context("failed to watch for SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("failed to watch for SIGTERM")?;
     let deadline = sleep(args.duration.map_or(Duration::MAX / 4, Duration::from_secs_f64));
     tokio::pin!(deadline);
-    let mut drain = interval(DRAIN_EVERY);
-    drain.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut tick = interval(TICK_EVERY);
-    let mut counts = Counts::default();
 
     let stop = loop {
         let step = tokio::select! {
-            _ = drain.tick() => {
+            due = live.due() => {
                 if let Some(log) = kernel_log.as_mut() {
                     log.flush();
                 }
-                pump(&mut reader, &mut decoder, &mut pipeline, &mut counts, metrics.as_ref())
+                live.run(due, &mut pipeline, now_ns())
             }
-            _ = tick.tick() => pipeline
-                .tick(now_ns().saturating_sub(ALERT_LAG.as_nanos() as u64))
-                .and_then(|()| counts.check_loss(&reader, &mut pipeline)),
             _ = &mut deadline => break None,
             _ = sigint.recv() => break None,
             _ = sigterm.recv() => break None,
@@ -178,14 +159,12 @@ async fn watch(
     let Session { ebpf, .. } = session;
     drop(ebpf);
     let result = match stop {
-        None => pump(&mut reader, &mut decoder, &mut pipeline, &mut counts, metrics.as_ref())
-            .and_then(|()| counts.check_loss(&reader, &mut pipeline))
-            .and_then(|()| pipeline.finish(now_ns())),
+        None => live.finish(&mut pipeline, now_ns()),
         Some(e) => Err(e),
     };
-    let untracked = reader.table_full_total();
-    let untracked = if untracked > 0 {
-        format!(", {untracked} connections not tracked (per-socket table full)")
+    let counts = live.counts();
+    let untracked = if counts.untracked > 0 {
+        format!(", {} connections not tracked (per-socket table full)", counts.untracked)
     } else {
         String::new()
     };
@@ -201,76 +180,6 @@ async fn watch(
         }
         other => other,
     }
-}
-
-#[derive(Default)]
-pub struct Counts {
-    pub seen: u64,
-    pub lost: u64,
-    pub bad: u64,
-    pub untracked: u64,
-    pub untracked_warned: Option<Instant>,
-}
-
-/// How often the "connections not tracked" warning may repeat while the count grows.
-const UNTRACKED_WARN_EVERY: Duration = Duration::from_secs(10);
-
-impl Counts {
-    /// Reports ring-buffer loss, and connections left untracked, since the last check.
-    pub fn check_loss(&mut self, reader: &Reader, pipeline: &mut Pipeline) -> Result<()> {
-        let total = reader.lost_total();
-        if total > self.lost {
-            let new = total - self.lost;
-            self.lost = total;
-            pipeline.lost(now_ns(), new, total)?;
-        }
-        let untracked = reader.table_full_total();
-        let quiet = self.untracked_warned.is_some_and(|at| at.elapsed() < UNTRACKED_WARN_EVERY);
-        if untracked > self.untracked && !quiet {
-            eprintln!(
-                "tracer: warning: {untracked} connection(s) opened since attach are not tracked: \
-                 the kernel's per-socket table is full, so their open, close, reads and buffer \
-                 changes are not reported (windows and probes still are, except with --hooks \
-                 kprobe)"
-            );
-            self.untracked = untracked;
-            self.untracked_warned = Some(Instant::now());
-        }
-        Ok(())
-    }
-}
-
-/// Drains the ring into the pipeline.
-pub fn pump(
-    reader: &mut Reader,
-    decoder: &mut Decoder,
-    pipeline: &mut Pipeline,
-    counts: &mut Counts,
-    metrics: Option<&SharedMetrics>,
-) -> Result<()> {
-    let mut result = Ok(());
-    let mut events_now = 0u64;
-    let ring_bytes = reader.drain(|bytes| match decoder.decode(bytes) {
-        Ok(events) => {
-            counts.seen += events.len() as u64;
-            events_now += events.len() as u64;
-            for e in &events {
-                if result.is_ok() {
-                    result = pipeline.event(e);
-                }
-            }
-        }
-        Err(e) => {
-            counts.bad += 1;
-            if counts.bad <= 3 {
-                eprintln!("tracer: warning: undecodable record skipped: {e}");
-            }
-        }
-    });
-    if let Some(m) = metrics {
-        m.lock().on_drain(events_now, ring_bytes, RING_BYTES as usize);
-    }
-    result.and_then(|()| pipeline.flush())
 }
 
 /// The recording's header: this kernel and the hooks in use.

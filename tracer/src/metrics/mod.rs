@@ -27,8 +27,8 @@ pub use http::{bind, parse_addr, serve};
 
 use crate::alerts::{Alert, AlertKind, Rule, Severity};
 use crate::events::model::{Body, Event, Side};
-use crate::pipeline::Observer;
-use crate::timeline::{Conn, ConnTable, FourTuple};
+use crate::pipeline::{Consumer, Drain, State};
+use crate::timeline::{Conn, ConnKey, ConnSummary, ConnTable, FourTuple};
 use labels::{Conns, LabelSets, PidNames, SetId};
 use text::{Histogram, Kind, Text};
 
@@ -773,25 +773,43 @@ impl SharedMetrics {
     }
 }
 
-impl Observer for SharedMetrics {
-    fn event(&mut self, e: &Event) {
+impl Consumer for SharedMetrics {
+    fn event(&mut self, e: &Event, _key: ConnKey, _state: &State<'_>) -> anyhow::Result<()> {
         let mut m = self.lock();
         if let Some(pid) = m.pid_to_name(e) {
             let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok();
             m.learn_pid_name(pid, name.as_deref(), e.ts_ns);
         }
         m.on_event(e);
+        Ok(())
     }
 
-    fn alert(&mut self, a: &Alert) {
+    fn alert(&mut self, a: &Alert, _state: &State<'_>) -> anyhow::Result<()> {
         self.lock().on_alert(a);
+        Ok(())
     }
 
-    fn lost(&mut self, count: u64) {
-        self.lock().on_lost(count);
+    fn lost(&mut self, _ts_ns: u64, new: u64, _total: u64) -> anyhow::Result<()> {
+        self.lock().on_lost(new);
+        Ok(())
     }
 
-    fn table(&mut self, table: &ConnTable, now_ns: u64) {
-        self.lock().on_table(table, now_ns);
+    fn drained(&mut self, drain: &Drain) {
+        self.lock().on_drain(drain.events, drain.bytes, drain.ring_bytes);
+    }
+
+    fn tick(&mut self, state: &State<'_>, now_ns: u64) -> anyhow::Result<()> {
+        self.lock().on_table(state.table, now_ns);
+        Ok(())
+    }
+
+    fn finish(
+        &mut self,
+        state: &State<'_>,
+        now_ns: u64,
+        _summary: &[ConnSummary],
+    ) -> anyhow::Result<()> {
+        self.lock().on_table(state.table, now_ns);
+        Ok(())
     }
 }

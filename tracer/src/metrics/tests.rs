@@ -8,36 +8,13 @@ use std::process::{Command, Stdio};
 
 use super::*;
 use crate::alerts::Thresholds;
-use crate::output::Sink;
 use crate::pipeline::Pipeline;
 use crate::record::{Item, Reader};
 use crate::timeline::testutil::{self as tu, MS};
-use crate::timeline::ConnSummary;
-
-/// Output goes nowhere: only the observers matter here.
-struct Null;
-
-impl Sink for Null {
-    fn event(&mut self, _: &Event) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn lost(&mut self, _: u64, _: u64) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn alert(&mut self, _: &Alert) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn summary(&mut self, _: u64, _: &[ConnSummary]) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn pipeline(shared: &SharedMetrics) -> Pipeline {
-    let mut p = Pipeline::new(Thresholds::default(), Box::new(Null), None, false, false);
-    p.observe(Box::new(shared.clone()));
+    let mut p = Pipeline::new(Thresholds::default());
+    p.add(Box::new(shared.clone()));
     p
 }
 
@@ -310,7 +287,7 @@ fn recorded_run_matches_its_kernel_counters() {
                 last = e.ts_ns;
                 p.event(&e).unwrap();
             }
-            Item::Lost { ts_ns, count } => p.lost(ts_ns, count, count).unwrap(),
+            Item::Lost { ts_ns, count } => p.lost(ts_ns, count).unwrap(),
             Item::End { .. } => {}
         }
     }

@@ -5,52 +5,71 @@ use std::io::{BufWriter, Stdout, Write as _};
 
 use serde_json::{json, Map, Value};
 
-use super::Sink;
-use crate::{alerts::Alert, events::Event, timeline::ConnSummary};
+use anyhow::Result;
+use serde::Serialize;
+
+use super::Show;
+use crate::{
+    alerts::Alert,
+    events::Event,
+    pipeline::{Consumer, State},
+    timeline::{ConnKey, ConnSummary},
+};
 
 pub struct Json {
     out: BufWriter<Stdout>,
+    show: Show,
 }
 
 impl Json {
-    pub fn new() -> Self {
-        Json { out: BufWriter::new(std::io::stdout()) }
+    pub fn new(show: Show) -> Self {
+        Json { out: BufWriter::new(std::io::stdout()), show }
+    }
+
+    /// One object and a newline. Errors stay `io::Error`s, so that a closed pipe is recognised
+    /// as the end of the output.
+    fn line(&mut self, value: &impl Serialize) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.out, value)?;
+        self.out.write_all(b"\n")
     }
 }
 
-impl Sink for Json {
-    fn event(&mut self, event: &Event) -> std::io::Result<()> {
-        serde_json::to_writer(&mut self.out, event)?;
-        self.out.write_all(b"\n")
+impl Consumer for Json {
+    fn event(&mut self, event: &Event, _key: ConnKey, _state: &State<'_>) -> Result<()> {
+        if self.show.events {
+            self.line(event)?;
+        }
+        Ok(())
     }
 
-    fn lost(&mut self, new: u64, total: u64) -> std::io::Result<()> {
+    fn lost(&mut self, _ts_ns: u64, new: u64, total: u64) -> Result<()> {
         // Not a connection event: it goes to stderr, where the operator sees it beside the data.
         eprintln!("tracer: warning: {new} events lost (ring buffer full; {total} since start)");
         Ok(())
     }
 
-    fn alert(&mut self, alert: &Alert) -> std::io::Result<()> {
-        serde_json::to_writer(&mut self.out, alert)?;
-        self.out.write_all(b"\n")
+    fn alert(&mut self, alert: &Alert, _state: &State<'_>) -> Result<()> {
+        Ok(self.line(alert)?)
     }
 
     /// One object per connection: `{"ts_ns":..,"kind":"summary",...}`.
-    fn summary(&mut self, ts_ns: u64, rows: &[ConnSummary]) -> std::io::Result<()> {
+    fn finish(&mut self, _state: &State<'_>, ts_ns: u64, rows: &[ConnSummary]) -> Result<()> {
+        if !self.show.summary {
+            return Ok(());
+        }
         for row in rows {
             let mut object = Map::new();
             object.insert("ts_ns".into(), json!(ts_ns));
             object.insert("kind".into(), json!("summary"));
-            if let Value::Object(fields) = serde_json::to_value(row)? {
+            if let Value::Object(fields) = serde_json::to_value(row).map_err(std::io::Error::from)? {
                 object.extend(fields);
             }
-            serde_json::to_writer(&mut self.out, &Value::Object(object))?;
-            self.out.write_all(b"\n")?;
+            self.line(&Value::Object(object))?;
         }
         Ok(())
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
+    fn flush(&mut self) -> Result<()> {
+        Ok(self.out.flush()?)
     }
 }

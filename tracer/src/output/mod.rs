@@ -1,18 +1,14 @@
-//! Where events go: readable lines for a terminal, or NDJSON for pipes.
+//! Where events go for a person or a pipe: readable lines for a terminal, or NDJSON. Both are
+//! pipeline consumers.
 
 pub mod json;
 pub mod terminal;
 
-use crate::{alerts::Alert, events::Event, timeline::ConnSummary};
-
-/// Write errors are returned so that a closed pipe (`tracer watch --json | head`) ends the
-/// session instead of tracing into nowhere.
-pub trait Sink {
-    fn event(&mut self, event: &Event) -> std::io::Result<()>;
-    /// Ring-buffer loss since the last report (`new`) and in all (`total`).
-    fn lost(&mut self, new: u64, total: u64) -> std::io::Result<()>;
-    fn alert(&mut self, alert: &Alert) -> std::io::Result<()>;
-    /// The per-connection summary when tracing or replay ends, worst first.
-    fn summary(&mut self, ts_ns: u64, rows: &[ConnSummary]) -> std::io::Result<()>;
-    fn flush(&mut self) -> std::io::Result<()>;
+/// What an output prints besides the alerts.
+#[derive(Clone, Copy, Debug)]
+pub struct Show {
+    /// Every event (`watch`, `replay`), or only alerts (`record`, `serve`).
+    pub events: bool,
+    /// The per-connection summary at the end.
+    pub summary: bool,
 }

@@ -1,35 +1,29 @@
 //! One readable line per event, for a person at a terminal.
 
-use std::{
-    collections::HashMap,
-    io::{BufWriter, IsTerminal as _, Stdout, Write as _},
-};
+use std::io::{BufWriter, IsTerminal as _, Stdout, Write as _};
 
-use super::Sink;
+use anyhow::Result;
+
+use super::Show;
 use crate::{
     alerts::{Alert, AlertKind, Severity},
     events::{model::Side, Body, Event},
-    timeline::ConnSummary,
+    pipeline::{Consumer, State},
+    timeline::{ConnKey, ConnSummary},
 };
 
 pub struct Terminal {
     out: BufWriter<Stdout>,
     colour: bool,
-    /// Process names by socket, from the events that carry one (owner, read, rcv_space, open),
-    /// so that every line of a connection names its process. Forgotten at close.
-    names: HashMap<u64, String>,
+    show: Show,
 }
-
-/// Sockets whose names are kept at most; past it the map starts over (names come back with
-/// the next owner, read or rcv_space event).
-const NAMES_CAPACITY: usize = 65_536;
 
 impl Terminal {
     /// Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org).
-    pub fn new() -> Self {
+    pub fn new(show: Show) -> Self {
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         let colour = std::io::stdout().is_terminal() && !no_color;
-        Terminal { out: BufWriter::new(std::io::stdout()), colour, names: HashMap::new() }
+        Terminal { out: BufWriter::new(std::io::stdout()), colour, show }
     }
 
     /// `text` in an ANSI style when colour is on.
@@ -208,43 +202,42 @@ fn endpoint(addr: &std::net::IpAddr, port: u16) -> String {
     }
 }
 
-impl Sink for Terminal {
-    fn event(&mut self, event: &Event) -> std::io::Result<()> {
-        if let (Some(comm), true) = (event.body.comm(), event.sk != 0) {
-            if self.names.len() >= NAMES_CAPACITY && !self.names.contains_key(&event.sk) {
-                self.names.clear();
-            }
-            self.names.insert(event.sk, comm.to_string());
+impl Consumer for Terminal {
+    fn event(&mut self, event: &Event, key: ConnKey, state: &State<'_>) -> Result<()> {
+        if !self.show.events {
+            return Ok(());
         }
-        let name = self.names.get(&event.sk).map(String::as_str);
+        // The process as the table knows it, so that every line of a connection names it.
+        let name = state.table.get(&key).and_then(|c| c.comm.as_deref());
         let text = self.paint(style_of(event), &line(event, name));
-        if matches!(event.body, Body::Close { .. }) {
-            self.names.remove(&event.sk);
-        }
-        writeln!(self.out, "{text}")
+        Ok(writeln!(self.out, "{text}")?)
     }
 
-    fn lost(&mut self, new: u64, total: u64) -> std::io::Result<()> {
+    fn lost(&mut self, _ts_ns: u64, new: u64, total: u64) -> Result<()> {
         let text = format!(
             "!! {new} events lost: the ring buffer was full ({total} since start); \
              narrow the filter (--port/--pid) or raise --window-shift"
         );
-        writeln!(self.out, "{}", self.paint(Style::Bad, &text))
+        Ok(writeln!(self.out, "{}", self.paint(Style::Bad, &text))?)
     }
 
-    fn alert(&mut self, alert: &Alert) -> std::io::Result<()> {
+    fn alert(&mut self, alert: &Alert, _state: &State<'_>) -> Result<()> {
         let style = match (alert.kind, alert.severity) {
             (AlertKind::AlertResolved, _) => Style::Good,
             (_, Severity::Critical) => Style::Critical,
             (_, Severity::Warning) => Style::Notice,
         };
         let text = format!("{} {}", clock(alert.ts_ns), alert.line());
-        writeln!(self.out, "{}", self.paint(style, &text))
+        Ok(writeln!(self.out, "{}", self.paint(style, &text))?)
     }
 
-    fn summary(&mut self, _ts_ns: u64, rows: &[ConnSummary]) -> std::io::Result<()> {
+    fn finish(&mut self, _state: &State<'_>, _now_ns: u64, rows: &[ConnSummary]) -> Result<()> {
+        if !self.show.summary {
+            return Ok(());
+        }
         if rows.is_empty() {
-            return writeln!(self.out, "\nno connection matched");
+            writeln!(self.out, "\nno connection matched")?;
+            return Ok(());
         }
         writeln!(self.out, "\nflow-control summary, worst first:")?;
         writeln!(self.out, "{}", ConnSummary::header())?;
@@ -254,7 +247,7 @@ impl Sink for Terminal {
         Ok(())
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
+    fn flush(&mut self) -> Result<()> {
+        Ok(self.out.flush()?)
     }
 }

@@ -10,6 +10,10 @@
 //!    short (the recorder was killed, or the disk filled).
 //!
 //! Later versions may add header fields and line kinds; a reader skips unknown "record" lines.
+//!
+//! `Recorder` writes one (a pipeline consumer); `player` plays one through the pipeline.
+
+pub mod player;
 
 use std::{
     collections::BTreeMap,
@@ -22,7 +26,11 @@ use std::{
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::events::Event;
+use crate::{
+    events::Event,
+    pipeline::{Consumer, State},
+    timeline::{ConnKey, ConnSummary},
+};
 
 pub const FORMAT: &str = "tcp-flow-tracer-recording";
 pub const VERSION: u32 = 1;
@@ -81,12 +89,26 @@ impl Recorder {
     }
 
     /// Writes the trailer and flushes: a recording without it reads as cut short.
-    pub fn finish(mut self, ts_ns: u64) -> Result<()> {
+    pub fn finish(&mut self, ts_ns: u64) -> Result<()> {
         let end = Marker::End { ts_ns, events: self.events, lost: self.lost };
         self.line(&end)?;
         self.out
             .flush()
             .with_context(|| format!("failed to write the recording {}", self.path.display()))
+    }
+}
+
+impl Consumer for Recorder {
+    fn event(&mut self, e: &Event, _key: ConnKey, _state: &State<'_>) -> Result<()> {
+        Recorder::event(self, e)
+    }
+
+    fn lost(&mut self, ts_ns: u64, new: u64, _total: u64) -> Result<()> {
+        Recorder::lost(self, ts_ns, new)
+    }
+
+    fn finish(&mut self, _state: &State<'_>, now_ns: u64, _summary: &[ConnSummary]) -> Result<()> {
+        Recorder::finish(self, now_ns)
     }
 }
 

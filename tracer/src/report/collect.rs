@@ -1,15 +1,17 @@
-//! Reads a recording through the connection table and the alert engine exactly as the
-//! pipeline does, and gathers each connection's chart data, alerts and summary.
+//! Plays a recording through the pipeline and gathers, as its consumer, each connection's chart
+//! data, alerts and summary.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{cell::RefCell, collections::BTreeMap, path::Path, rc::Rc};
 
 use anyhow::Result;
 
 use super::series::ConnData;
 use crate::{
-    alerts::{Alert, AlertKind, Engine, Rule, Thresholds},
-    record::{Broken, Header, Item, Reader},
-    timeline::{ConnKey, ConnSummary, ConnTable, FourTuple},
+    alerts::{Alert, AlertKind, Rule, Thresholds},
+    events::Event,
+    pipeline::{Consumer, Pipeline, State},
+    record::{player::Player, Broken, Header},
+    timeline::{ConnKey, ConnSummary, FourTuple},
 };
 
 /// One connection to chart.
@@ -47,8 +49,8 @@ struct Filing {
 }
 
 impl Filing {
-    fn file(&mut self, alerts: Vec<Alert>, conns: &mut BTreeMap<ConnKey, ConnData>) {
-        for a in alerts {
+    fn file(&mut self, a: Alert, conns: &mut BTreeMap<ConnKey, ConnData>) {
+        {
             let tuple =
                 FourTuple { saddr: a.saddr, sport: a.sport, daddr: a.daddr, dport: a.dport };
             let id = (tuple, a.rule, a.side.map(|s| s.as_str()));
@@ -71,57 +73,52 @@ impl Filing {
     }
 }
 
+/// The pipeline consumer: chart data by connection, alerts filed under theirs, the summary.
+#[derive(Default)]
+struct Collector {
+    conns: BTreeMap<ConnKey, ConnData>,
+    filing: Filing,
+    summary: Vec<ConnSummary>,
+}
+
+impl Consumer for Collector {
+    fn event(&mut self, e: &Event, key: ConnKey, _state: &State<'_>) -> Result<()> {
+        let tuple = FourTuple::of(e);
+        if let Some(prev) = self.filing.current.insert(tuple, key).filter(|p| *p != key) {
+            if let Some(old) = self.conns.get_mut(&prev) {
+                old.superseded(e.ts_ns);
+            }
+        }
+        self.conns.entry(key).or_insert_with(|| ConnData::new(e)).apply(e);
+        Ok(())
+    }
+
+    fn alert(&mut self, a: &Alert, _state: &State<'_>) -> Result<()> {
+        self.filing.file(a.clone(), &mut self.conns);
+        Ok(())
+    }
+
+    fn finish(&mut self, _state: &State<'_>, _now_ns: u64, summary: &[ConnSummary]) -> Result<()> {
+        self.summary = summary.to_vec();
+        Ok(())
+    }
+}
+
 /// Reads `path` with alert `thresholds`. Errors opening the file or reading its header are
 /// returned; a break later in the file is kept in `Recording::broken`.
 pub fn collect(path: &Path, thresholds: Thresholds) -> Result<Recording> {
-    let mut reader = Reader::open(path)?;
-    let header = reader.header.clone();
-    let mut table = ConnTable::new();
-    let mut engine = Engine::new(thresholds);
-    let mut conns: BTreeMap<ConnKey, ConnData> = BTreeMap::new();
-    let mut filing = Filing::default();
+    let mut player = Player::open(path)?;
+    let collector = Rc::new(RefCell::new(Collector::default()));
+    let mut pipeline = Pipeline::new(thresholds);
+    pipeline.add(Box::new(Rc::clone(&collector)));
     // As in replay: the end is the last thing recorded, so the output depends on the file alone.
-    let mut last_ns = header.started_ns;
-    let (mut events, mut lost, mut broken) = (0u64, 0u64, None);
-    loop {
-        match reader.next_item() {
-            Ok(Some(Item::Event(e))) => {
-                events += 1;
-                last_ns = last_ns.max(e.ts_ns);
-                // The pipeline's order: due timers, the table, then the event's own alerts.
-                let due = engine.advance(&table, e.ts_ns);
-                filing.file(due, &mut conns);
-                let key = table.apply(&e);
-                let tuple = FourTuple::of(&e);
-                if let Some(prev) = filing.current.insert(tuple, key).filter(|p| *p != key) {
-                    if let Some(old) = conns.get_mut(&prev) {
-                        old.superseded(e.ts_ns);
-                    }
-                }
-                conns.entry(key).or_insert_with(|| ConnData::new(&e)).apply(&e);
-                let fired = engine.on_event(&table, &key, &e);
-                filing.file(fired, &mut conns);
-            }
-            Ok(Some(Item::Lost { ts_ns, count })) => {
-                lost += count;
-                last_ns = last_ns.max(ts_ns);
-            }
-            // The counts are checked by replay; the page shows what was read.
-            Ok(Some(Item::End { .. })) => {}
-            Ok(None) => break,
-            Err(b) => {
-                broken = Some(b);
-                break;
-            }
-        }
-    }
-    let due = engine.finish(&table, last_ns);
-    filing.file(due, &mut conns);
-    let mut summaries = table.summaries(last_ns);
-    engine.count_into(&mut summaries);
+    player.play_all(&mut pipeline)?;
+    drop(pipeline);
+    let Collector { mut conns, summary, .. } = collector.take();
+    let last_ns = player.last_ns();
 
     let mut charts = Vec::new();
-    for s in summaries {
+    for s in summary {
         if let Some(data) = conns.remove(&s.key) {
             charts.push(chart(data, Some(s), last_ns));
         }
@@ -129,7 +126,14 @@ pub fn collect(path: &Path, thresholds: Thresholds) -> Result<Recording> {
     // Connections the table had to forget still have their data.
     charts.extend(conns.into_values().map(|d| chart(d, None, last_ns)));
     charts.retain(|c| c.data.has_content());
-    Ok(Recording { header, charts, events, lost, ended: reader.ended(), broken })
+    Ok(Recording {
+        header: player.header().clone(),
+        charts,
+        events: player.events(),
+        lost: player.lost(),
+        ended: player.ended_cleanly(),
+        broken: player.take_broken(),
+    })
 }
 
 fn chart(mut data: ConnData, summary: Option<ConnSummary>, last_ns: u64) -> Chart {

@@ -1,20 +1,17 @@
-//! What the view needs from the stream besides the connection table: window histories, the
-//! event rate and loss (an `Observer`), and the recent alerts (a `Sink` that prints nothing).
-//! Both write into one `Feed` the loop reads when it refreshes the view.
+//! What the view needs from the stream besides the pipeline's own state (the connection table,
+//! the active alerts): window histories, the event rate, loss and the recent alerts, kept by a
+//! pipeline consumer in one `Feed` the loop reads when it refreshes the view.
 
-use std::{
-    cell::RefCell,
-    collections::{HashMap, VecDeque},
-    rc::Rc,
-};
+use std::{cell::RefCell, collections::VecDeque, rc::Rc};
+
+use anyhow::Result;
 
 use super::history::Histories;
 use crate::{
-    alerts::{Alert, AlertKind, Rule},
-    events::{model::Side, Event},
-    output::Sink,
-    pipeline::Observer,
-    timeline::{ConnSummary, FourTuple},
+    alerts::Alert,
+    events::Event,
+    pipeline::{Consumer, State},
+    timeline::{ConnKey, FourTuple},
 };
 
 /// Alerts kept for the pane (it shows the newest that fit).
@@ -23,7 +20,7 @@ const RECENT_ALERTS: usize = 100;
 const RATE_SPAN_NS: u64 = 2_000_000_000;
 const RATE_BUCKET_NS: u64 = 250_000_000;
 
-/// The state shared by the pipeline's observer and sink and the loop (one thread: `Rc`).
+/// The state shared by the pipeline's consumer and the loop (one thread: `Rc`).
 pub type SharedFeed = Rc<RefCell<Feed>>;
 
 /// Everything the view takes from the stream apart from the table.
@@ -36,31 +33,19 @@ pub struct Feed {
     pub lost: u64,
 }
 
-/// The most recent alerts, and which are active now.
+/// The most recent alerts (which are active now is the engine's to say).
 #[derive(Debug, Default)]
 pub struct AlertLog {
     recent: VecDeque<Alert>,
-    /// One active alert per connection, rule and side, as the engine keeps them; with its pid.
-    active: HashMap<(FourTuple, Rule, Option<Side>), Option<u32>>,
 }
 
 impl AlertLog {
     /// An alert fired, escalated or resolved.
     pub fn push(&mut self, a: &Alert) {
-        let key = (alert_tuple(a), a.rule, a.side);
-        match a.kind {
-            AlertKind::Alert => self.active.insert(key, a.pid),
-            AlertKind::AlertResolved => self.active.remove(&key),
-        };
         self.recent.push_back(a.clone());
         while self.recent.len() > RECENT_ALERTS {
             self.recent.pop_front();
         }
-    }
-
-    /// Alerts active now on connections `admit` accepts (by 4-tuple and pid).
-    pub fn active(&self, admit: impl Fn(&FourTuple, Option<u32>) -> bool) -> usize {
-        self.active.iter().filter(|((tuple, ..), pid)| admit(tuple, **pid)).count()
     }
 
     /// Recent alerts, newest first.
@@ -105,43 +90,21 @@ impl EventRate {
     }
 }
 
-/// The pipeline observer: window histories, event rate, loss.
-pub struct FeedObserver(pub SharedFeed);
-
-impl Observer for FeedObserver {
-    fn event(&mut self, e: &Event) {
-        let mut feed = self.0.borrow_mut();
-        feed.histories.event(e);
-        feed.rate.count(e.ts_ns);
-    }
-
-    fn lost(&mut self, count: u64) {
-        self.0.borrow_mut().lost += count;
-    }
-}
-
-/// The pipeline sink: nothing reaches the terminal (the view owns it); alerts are kept.
-pub struct AlertSink(pub SharedFeed);
-
-impl Sink for AlertSink {
-    fn event(&mut self, _event: &Event) -> std::io::Result<()> {
+/// The pipeline consumer: window histories, event rate, loss, recent alerts.
+impl Consumer for Feed {
+    fn event(&mut self, e: &Event, _key: ConnKey, _state: &State<'_>) -> Result<()> {
+        self.histories.event(e);
+        self.rate.count(e.ts_ns);
         Ok(())
     }
 
-    fn lost(&mut self, _new: u64, _total: u64) -> std::io::Result<()> {
+    fn alert(&mut self, a: &Alert, _state: &State<'_>) -> Result<()> {
+        self.alerts.push(a);
         Ok(())
     }
 
-    fn alert(&mut self, alert: &Alert) -> std::io::Result<()> {
-        self.0.borrow_mut().alerts.push(alert);
-        Ok(())
-    }
-
-    fn summary(&mut self, _ts_ns: u64, _rows: &[ConnSummary]) -> std::io::Result<()> {
-        Ok(())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
+    fn lost(&mut self, _ts_ns: u64, new: u64, _total: u64) -> Result<()> {
+        self.lost += new;
         Ok(())
     }
 }

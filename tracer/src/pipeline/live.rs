@@ -1,0 +1,171 @@
+//! The live driver: drains the kernel's ring buffer into the pipeline on a short timer, ticks
+//! time-based alerts, and reports ring-buffer loss and connections the kernel could not track.
+//! `watch`, `record`, `serve` and `top` all run on it.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use tokio::time::{interval, Interval, MissedTickBehavior};
+use tracer_common::config::RING_BYTES;
+
+use super::{Drain, Pipeline};
+use crate::events::{reader::Reader, Decoder};
+
+/// How often the ring buffer is drained (the kernel side never wakes us).
+const DRAIN_EVERY: Duration = Duration::from_millis(20);
+/// How often time-based alerts and the loss counters are checked.
+const TICK_EVERY: Duration = Duration::from_millis(250);
+/// Time-based alerts are checked this far behind the clock, so that an event still waiting in
+/// the ring buffer (drained every DRAIN_EVERY) can end a condition before its threshold fires.
+const ALERT_LAG: Duration = Duration::from_millis(100);
+/// How often the "connections not tracked" warning may repeat while the count grows.
+const UNTRACKED_WARN_EVERY: Duration = Duration::from_secs(10);
+/// Undecodable records described on stderr; the rest are only counted.
+const UNDECODABLE_SHOWN: u64 = 3;
+
+/// Where the driver's warnings go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Warnings {
+    /// To stderr (`watch`, `record`, `serve`).
+    Stderr,
+    /// Only counted: a full-screen view owns the terminal (`top` shows the counts itself).
+    Counted,
+}
+
+/// What the driver has seen so far.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counts {
+    /// Events decoded.
+    pub seen: u64,
+    /// Events the kernel could not queue.
+    pub lost: u64,
+    /// Records that could not be decoded.
+    pub bad: u64,
+    /// Connections the kernel's per-socket table had no room for.
+    pub untracked: u64,
+}
+
+/// Which timer is due.
+pub enum Due {
+    Drain,
+    Tick,
+}
+
+pub struct Live {
+    reader: Reader,
+    decoder: Decoder,
+    warnings: Warnings,
+    counts: Counts,
+    untracked_warned: Option<(u64, Instant)>,
+    drain: Interval,
+    tick: Interval,
+}
+
+impl Live {
+    pub fn new(reader: Reader, decoder: Decoder, warnings: Warnings) -> Self {
+        Live {
+            reader,
+            decoder,
+            warnings,
+            counts: Counts::default(),
+            untracked_warned: None,
+            drain: every(DRAIN_EVERY),
+            tick: every(TICK_EVERY),
+        }
+    }
+
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// Waits for the next timer (cancel-safe: use it in `select!`).
+    pub async fn due(&mut self) -> Due {
+        tokio::select! {
+            _ = self.drain.tick() => Due::Drain,
+            _ = self.tick.tick() => Due::Tick,
+        }
+    }
+
+    /// Does what `due` asked for; `now_ns` is the wall clock.
+    pub fn run(&mut self, due: Due, pipeline: &mut Pipeline, now_ns: u64) -> Result<()> {
+        match due {
+            Due::Drain => self.drain(pipeline),
+            Due::Tick => self.tick(pipeline, now_ns),
+        }
+    }
+
+    /// Drains every pending record into the pipeline.
+    pub fn drain(&mut self, pipeline: &mut Pipeline) -> Result<()> {
+        let mut result = Ok(());
+        let mut events = 0u64;
+        let Live { reader, decoder, counts, warnings, .. } = self;
+        let bytes = reader.drain(|record| match decoder.decode(record) {
+            Ok(decoded) => {
+                events += decoded.len() as u64;
+                for e in &decoded {
+                    if result.is_ok() {
+                        result = pipeline.event(e);
+                    }
+                }
+            }
+            Err(e) => {
+                counts.bad += 1;
+                if *warnings == Warnings::Stderr && counts.bad <= UNDECODABLE_SHOWN {
+                    eprintln!("tracer: warning: undecodable record skipped: {e}");
+                }
+            }
+        });
+        self.counts.seen += events;
+        pipeline.drained(&Drain { events, bytes, ring_bytes: RING_BYTES as usize });
+        result.and_then(|()| pipeline.flush())
+    }
+
+    /// Time-based alerts (behind the clock by ALERT_LAG), then loss and untracked connections.
+    pub fn tick(&mut self, pipeline: &mut Pipeline, now_ns: u64) -> Result<()> {
+        pipeline.tick(now_ns.saturating_sub(ALERT_LAG.as_nanos() as u64))?;
+        self.check_loss(pipeline, now_ns)
+    }
+
+    /// The last drain after the programs were detached, and the end of the run at `now_ns`.
+    pub fn finish(&mut self, pipeline: &mut Pipeline, now_ns: u64) -> Result<()> {
+        self.drain(pipeline)?;
+        self.check_loss(pipeline, now_ns)?;
+        pipeline.finish(now_ns)
+    }
+
+    /// Reports ring-buffer loss, and connections left untracked, since the last check.
+    fn check_loss(&mut self, pipeline: &mut Pipeline, now_ns: u64) -> Result<()> {
+        let lost = self.reader.lost_total();
+        if lost > self.counts.lost {
+            let new = lost - self.counts.lost;
+            self.counts.lost = lost;
+            pipeline.lost(now_ns, new)?;
+        }
+        self.counts.untracked = self.reader.table_full_total();
+        if self.warnings == Warnings::Stderr {
+            self.warn_untracked();
+        }
+        Ok(())
+    }
+
+    fn warn_untracked(&mut self) {
+        let untracked = self.counts.untracked;
+        let (warned, at) = self.untracked_warned.unwrap_or((0, Instant::now()));
+        let quiet = self.untracked_warned.is_some() && at.elapsed() < UNTRACKED_WARN_EVERY;
+        if untracked > warned && !quiet {
+            eprintln!(
+                "tracer: warning: {untracked} connection(s) opened since attach are not tracked: \
+                 the kernel's per-socket table is full, so their open, close, reads and buffer \
+                 changes are not reported (windows and probes still are, except with --hooks \
+                 kprobe)"
+            );
+            self.untracked_warned = Some((untracked, Instant::now()));
+        }
+    }
+}
+
+fn every(period: Duration) -> Interval {
+    let mut i = interval(period);
+    i.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    i
+}
