@@ -2,6 +2,9 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `--window-shift` unless given: `serve` and `top` (which have no such flag) use it too.
+pub const DEFAULT_WINDOW_SHIFT: u8 = 3;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "tracer",
@@ -201,7 +204,7 @@ pub struct WatchArgs {
     pub duration: Option<f64>,
     /// Report window changes smaller than 1/2^N of the last reported window too (0 = every
     /// change). Zero / non-zero transitions are always reported.
-    #[arg(long, value_name = "N", default_value_t = 3)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_WINDOW_SHIFT)]
     pub window_shift: u8,
     /// At exit, print how often each kernel program ran and its average cost (turns on the
     /// kernel's BPF run-time statistics while tracing, which itself costs a little).

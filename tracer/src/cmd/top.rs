@@ -22,7 +22,7 @@ use super::{
 };
 use crate::{
     alerts::Thresholds,
-    cli::{MetricsArgs, TopArgs},
+    cli::{MetricsArgs, TopArgs, DEFAULT_WINDOW_SHIFT},
     events::{reader::Reader, Decoder},
     pipeline::{
         live::{Due, Live, Warnings},
@@ -47,9 +47,6 @@ const REFRESH_EVERY: Duration = Duration::from_millis(250);
 const MAX_GAP: Duration = Duration::from_secs(1);
 /// Items of a recording played before looking at the keys again (`--fast` on a big file).
 const FEED_BUDGET: usize = 4096;
-/// Window changes smaller than 1/2^N of the last one are summarised in the kernel: watch's
-/// default (top has no flag for it).
-const WINDOW_SHIFT: u8 = 3;
 /// Alerts handed to the view (the pane shows what fits).
 const ALERTS_SHOWN: usize = 50;
 
@@ -205,7 +202,7 @@ async fn live(args: &TopArgs, thresholds: Thresholds) -> Result<()> {
         hooks: args.hooks.hooks,
         ports: args.filter.ports.clone(),
         pid: args.filter.pid,
-        window_shift: WINDOW_SHIFT,
+        window_shift: DEFAULT_WINDOW_SHIFT,
         socket_map_entries: args.hooks.socket_map_entries,
     })?;
     let reader = Reader::new(&mut session.ebpf)?;

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     alerts::Thresholds,
-    cli::{MetricsArgs, ServeArgs, WatchArgs},
+    cli::{MetricsArgs, ServeArgs, WatchArgs, DEFAULT_WINDOW_SHIFT},
     events::{kernel_log::KernelLog, reader::Reader, Decoder},
     metrics::{self, Metrics, SharedMetrics},
     output::{json::Json, terminal::Terminal, Show},
@@ -60,7 +60,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         json: true,
         filter: args.filter,
         duration: None,
-        window_shift: 3,
+        window_shift: DEFAULT_WINDOW_SHIFT,
         prog_stats: false,
         metrics: MetricsArgs {
             metrics: Some(args.metrics),
