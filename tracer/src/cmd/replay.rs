@@ -2,8 +2,8 @@
 
 use anyhow::Result;
 
-use super::thresholds;
 use crate::{
+    alerts::Thresholds,
     cli::ReplayArgs,
     output::{json::Json, terminal::Terminal, Sink},
     pipeline::Pipeline,
@@ -11,7 +11,7 @@ use crate::{
 };
 
 pub fn run(args: ReplayArgs) -> Result<()> {
-    let thresholds = thresholds(&args.alerts)?;
+    let thresholds = Thresholds::load(args.alerts.config.as_deref(), &args.alerts.alerts)?;
     let mut reader = Reader::open(&args.file)?;
     let sink: Box<dyn Sink> =
         if args.json { Box::new(Json::new()) } else { Box::new(Terminal::new()) };

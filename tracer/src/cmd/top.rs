@@ -18,7 +18,6 @@ use tokio::{
 use super::{
     now_ns,
     session::{Options, Session},
-    thresholds,
 };
 use crate::{
     alerts::Thresholds,
@@ -60,7 +59,7 @@ pub fn run(args: TopArgs) -> Result<()> {
     // Refused before anything is attached or opened: the view needs a terminal.
     require_tty()?;
     refuse_metrics(&args.metrics)?;
-    let thresholds = thresholds(&args.alerts)?;
+    let thresholds = Thresholds::load(args.alerts.config.as_deref(), &args.alerts.alerts)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
