@@ -1,12 +1,58 @@
-//! Alert thresholds: the design's defaults, overridden by a TOML file (one section per rule) and
-//! by `--alert SECTION.KEY=VALUE` flags. Every mistake names the file (or flag), the section
-//! and the key, and lists what is accepted.
+//! The alert rules by name, and their thresholds: the design's defaults, overridden by a TOML
+//! file (one section per rule) and by `SECTION.KEY=VALUE` overrides (the `--alert` flags). Every
+//! mistake names the file (or flag), the section and the key, and lists what is accepted.
+//!
+//! A new rule's entry here: its `Rule` name, its section struct, its `Thresholds` field with
+//! the default, and its keys in `Thresholds::fields`.
 
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context as _, Result};
+use serde::{Deserialize, Serialize};
 
-use super::Rule;
+/// The rules, by their names in alerts and in the thresholds file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// A side stays at zero window too long.
+    ZeroWindowStall,
+    /// Persist probes unanswered, or backed off to long intervals.
+    PersistBackoff,
+    /// This host's sender held back by the peer's window most of the time.
+    ReceiverLimited,
+    /// No window scaling, and the 64 KiB ceiling matters.
+    WindowScalingMissing,
+    /// Repeated non-zero windows smaller than one MSS.
+    SillyWindow,
+    /// SO_RCVBUF pinned the receive buffer and it limits the sender.
+    RcvbufPinned,
+    /// Segments dropped for lack of receive space.
+    FlowControlDrops,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 7] = [
+        Rule::ZeroWindowStall,
+        Rule::PersistBackoff,
+        Rule::ReceiverLimited,
+        Rule::WindowScalingMissing,
+        Rule::SillyWindow,
+        Rule::RcvbufPinned,
+        Rule::FlowControlDrops,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::ZeroWindowStall => "zero_window_stall",
+            Rule::PersistBackoff => "persist_backoff",
+            Rule::ReceiverLimited => "receiver_limited",
+            Rule::WindowScalingMissing => "window_scaling_missing",
+            Rule::SillyWindow => "silly_window",
+            Rule::RcvbufPinned => "rcvbuf_pinned",
+            Rule::FlowControlDrops => "flow_control_drops",
+        }
+    }
+}
 
 /// `[zero_window_stall]`: a side stays at zero window this long.
 #[derive(Clone, Debug, PartialEq)]
@@ -155,6 +201,17 @@ fn section_names() -> String {
 }
 
 impl Thresholds {
+    /// The defaults, then the TOML file `file` if given, then the `SECTION.KEY=VALUE`
+    /// `overrides` in order (what `--config` and `--alert` ask for).
+    pub fn load<S: AsRef<str>>(file: Option<&Path>, overrides: &[S]) -> Result<Thresholds> {
+        let mut th = match file {
+            Some(path) => Thresholds::from_toml_file(path)?,
+            None => Thresholds::default(),
+        };
+        th.apply_overrides(overrides)?;
+        Ok(th)
+    }
+
     /// Read thresholds from a TOML file over the defaults.
     pub fn from_toml_file(path: &Path) -> Result<Thresholds> {
         let text = std::fs::read_to_string(path)

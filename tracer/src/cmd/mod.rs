@@ -55,16 +55,6 @@ fn man(dir: Option<&std::path::Path>) -> Result<()> {
     Ok(())
 }
 
-/// Alert thresholds from --config and --alert, with errors that name the key and the file.
-pub fn thresholds(args: &crate::cli::AlertArgs) -> Result<crate::alerts::Thresholds> {
-    let mut th = match &args.config {
-        Some(path) => crate::alerts::Thresholds::from_toml_file(path)?,
-        None => crate::alerts::Thresholds::default(),
-    };
-    th.apply_overrides(&args.alerts)?;
-    Ok(th)
-}
-
 /// The reader of our output went away (`tracer replay rec | head`): the end of the output, not
 /// an error to report.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -2,8 +2,8 @@
 
 use anyhow::Result;
 
-use super::thresholds;
 use crate::{
+    alerts::Thresholds,
     cli::ReplayArgs,
     output::{json::Json, terminal::Terminal, Show},
     pipeline::Pipeline,
@@ -11,7 +11,7 @@ use crate::{
 };
 
 pub fn run(args: ReplayArgs) -> Result<()> {
-    let thresholds = thresholds(&args.alerts)?;
+    let thresholds = Thresholds::load(args.alerts.config.as_deref(), &args.alerts.alerts)?;
     let mut player = Player::open(&args.file)?;
     let mut pipeline = Pipeline::new(thresholds);
     let show = Show { events: !args.no_events, summary: !args.alerts.no_summary };

@@ -18,7 +18,6 @@ use tokio::{
 use super::{
     now_ns,
     session::{Options, Session},
-    thresholds,
 };
 use crate::{
     alerts::Thresholds,
@@ -30,7 +29,7 @@ use crate::{
     },
     record::player::Player,
     top::{
-        feed::{alert_tuple, Feed, SharedFeed},
+        feed::{Feed, SharedFeed},
         input,
         model::{Action, Model, Stats},
         pace::Pace,
@@ -55,7 +54,7 @@ pub fn run(args: TopArgs) -> Result<()> {
     // Refused before anything is attached or opened: the view needs a terminal.
     require_tty()?;
     refuse_metrics(&args.metrics)?;
-    let thresholds = thresholds(&args.alerts)?;
+    let thresholds = Thresholds::load(args.alerts.config.as_deref(), &args.alerts.alerts)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -137,7 +136,7 @@ impl View {
         let alerts = feed
             .alerts
             .newest_first()
-            .filter(|a| self.scope.admits(&alert_tuple(a), a.pid))
+            .filter(|a| self.scope.admits(&a.tuple(), a.pid))
             .take(ALERTS_SHOWN)
             .cloned()
             .collect();
@@ -146,7 +145,7 @@ impl View {
             alerts_active: state
                 .alerts
                 .active()
-                .filter(|a| self.scope.admits(&alert_tuple(a), a.pid))
+                .filter(|a| self.scope.admits(&a.alert.tuple(), a.alert.pid))
                 .count(),
             events_per_s: feed.rate.per_second(now_ns),
             lost: feed.lost,

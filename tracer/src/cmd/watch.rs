@@ -11,7 +11,6 @@ use tokio::{
 use super::{
     now_ns,
     session::{describe, Options, Session},
-    thresholds,
 };
 use crate::{
     alerts::Thresholds,
@@ -44,7 +43,7 @@ pub fn run(args: WatchArgs, output: Output) -> Result<()> {
         bail!("--window-shift must be between 0 and 16 (got {})", args.window_shift);
     }
     // Bad thresholds and addresses are reported before anything is attached.
-    let thresholds = thresholds(&args.alerts)?;
+    let thresholds = Thresholds::load(args.alerts.config.as_deref(), &args.alerts.alerts)?;
     let metrics_addr = args.metrics.metrics.as_deref().map(metrics::parse_addr).transpose()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use http::{bind, parse_addr, serve};
 
-use crate::alerts::{Alert, AlertKind, Rule, Severity};
+use crate::alerts::{Alert, AlertId, AlertKind, Rule, Severity};
 use crate::events::model::{Body, Event, Side};
 use crate::pipeline::{Consumer, Drain, State};
 use crate::timeline::{Conn, ConnKey, ConnSummary, ConnTable, FourTuple};
@@ -784,7 +784,7 @@ impl Consumer for SharedMetrics {
         Ok(())
     }
 
-    fn alert(&mut self, a: &Alert, _state: &State<'_>) -> anyhow::Result<()> {
+    fn alert(&mut self, a: &Alert, _id: &AlertId, _state: &State<'_>) -> anyhow::Result<()> {
         self.lock().on_alert(a);
         Ok(())
     }

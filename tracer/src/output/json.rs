@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::Show;
 use crate::{
-    alerts::Alert,
+    alerts::{Alert, AlertId},
     events::Event,
     pipeline::{Consumer, State},
     timeline::{ConnKey, ConnSummary},
@@ -48,7 +48,7 @@ impl Consumer for Json {
         Ok(())
     }
 
-    fn alert(&mut self, alert: &Alert, _state: &State<'_>) -> Result<()> {
+    fn alert(&mut self, alert: &Alert, _id: &AlertId, _state: &State<'_>) -> Result<()> {
         Ok(self.line(alert)?)
     }
 

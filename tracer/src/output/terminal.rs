@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use super::Show;
 use crate::{
-    alerts::{Alert, AlertKind, Severity},
+    alerts::{Alert, AlertId, AlertKind, Severity},
     events::{model::Side, Body, Event},
     pipeline::{Consumer, State},
     timeline::{ConnKey, ConnSummary},
@@ -221,7 +221,7 @@ impl Consumer for Terminal {
         Ok(writeln!(self.out, "{}", self.paint(Style::Bad, &text))?)
     }
 
-    fn alert(&mut self, alert: &Alert, _state: &State<'_>) -> Result<()> {
+    fn alert(&mut self, alert: &Alert, _id: &AlertId, _state: &State<'_>) -> Result<()> {
         let style = match (alert.kind, alert.severity) {
             (AlertKind::AlertResolved, _) => Style::Good,
             (_, Severity::Critical) => Style::Critical,

@@ -20,7 +20,7 @@ use std::{
 use anyhow::Result;
 
 use crate::{
-    alerts::{Alert, Engine, Thresholds},
+    alerts::{Alert, AlertId, Change, Engine, Thresholds},
     events::Event,
     timeline::{ConnKey, ConnSummary, ConnTable},
 };
@@ -49,8 +49,9 @@ pub trait Consumer {
         Ok(())
     }
 
-    /// An alert fired, escalated or resolved (the engine's state already includes it).
-    fn alert(&mut self, _a: &Alert, _state: &State<'_>) -> Result<()> {
+    /// An alert fired, escalated or resolved (the engine's state already includes it); `id`
+    /// names the connection (by its table key), rule and side it is about.
+    fn alert(&mut self, _a: &Alert, _id: &AlertId, _state: &State<'_>) -> Result<()> {
         Ok(())
     }
 
@@ -84,8 +85,8 @@ impl<C: Consumer> Consumer for Rc<RefCell<C>> {
         self.borrow_mut().event(e, key, state)
     }
 
-    fn alert(&mut self, a: &Alert, state: &State<'_>) -> Result<()> {
-        self.borrow_mut().alert(a, state)
+    fn alert(&mut self, a: &Alert, id: &AlertId, state: &State<'_>) -> Result<()> {
+        self.borrow_mut().alert(a, id, state)
     }
 
     fn lost(&mut self, ts_ns: u64, new: u64, total: u64) -> Result<()> {
@@ -116,8 +117,8 @@ impl<C: Consumer> Consumer for Arc<Mutex<C>> {
         lock(self).event(e, key, state)
     }
 
-    fn alert(&mut self, a: &Alert, state: &State<'_>) -> Result<()> {
-        lock(self).alert(a, state)
+    fn alert(&mut self, a: &Alert, id: &AlertId, state: &State<'_>) -> Result<()> {
+        lock(self).alert(a, id, state)
     }
 
     fn lost(&mut self, ts_ns: u64, new: u64, total: u64) -> Result<()> {
@@ -172,20 +173,20 @@ impl Pipeline {
 
     pub fn event(&mut self, e: &Event) -> Result<()> {
         // Thresholds crossed before this event fire first, stamped when they were crossed.
-        let due = self.engine.advance(&self.table, e.ts_ns);
+        let due = self.engine.advance_changes(&self.table, e.ts_ns);
         self.alerts(&due)?;
         let key = self.table.apply(e);
         let state = State { table: &self.table, alerts: &self.engine };
         for c in &mut self.consumers {
             c.event(e, key, &state)?;
         }
-        let fired = self.engine.on_event(&self.table, &key, e);
+        let fired = self.engine.on_event_changes(&self.table, &key, e);
         self.alerts(&fired)
     }
 
     /// Lets time-based alerts fire while no event arrives.
     pub fn tick(&mut self, now_ns: u64) -> Result<()> {
-        let due = self.engine.advance(&self.table, now_ns);
+        let due = self.engine.advance_changes(&self.table, now_ns);
         self.alerts(&due)?;
         let state = State { table: &self.table, alerts: &self.engine };
         for c in &mut self.consumers {
@@ -218,7 +219,7 @@ impl Pipeline {
 
     /// Fires what is due by `now_ns` and hands every consumer the per-connection summary.
     pub fn finish(&mut self, now_ns: u64) -> Result<()> {
-        let due = self.engine.finish(&self.table, now_ns);
+        let due = self.engine.finish_changes(&self.table, now_ns);
         self.alerts(&due)?;
         let mut summary = self.table.summaries(now_ns);
         self.engine.count_into(&mut summary);
@@ -229,11 +230,11 @@ impl Pipeline {
         self.flush()
     }
 
-    fn alerts(&mut self, alerts: &[Alert]) -> Result<()> {
+    fn alerts(&mut self, changes: &[Change]) -> Result<()> {
         let state = State { table: &self.table, alerts: &self.engine };
-        for a in alerts {
+        for Change { id, alert } in changes {
             for c in &mut self.consumers {
-                c.alert(a, &state)?;
+                c.alert(alert, id, &state)?;
             }
         }
         Ok(())

@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use super::series::ConnData;
 use crate::{
-    alerts::{Alert, AlertKind, Rule, Thresholds},
+    alerts::{Alert, AlertId, Thresholds},
     events::Event,
     pipeline::{Consumer, Pipeline, State},
     record::{player::Player, Broken, Header},
@@ -39,52 +39,19 @@ pub struct Recording {
     pub broken: Option<Broken>,
 }
 
-/// Files alerts under the connection they belong to. Alerts carry a 4-tuple, not a table key:
-/// a new alert goes to the connection that has the 4-tuple now, a resolution or escalation to
-/// the connection its alert went to (which matters when a socket is reused).
-#[derive(Default)]
-struct Filing {
-    current: BTreeMap<FourTuple, ConnKey>,
-    active: BTreeMap<(FourTuple, Rule, Option<&'static str>), ConnKey>,
-}
-
-impl Filing {
-    fn file(&mut self, a: Alert, conns: &mut BTreeMap<ConnKey, ConnData>) {
-        {
-            let tuple =
-                FourTuple { saddr: a.saddr, sport: a.sport, daddr: a.daddr, dport: a.dport };
-            let id = (tuple, a.rule, a.side.map(|s| s.as_str()));
-            let key = match a.kind {
-                AlertKind::Alert => {
-                    let key = self.active.get(&id).or_else(|| self.current.get(&tuple)).copied();
-                    if let Some(k) = key {
-                        self.active.insert(id, k);
-                    }
-                    key
-                }
-                AlertKind::AlertResolved => {
-                    self.active.remove(&id).or_else(|| self.current.get(&tuple).copied())
-                }
-            };
-            if let Some(data) = key.and_then(|k| conns.get_mut(&k)) {
-                data.alerts.push(a);
-            }
-        }
-    }
-}
-
 /// The pipeline consumer: chart data by connection, alerts filed under theirs, the summary.
 #[derive(Default)]
 struct Collector {
     conns: BTreeMap<ConnKey, ConnData>,
-    filing: Filing,
+    /// The connection each 4-tuple belongs to now: a reused one supersedes the earlier.
+    current: BTreeMap<FourTuple, ConnKey>,
     summary: Vec<ConnSummary>,
 }
 
 impl Consumer for Collector {
     fn event(&mut self, e: &Event, key: ConnKey, _state: &State<'_>) -> Result<()> {
         let tuple = FourTuple::of(e);
-        if let Some(prev) = self.filing.current.insert(tuple, key).filter(|p| *p != key) {
+        if let Some(prev) = self.current.insert(tuple, key).filter(|p| *p != key) {
             if let Some(old) = self.conns.get_mut(&prev) {
                 old.superseded(e.ts_ns);
             }
@@ -93,8 +60,11 @@ impl Consumer for Collector {
         Ok(())
     }
 
-    fn alert(&mut self, a: &Alert, _state: &State<'_>) -> Result<()> {
-        self.filing.file(a.clone(), &mut self.conns);
+    /// Filed under the connection it fired for (which matters when a 4-tuple is reused).
+    fn alert(&mut self, a: &Alert, id: &AlertId, _state: &State<'_>) -> Result<()> {
+        if let Some(data) = self.conns.get_mut(&id.key) {
+            data.alerts.push(a.clone());
+        }
         Ok(())
     }
 

@@ -23,12 +23,14 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
+use crate::alerts::Thresholds;
 use crate::cli::{ReportArgs, ReportFormat};
 
 /// Renders the report for `args.file`. A recording that breaks part-way is still charted up to
 /// the break, then the break is returned as the error (as replay does).
 pub fn run(args: ReportArgs) -> Result<()> {
-    let thresholds = crate::cmd::thresholds(&args.alerts)?;
+    let alerts = &args.alerts;
+    let thresholds = Thresholds::load(alerts.config.as_deref(), &alerts.alerts)?;
     let rec = collect::collect(&args.file, thresholds)?;
     let file = args
         .file

@@ -8,10 +8,10 @@ use anyhow::Result;
 
 use super::history::Histories;
 use crate::{
-    alerts::Alert,
+    alerts::{Alert, AlertId},
     events::Event,
     pipeline::{Consumer, State},
-    timeline::{ConnKey, FourTuple},
+    timeline::ConnKey,
 };
 
 /// Alerts kept for the pane (it shows the newest that fit).
@@ -54,11 +54,6 @@ impl AlertLog {
     }
 }
 
-/// The connection an alert is about.
-pub fn alert_tuple(a: &Alert) -> FourTuple {
-    FourTuple { saddr: a.saddr, sport: a.sport, daddr: a.daddr, dport: a.dport }
-}
-
 /// Events per second, in event time (so a replay shows the recording's rate, not the disk's).
 #[derive(Debug, Default)]
 pub struct EventRate {
@@ -98,7 +93,7 @@ impl Consumer for Feed {
         Ok(())
     }
 
-    fn alert(&mut self, a: &Alert, _state: &State<'_>) -> Result<()> {
+    fn alert(&mut self, a: &Alert, _id: &AlertId, _state: &State<'_>) -> Result<()> {
         self.alerts.push(a);
         Ok(())
     }

@@ -1,0 +1,277 @@
+//! The alerts' ledger: at most one active alert per (connection, rule, side), escalating at
+//! most once, with one timer per slot, the alerts each call produced, and how many fired per
+//! connection. It knows nothing of any rule.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value};
+
+use super::alert::{Alert, AlertKind, Severity};
+use super::config::Rule;
+use super::facts::Info;
+use crate::events::model::Side;
+use crate::timeline::fmt::ns_to_ms;
+use crate::timeline::ConnKey;
+
+/// Which alert: a connection (its key in the connection table), a rule, and whose window
+/// (`None` for rules about the whole connection). At most one alert per id is active.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AlertId {
+    pub key: ConnKey,
+    pub rule: Rule,
+    pub side: Option<Side>,
+}
+
+/// One alert active now, as the engine keeps it.
+#[derive(Clone, Copy, Debug)]
+pub struct ActiveAlert<'a> {
+    pub id: AlertId,
+    /// Its severity now (a warning may have escalated to critical).
+    pub severity: Severity,
+    /// When it first fired, ns since the epoch (an escalation keeps it).
+    pub since_ns: u64,
+    /// Its latest alert (the escalation, if any): connection, process, evidence, text.
+    pub alert: &'a Alert,
+}
+
+/// An alert as it leaves the engine, with the id it fired, escalated or resolved under:
+/// `alert.kind` is `AlertResolved` exactly when the alert `id` stopped being active.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    pub id: AlertId,
+    pub alert: Alert,
+}
+
+/// Which side an alert slot is about; `Conn` for rules about the whole connection. Ordered, so
+/// that a connection's slots are one range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum SideTag {
+    Conn,
+    Local,
+    Peer,
+}
+
+impl SideTag {
+    fn of(side: Option<Side>) -> Self {
+        match side {
+            None => SideTag::Conn,
+            Some(Side::Local) => SideTag::Local,
+            Some(Side::Peer) => SideTag::Peer,
+        }
+    }
+
+    fn side(self) -> Option<Side> {
+        match self {
+            SideTag::Conn => None,
+            SideTag::Local => Some(Side::Local),
+            SideTag::Peer => Some(Side::Peer),
+        }
+    }
+}
+
+/// Where at most one alert is active at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Slot {
+    pub key: ConnKey,
+    pub rule: Rule,
+    side: SideTag,
+}
+
+impl Slot {
+    pub(super) fn new(key: ConnKey, rule: Rule, side: Option<Side>) -> Self {
+        Slot { key, rule, side: SideTag::of(side) }
+    }
+
+    pub(super) fn side(&self) -> Option<Side> {
+        self.side.side()
+    }
+
+    fn id(&self) -> AlertId {
+        AlertId { key: self.key, rule: self.rule, side: self.side() }
+    }
+
+    /// Every slot of one connection lies between these two.
+    fn first_of(key: ConnKey) -> Self {
+        Slot { key, rule: Rule::ALL[0], side: SideTag::Conn }
+    }
+
+    fn last_of(key: ConnKey) -> Self {
+        Slot { key, rule: Rule::ALL[Rule::ALL.len() - 1], side: SideTag::Peer }
+    }
+}
+
+/// What a rule reports when it fires.
+pub(super) struct Finding {
+    pub evidence: Map<String, Value>,
+    pub explanation: String,
+    pub fix: String,
+}
+
+struct Active {
+    since_ns: u64,
+    alert: Alert,
+}
+
+/// Active alerts, pending timers, and the alerts produced by the current call.
+#[derive(Default)]
+pub(super) struct Book {
+    active: BTreeMap<Slot, Active>,
+    timers: BTreeSet<(u64, Slot)>,
+    deadlines: BTreeMap<Slot, u64>,
+    fired: BTreeMap<ConnKey, u32>,
+    out: Vec<Change>,
+}
+
+impl Book {
+    pub(super) fn is_active(&self, slot: &Slot) -> bool {
+        self.active.contains_key(slot)
+    }
+
+    /// Fire `slot` at `severity`, unless it is already active at that severity or higher (a
+    /// warning may escalate to critical once). `finding` is only built when it fires.
+    pub(super) fn fire(
+        &mut self,
+        slot: Slot,
+        severity: Severity,
+        ts_ns: u64,
+        info: &Info,
+        finding: impl FnOnce() -> Finding,
+    ) {
+        if self.active.get(&slot).is_some_and(|a| a.alert.severity >= severity) {
+            return;
+        }
+        let f = finding();
+        let alert = Alert {
+            ts_ns,
+            kind: AlertKind::Alert,
+            rule: slot.rule,
+            severity,
+            side: slot.side(),
+            saddr: info.tuple.saddr,
+            sport: info.tuple.sport,
+            daddr: info.tuple.daddr,
+            dport: info.tuple.dport,
+            pid: info.pid,
+            comm: info.comm.clone(),
+            evidence: f.evidence,
+            explanation: f.explanation,
+            fix: f.fix,
+            duration_ms: None,
+        };
+        match self.active.get_mut(&slot) {
+            Some(active) => active.alert = alert.clone(),
+            None => {
+                *self.fired.entry(slot.key).or_default() += 1;
+                self.active.insert(slot, Active { since_ns: ts_ns, alert: alert.clone() });
+            }
+        }
+        self.out.push(Change { id: slot.id(), alert });
+    }
+
+    /// Resolve `slot` if it is active: the last alert's details, `why` in the evidence (with
+    /// `extra` numbers), a new explanation, and how long it was active. Its timer goes too.
+    pub(super) fn resolve(
+        &mut self,
+        slot: Slot,
+        ts_ns: u64,
+        why: &str,
+        explanation: impl FnOnce() -> String,
+        extra: Map<String, Value>,
+    ) {
+        self.cancel(slot);
+        let Some(active) = self.active.remove(&slot) else { return };
+        let mut alert = active.alert;
+        let ts_ns = ts_ns.max(active.since_ns);
+        alert.ts_ns = ts_ns;
+        alert.kind = AlertKind::AlertResolved;
+        alert.evidence.extend(extra);
+        alert.evidence.insert("resolved_by".into(), why.into());
+        alert.explanation = explanation();
+        alert.duration_ms = Some(ns_to_ms(ts_ns - active.since_ns));
+        self.out.push(Change { id: slot.id(), alert });
+    }
+
+    /// (Re)arm `slot`'s single timer.
+    pub(super) fn schedule(&mut self, slot: Slot, due_ns: u64) {
+        self.cancel(slot);
+        self.deadlines.insert(slot, due_ns);
+        self.timers.insert((due_ns, slot));
+    }
+
+    pub(super) fn cancel(&mut self, slot: Slot) {
+        if let Some(due) = self.deadlines.remove(&slot) {
+            self.timers.remove(&(due, slot));
+        }
+    }
+
+    /// The earliest timer due at or before `now_ns`, taken off the queue.
+    pub(super) fn next_due(&mut self, now_ns: u64) -> Option<(u64, Slot)> {
+        let &(due, slot) = self.timers.first().filter(|(due, _)| *due <= now_ns)?;
+        self.timers.remove(&(due, slot));
+        self.deadlines.remove(&slot);
+        Some((due, slot))
+    }
+
+    /// The connection `key` ended: resolve everything active on it, each with the explanation
+    /// `explain` gives for its rule, and drop its timers.
+    pub(super) fn end_conn(
+        &mut self,
+        key: ConnKey,
+        ts_ns: u64,
+        why: &str,
+        explain: impl Fn(Rule) -> String,
+    ) {
+        let range = Slot::first_of(key)..=Slot::last_of(key);
+        let slots: Vec<Slot> = self.deadlines.range(range.clone()).map(|(s, _)| *s).collect();
+        for slot in slots {
+            self.cancel(slot);
+        }
+        let slots: Vec<Slot> = self.active.range(range).map(|(s, _)| *s).collect();
+        for slot in slots {
+            self.resolve(slot, ts_ns, why, || explain(slot.rule), Map::new());
+        }
+    }
+
+    /// The alerts active now, by connection, rule and side.
+    pub(super) fn active(&self) -> impl Iterator<Item = ActiveAlert<'_>> {
+        self.active.iter().map(|(slot, a)| ActiveAlert {
+            id: slot.id(),
+            severity: a.alert.severity,
+            since_ns: a.since_ns,
+            alert: &a.alert,
+        })
+    }
+
+    #[cfg(test)]
+    pub(super) fn active_count(&self) -> usize {
+        self.active.len()
+    }
+
+    /// How many alerts fired for `key` (escalations not counted).
+    pub(super) fn fired_for(&self, key: &ConnKey) -> u32 {
+        self.fired.get(key).copied().unwrap_or(0)
+    }
+
+    /// Forget `key`'s fired count.
+    pub(super) fn forget_fired(&mut self, key: &ConnKey) {
+        self.fired.remove(key);
+    }
+
+    /// Keep fired counts only for the connections `keep` accepts.
+    pub(super) fn retain_fired(&mut self, keep: impl Fn(&ConnKey) -> bool) {
+        self.fired.retain(|k, _| keep(k));
+    }
+
+    /// This call's alerts, in time order (stable: same-time alerts keep their order).
+    pub(super) fn take(&mut self) -> Vec<Change> {
+        let mut out = std::mem::take(&mut self.out);
+        out.sort_by_key(|c| c.alert.ts_ns);
+        out
+    }
+
+    /// Sizes for memory-bound tests: pending timers, connections with fired counts.
+    #[cfg(test)]
+    pub(super) fn sizes(&self) -> (usize, usize) {
+        (self.timers.len(), self.fired.len())
+    }
+}

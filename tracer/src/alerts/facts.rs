@@ -1,0 +1,280 @@
+//! What the rules see of one connection: its latest state (`Info`), its zero-window episodes and
+//! receiver-limited intervals as they begin and end, and each event turned into the
+//! observations (`Seen`) the rules react to.
+//!
+//! Rule timers read only these facts, which change only with events: an alert's time is the
+//! moment its condition was met, whenever the engine gets to run the timer, so replays give
+//! identical alerts.
+
+use super::config::ReceiverLimited;
+use crate::events::model::{Body, Event, SenderState, Side};
+use crate::timeline::fmt::ns_to_ms;
+use crate::timeline::{Conn, FourTuple};
+
+pub(super) const MS: u64 = 1_000_000;
+
+/// What alerts say about a connection, as of its latest event.
+pub(super) struct Info {
+    pub tuple: FourTuple,
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+    /// The process seen reading the socket.
+    pub reader: Option<(String, Option<u32>)>,
+    pub mss: Option<u32>,
+    pub rcvbuf: Option<u32>,
+    pub rcvbuf_locked: Option<bool>,
+    /// Bytes received and not yet read, at the latest local advertisement.
+    pub unread: Option<u32>,
+    pub local_window: Option<u32>,
+    pub peer_window: Option<u32>,
+    /// The largest window either side advertised.
+    pub max_window: Option<u32>,
+    /// Whether window scaling was negotiated, once the handshake was seen.
+    pub wscale_ok: Option<bool>,
+    pub srtt_us: Option<u32>,
+    pub in_flight: Option<u32>,
+    pub unsent: Option<u32>,
+    /// Probes into the peer's current zero window.
+    pub episode_probes: u32,
+    /// False when the local zero window in progress was set under TCP memory pressure (not
+    /// counted in TCPToZeroWindowAdv).
+    pub local_counted: Option<bool>,
+}
+
+impl Info {
+    fn of(c: &Conn) -> Self {
+        let receiver = c.local.receiver.as_ref();
+        let reader = c.reader.as_ref().filter(|r| !r.comm.is_empty());
+        Info {
+            tuple: c.tuple,
+            pid: c.pid,
+            comm: c.comm.clone(),
+            reader: reader.map(|r| (r.comm.clone(), r.pid)),
+            mss: c.mss,
+            // The latest of rcv_space and the advertisement's own view of the buffer.
+            rcvbuf: receiver.map(|r| r.rcvbuf).or(c.rcvbuf),
+            rcvbuf_locked: c.rcvbuf_locked,
+            unread: receiver.map(|r| r.unread),
+            local_window: c.local.window,
+            peer_window: c.peer.window,
+            max_window: c.local.max_window.max(c.peer.max_window),
+            wscale_ok: c.wscale_ok,
+            srtt_us: c.sender.as_ref().map(|s| s.srtt_us).filter(|&v| v > 0),
+            in_flight: c.sender.as_ref().map(|s| s.in_flight),
+            unsent: c.sender.as_ref().map(|s| s.unsent),
+            episode_probes: c.peer.open.as_ref().map_or(0, |e| e.probes),
+            local_counted: c.local.open.as_ref().and_then(|e| e.counted),
+        }
+    }
+}
+
+/// A probe as the rules need it.
+pub(super) struct ProbeSeen {
+    pub probes_out: u8,
+    pub backoff: u8,
+    pub rto_ms: Option<f64>,
+    pub next_probe_ms: Option<f64>,
+    pub snd_wnd: u32,
+    pub unacked: u32,
+}
+
+/// A completed receiver-limited interval: how much of it the peer's window held the sender.
+pub(super) struct Interval {
+    /// Share of the interval's wall time, rounded to 0.1.
+    pub pct: f64,
+    pub limited_ms: u64,
+    pub interval_ms: u64,
+    pub in_flight: u32,
+    pub unsent: u32,
+    /// At or above the receiver_limited share, with data waiting to be sent.
+    pub limited: bool,
+}
+
+/// One thing an event showed about a live connection. An event's observations come in this
+/// order: episodes ended and begun (local side, then peer), what the event itself says, then
+/// `Settled`.
+pub(super) enum Seen<'e> {
+    /// The zero-window episode of `side` ended at `end_ns`, after `zero_ms` at zero.
+    EpisodeEnded { side: Side, end_ns: u64, zero_ms: u64 },
+    /// A zero-window episode of `side` began at `start_ns`.
+    EpisodeStarted { side: Side, start_ns: u64 },
+    /// `side` advertised `window` bytes.
+    Window { side: Side, window: u32 },
+    /// The peer's window is open again: a non-zero window, or the end of its zero window.
+    PeerReopened,
+    /// A receiver-limited interval completed.
+    Interval(Interval),
+    /// This host sent a zero-window probe.
+    Probe(ProbeSeen),
+    /// The receive buffer was sampled, pinned by SO_RCVBUF.
+    RcvbufLocked,
+    /// A segment was dropped for lack of receive space.
+    Drop { reason: &'e str, bytes: u32 },
+    /// Everything the event changed is in.
+    Settled,
+}
+
+/// A sample of the kernel's cumulative sender counters.
+#[derive(Clone, Copy)]
+struct Sample {
+    ts_ns: u64,
+    rwnd_limited_ms: u64,
+}
+
+/// What the rules share about one connection between its events.
+pub(super) struct Facts {
+    pub info: Info,
+    /// Start of each side's zero-window episode in progress, as last seen in the table.
+    local_zero_since: Option<u64>,
+    peer_zero_since: Option<u64>,
+    /// Start of the current receiver-limited interval.
+    interval_start: Option<Sample>,
+    /// The latest complete interval was receiver-limited.
+    receiver_limited: bool,
+    last_limited_pct: Option<f64>,
+}
+
+impl Facts {
+    pub(super) fn new(c: &Conn) -> Self {
+        Facts {
+            info: Info::of(c),
+            local_zero_since: None,
+            peer_zero_since: None,
+            interval_start: None,
+            receiver_limited: false,
+            last_limited_pct: None,
+        }
+    }
+
+    /// Start of `side`'s zero-window episode in progress.
+    pub(super) fn zero_since(&self, side: Side) -> Option<u64> {
+        match side {
+            Side::Local => self.local_zero_since,
+            Side::Peer => self.peer_zero_since,
+        }
+    }
+
+    /// The latest complete interval was receiver-limited.
+    pub(super) fn receiver_limited(&self) -> bool {
+        self.receiver_limited
+    }
+
+    /// The limited share of the latest complete interval.
+    pub(super) fn last_limited_pct(&self) -> Option<f64> {
+        self.last_limited_pct
+    }
+
+    /// Take in event `e` of the live connection `conn` (already updated by it), measuring
+    /// receiver-limited intervals as `limits` says; returns what the rules should see, in order.
+    pub(super) fn update<'e>(
+        &mut self,
+        limits: &ReceiverLimited,
+        conn: &Conn,
+        e: &'e Event,
+    ) -> Vec<Seen<'e>> {
+        let ts = e.ts_ns;
+        let mut seen = Vec::new();
+        self.info = Info::of(conn);
+        for side in [Side::Local, Side::Peer] {
+            self.sync_episode(conn, side, ts, &mut seen);
+        }
+        match &e.body {
+            Body::Window { side, window, sender, .. } => {
+                seen.push(Seen::Window { side: *side, window: *window });
+                if *side == Side::Peer && *window > 0 {
+                    seen.push(Seen::PeerReopened);
+                }
+                if let Some(s) = sender {
+                    self.sample(limits, s, ts, &mut seen);
+                }
+            }
+            Body::ZeroWindowStart { sender: Some(s), .. } => self.sample(limits, s, ts, &mut seen),
+            Body::ZeroWindowEnd { side: Side::Peer, .. } => seen.push(Seen::PeerReopened),
+            Body::Inflight { window, sender } => {
+                if *window > 0 {
+                    seen.push(Seen::PeerReopened);
+                }
+                self.sample(limits, sender, ts, &mut seen);
+            }
+            Body::Probe { probes_out, backoff, rto_ms, next_probe_ms, snd_wnd, unacked } => {
+                seen.push(Seen::Probe(ProbeSeen {
+                    probes_out: *probes_out,
+                    backoff: *backoff,
+                    rto_ms: *rto_ms,
+                    next_probe_ms: *next_probe_ms,
+                    snd_wnd: *snd_wnd,
+                    unacked: *unacked,
+                }));
+            }
+            Body::RcvSpace { rcvbuf_locked: true, .. } => seen.push(Seen::RcvbufLocked),
+            Body::Drop { reason, bytes } => seen.push(Seen::Drop { reason, bytes: *bytes }),
+            _ => {}
+        }
+        seen.push(Seen::Settled);
+        seen
+    }
+
+    fn zero_since_mut(&mut self, side: Side) -> &mut Option<u64> {
+        match side {
+            Side::Local => &mut self.local_zero_since,
+            Side::Peer => &mut self.peer_zero_since,
+        }
+    }
+
+    /// Follow the table's zero-window episode of one side: note when one ends and begins.
+    fn sync_episode(&mut self, conn: &Conn, side: Side, ts: u64, seen: &mut Vec<Seen<'_>>) {
+        let dir = conn.side(side);
+        let open = dir.open.as_ref().map(|e| e.start_ns);
+        if self.zero_since(side) == open {
+            return;
+        }
+        if let Some(start) = self.zero_since_mut(side).take() {
+            let end = dir
+                .episodes
+                .iter()
+                .rev()
+                .find(|e| e.start_ns == start)
+                .and_then(|e| e.end_ns)
+                .unwrap_or(ts);
+            let zero_ms = ns_to_ms(end.saturating_sub(start));
+            seen.push(Seen::EpisodeEnded { side, end_ns: end, zero_ms });
+        }
+        if let Some(start) = open {
+            *self.zero_since_mut(side) = Some(start);
+            seen.push(Seen::EpisodeStarted { side, start_ns: start });
+        }
+    }
+
+    /// The kernel's rwnd_limited counter over intervals of wall time.
+    fn sample(&mut self, limits: &ReceiverLimited, s: &SenderState, ts: u64, seen: &mut Vec<Seen>) {
+        let now = Sample { ts_ns: ts, rwnd_limited_ms: s.rwnd_limited_ms };
+        let start = match self.interval_start {
+            // A counter going backwards is a reset: start a new interval.
+            Some(start) if s.rwnd_limited_ms >= start.rwnd_limited_ms => start,
+            _ => {
+                self.interval_start = Some(now);
+                return;
+            }
+        };
+        let wall_ns = ts.saturating_sub(start.ts_ns);
+        if wall_ns < limits.interval_ms.saturating_mul(MS) {
+            return;
+        }
+        self.interval_start = Some(now);
+        let limited_ms = s.rwnd_limited_ms - start.rwnd_limited_ms;
+        let pct = (limited_ms as f64 * MS as f64 * 100.0 / wall_ns as f64).min(100.0);
+        let pct = (pct * 10.0).round() / 10.0;
+        // Limited only counts while data waits: a sender with nothing to send is not held back.
+        let waits = s.in_flight > 0 || s.unsent > 0;
+        self.receiver_limited = pct >= limits.limited_pct && waits;
+        self.last_limited_pct = Some(pct);
+        seen.push(Seen::Interval(Interval {
+            pct,
+            limited_ms,
+            interval_ms: ns_to_ms(wall_ns),
+            in_flight: s.in_flight,
+            unsent: s.unsent,
+            limited: self.receiver_limited,
+        }));
+    }
+}
