@@ -2,8 +2,17 @@
 
 use anyhow::Result;
 
-use crate::cli::ReportArgs;
+use crate::{
+    alerts::Thresholds,
+    cli::{ReportArgs, ReportFormat},
+    report::{self, Format},
+};
 
 pub fn run(args: ReportArgs) -> Result<()> {
-    crate::report::run(args)
+    let thresholds = Thresholds::load(args.alerts.config.as_deref(), &args.alerts.alerts)?;
+    let format = match args.format {
+        ReportFormat::Html => Format::Html,
+        ReportFormat::Svg => Format::Svg,
+    };
+    report::run(&args.file, args.out.as_deref(), format, thresholds)
 }

@@ -10,7 +10,10 @@ use crate::{
     alerts::{Alert, AlertId, Thresholds},
     events::Event,
     pipeline::{Consumer, Pipeline, State},
-    record::{player::Player, Broken, Header},
+    record::{
+        player::{Note, Player},
+        Broken, Header,
+    },
     timeline::{ConnKey, ConnSummary, FourTuple},
 };
 
@@ -35,6 +38,8 @@ pub struct Recording {
     pub lost: u64,
     /// The end-of-recording trailer was read.
     pub ended: bool,
+    /// What was wrong with the recording short of breaking it (no trailer, miscounted).
+    pub notes: Vec<Note>,
     /// Where the file broke, if it did; everything before it is in `charts`.
     pub broken: Option<Broken>,
 }
@@ -102,6 +107,7 @@ pub fn collect(path: &Path, thresholds: Thresholds) -> Result<Recording> {
         events: player.events(),
         lost: player.lost(),
         ended: player.ended_cleanly(),
+        notes: player.notes().to_vec(),
         broken: player.take_broken(),
     })
 }

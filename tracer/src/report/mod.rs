@@ -24,18 +24,24 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 
 use crate::alerts::Thresholds;
-use crate::cli::{ReportArgs, ReportFormat};
 
-/// Renders the report for `args.file`. A recording that breaks part-way is still charted up to
-/// the break, then the break is returned as the error (as replay does).
-pub fn run(args: ReportArgs) -> Result<()> {
-    let alerts = &args.alerts;
-    let thresholds = Thresholds::load(alerts.config.as_deref(), &alerts.alerts)?;
-    let rec = collect::collect(&args.file, thresholds)?;
-    let file = args
-        .file
+/// What the report is written as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// One self-contained page.
+    Html,
+    /// One file per connection, in a directory.
+    Svg,
+}
+
+/// Renders the report of the recording `input` into `out` (default: beside it). A recording
+/// that breaks part-way is still charted up to the break, then the break is returned as the
+/// error (as replay does).
+pub fn run(input: &Path, out: Option<&Path>, format: Format, thresholds: Thresholds) -> Result<()> {
+    let rec = collect::collect(input, thresholds)?;
+    let file = input
         .file_name()
-        .map_or_else(|| args.file.display().to_string(), |n| n.to_string_lossy().into_owned());
+        .map_or_else(|| input.display().to_string(), |n| n.to_string_lossy().into_owned());
     if rec.charts.is_empty() {
         if let Some(broken) = rec.broken {
             return Err(broken.into());
@@ -43,21 +49,21 @@ pub fn run(args: ReportArgs) -> Result<()> {
         bail!(
             "{}: no connection to chart: the recording has {} event(s) and none of them is a \
              window, zero-window, probe, drop or buffer sample",
-            args.file.display(),
+            input.display(),
             rec.events
         );
     }
-    let written = match args.format {
-        ReportFormat::Html => {
-            let out = args.out.clone().unwrap_or_else(|| args.file.with_extension("html"));
-            refuse_input(&out, &args.file)?;
+    let written = match format {
+        Format::Html => {
+            let out = out.map_or_else(|| input.with_extension("html"), Path::to_path_buf);
+            refuse_input(&out, input)?;
             std::fs::write(&out, html::page(&rec, &file))
                 .with_context(|| format!("failed to write the report {}", out.display()))?;
             out
         }
-        ReportFormat::Svg => {
-            let dir = args.out.clone().unwrap_or_else(|| svg_dir(&args.file));
-            refuse_input(&dir, &args.file)?;
+        Format::Svg => {
+            let dir = out.map_or_else(|| svg_dir(input), Path::to_path_buf);
+            refuse_input(&dir, input)?;
             write_svgs(&rec, &file, &dir)?;
             dir
         }
@@ -66,18 +72,14 @@ pub fn run(args: ReportArgs) -> Result<()> {
         "tracer: wrote {} ({} connection(s), from {} recorded on kernel {})",
         written.display(),
         rec.charts.len(),
-        args.file.display(),
+        input.display(),
         rec.header.kernel
     );
     if let Some(broken) = rec.broken {
         return Err(broken.into());
     }
-    if !rec.ended {
-        eprintln!(
-            "tracer: warning: {} has no end-of-recording trailer: the recorder stopped abruptly, \
-             so the last moments may be missing",
-            args.file.display()
-        );
+    for note in &rec.notes {
+        eprintln!("tracer: warning: {note}");
     }
     Ok(())
 }
