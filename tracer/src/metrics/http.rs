@@ -43,8 +43,9 @@ pub(super) struct Limits {
     pub write_timeout: Duration,
 }
 
-/// A file descriptor and a small buffer each, far below the agent's open-files limit; a
-/// scraper needs one.
+/// A file descriptor and a small buffer each; a scraper needs one. Lowered to half the
+/// open-files limit where that is lower (systemd's default is 1024), so that a flood meets this
+/// cap, which closes old connections, rather than EMFILE, which refuses new ones.
 const MAX_CONNECTIONS: usize = 2048;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -99,11 +100,21 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
 /// Serves GET /metrics and GET / forever, one task per connection.
 pub async fn serve(listener: TcpListener, metrics: SharedMetrics) {
     let limits = Limits {
-        max_connections: MAX_CONNECTIONS,
+        max_connections: MAX_CONNECTIONS.min(open_files_limit() / 2).max(16),
         header_timeout: HEADER_TIMEOUT,
         write_timeout: WRITE_TIMEOUT,
     };
     serve_with(listener, metrics, limits).await
+}
+
+/// The soft limit on open files (RLIMIT_NOFILE), or usize::MAX if it cannot be read.
+fn open_files_limit() -> usize {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the valid struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return usize::MAX;
+    }
+    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
 }
 
 /// `serve` within `limits`.

@@ -659,6 +659,7 @@ fn http_endpoint_serves_metrics_and_refuses_the_rest() {
         (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", "400"),
         (b"hello\r\n\r\n", "400"),
         (b"GET /metrics HTTP/1.1\r\nno colon here\r\n\r\n", "400"),
+        (b"GET /metrics\r\n\r\n", "400"),
         (big.as_bytes(), "431"),
     ] {
         let (head, _) = split(&exchange(addr, raw));
@@ -743,8 +744,22 @@ fn timed_scrape(addr: SocketAddr) -> (Duration, String) {
     (took, String::from_utf8(body).unwrap())
 }
 
+/// Lifts this process's soft open-files limit to `files` if the hard limit allows (the stalled
+/// connection tests hold both ends of theirs).
+fn allow_open_files(files: libc::rlim_t) {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit on this process with a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < files {
+            limit.rlim_cur = files.min(limit.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 #[test]
 fn a_scrape_gets_through_a_thousand_stalled_connections() {
+    allow_open_files(4096);
     let shared = run(Metrics::new(false), &scenario(), 2700);
     let addr = start_endpoint(shared, TEST_LIMITS);
     let stalled = stall(addr, 1000);
@@ -759,6 +774,7 @@ fn a_scrape_gets_through_a_thousand_stalled_connections() {
 
 #[test]
 fn past_the_connection_limit_the_least_recently_active_are_closed() {
+    allow_open_files(4096);
     let limits = Limits { max_connections: 50, ..TEST_LIMITS };
     let addr = start_endpoint(SharedMetrics::new(Metrics::new(false)), limits);
     let stalled = stall(addr, 300);
