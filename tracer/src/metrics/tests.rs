@@ -344,6 +344,7 @@ fn assert_formats_valid(m: &Metrics) {
     assert_openmetrics_parses(&open);
     assert!(open.ends_with("\n# EOF\n"), "{open}");
     assert!(!text.contains("# EOF") && !text.contains("# UNIT"), "{text}");
+    assert!(!text.contains("_created") && !open.contains("_created"), "{open}");
     assert_eq!(sample_names(&text), sample_names(&open));
 }
 
