@@ -547,8 +547,6 @@ fn exposition_matches_the_family_table() {
 
 #[test]
 fn window_state_names_are_the_json_ones() {
-    let shared = run(Metrics::new(false), &scenario(), 1900);
-    let _ = shared;
     let mut p = Pipeline::new(Thresholds::default(), Box::new(Null), None, false, false);
     for e in scenario().iter().filter(|e| e.ts_ns < 1900 * MS) {
         p.event(e).unwrap();
