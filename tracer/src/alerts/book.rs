@@ -28,8 +28,6 @@ pub struct ActiveAlert<'a> {
     pub id: AlertId,
     /// Its severity now (a warning may have escalated to critical).
     pub severity: Severity,
-    /// When it first fired, ns since the epoch (an escalation keeps it).
-    pub since_ns: u64,
     /// Its latest alert (the escalation, if any): connection, process, evidence, text.
     pub alert: &'a Alert,
 }
@@ -237,7 +235,6 @@ impl Book {
         self.active.iter().map(|(slot, a)| ActiveAlert {
             id: slot.id(),
             severity: a.alert.severity,
-            since_ns: a.since_ns,
             alert: &a.alert,
         })
     }

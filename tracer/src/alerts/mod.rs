@@ -34,5 +34,7 @@ pub use alert::{Alert, AlertKind, Severity};
 pub use book::{ActiveAlert, AlertId, Change};
 #[cfg(test)]
 pub use config::ZeroWindowStall;
-pub use config::{Rule, Thresholds};
+pub use config::Thresholds;
+#[cfg(test)]
+pub use config::Rule;
 pub use engine::Engine;

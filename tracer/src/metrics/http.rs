@@ -1,29 +1,58 @@
-//! The scrape endpoint: a minimal HTTP/1.1 server on tokio (one request per connection,
-//! `Connection: close`), enough for Prometheus and a browser. `GET /metrics` is the exposition
-//! (gzipped when the client accepts it), `GET /` a link page, anything else 404 or 405.
+//! The scrape endpoint: HTTP/1.1 on hyper, on the agent's tokio runtime. `GET /metrics` is the
+//! exposition (OpenMetrics or text 0.0.4 by the Accept header, gzipped when the client accepts
+//! it), `GET /` a link page; other paths get 404, other methods 405, and requests hyper cannot
+//! parse 400 (or 431 past `MAX_HEAD`).
+//!
+//! A local user must not be able to blind the monitoring by holding connections open, so a
+//! stalled connection costs a file descriptor and a small buffer, never a scraper's turn:
+//! - a request head must arrive within `HEADER_TIMEOUT` of the connection opening or of the
+//!   previous answer (so an idle kept-alive connection ends then too), and an answer the
+//!   client stops reading for `WRITE_TIMEOUT` ends its connection;
+//! - up to `MAX_CONNECTIONS` are open at once; past that, a new connection closes the one that
+//!   has waited longest since it last sent a request, instead of being refused.
 
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::time::{sleep, timeout};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::time::sleep;
+use tokio_io_timeout::TimeoutStream;
 
+use super::format::Format;
 use super::SharedMetrics;
 
-/// The longest request head accepted (Prometheus sends a few hundred bytes).
-const MAX_HEAD: usize = 16 * 1024;
-/// A client that does not finish its request or read the answer in time is dropped.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Requests served at once; connections past it are closed at once.
-const MAX_CLIENTS: usize = 64;
+/// How much the endpoint lets clients hold.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Limits {
+    /// Connections open at once before the least recently active one is closed for a new one.
+    pub max_connections: usize,
+    /// Time for a request head to arrive, on a new connection or an idle kept-alive one.
+    pub header_timeout: Duration,
+    /// Time a client may leave an answer unread before its connection is closed.
+    pub write_timeout: Duration,
+}
 
-const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// A file descriptor and a small buffer each; a scraper needs one. Lowered to half the
+/// open-files limit where that is lower (systemd's default is 1024), so that a flood meets this
+/// cap, which closes old connections, rather than EMFILE, which refuses new ones.
+const MAX_CONNECTIONS: usize = 2048;
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest request head accepted (Prometheus sends a few hundred bytes); a longer one gets
+/// 431. The read buffer, hence what a half-sent head can hold, is twice that at most.
+const MAX_HEAD: usize = 8 * 1024;
+
 const INDEX: &str = "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>tracer</title></head>\n\
 <body><h1>tracer</h1><p>TCP flow-control tracer: <a href=\"/metrics\">metrics</a></p></body></html>\n";
 
@@ -68,9 +97,34 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
     })
 }
 
-/// Serves GET /metrics (text/plain; version=0.0.4) and GET / forever, one task per client.
+/// Serves GET /metrics and GET / forever, one task per connection.
 pub async fn serve(listener: TcpListener, metrics: SharedMetrics) {
-    let clients = Arc::new(AtomicUsize::new(0));
+    let limits = Limits {
+        max_connections: MAX_CONNECTIONS.min(open_files_limit() / 2).max(16),
+        header_timeout: HEADER_TIMEOUT,
+        write_timeout: WRITE_TIMEOUT,
+    };
+    serve_with(listener, metrics, limits).await
+}
+
+/// The soft limit on open files (RLIMIT_NOFILE), or usize::MAX if it cannot be read.
+fn open_files_limit() -> usize {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the valid struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return usize::MAX;
+    }
+    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+}
+
+/// `serve` within `limits`.
+pub(super) async fn serve_with(listener: TcpListener, metrics: SharedMetrics, limits: Limits) {
+    let clients = Arc::new(Clients::new(limits.max_connections));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_header_size(MAX_HEAD)
+        .max_buf_size(2 * MAX_HEAD);
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -81,176 +135,164 @@ pub async fn serve(listener: TcpListener, metrics: SharedMetrics) {
                 continue;
             }
         };
-        if clients.fetch_add(1, Ordering::Relaxed) >= MAX_CLIENTS {
-            clients.fetch_sub(1, Ordering::Relaxed);
-            continue;
-        }
-        let (metrics, clients) = (metrics.clone(), clients.clone());
+        let (client, evicted) = Clients::admit(&clients);
+        let mut stream = TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(limits.write_timeout));
+        let metrics = metrics.clone();
+        let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+            client.active();
+            let response = respond(&req, &metrics);
+            async move { Ok::<_, Infallible>(response) }
+        });
+        let connection = http.serve_connection(TokioIo::new(Box::pin(stream)), service);
         tokio::spawn(async move {
-            // A client that goes away mid-answer is its own problem.
-            let _ = handle(stream, &metrics).await;
-            clients.fetch_sub(1, Ordering::Relaxed);
+            // Either way the connection (and its `Client`, in the service) is dropped: closed.
+            tokio::select! {
+                // A client that goes away, times out or sends garbage is its own problem.
+                _ = connection => {}
+                _ = evicted => {}
+            }
         });
     }
 }
 
-/// What the request asked for, as far as this server cares.
-#[derive(Debug, PartialEq, Eq)]
-struct Request {
-    head_only: bool,
-    path: String,
-    gzip: bool,
+/// The open connections, by when each last sent a request (or opened).
+struct Clients {
+    max: usize,
+    state: Mutex<ClientsState>,
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum Parsed {
-    Ok(Request),
-    /// Answered with this status, no body of interest.
-    Error(u16),
+#[derive(Default)]
+struct ClientsState {
+    /// Ticks on each admission and request: a logical clock for "least recently active".
+    clock: u64,
+    next_id: u64,
+    /// Connection id -> its last activity, and the sender whose drop closes it.
+    live: HashMap<u64, (u64, oneshot::Sender<()>)>,
+    /// Last activity -> connection id, oldest first.
+    by_activity: BTreeMap<u64, u64>,
 }
 
-struct Response {
-    status: u16,
-    content_type: &'static str,
-    body: Vec<u8>,
-    gzip: bool,
-    head_only: bool,
+/// One open connection's place in `Clients`, released when the connection is dropped.
+struct Client {
+    clients: Arc<Clients>,
+    id: u64,
 }
 
-async fn handle(mut stream: TcpStream, metrics: &SharedMetrics) -> std::io::Result<()> {
-    let head = match timeout(READ_TIMEOUT, read_head(&mut stream)).await {
-        Ok(Ok(Some(head))) => head,
-        // Too long, or not HTTP at all.
-        Ok(Ok(None)) => return respond(&mut stream, error(431)).await,
-        Ok(Err(e)) => return Err(e),
-        Err(_) => return respond(&mut stream, error(408)).await,
-    };
-    let response = match parse(&head) {
-        Parsed::Error(status) => error(status),
-        Parsed::Ok(req) => route(&req, metrics),
-    };
-    respond(&mut stream, response).await
-}
+impl Clients {
+    fn new(max: usize) -> Self {
+        Clients { max: max.max(1), state: Mutex::default() }
+    }
 
-/// Reads up to the blank line that ends the request head. None if it is longer than MAX_HEAD;
-/// a client that closes early gets an empty head (a 400).
-async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 2048];
-    loop {
-        if let Some(end) = find_end(&head) {
-            head.truncate(end);
-            return Ok(Some(head));
+    fn lock(&self) -> MutexGuard<'_, ClientsState> {
+        // The state stays consistent: each update is a few map operations.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A place for a new connection, closing the least recently active one if all are taken;
+    /// the receiver completes when this one is closed that way in turn.
+    fn admit(clients: &Arc<Clients>) -> (Client, oneshot::Receiver<()>) {
+        let mut s = clients.lock();
+        while s.live.len() >= clients.max {
+            let Some((_, oldest)) = s.by_activity.pop_first() else { break };
+            // Dropping its sender completes the task's `evicted`, which drops the connection.
+            s.live.remove(&oldest);
         }
-        if head.len() > MAX_HEAD {
-            return Ok(None);
+        let (tx, rx) = oneshot::channel();
+        s.clock += 1;
+        s.next_id += 1;
+        let (id, now) = (s.next_id, s.clock);
+        s.live.insert(id, (now, tx));
+        s.by_activity.insert(now, id);
+        (Client { clients: Arc::clone(clients), id }, rx)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().live.len()
+    }
+}
+
+impl Client {
+    /// The connection sent a request: it is the most recently active now.
+    fn active(&self) {
+        let mut s = self.clients.lock();
+        s.clock += 1;
+        let now = s.clock;
+        let Some((last, _)) = s.live.get_mut(&self.id) else { return };
+        let before = std::mem::replace(last, now);
+        s.by_activity.remove(&before);
+        s.by_activity.insert(now, self.id);
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let mut s = self.clients.lock();
+        if let Some((last, _)) = s.live.remove(&self.id) {
+            s.by_activity.remove(&last);
         }
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(Some(head));
+    }
+}
+
+/// The answer to one request. The metrics are locked only while they are encoded.
+fn respond<B>(req: &Request<B>, metrics: &SharedMetrics) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are served\n");
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    match req.uri().path() {
+        "/metrics" => {
+            let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
+            let format = Format::negotiate(accept);
+            let text = metrics.lock().scrape(format);
+            let Ok(text) = text else {
+                return plain(StatusCode::INTERNAL_SERVER_ERROR, "the metrics could not be read\n");
+            };
+            let mut r = Response::new(Full::default());
+            let headers = r.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+            headers.insert(header::VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
+            let zipped = accepts_gzip(req).then(|| gzip(text.as_bytes())).flatten();
+            let body = match zipped {
+                Some(zipped) => {
+                    headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                    zipped
+                }
+                None => text.into_bytes(),
+            };
+            *r.body_mut() = Full::new(Bytes::from(body));
+            r
         }
-        head.extend_from_slice(&buf[..n]);
-    }
-}
-
-fn find_end(head: &[u8]) -> Option<usize> {
-    let crlf = head.windows(4).position(|w| w == b"\r\n\r\n");
-    let lf = head.windows(2).position(|w| w == b"\n\n");
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-fn parse(head: &[u8]) -> Parsed {
-    let Ok(text) = std::str::from_utf8(head) else { return Parsed::Error(400) };
-    let mut lines = text.lines();
-    let mut first = lines.next().unwrap_or("").split_whitespace();
-    let (Some(method), Some(target), Some(version)) = (first.next(), first.next(), first.next())
-    else {
-        return Parsed::Error(400);
-    };
-    if first.next().is_some() || !version.starts_with("HTTP/1.") {
-        return Parsed::Error(400);
-    }
-    let head_only = match method {
-        "GET" => false,
-        "HEAD" => true,
-        _ => return Parsed::Error(405),
-    };
-    let path = target.split(['?', '#']).next().unwrap_or("").to_string();
-    let gzip = lines.any(|l| {
-        l.split_once(':').is_some_and(|(name, value)| {
-            name.trim().eq_ignore_ascii_case("accept-encoding")
-                && value.split(',').any(|v| {
-                    let v = v.trim();
-                    let (coding, q) = v.split_once(';').unwrap_or((v, ""));
-                    coding.trim().eq_ignore_ascii_case("gzip") && !q.replace(' ', "").eq("q=0")
-                })
-        })
-    });
-    Parsed::Ok(Request { head_only, path, gzip })
-}
-
-fn route(req: &Request, metrics: &SharedMetrics) -> Response {
-    let (status, content_type, body) = match req.path.as_str() {
-        "/metrics" => (200, CONTENT_TYPE, metrics.lock().scrape().into_bytes()),
-        "/" => (200, "text/html; charset=utf-8", INDEX.as_bytes().to_vec()),
-        _ => (404, "text/plain; charset=utf-8", b"not found: try /metrics\n".to_vec()),
-    };
-    Response {
-        status,
-        content_type,
-        body,
-        gzip: req.gzip && status == 200,
-        head_only: req.head_only,
-    }
-}
-
-fn error(status: u16) -> Response {
-    Response {
-        status,
-        content_type: "text/plain; charset=utf-8",
-        body: format!("{} {}\n", status, reason(status)).into_bytes(),
-        gzip: false,
-        head_only: false,
-    }
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        431 => "Request Header Fields Too Large",
-        _ => "Error",
-    }
-}
-
-async fn respond(stream: &mut TcpStream, r: Response) -> std::io::Result<()> {
-    let (body, encoding) = match r.gzip.then(|| gzip(&r.body)).flatten() {
-        Some(zipped) => (zipped, "Content-Encoding: gzip\r\n"),
-        None => (r.body, ""),
-    };
-    let allow = if r.status == 405 { "Allow: GET, HEAD\r\n" } else { "" };
-    let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{encoding}{allow}\
-         Connection: close\r\n\r\n",
-        r.status,
-        reason(r.status),
-        r.content_type,
-        body.len()
-    );
-    let write = async {
-        stream.write_all(head.as_bytes()).await?;
-        if !r.head_only {
-            stream.write_all(&body).await?;
+        "/" => {
+            let mut r = Response::new(Full::new(Bytes::from_static(INDEX.as_bytes())));
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            r
         }
-        stream.shutdown().await
-    };
-    timeout(WRITE_TIMEOUT, write).await.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+        _ => plain(StatusCode::NOT_FOUND, "not found: try /metrics\n"),
+    }
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+/// True when an Accept-Encoding header lists gzip without refusing it (`q=0`).
+fn accepts_gzip<B>(req: &Request<B>) -> bool {
+    req.headers().get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).any(
+        |value| {
+            value.split(',').any(|v| {
+                let (coding, q) = v.split_once(';').unwrap_or((v, ""));
+                coding.trim().eq_ignore_ascii_case("gzip") && q.replace(' ', "") != "q=0"
+            })
+        },
+    )
 }
 
 /// The body gzipped; None if that failed (it is then sent as is).
@@ -281,20 +323,32 @@ mod tests {
     }
 
     #[test]
-    fn parses_requests() {
-        let req = |s: &str| parse(s.as_bytes());
-        assert_eq!(
-            req("GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip, deflate"),
-            Parsed::Ok(Request { head_only: false, path: "/metrics".into(), gzip: true })
-        );
-        assert_eq!(
-            req("HEAD / HTTP/1.0\r\naccept-encoding: identity, gzip;q=0"),
-            Parsed::Ok(Request { head_only: true, path: "/".into(), gzip: false })
-        );
-        assert_eq!(req("POST /metrics HTTP/1.1"), Parsed::Error(405));
-        assert_eq!(req(""), Parsed::Error(400));
-        assert_eq!(req("GET /metrics"), Parsed::Error(400));
-        assert_eq!(req("GET /metrics SPDY/3"), Parsed::Error(400));
-        assert_eq!(parse(&[0xff, 0xfe, b'\r', b'\n']), Parsed::Error(400));
+    fn gzip_only_when_accepted() {
+        let req = |v: &str| Request::builder().header("accept-encoding", v).body(()).unwrap();
+        assert!(accepts_gzip(&req("gzip, deflate")));
+        assert!(accepts_gzip(&req("br;q=1.0, GZIP;q=0.5")));
+        assert!(!accepts_gzip(&req("identity, gzip;q=0")));
+        assert!(!accepts_gzip(&req("deflate")));
+        assert!(!accepts_gzip(&Request::new(())));
+    }
+
+    #[test]
+    fn a_new_connection_past_the_limit_closes_the_least_recently_active() {
+        let clients = Arc::new(Clients::new(3));
+        let (a, mut a_evicted) = Clients::admit(&clients);
+        let (b, mut b_evicted) = Clients::admit(&clients);
+        let (_c, mut c_evicted) = Clients::admit(&clients);
+        // `a` sent a request since: `b` has waited longest.
+        a.active();
+        let (_d, _) = Clients::admit(&clients);
+        assert_eq!(clients.len(), 3);
+        assert!(b_evicted.try_recv().is_err_and(|e| e == oneshot::error::TryRecvError::Closed));
+        assert_eq!(a_evicted.try_recv(), Err(oneshot::error::TryRecvError::Empty));
+        // A connection that ends frees its place without closing another.
+        drop(b);
+        drop(a);
+        assert_eq!(clients.len(), 2);
+        let (_e, _) = Clients::admit(&clients);
+        assert_eq!(c_evicted.try_recv(), Err(oneshot::error::TryRecvError::Empty));
     }
 }

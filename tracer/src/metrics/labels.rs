@@ -4,83 +4,128 @@
 //!   `port="other", process="other"` set;
 //! - `Conns` remembers each connection's service port (from its `open`) and process name, for
 //!   a bounded number of connections;
-//! - `PidNames` remembers process names by pid, learned from events (or /proc, live).
+//! - `PidNames` remembers process names by pid, learned from events (or /proc, live);
+//! - the label sets of the metric families (`Sided`, `AlertLabels`, `ConnLabels`), as
+//!   prometheus-client encodes them.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
 use std::sync::Arc;
 
-use crate::timeline::FourTuple;
+use prometheus_client::encoding::{
+    EncodeLabelSet, EncodeLabelValue, LabelSetEncoder, LabelValueEncoder,
+};
 
-/// Index of a (port, process) label set in `LabelSets`.
-pub type SetId = u32;
+use crate::timeline::FourTuple;
 
 /// The value of both labels of the set that takes everything past the limit.
 pub const OTHER: &str = "other";
 
-/// One (port, process) label set.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One (port, process) label set; cloning it shares the strings.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct LabelSet {
-    pub port: String,
+    pub port: Arc<str>,
     pub process: Arc<str>,
+}
+
+impl EncodeLabelSet for LabelSet {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> std::fmt::Result {
+        [("port", &*self.port), ("process", &*self.process)].encode(encoder)
+    }
+}
+
+/// A (port, process) set and `N` more labels with values from a fixed list (side, state,
+/// drop reason, event kind).
+pub type Sided<const N: usize> = (LabelSet, [(&'static str, &'static str); N]);
+
+/// The labels of the alert families: `side` only for rules that have one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AlertLabels {
+    pub set: LabelSet,
+    pub rule: &'static str,
+    pub severity: &'static str,
+    pub side: Option<&'static str>,
+}
+
+impl EncodeLabelSet for AlertLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> std::fmt::Result {
+        self.set.encode(encoder)?;
+        [("rule", self.rule), ("severity", self.severity)].encode(encoder)?;
+        match self.side {
+            Some(side) => [("side", side)].encode(encoder),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The labels of a per-connection series: the socket's own view (saddr:sport is this host's
+/// end) and its process.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnLabels<'a> {
+    pub tuple: &'a FourTuple,
+    pub process: &'a str,
+}
+
+impl EncodeLabelSet for ConnLabels<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> std::fmt::Result {
+        let t = self.tuple;
+        [("saddr", Shown(&t.saddr))].encode(encoder)?;
+        [("sport", t.sport)].encode(encoder)?;
+        [("daddr", Shown(&t.daddr))].encode(encoder)?;
+        [("dport", t.dport)].encode(encoder)?;
+        [("process", self.process)].encode(encoder)
+    }
+}
+
+/// A label value written with its `Display` form.
+struct Shown<'a, T>(&'a T);
+
+impl<T: std::fmt::Display> EncodeLabelValue for Shown<'_, T> {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        write!(encoder, "{}", self.0)
+    }
 }
 
 /// Interned (port, process) label sets, at most `limit` of them plus the `other` set.
 #[derive(Debug)]
 pub struct LabelSets {
-    ids: HashMap<(u16, Arc<str>), SetId>,
-    sets: Vec<LabelSet>,
+    sets: HashMap<(u16, Arc<str>), LabelSet>,
     limit: usize,
-    other: Option<SetId>,
+    other: Option<LabelSet>,
     /// Updates that went to the `other` set because the limit was reached.
     pub folded: u64,
 }
 
 impl LabelSets {
     pub fn new(limit: usize) -> Self {
-        LabelSets { ids: HashMap::new(), sets: Vec::new(), limit, other: None, folded: 0 }
+        LabelSets { sets: HashMap::new(), limit, other: None, folded: 0 }
     }
 
     /// The set of (port, process), or the `other` set when the limit is reached.
-    pub fn id(&mut self, port: u16, process: &Arc<str>) -> SetId {
-        if let Some(&id) = self.ids.get(&(port, process.clone())) {
-            return id;
+    pub fn get(&mut self, port: u16, process: &Arc<str>) -> LabelSet {
+        if let Some(set) = self.sets.get(&(port, process.clone())) {
+            return set.clone();
         }
-        if self.ids.len() >= self.limit {
+        if self.sets.len() >= self.limit {
             self.folded += 1;
-            return self.other();
+            let other: Arc<str> = Arc::from(OTHER);
+            return self
+                .other
+                .get_or_insert_with(|| LabelSet { port: other.clone(), process: other })
+                .clone();
         }
-        let id = self.push(LabelSet { port: port.to_string(), process: process.clone() });
-        self.ids.insert((port, process.clone()), id);
-        id
-    }
-
-    pub fn get(&self, id: SetId) -> &LabelSet {
-        // Ids only come from this table, which never forgets a set.
-        &self.sets[id as usize]
+        let set = LabelSet { port: Arc::from(port.to_string()), process: process.clone() };
+        self.sets.insert((port, process.clone()), set.clone());
+        set
     }
 
     /// Distinct label sets in use, `other` included.
     pub fn len(&self) -> usize {
-        self.sets.len()
+        self.sets.len() + usize::from(self.other.is_some())
     }
 
     pub fn limit(&self) -> usize {
         self.limit
-    }
-
-    fn other(&mut self) -> SetId {
-        if let Some(id) = self.other {
-            return id;
-        }
-        let id = self.push(LabelSet { port: OTHER.to_string(), process: Arc::from(OTHER) });
-        self.other = Some(id);
-        id
-    }
-
-    fn push(&mut self, set: LabelSet) -> SetId {
-        self.sets.push(set);
-        // At most limit + 1 sets, and the limit is a usize chosen by us: far below u32::MAX.
-        (self.sets.len() - 1) as SetId
     }
 }
 
@@ -249,13 +294,13 @@ mod tests {
     fn label_sets_fold_past_the_limit() {
         let mut sets = LabelSets::new(2);
         let a: Arc<str> = Arc::from("a");
-        assert_eq!(sets.id(1, &a), 0);
-        assert_eq!(sets.id(2, &a), 1);
-        assert_eq!(sets.id(1, &a), 0);
-        let other = sets.id(3, &a);
-        assert_eq!(sets.get(other).port, OTHER);
-        assert_eq!(&*sets.get(other).process, OTHER);
-        assert_eq!(sets.id(4, &a), other);
+        let first = sets.get(1, &a);
+        assert_eq!((&*first.port, &*first.process), ("1", "a"));
+        assert_eq!(&*sets.get(2, &a).port, "2");
+        assert!(Arc::ptr_eq(&sets.get(1, &a).port, &first.port), "interned");
+        let other = sets.get(3, &a);
+        assert_eq!((&*other.port, &*other.process), (OTHER, OTHER));
+        assert_eq!(sets.get(4, &a), other);
         assert_eq!(sets.len(), 3);
         assert_eq!(sets.folded, 2);
     }

@@ -1,12 +1,17 @@
 //! The Prometheus exporter: counters, histograms and gauges built from the event stream, the
-//! alerts and the connection table, rendered in the text exposition format 0.0.4 and served
-//! over HTTP on `/metrics`.
+//! alerts and the connection table, kept in prometheus-client's types and served over HTTP on
+//! `/metrics` as OpenMetrics or the text format 0.0.4.
 //!
-//! - `Metrics` is pure state (no I/O, no clock): the same events give the same exposition;
+//! - `Metrics` is pure state (no I/O, no clock): the same events give the same samples;
 //! - `SharedMetrics` shares it between the pipeline (as an `Observer`) and the HTTP server, and
 //!   names processes from /proc when live;
-//! - `http`: `parse_addr`, `bind` and `serve`, a minimal HTTP/1.1 server on tokio;
-//! - `labels`: where `port` and `process` come from, and the cap on their combinations.
+//! - `families`: every metric family as a row of data (name, help, unit, type, labels);
+//! - `scraped`: families whose values are read at scrape time (the agent's health, the
+//!   per-connection series), and the hook for more (`Collect`, e.g. kernel-map counters);
+//! - `labels`: where `port` and `process` come from, the cap on their combinations, and the
+//!   label sets as prometheus-client encodes them;
+//! - `format`: OpenMetrics or text 0.0.4, as the scraper's Accept header asks;
+//! - `http`: `parse_addr`, `bind` and `serve`, the scrape endpoint on hyper.
 //!
 //! Aggregated series carry `port` (the connection's service port), `process` (comm) and, where
 //! it applies, `side` (`local`: windows this host advertised; `peer`: windows the remote end
@@ -14,23 +19,31 @@
 //! into `port="other", process="other"`. Per-connection series (4-tuple labels) are exported
 //! only when asked for.
 
+mod families;
+mod format;
 mod http;
 mod labels;
+mod scraped;
 #[cfg(test)]
 mod tests;
-mod text;
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use http::{bind, parse_addr, serve};
 
-use crate::alerts::{Alert, AlertId, AlertKind, Rule, Severity};
+use prometheus_client::metrics::{
+    counter::Counter, family::Family, gauge::Gauge, histogram::Histogram, info::Info,
+};
+use prometheus_client::registry::Registry;
+
+use crate::alerts::{ActiveAlert, Alert, AlertId, AlertKind, Severity};
 use crate::events::model::{Body, Event, Side};
 use crate::pipeline::{Consumer, Drain, State};
 use crate::timeline::{Conn, ConnKey, ConnSummary, ConnTable, FourTuple};
-use labels::{Conns, LabelSets, PidNames, SetId};
-use text::{Histogram, Kind, Text};
+use families as f;
+use format::Format;
+use labels::{AlertLabels, Conns, LabelSet, LabelSets, PidNames, Sided};
+use scraped::{Collect, ConnRow, ConnRows, Health, Scraped, SideRow};
 
 /// Distinct (port, process) label sets kept by default before folding into `other`.
 pub const DEFAULT_LABEL_SETS: usize = 1000;
@@ -41,8 +54,6 @@ const CLOSED_CONNS: usize = 4096;
 const PID_NAMES: usize = 16384;
 /// Connections exported one by one with per-connection series; the rest are counted only.
 const PER_CONNECTION_LIMIT: usize = 10_000;
-/// Active alerts tracked for the `alerts_active` gauge (they resolve at close at the latest).
-const ACTIVE_ALERTS_LIMIT: usize = 100_000;
 
 /// Zero-window episode durations, seconds: from a blip to the 2-minute stall.
 static DURATION_BUCKETS: [f64; 13] =
@@ -76,140 +87,103 @@ const KINDS: [&str; 11] = [
 /// Window states of a live connection's direction (`closed` ones are not counted).
 const STATES: [&str; 5] = ["open", "shrinking", "zero", "probing", "reopened"];
 
-// Metric names: `tcp_flow_` for what the traced connections did, `tracer_` for the agent.
-const ZW_EPISODES: &str = "tcp_flow_zero_window_episodes_total";
-const ZW_UNCOUNTED: &str = "tcp_flow_zero_window_uncounted_episodes_total";
-const ZW_DURATION: &str = "tcp_flow_zero_window_duration_seconds";
-const PROBES: &str = "tcp_flow_zero_window_probes_total";
-const BACKOFF: &str = "tcp_flow_zero_window_probe_backoff";
-const DROPS: &str = "tcp_flow_drops_total";
-const DROPPED_BYTES: &str = "tcp_flow_dropped_bytes_total";
-const READ_BYTES: &str = "tcp_flow_read_bytes_total";
-const OPENED: &str = "tcp_flow_connections_opened_total";
-const CLOSED: &str = "tcp_flow_connections_closed_total";
-const CONNECTIONS: &str = "tcp_flow_connections";
-const ALERTS: &str = "tcp_flow_alerts_total";
-const ALERTS_ACTIVE: &str = "tcp_flow_alerts_active";
-const CONN_STATE: &str = "tcp_flow_connection_state";
-const CONN_WINDOW: &str = "tcp_flow_connection_window_bytes";
-const CONN_EPISODES: &str = "tcp_flow_connection_zero_window_episodes_total";
-const CONN_ZERO_SECONDS: &str = "tcp_flow_connection_zero_window_seconds_total";
-const CONN_PROBES: &str = "tcp_flow_connection_zero_window_probes_total";
-const CONN_DROPS: &str = "tcp_flow_connection_drops_total";
-const CONN_UNREAD: &str = "tcp_flow_connection_unread_bytes";
-const EVENTS: &str = "tracer_events_total";
-const LOST: &str = "tracer_events_lost_total";
-const FILL: &str = "tracer_ring_buffer_fill_ratio";
-const FILL_MAX: &str = "tracer_ring_buffer_fill_ratio_max";
-const RING_SIZE: &str = "tracer_ring_buffer_size_bytes";
-const DRAINS: &str = "tracer_ring_drains_total";
-const DRAINED_BYTES: &str = "tracer_ring_drained_bytes_total";
-const DRAIN_EVENTS: &str = "tracer_ring_last_drain_events";
-const TRACKED: &str = "tracer_connections_tracked";
-const LABEL_SETS: &str = "tracer_metrics_label_sets";
-const LABEL_SETS_LIMIT: &str = "tracer_metrics_label_sets_limit";
-const FOLDED: &str = "tracer_metrics_folded_updates_total";
-const OMITTED: &str = "tracer_metrics_connections_omitted";
-const BUILD_INFO: &str = "tracer_build_info";
-/// Labels of per-connection series: the socket's own view (saddr:sport is this host's end).
-const CONN_LABELS: [&str; 5] = ["saddr", "sport", "daddr", "dport", "process"];
+/// A histogram family; its constructor gives each new series the family's buckets.
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
-/// One live connection as exported with `per_connection`.
-#[derive(Debug)]
-struct ConnRow {
-    tuple: FourTuple,
-    set: SetId,
-    /// Local, then peer.
-    sides: [SideRow; 2],
-    probes: u64,
-    drops: u64,
-    unread: Option<u32>,
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
 }
 
-#[derive(Debug)]
-struct SideRow {
-    side: &'static str,
-    state: Option<&'static str>,
-    window: Option<u32>,
-    episodes: u64,
-    zero_ns: u64,
+fn backoff_histogram() -> Histogram {
+    Histogram::new(BACKOFF_BUCKETS)
 }
 
-/// Every metric the exporter serves. Pure state: fed by the pipeline, rendered on scrape.
+/// Every metric the exporter serves. Pure state: fed by the pipeline, encoded on scrape.
 #[derive(Debug)]
 pub struct Metrics {
-    per_connection: bool,
     proc_names: bool,
     unknown: Arc<str>,
     sets: LabelSets,
     conns: Conns,
     pids: PidNames,
+    /// Every family below and the scrape-time sources: the traced connections' families, the
+    /// per-connection ones, then the agent's.
+    registry: Registry,
 
-    zero_windows: BTreeMap<(SetId, &'static str), u64>,
-    uncounted: BTreeMap<SetId, u64>,
-    zero_duration: BTreeMap<(SetId, &'static str), Histogram>,
-    probes: BTreeMap<SetId, u64>,
-    backoff: BTreeMap<SetId, Histogram>,
-    drops: BTreeMap<(SetId, &'static str), u64>,
-    dropped_bytes: BTreeMap<(SetId, &'static str), u64>,
-    read_bytes: BTreeMap<SetId, u64>,
-    opened: BTreeMap<SetId, u64>,
-    closed: BTreeMap<SetId, u64>,
-    alerts: BTreeMap<(SetId, Rule, Severity, Option<&'static str>), u64>,
-    /// Active alerts by connection, rule and side: the set and severity they count under.
-    active: HashMap<(FourTuple, Rule, Option<&'static str>), (SetId, Severity)>,
-
+    zero_windows: Family<Sided<1>, Counter>,
+    uncounted: Family<LabelSet, Counter>,
+    zero_duration: Histograms<Sided<1>>,
+    probes: Family<LabelSet, Counter>,
+    backoff: Histograms<LabelSet>,
+    drops: Family<Sided<1>, Counter>,
+    dropped_bytes: Family<Sided<1>, Counter>,
+    read_bytes: Family<LabelSet, Counter>,
+    opened: Family<LabelSet, Counter>,
+    closed: Family<LabelSet, Counter>,
     /// From the latest table: live directions by label set, side and window state.
-    states: BTreeMap<(SetId, &'static str, &'static str), u64>,
-    tracked: u64,
-    rows: Vec<ConnRow>,
-    omitted: u64,
-
-    events: BTreeMap<&'static str, u64>,
-    lost: u64,
-    drains: u64,
-    drained_bytes: u64,
-    last_drain_events: u64,
-    ring_bytes: usize,
-    fill: f64,
-    fill_max: f64,
+    connections: Family<Sided<2>, Gauge>,
+    alerts: Family<AlertLabels, Counter>,
+    alerts_active: Family<AlertLabels, Gauge>,
+    /// With `per_connection` only.
+    rows: Option<Scraped<ConnRows>>,
+    events: Family<[(&'static str, &'static str); 1], Counter>,
+    health: Scraped<Health>,
 }
 
 impl Metrics {
     /// Empty metrics; `per_connection` adds one series per connection (4-tuple labels).
     pub fn new(per_connection: bool) -> Self {
-        Metrics {
-            per_connection,
+        let mut m = Metrics {
             proc_names: false,
             unknown: Arc::from("unknown"),
             sets: LabelSets::new(DEFAULT_LABEL_SETS),
             conns: Conns::new(LIVE_CONNS, CLOSED_CONNS),
             pids: PidNames::new(PID_NAMES),
-            zero_windows: BTreeMap::new(),
-            uncounted: BTreeMap::new(),
-            zero_duration: BTreeMap::new(),
-            probes: BTreeMap::new(),
-            backoff: BTreeMap::new(),
-            drops: BTreeMap::new(),
-            dropped_bytes: BTreeMap::new(),
-            read_bytes: BTreeMap::new(),
-            opened: BTreeMap::new(),
-            closed: BTreeMap::new(),
-            alerts: BTreeMap::new(),
-            active: HashMap::new(),
-            states: BTreeMap::new(),
-            tracked: 0,
-            rows: Vec::new(),
-            omitted: 0,
-            events: KINDS.iter().map(|k| (*k, 0)).collect(),
-            lost: 0,
-            drains: 0,
-            drained_bytes: 0,
-            last_drain_events: 0,
-            ring_bytes: 0,
-            fill: 0.0,
-            fill_max: 0.0,
+            registry: Registry::default(),
+            zero_windows: Family::default(),
+            uncounted: Family::default(),
+            zero_duration: Family::new_with_constructor(duration_histogram),
+            probes: Family::default(),
+            backoff: Family::new_with_constructor(backoff_histogram),
+            drops: Family::default(),
+            dropped_bytes: Family::default(),
+            read_bytes: Family::default(),
+            opened: Family::default(),
+            closed: Family::default(),
+            connections: Family::default(),
+            alerts: Family::default(),
+            alerts_active: Family::default(),
+            rows: per_connection.then(|| Scraped::new(ConnRows::default())),
+            events: Family::default(),
+            health: Scraped::new(Health::default()),
+        };
+        for kind in KINDS {
+            // Created at 0; the guard it returns is let go at once.
+            let _ = m.events.get_or_create(&[("kind", kind)]);
         }
+        let r = &mut m.registry;
+        f::ZW_EPISODES.register(r, m.zero_windows.clone());
+        f::ZW_UNCOUNTED.register(r, m.uncounted.clone());
+        f::ZW_DURATION.register(r, m.zero_duration.clone());
+        f::PROBES.register(r, m.probes.clone());
+        f::BACKOFF.register(r, m.backoff.clone());
+        f::DROPS.register(r, m.drops.clone());
+        f::DROPPED_BYTES.register(r, m.dropped_bytes.clone());
+        f::READ_BYTES.register(r, m.read_bytes.clone());
+        f::OPENED.register(r, m.opened.clone());
+        f::CLOSED.register(r, m.closed.clone());
+        f::CONNECTIONS.register(r, m.connections.clone());
+        f::ALERTS.register(r, m.alerts.clone());
+        f::ALERTS_ACTIVE.register(r, m.alerts_active.clone());
+        if let Some(rows) = m.rows.clone() {
+            m.add_collector(rows);
+        }
+        // The agent's own families last (a sub-registry is encoded after the collectors).
+        let agent = m.registry.sub_registry_with_labels(std::iter::empty());
+        f::EVENTS.register(agent, m.events.clone());
+        f::BUILD_INFO.register(agent, Info::new([("version", env!("CARGO_PKG_VERSION"))]));
+        agent.register_collector(Box::new(m.health.clone()));
+        m
     }
 
     /// Lets `SharedMetrics` name processes it only has a pid for from /proc/PID/comm. For live
@@ -226,9 +200,14 @@ impl Metrics {
         self
     }
 
+    /// Families read at scrape time from `source` (counters kept in kernel maps, say).
+    pub fn add_collector(&mut self, source: Scraped<impl Collect>) {
+        self.registry.register_collector(Box::new(source));
+    }
+
     /// Counts one decoded event under its connection's labels.
     pub fn on_event(&mut self, e: &Event) {
-        *self.events.entry(e.body.kind()).or_default() += 1;
+        self.events.get_or_create(&[("kind", e.body.kind())]).inc();
         let tuple = FourTuple::of(e);
         let comm = e.body.comm();
         if let (Some(pid), Some(name)) = (e.pid, comm) {
@@ -241,121 +220,129 @@ impl Metrics {
         let set = self.set_of(tuple, e.pid, comm);
         match &e.body {
             Body::ZeroWindowStart { side, counted, .. } => {
-                *self.zero_windows.entry((set, side.as_str())).or_default() += 1;
                 if !counted {
-                    *self.uncounted.entry(set).or_default() += 1;
+                    self.uncounted.get_or_create(&set).inc();
                 }
+                self.zero_windows.get_or_create(&(set, [("side", side.as_str())])).inc();
             }
             Body::ZeroWindowEnd { side, duration_ns: Some(ns), .. } => {
-                self.zero_duration
-                    .entry((set, side.as_str()))
-                    .or_insert_with(|| Histogram::new(&DURATION_BUCKETS))
-                    .observe(*ns as f64 / 1e9);
+                let labels = (set, [("side", side.as_str())]);
+                self.zero_duration.get_or_create(&labels).observe(*ns as f64 / 1e9);
             }
             Body::Probe { backoff, .. } => {
-                *self.probes.entry(set).or_default() += 1;
-                self.backoff
-                    .entry(set)
-                    .or_insert_with(|| Histogram::new(&BACKOFF_BUCKETS))
-                    .observe(f64::from(*backoff));
+                self.probes.get_or_create(&set).inc();
+                self.backoff.get_or_create(&set).observe(f64::from(*backoff));
             }
             Body::Drop { reason, bytes } => {
                 let reason =
                     DROP_REASONS.iter().find(|r| **r == reason).copied().unwrap_or("other");
-                *self.drops.entry((set, reason)).or_default() += 1;
-                *self.dropped_bytes.entry((set, reason)).or_default() += u64::from(*bytes);
+                let labels = (set, [("reason", reason)]);
+                self.drops.get_or_create(&labels).inc();
+                self.dropped_bytes.get_or_create(&labels).inc_by(u64::from(*bytes));
             }
-            Body::Read { bytes, .. } => *self.read_bytes.entry(set).or_default() += bytes,
+            Body::Read { bytes, .. } => {
+                self.read_bytes.get_or_create(&set).inc_by(*bytes);
+            }
             Body::Close { .. } => {
                 // Never named: its open counts now, where its close does.
                 if let Some(info) = self.conns.get_mut(&tuple) {
                     if std::mem::take(&mut info.pending_open) {
-                        *self.opened.entry(set).or_default() += 1;
+                        self.opened.get_or_create(&set).inc();
                     }
                 }
-                *self.closed.entry(set).or_default() += 1;
+                self.closed.get_or_create(&set).inc();
                 self.conns.close(&tuple);
             }
             _ => {}
         }
     }
 
-    /// Counts a fired alert (an escalation too) and keeps track of the active ones.
+    /// Counts a fired alert (an escalation too); resolutions show in `on_active`.
     pub fn on_alert(&mut self, a: &Alert) {
-        let tuple = FourTuple { saddr: a.saddr, sport: a.sport, daddr: a.daddr, dport: a.dport };
-        let set = self.set_of(tuple, a.pid, a.comm.as_deref().filter(|c| !c.is_empty()));
+        if a.kind != AlertKind::Alert {
+            return;
+        }
+        let set = self.set_of(a.tuple(), a.pid, a.comm.as_deref().filter(|c| !c.is_empty()));
         let side = a.side.map(Side::as_str);
-        let key = (tuple, a.rule, side);
-        match a.kind {
-            AlertKind::Alert => {
-                *self.alerts.entry((set, a.rule, a.severity, side)).or_default() += 1;
-                // An escalation replaces the warning it escalates.
-                if self.active.len() < ACTIVE_ALERTS_LIMIT || self.active.contains_key(&key) {
-                    self.active.insert(key, (set, a.severity));
-                }
-            }
-            AlertKind::AlertResolved => {
-                self.active.remove(&key);
-            }
+        let labels =
+            AlertLabels { set, rule: a.rule.as_str(), severity: severity_str(a.severity), side };
+        self.alerts.get_or_create(&labels).inc();
+    }
+
+    /// The active-alerts gauge, from the engine's own list (called on each tick).
+    pub fn on_active<'a>(&mut self, active: impl Iterator<Item = ActiveAlert<'a>>) {
+        self.alerts_active.clear();
+        for a in active {
+            let alert = a.alert;
+            let comm = alert.comm.as_deref().filter(|c| !c.is_empty());
+            let labels = AlertLabels {
+                set: self.set_of(alert.tuple(), alert.pid, comm),
+                rule: a.id.rule.as_str(),
+                severity: severity_str(a.severity),
+                side: a.id.side.map(Side::as_str),
+            };
+            self.alerts_active.get_or_create(&labels).inc();
         }
     }
 
     /// Events the kernel could not queue since the last report (ring buffer full).
     pub fn on_lost(&mut self, count: u64) {
-        self.lost += count;
+        self.health.lock().lost += count;
     }
 
     /// Health of the tracer itself: events decoded and ring-buffer bytes found at a drain.
     pub fn on_drain(&mut self, events: u64, bytes: usize, ring_bytes: usize) {
-        self.drains += 1;
-        self.drained_bytes += bytes as u64;
-        self.last_drain_events = events;
-        self.ring_bytes = ring_bytes;
+        let mut h = self.health.lock();
+        h.drains += 1;
+        h.drained_bytes += bytes as u64;
+        h.last_drain_events = events;
+        h.ring_bytes = ring_bytes as u64;
         // More than the ring holds can be drained when the kernel keeps writing meanwhile.
-        self.fill = if ring_bytes > 0 { (bytes as f64 / ring_bytes as f64).min(1.0) } else { 0.0 };
-        self.fill_max = self.fill_max.max(self.fill);
+        h.fill = if ring_bytes > 0 { (bytes as f64 / ring_bytes as f64).min(1.0) } else { 0.0 };
+        h.fill_max = h.fill_max.max(h.fill);
     }
 
     /// Gauges of connections per state and side, from the table (called on each tick).
     pub fn on_table(&mut self, table: &ConnTable, now_ns: u64) {
-        self.states.clear();
-        self.rows.clear();
-        self.tracked = 0;
-        self.omitted = 0;
-        let mut state_buf = String::new();
+        self.connections.clear();
+        let mut tracked = 0;
+        let mut rows = Vec::new();
+        let mut omitted = 0;
         for (_, conn) in table.iter() {
             if conn.is_closed() {
                 continue;
             }
-            self.tracked += 1;
+            tracked += 1;
             let set = self.set_of_conn(conn);
-            let sides = [
-                side_row(conn, Side::Local, &mut state_buf, now_ns),
-                side_row(conn, Side::Peer, &mut state_buf, now_ns),
-            ];
+            let sides = [side_row(conn, Side::Local, now_ns), side_row(conn, Side::Peer, now_ns)];
             for row in &sides {
                 for state in STATES {
-                    self.states.entry((set, row.side, state)).or_default();
-                }
-                if let Some(state) = row.state {
-                    *self.states.entry((set, row.side, state)).or_default() += 1;
+                    let labels = (set.clone(), [("side", row.side), ("state", state)]);
+                    let gauge = self.connections.get_or_create(&labels);
+                    if row.state == Some(state) {
+                        gauge.inc();
+                    }
                 }
             }
-            if !self.per_connection {
+            if self.rows.is_none() {
                 continue;
             }
-            if self.rows.len() >= PER_CONNECTION_LIMIT {
-                self.omitted += 1;
+            if rows.len() >= PER_CONNECTION_LIMIT {
+                omitted += 1;
                 continue;
             }
-            self.rows.push(ConnRow {
+            rows.push(ConnRow {
                 tuple: conn.tuple,
-                set,
+                process: set.process.clone(),
                 sides,
                 probes: conn.peer.totals.probes,
                 drops: conn.local.totals.drops,
                 unread: conn.local.receiver.as_ref().map(|r| r.unread),
             });
+        }
+        self.health.lock().tracked = tracked;
+        if let Some(shared) = &self.rows {
+            *shared.lock() = ConnRows { rows, omitted };
         }
     }
 
@@ -376,376 +363,79 @@ impl Metrics {
         self.pids.learn(pid, name, ts_ns);
     }
 
+    /// The exposition in `format`. Fails only if a scrape-time source does.
+    pub fn encode(&self, format: Format) -> Result<String, std::fmt::Error> {
+        {
+            let mut h = self.health.lock();
+            h.label_sets = self.sets.len() as u64;
+            h.label_sets_limit = self.sets.limit() as u64;
+            h.folded = self.sets.folded;
+        }
+        format.encode(&self.registry)
+    }
+
     /// The exposition, and the start of a new scrape interval for the `_max` gauges.
-    pub fn scrape(&mut self) -> String {
-        let text = self.render();
-        self.fill_max = self.fill;
-        text
+    pub fn scrape(&mut self, format: Format) -> Result<String, std::fmt::Error> {
+        let text = self.encode(format)?;
+        let mut h = self.health.lock();
+        h.fill_max = h.fill;
+        Ok(text)
     }
 
-    /// Prometheus text exposition format 0.0.4.
+    /// Text format 0.0.4, for tests.
+    #[cfg(test)]
     pub fn render(&self) -> String {
-        let mut t = Text::new();
-        self.render_flow(&mut t);
-        if self.per_connection {
-            self.render_connections(&mut t);
-        }
-        self.render_health(&mut t);
-        t.finish()
-    }
-
-    fn render_flow(&self, t: &mut Text) {
-        t.family(
-            ZW_EPISODES,
-            Kind::Counter,
-            "Zero-window episodes started (zero_window_start events), by the side that \
-             advertised the zero window: local = this host's receiver, peer = the remote one.",
-        );
-        for ((set, side), n) in &self.zero_windows {
-            let [p, c] = self.pair(*set);
-            t.int(ZW_EPISODES, &[p, c, ("side", side)], *n);
-        }
-        t.family(
-            ZW_UNCOUNTED,
-            Kind::Counter,
-            "Zero windows set under memory pressure (6.6+ kernels) that TCPToZeroWindowAdv \
-             does not count; included in tcp_flow_zero_window_episodes_total.",
-        );
-        self.per_set(t, ZW_UNCOUNTED, &self.uncounted);
-        t.family(
-            ZW_DURATION,
-            Kind::Histogram,
-            "How long zero-window episodes lasted, in seconds (episodes whose start was seen).",
-        );
-        for ((set, side), h) in &self.zero_duration {
-            let [p, c] = self.pair(*set);
-            t.histogram(ZW_DURATION, &[p, c, ("side", side)], h);
-        }
-        t.family(
-            PROBES,
-            Kind::Counter,
-            "Zero-window (persist) probes this host sent into a peer's zero window.",
-        );
-        self.per_set(t, PROBES, &self.probes);
-        t.family(
-            BACKOFF,
-            Kind::Histogram,
-            "Persist-timer backoff exponent at each zero-window probe (the interval doubles \
-             with each step).",
-        );
-        for (set, h) in &self.backoff {
-            let [p, c] = self.pair(*set);
-            t.histogram(BACKOFF, &[p, c], h);
-        }
-        t.family(
-            DROPS,
-            Kind::Counter,
-            "Segments this host dropped for lack of receive space, by kernel drop reason.",
-        );
-        self.per_reason(t, DROPS, &self.drops);
-        t.family(
-            DROPPED_BYTES,
-            Kind::Counter,
-            "Bytes in segments this host dropped for lack of receive space, by drop reason.",
-        );
-        self.per_reason(t, DROPPED_BYTES, &self.dropped_bytes);
-        t.family(READ_BYTES, Kind::Counter, "Bytes the applications read from traced sockets.");
-        self.per_set(t, READ_BYTES, &self.read_bytes);
-        t.family(
-            OPENED,
-            Kind::Counter,
-            "Traced connections opened (each end counts); an accepted one counts once its \
-             process is known, or at its close.",
-        );
-        self.per_set(t, OPENED, &self.opened);
-        t.family(CLOSED, Kind::Counter, "Traced connections closed (each end counts).");
-        self.per_set(t, CLOSED, &self.closed);
-        t.family(
-            CONNECTIONS,
-            Kind::Gauge,
-            "Live connections by the window state of each side: open, shrinking, zero, \
-             probing (zero and probed) or reopened (after a zero window).",
-        );
-        for ((set, side, state), n) in &self.states {
-            let [p, c] = self.pair(*set);
-            t.int(CONNECTIONS, &[p, c, ("side", side), ("state", state)], *n);
-        }
-        t.family(
-            ALERTS,
-            Kind::Counter,
-            "Alerts fired (an escalation to critical counts again), by rule and severity.",
-        );
-        for ((set, rule, severity, side), n) in &self.alerts {
-            let [p, c] = self.pair(*set);
-            let (r, s) = (rule.as_str(), severity_str(*severity));
-            match side {
-                Some(side) => {
-                    t.int(ALERTS, &[p, c, ("rule", r), ("severity", s), ("side", side)], *n)
-                }
-                None => t.int(ALERTS, &[p, c, ("rule", r), ("severity", s)], *n),
-            }
-        }
-        t.family(ALERTS_ACTIVE, Kind::Gauge, "Alerts currently active, by rule and severity.");
-        let mut active: BTreeMap<(SetId, Rule, Severity, Option<&'static str>), u64> =
-            BTreeMap::new();
-        for ((_, rule, side), (set, severity)) in &self.active {
-            *active.entry((*set, *rule, *severity, *side)).or_default() += 1;
-        }
-        for ((set, rule, severity, side), n) in &active {
-            let [p, c] = self.pair(*set);
-            let (r, s) = (rule.as_str(), severity_str(*severity));
-            match side {
-                Some(side) => {
-                    t.int(ALERTS_ACTIVE, &[p, c, ("rule", r), ("severity", s), ("side", side)], *n)
-                }
-                None => t.int(ALERTS_ACTIVE, &[p, c, ("rule", r), ("severity", s)], *n),
-            }
-        }
-    }
-
-    fn render_connections(&self, t: &mut Text) {
-        // Label values rendered once per connection, shared by every family.
-        let values: Vec<[String; 5]> = self
-            .rows
-            .iter()
-            .map(|r| {
-                [
-                    r.tuple.saddr.to_string(),
-                    r.tuple.sport.to_string(),
-                    r.tuple.daddr.to_string(),
-                    r.tuple.dport.to_string(),
-                    self.sets.get(r.set).process.to_string(),
-                ]
-            })
-            .collect();
-
-        t.family(
-            CONN_STATE,
-            Kind::Gauge,
-            "Per connection (saddr:sport is this host's end): 1 for the current window state \
-             of each side.",
-        );
-        for (row, base) in self.rows.iter().zip(&values) {
-            for s in &row.sides {
-                if let Some(state) = s.state {
-                    t.int(CONN_STATE, &with(base, &[("side", s.side), ("state", state)]), 1);
-                }
-            }
-        }
-        t.family(
-            CONN_WINDOW,
-            Kind::Gauge,
-            "Per connection: the latest window each side advertised, in bytes after scaling.",
-        );
-        for (row, base) in self.rows.iter().zip(&values) {
-            for s in &row.sides {
-                if let Some(w) = s.window {
-                    t.int(CONN_WINDOW, &with(base, &[("side", s.side)]), u64::from(w));
-                }
-            }
-        }
-        t.family(CONN_EPISODES, Kind::Counter, "Per connection: zero-window episodes by side.");
-        for (row, base) in self.rows.iter().zip(&values) {
-            for s in &row.sides {
-                t.int(CONN_EPISODES, &with(base, &[("side", s.side)]), s.episodes);
-            }
-        }
-        t.family(
-            CONN_ZERO_SECONDS,
-            Kind::Counter,
-            "Per connection: time at zero window by side, an episode in progress included.",
-        );
-        for (row, base) in self.rows.iter().zip(&values) {
-            for s in &row.sides {
-                t.float(
-                    CONN_ZERO_SECONDS,
-                    &with(base, &[("side", s.side)]),
-                    s.zero_ns as f64 / 1e9,
-                );
-            }
-        }
-        t.family(CONN_PROBES, Kind::Counter, "Per connection: zero-window probes this host sent.");
-        for (row, base) in self.rows.iter().zip(&values) {
-            t.int(CONN_PROBES, &with(base, &[]), row.probes);
-        }
-        t.family(
-            CONN_DROPS,
-            Kind::Counter,
-            "Per connection: segments dropped for lack of receive space.",
-        );
-        for (row, base) in self.rows.iter().zip(&values) {
-            t.int(CONN_DROPS, &with(base, &[]), row.drops);
-        }
-        t.family(
-            CONN_UNREAD,
-            Kind::Gauge,
-            "Per connection: bytes received but not yet read by the application, at the latest \
-             window this host advertised.",
-        );
-        for (row, base) in self.rows.iter().zip(&values) {
-            if let Some(u) = row.unread {
-                t.int(CONN_UNREAD, &with(base, &[]), u64::from(u));
-            }
-        }
-        t.family(
-            OMITTED,
-            Kind::Gauge,
-            "Live connections left out of the per-connection series (over the limit).",
-        );
-        t.int(OMITTED, &[], self.omitted);
-    }
-
-    fn render_health(&self, t: &mut Text) {
-        t.family(EVENTS, Kind::Counter, "Events decoded from the kernel, by kind.");
-        for (kind, n) in &self.events {
-            t.int(EVENTS, &[("kind", kind)], *n);
-        }
-        t.family(
-            LOST,
-            Kind::Counter,
-            "Events the kernel could not queue because the ring buffer was full.",
-        );
-        t.int(LOST, &[], self.lost);
-        t.family(
-            FILL,
-            Kind::Gauge,
-            "How full the ring buffer was at the latest drain (0 to 1; loss starts at 1).",
-        );
-        t.float(FILL, &[], self.fill);
-        t.family(
-            FILL_MAX,
-            Kind::Gauge,
-            "The highest ring-buffer fill ratio at a drain since the previous scrape.",
-        );
-        t.float(FILL_MAX, &[], self.fill_max);
-        t.family(RING_SIZE, Kind::Gauge, "Size of the ring buffer (0 before the first drain).");
-        t.int(RING_SIZE, &[], self.ring_bytes as u64);
-        t.family(DRAINS, Kind::Counter, "Times the agent drained the ring buffer.");
-        t.int(DRAINS, &[], self.drains);
-        t.family(DRAINED_BYTES, Kind::Counter, "Bytes of event records read from the ring buffer.");
-        t.int(DRAINED_BYTES, &[], self.drained_bytes);
-        t.family(DRAIN_EVENTS, Kind::Gauge, "Events decoded at the latest drain.");
-        t.int(DRAIN_EVENTS, &[], self.last_drain_events);
-        t.family(TRACKED, Kind::Gauge, "Live connections in the agent's connection table.");
-        t.int(TRACKED, &[], self.tracked);
-        t.family(
-            LABEL_SETS,
-            Kind::Gauge,
-            "Distinct (port, process) label sets exported, the folded \"other\" one included.",
-        );
-        t.int(LABEL_SETS, &[], self.sets.len() as u64);
-        t.family(
-            LABEL_SETS_LIMIT,
-            Kind::Gauge,
-            "Distinct (port, process) label sets kept before folding into port=\"other\", \
-             process=\"other\".",
-        );
-        t.int(LABEL_SETS_LIMIT, &[], self.sets.limit() as u64);
-        t.family(
-            FOLDED,
-            Kind::Counter,
-            "Updates counted under port=\"other\", process=\"other\" because the label-set \
-             limit was reached.",
-        );
-        t.int(FOLDED, &[], self.sets.folded);
-        t.family(BUILD_INFO, Kind::Gauge, "Always 1; the tracer's version as a label.");
-        t.int(BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))], 1);
-    }
-
-    /// The `port` and `process` labels of a set.
-    fn pair(&self, set: SetId) -> [(&'static str, &str); 2] {
-        let s = self.sets.get(set);
-        [("port", s.port.as_str()), ("process", &s.process)]
-    }
-
-    fn per_set(&self, t: &mut Text, name: &str, map: &BTreeMap<SetId, u64>) {
-        for (set, n) in map {
-            t.int(name, &self.pair(*set), *n);
-        }
-    }
-
-    fn per_reason(&self, t: &mut Text, name: &str, map: &BTreeMap<(SetId, &'static str), u64>) {
-        for ((set, reason), n) in map {
-            let [p, c] = self.pair(*set);
-            t.int(name, &[p, c, ("reason", reason)], *n);
-        }
+        self.encode(Format::Text).expect("the exposition")
     }
 
     /// The label set of the connection on `tuple`, naming its process the first time a name is
     /// known (from this event, else from the pid).
-    fn set_of(&mut self, tuple: FourTuple, pid: Option<u32>, comm: Option<&str>) -> SetId {
+    fn set_of(&mut self, tuple: FourTuple, pid: Option<u32>, comm: Option<&str>) -> LabelSet {
         let Metrics { conns, pids, sets, unknown, opened, .. } = self;
         let info = conns.get_or_insert(tuple);
         if info.process.is_none() {
             info.process = comm.map(Arc::from).or_else(|| pid.and_then(|p| pids.get(p)));
         }
         let process = info.process.clone().unwrap_or_else(|| unknown.clone());
-        let set = sets.id(info.port, &process);
+        let set = sets.get(info.port, &process);
         if info.pending_open && info.process.is_some() {
             info.pending_open = false;
-            *opened.entry(set).or_default() += 1;
+            opened.get_or_create(&set).inc();
         }
         set
     }
 
     /// The label set of a connection in the table (which does not know which end connected).
-    fn set_of_conn(&mut self, conn: &Conn) -> SetId {
+    fn set_of_conn(&mut self, conn: &Conn) -> LabelSet {
         let Metrics { conns, pids, sets, unknown, opened, .. } = self;
         let name = conn.comm.as_deref().filter(|c| !c.is_empty());
         let named = || name.map(Arc::from).or_else(|| conn.pid.and_then(|p| pids.get(p)));
         let Some(info) = conns.get_mut(&conn.tuple) else {
             let process = named().unwrap_or_else(|| unknown.clone());
-            return sets.id(conn.tuple.sport.min(conn.tuple.dport), &process);
+            return sets.get(conn.tuple.sport.min(conn.tuple.dport), &process);
         };
         if info.process.is_none() {
             info.process = named();
         }
         let process = info.process.clone().unwrap_or_else(|| unknown.clone());
-        let set = sets.id(info.port, &process);
+        let set = sets.get(info.port, &process);
         if info.pending_open && info.process.is_some() {
             info.pending_open = false;
-            *opened.entry(set).or_default() += 1;
+            opened.get_or_create(&set).inc();
         }
         set
     }
 }
 
-/// The labels of a per-connection series: the connection's, then `extra`.
-fn with<'a>(
-    values: &'a [String; 5],
-    extra: &[(&'static str, &'static str)],
-) -> Vec<(&'a str, &'a str)> {
-    let mut labels: Vec<(&str, &str)> =
-        CONN_LABELS.iter().copied().zip(values.iter().map(String::as_str)).collect();
-    labels.extend_from_slice(extra);
-    labels
-}
-
 /// One direction of a table connection, for the gauges.
-fn side_row(conn: &Conn, side: Side, buf: &mut String, now_ns: u64) -> SideRow {
+fn side_row(conn: &Conn, side: Side, now_ns: u64) -> SideRow {
     let d = conn.side(side);
     SideRow {
         side: d.side.as_str(),
-        state: state_name(&d.state, buf),
+        state: Some(d.state.name()).filter(|s| STATES.contains(s)),
         window: d.window,
         episodes: d.totals.episodes,
         zero_ns: d.zero_ns(conn.until(now_ns)),
-    }
-}
-
-/// The state's name (the timeline does not export its `WindowState` type, so its derived
-/// `Debug` names are matched); None for `Closed` and for states added later.
-fn state_name(state: &impl std::fmt::Debug, buf: &mut String) -> Option<&'static str> {
-    use std::fmt::Write as _;
-    buf.clear();
-    let _ = write!(buf, "{state:?}");
-    match buf.as_str() {
-        "Open" => Some("open"),
-        "Shrinking" => Some("shrinking"),
-        "Zero" => Some("zero"),
-        "Probing" => Some("probing"),
-        "Reopened" => Some("reopened"),
-        _ => None,
     }
 }
 
@@ -799,7 +489,9 @@ impl Consumer for SharedMetrics {
     }
 
     fn tick(&mut self, state: &State<'_>, now_ns: u64) -> anyhow::Result<()> {
-        self.lock().on_table(state.table, now_ns);
+        let mut m = self.lock();
+        m.on_table(state.table, now_ns);
+        m.on_active(state.alerts.active());
         Ok(())
     }
 
@@ -809,7 +501,6 @@ impl Consumer for SharedMetrics {
         now_ns: u64,
         _summary: &[ConnSummary],
     ) -> anyhow::Result<()> {
-        self.lock().on_table(state.table, now_ns);
-        Ok(())
+        self.tick(state, now_ns)
     }
 }

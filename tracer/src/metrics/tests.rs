@@ -1,11 +1,15 @@
-//! Exporter tests: the exposition after synthetic events and after a recorded run, promtool's
-//! verdict on it, bounded label cardinality, the health gauges, and the HTTP endpoint.
+//! Exporter tests: the exposition after synthetic events and after a recorded run, in both
+//! formats and against the family table, promtool's verdict on it, bounded label cardinality,
+//! the health gauges, and the HTTP endpoint (its answers, timeouts and connection policy).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read as _, Write as _};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
+use super::http::{serve_with, Limits};
 use super::*;
 use crate::alerts::Thresholds;
 use crate::pipeline::Pipeline;
@@ -93,7 +97,7 @@ fn renders_synthetic_events() {
     has(&text, &format!("tcp_flow_zero_window_probe_backoff_bucket{{{client},le=\"0\"}} 0"));
     has(&text, &format!("tcp_flow_zero_window_probe_backoff_bucket{{{client},le=\"2\"}} 2"));
     has(&text, &format!("tcp_flow_zero_window_probe_backoff_bucket{{{client},le=\"+Inf\"}} 3"));
-    has(&text, &format!("tcp_flow_zero_window_probe_backoff_sum{{{client}}} 6"));
+    has(&text, &format!("tcp_flow_zero_window_probe_backoff_sum{{{client}}} 6.0"));
     let local = format!("{server},side=\"local\"");
     has(&text, &format!("tcp_flow_zero_window_duration_seconds_bucket{{{local},le=\"1\"}} 0"));
     has(&text, &format!("tcp_flow_zero_window_duration_seconds_bucket{{{local},le=\"2.5\"}} 1"));
@@ -127,7 +131,7 @@ fn renders_synthetic_events() {
     has(&text, "tracer_ring_last_drain_events 7");
     // Aggregated only, unless asked.
     assert!(!text.contains("saddr="), "{text}");
-    assert_promtool_accepts(&text);
+    assert_formats_valid(&shared.lock());
 }
 
 #[test]
@@ -148,7 +152,7 @@ fn active_alerts_gauge_follows_fire_and_resolve() {
         r#"tcp_flow_connections{port="7777",process="client",side="peer",state="probing"} 1"#,
     );
     has(&text, r#"tcp_flow_connections{port="7777",process="server",side="local",state="zero"} 1"#);
-    assert_promtool_accepts(&text);
+    assert_formats_valid(&shared.lock());
 }
 
 #[test]
@@ -168,7 +172,7 @@ fn per_connection_series_only_when_asked() {
     has(&text, &format!("tcp_flow_connection_window_bytes{{{conn},side=\"local\"}} 2048"));
     has(&text, &format!("tcp_flow_connection_drops_total{{{conn}}} 2"));
     has(&text, "tracer_metrics_connections_omitted 0");
-    assert_promtool_accepts(&text);
+    assert_formats_valid(&shared.lock());
 }
 
 #[test]
@@ -245,7 +249,7 @@ fn label_sets_stay_bounded_with_many_short_connections() {
     assert_eq!(probes, 5000);
     let samples = text.lines().filter(|l| !l.starts_with('#')).count();
     assert!(samples < 60 * (limit + 1), "{samples} samples");
-    assert_promtool_accepts(&text);
+    assert_formats_valid(&shared.lock());
 
     // The default limit holds as well.
     let mut m = Metrics::new(false);
@@ -261,16 +265,16 @@ fn ring_fill_max_covers_the_scrape_interval() {
     let mut m = Metrics::new(false);
     m.on_drain(100, 1 << 20, 4 << 20);
     m.on_drain(1, 0, 4 << 20);
-    let first = m.scrape();
-    has(&first, "tracer_ring_buffer_fill_ratio 0");
+    let first = m.scrape(Format::Text).unwrap();
+    has(&first, "tracer_ring_buffer_fill_ratio 0.0");
     has(&first, "tracer_ring_buffer_fill_ratio_max 0.25");
     has(&first, "tracer_ring_drains_total 2");
     has(&first, "tracer_ring_drained_bytes_total 1048576");
-    let second = m.scrape();
-    has(&second, "tracer_ring_buffer_fill_ratio_max 0");
+    let second = m.scrape(Format::Text).unwrap();
+    has(&second, "tracer_ring_buffer_fill_ratio_max 0.0");
     // Drained while the kernel kept writing: more than the ring holds.
     m.on_drain(1, 5 << 20, 4 << 20);
-    has(&m.render(), "tracer_ring_buffer_fill_ratio 1");
+    has(&m.render(), "tracer_ring_buffer_fill_ratio 1.0");
 }
 
 #[test]
@@ -306,10 +310,30 @@ fn recorded_run_matches_its_kernel_counters() {
     assert_eq!(sum("tcp_flow_zero_window_probes_total{"), 5);
     assert_eq!(sum("tcp_flow_read_bytes_total{"), 5 * 64 * 1024);
     has(&text, "tracer_events_total{kind=\"zero_window_start\"} 6");
-    assert_promtool_accepts(&text);
+    assert_formats_valid(&shared.lock());
 }
 
-/// `promtool check metrics` on the exposition (its parser and lint); skipped with a note when
+/// Both formats of `m`'s exposition pass Prometheus's own parsers, and name the same samples.
+fn assert_formats_valid(m: &Metrics) {
+    let text = m.encode(Format::Text).unwrap();
+    let open = m.encode(Format::OpenMetrics).unwrap();
+    assert_promtool_accepts(&text);
+    assert_openmetrics_parses(&open);
+    assert!(open.ends_with("\n# EOF\n"), "{open}");
+    assert!(!text.contains("# EOF") && !text.contains("# UNIT"), "{text}");
+    assert!(!text.contains("_created") && !open.contains("_created"), "{open}");
+    assert_eq!(sample_names(&text), sample_names(&open));
+}
+
+/// The names of the samples (histogram series included), without labels.
+fn sample_names(text: &str) -> BTreeSet<&str> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect()
+}
+
+/// `promtool check metrics` on text 0.0.4 (its parser and lint); skipped with a note when
 /// promtool is not installed (Debian: apt-get install prometheus).
 fn assert_promtool_accepts(text: &str) {
     let child = Command::new("promtool")
@@ -337,74 +361,407 @@ fn assert_promtool_accepts(text: &str) {
     );
 }
 
-/// One request over a fresh connection; the whole answer (the server closes).
-async fn request(addr: std::net::SocketAddr, raw: &[u8]) -> Vec<u8> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+/// Prometheus's OpenMetrics parser on the exposition: `promtool check metrics` reads text
+/// 0.0.4 only, so the exposition is read by `promtool tsdb create-blocks-from openmetrics`
+/// (which wants a timestamp on every sample: one is added). Skipped without promtool.
+fn assert_openmetrics_parses(open: &str) {
+    let dir = std::env::temp_dir().join(format!(
+        "tracer-openmetrics-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let stamped: String = open
+        .lines()
+        .map(|l| if l.starts_with('#') { format!("{l}\n") } else { format!("{l} 1700000000\n") })
+        .collect();
+    std::fs::write(dir.join("exposition.txt"), stamped).unwrap();
+    let out = Command::new("promtool")
+        .args(["tsdb", "create-blocks-from", "openmetrics", "exposition.txt", "blocks"])
+        .current_dir(&dir)
+        .output();
+    let _ = std::fs::remove_dir_all(&dir);
+    match out {
+        Err(e) => eprintln!(
+            "skipping the OpenMetrics parse: promtool not runnable ({e}); apt-get install prometheus"
+        ),
+        Ok(out) => assert!(
+            out.status.success(),
+            "promtool's OpenMetrics parser: {}{}\n{open}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+/// Every family of the table, from a run that fills each one.
+fn every_family() -> Metrics {
+    let mut events = scenario();
+    // A zero window the kernel does not count, and a connection that closes.
+    let mut uncounted = ev(20, 3, (7777, 40003), 43, tu::zero_start(Side::Local));
+    if let Body::ZeroWindowStart { counted, .. } = &mut uncounted.body {
+        *counted = false;
+    }
+    events.push(uncounted);
+    events.push(ev(2650, 3, (7777, 40003), 43, tu::close()));
+    events.sort_by_key(|e| e.ts_ns);
+    let shared = run(Metrics::new(true), &events, 2700);
+    shared.lock().on_lost(1);
+    shared.lock().on_drain(7, 1 << 20, 4 << 20);
+    let m = std::mem::replace(&mut *shared.lock(), Metrics::new(false));
+    m
+}
+
+/// One family as an exposition shows it: TYPE, HELP, UNIT, and its samples' names and label
+/// names.
+#[derive(Debug, Default)]
+struct Shown {
+    kind: String,
+    help: String,
+    unit: Option<String>,
+    samples: BTreeSet<(String, Vec<String>)>,
+}
+
+/// The families of an exposition by the name of their TYPE line.
+fn families_shown(text: &str) -> BTreeMap<String, Shown> {
+    let mut shown: BTreeMap<String, Shown> = BTreeMap::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        if let Some(meta) = line.strip_prefix("# ") {
+            let mut f = meta.splitn(3, ' ');
+            let (what, name, rest) = (f.next(), f.next(), f.next().unwrap_or(""));
+            let Some(name) = name else { continue };
+            let family = shown.entry(name.to_string()).or_default();
+            match what {
+                Some("TYPE") => {
+                    family.kind = rest.to_string();
+                    current = name.to_string();
+                }
+                Some("HELP") => family.help = rest.to_string(),
+                Some("UNIT") => family.unit = Some(rest.to_string()),
+                _ => {}
+            }
+            continue;
+        }
+        let (name, labels) = match line.split_once('{') {
+            Some((name, rest)) => (name, rest.rsplit_once('}').map_or("", |(l, _)| l)),
+            None => (line.split(' ').next().unwrap_or(""), ""),
+        };
+        // Label names: what precedes each `="` (the values here hold no quotes or commas).
+        let keys = labels
+            .split("\",")
+            .filter_map(|kv| kv.split_once("=\"").map(|(k, _)| k.to_string()))
+            .collect();
+        let family = shown.get_mut(&current).unwrap();
+        family.samples.insert((name.to_string(), keys));
+    }
+    shown
+}
+
+#[test]
+fn exposition_matches_the_family_table() {
+    let m = every_family();
+    for (format, text) in [
+        (Format::Text, m.encode(Format::Text).unwrap()),
+        (Format::OpenMetrics, m.encode(Format::OpenMetrics).unwrap()),
+    ] {
+        let shown = families_shown(&text);
+        let open = format == Format::OpenMetrics;
+        for family in families::ALL {
+            let name = match (open, family.kind) {
+                (true, families::Kind::Counter) => family.name.strip_suffix("_total").unwrap(),
+                (true, families::Kind::Info) => family.name.strip_suffix("_info").unwrap(),
+                _ => family.name,
+            };
+            let s = shown
+                .get(name)
+                .unwrap_or_else(|| panic!("{format:?}: {} missing in:\n{text}", family.name));
+            let kind = match (open, family.kind) {
+                (_, families::Kind::Counter) => "counter",
+                (_, families::Kind::Gauge) | (false, families::Kind::Info) => "gauge",
+                (true, families::Kind::Info) => "info",
+                (_, families::Kind::Histogram) => "histogram",
+            };
+            assert_eq!(s.kind, kind, "{format:?} {name}");
+            assert_eq!(s.help, family.help, "{format:?} {name}");
+            let unit = family.unit().map(|u| u.as_str().to_string());
+            assert_eq!(s.unit, unit.filter(|_| open), "{format:?} {name}");
+            if let Some(unit) = family.unit().filter(|_| open) {
+                assert!(name.ends_with(&format!("_{}", unit.as_str())), "{name}");
+            }
+            for (sample, keys) in &s.samples {
+                let suffixes: &[&str] = match family.kind {
+                    families::Kind::Histogram => &["_bucket", "_sum", "_count"],
+                    _ => &[""],
+                };
+                assert!(
+                    suffixes.iter().any(|x| *sample == format!("{}{x}", family.name)),
+                    "{format:?}: sample {sample} in family {name}"
+                );
+                // In the table's order; `side` is left out by alerts that have none.
+                let keys: Vec<&str> =
+                    keys.iter().map(String::as_str).filter(|k| *k != "le").collect();
+                let declared: Vec<&str> = family
+                    .labels
+                    .iter()
+                    .copied()
+                    .filter(|k| keys.contains(k) || *k != "side" || !name.contains("alerts"))
+                    .collect();
+                assert_eq!(keys, declared, "{format:?}: labels of {sample}");
+            }
+        }
+        let declared = families::ALL.len();
+        assert_eq!(shown.len(), declared, "{format:?}: families not in the table: {shown:?}");
+    }
+    // The help text needs no escaping in either format.
+    for family in families::ALL {
+        assert!(family.help.ends_with('.'), "{}", family.name);
+        assert!(!family.help.contains(['"', '\\', '\n']), "{}", family.name);
+    }
+    assert_formats_valid(&m);
+}
+
+#[test]
+fn window_state_names_are_the_json_ones() {
+    let mut p = Pipeline::new(Thresholds::default());
+    for e in scenario().iter().filter(|e| e.ts_ns < 1900 * MS) {
+        p.event(e).unwrap();
+    }
+    let mut seen = BTreeSet::new();
+    for (_, conn) in p.state().table.iter() {
+        for side in [Side::Local, Side::Peer] {
+            let state = conn.side(side).state;
+            assert_eq!(serde_json::to_value(state).unwrap(), state.name());
+            seen.insert(state.name());
+        }
+    }
+    assert!(seen.contains("probing") && seen.contains("zero"), "{seen:?}");
+}
+
+/// The endpoint on its own current-thread runtime, as in the agent, in a thread that lasts as
+/// long as the test binary.
+fn start_endpoint(shared: SharedMetrics, limits: Limits) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = bind(parse_addr("0").unwrap()).await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            serve_with(listener, shared, limits).await
+        })
+    });
+    rx.recv().unwrap()
+}
+
+const TEST_LIMITS: Limits = Limits {
+    max_connections: 2048,
+    header_timeout: Duration::from_secs(5),
+    write_timeout: Duration::from_secs(30),
+};
+
+/// One exchange over a fresh connection: `raw` sent, then everything until the server closes.
+fn exchange(addr: SocketAddr, raw: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     // The server may answer and close before it read everything (an over-long head): what
     // came back until the reset is the answer.
-    let _ = s.write_all(raw).await;
+    let _ = s.write_all(raw);
     let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out).await;
+    let _ = s.read_to_end(&mut out);
     out
 }
 
 fn split(answer: &[u8]) -> (String, Vec<u8>) {
-    let end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    (String::from_utf8_lossy(&answer[..end]).into_owned(), answer[end + 4..].to_vec())
+    let end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(answer)));
+    (String::from_utf8_lossy(&answer[..end]).to_lowercase(), answer[end + 4..].to_vec())
 }
+
+const SCRAPE: &[u8] = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
 
 #[test]
 fn http_endpoint_serves_metrics_and_refuses_the_rest() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let shared = run(Metrics::new(false), &scenario(), 2700);
-        let listener = bind(parse_addr("0").unwrap()).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve(listener, shared.clone()));
+    let shared = run(Metrics::new(false), &scenario(), 2700);
+    let addr = start_endpoint(shared.clone(), TEST_LIMITS);
 
-        let (head, body) = split(&request(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await);
-        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-        assert!(head.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8"), "{head}");
-        assert!(head.contains(&format!("Content-Length: {}", body.len())), "{head}");
-        let text = String::from_utf8(body).unwrap();
-        has(&text, "tracer_events_total{kind=\"probe\"} 3");
+    let (head, body) = split(&exchange(addr, SCRAPE));
+    assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
+    assert!(head.contains("content-type: text/plain; version=0.0.4; charset=utf-8"), "{head}");
+    assert!(head.contains(&format!("content-length: {}", body.len())), "{head}");
+    let text = String::from_utf8(body).unwrap();
+    has(&text, "tracer_events_total{kind=\"probe\"} 3");
+    assert!(!text.contains("# EOF"));
 
-        let raw = b"GET /metrics HTTP/1.1\r\nAccept-Encoding: gzip\r\n\r\n";
-        let (head, body) = split(&request(addr, raw).await);
-        assert!(head.contains("Content-Encoding: gzip"), "{head}");
-        let mut unzipped = String::new();
-        flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut unzipped).unwrap();
-        assert_eq!(unzipped, text);
+    let raw = b"GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text;version=1.0.0,\
+                text/plain;version=0.0.4;q=0.5\r\nConnection: close\r\n\r\n";
+    let (head, body) = split(&exchange(addr, raw));
+    assert!(
+        head.contains("content-type: application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        "{head}"
+    );
+    let open = String::from_utf8(body).unwrap();
+    has(&open, "tracer_events_total{kind=\"probe\"} 3");
+    assert!(open.ends_with("# EOF\n"), "{open}");
 
-        let (head, body) = split(&request(addr, b"GET / HTTP/1.0\r\n\r\n").await);
-        assert!(head.contains("text/html"), "{head}");
-        assert!(String::from_utf8_lossy(&body).contains("href=\"/metrics\""));
-        let (head, body) = split(&request(addr, b"HEAD /metrics HTTP/1.1\r\n\r\n").await);
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        assert!(body.is_empty());
+    let raw = b"GET /metrics HTTP/1.1\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n";
+    let (head, body) = split(&exchange(addr, raw));
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    let mut unzipped = String::new();
+    flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut unzipped).unwrap();
+    assert_eq!(unzipped, text);
 
-        for (raw, status) in [
-            (&b"GET /nope HTTP/1.1\r\n\r\n"[..], "404"),
-            (b"POST /metrics HTTP/1.1\r\n\r\n", "405"),
-            (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", "400"),
-            (b"hello\r\n\r\n", "400"),
-        ] {
-            let (head, _) = split(&request(addr, raw).await);
-            assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{raw:?}: {head}");
+    let (head, body) = split(&exchange(addr, b"GET / HTTP/1.0\r\n\r\n"));
+    assert!(head.contains("text/html"), "{head}");
+    assert!(String::from_utf8_lossy(&body).contains("href=\"/metrics\""));
+    let (head, body) =
+        split(&exchange(addr, b"HEAD /metrics HTTP/1.1\r\nConnection: close\r\n\r\n"));
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(body.is_empty());
+
+    // Kept alive: two requests on one connection, the second closing it.
+    let raw =
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nConnection: close\r\n\r\n";
+    let both = String::from_utf8_lossy(&exchange(addr, raw)).into_owned();
+    assert_eq!(both.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{both}");
+
+    let big = format!("GET /metrics HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(9 * 1024));
+    for (raw, status) in [
+        (&b"GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n"[..], "404"),
+        (b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", "405"),
+        (b"DELETE / HTTP/1.1\r\nConnection: close\r\n\r\n", "405"),
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", "400"),
+        (b"hello\r\n\r\n", "400"),
+        (b"GET /metrics HTTP/1.1\r\nno colon here\r\n\r\n", "400"),
+        (b"GET /metrics\r\n\r\n", "400"),
+        (big.as_bytes(), "431"),
+    ] {
+        let (head, _) = split(&exchange(addr, raw));
+        assert!(
+            head.starts_with(&format!("http/1.1 {status} ")),
+            "{:?}: {head}",
+            String::from_utf8_lossy(&raw[..raw.len().min(40)])
+        );
+        if status == "405" {
+            assert!(head.contains("allow: get, head"), "{head}");
         }
-        // An over-long head, and a client that leaves at once: answered or dropped, and the
-        // server keeps serving.
-        let long = vec![b'a'; 64 * 1024];
-        let answer = request(addr, &long).await;
-        assert!(answer.is_empty() || answer.starts_with(b"HTTP/1.1 431"));
-        drop(tokio::net::TcpStream::connect(addr).await.unwrap());
-        let (head, _) = split(&request(addr, b"GET /metrics HTTP/1.1\r\n\r\n").await);
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    }
+    // A head that never ends, and a client that leaves at once: answered or dropped, and the
+    // server keeps serving.
+    let answer = exchange(addr, &vec![b'a'; 64 * 1024]);
+    assert!(answer.is_empty() || answer.starts_with(b"HTTP/1.1 431"), "{answer:?}");
+    drop(TcpStream::connect(addr).unwrap());
+    let (head, _) = split(&exchange(addr, SCRAPE));
+    assert!(head.starts_with("http/1.1 200"), "{head}");
 
-        let err = bind(addr).await.err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("--metrics") && err.contains("already in use"), "{err}");
-    });
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let err = rt.block_on(bind(addr)).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("--metrics") && err.contains("already in use"), "{err}");
+}
+
+/// True once the server has closed `s` (within `wait`).
+fn closed_within(mut s: &TcpStream, wait: Duration) -> bool {
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 512];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            // A 408 or anything else before the close.
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn stalled_and_idle_connections_are_closed_after_the_header_timeout() {
+    let limits = Limits { header_timeout: Duration::from_millis(300), ..TEST_LIMITS };
+    let addr = start_endpoint(SharedMetrics::new(Metrics::new(false)), limits);
+    let started = Instant::now();
+    let silent = TcpStream::connect(addr).unwrap();
+    let mut half = TcpStream::connect(addr).unwrap();
+    half.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
+    // Kept alive after an answer, then idle.
+    let mut idle = TcpStream::connect(addr).unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut answer = [0u8; 4096];
+    let n = idle.read(&mut answer).unwrap();
+    assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
+    for (what, s) in [("silent", &silent), ("half-sent", &half), ("idle", &idle)] {
+        assert!(closed_within(s, Duration::from_secs(3)), "{what} connection still open");
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "closed after {took:?}");
+}
+
+/// `n` connections to `addr` that stall: every other one sends half a request head, the rest
+/// nothing.
+fn stall(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|i| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            if i % 2 == 0 {
+                s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
+            }
+            s
+        })
+        .collect()
+}
+
+/// A whole scrape on a new connection: its time, and the exposition.
+fn timed_scrape(addr: SocketAddr) -> (Duration, String) {
+    let started = Instant::now();
+    let (head, body) = split(&exchange(addr, SCRAPE));
+    let took = started.elapsed();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    (took, String::from_utf8(body).unwrap())
+}
+
+/// Lifts this process's soft open-files limit to `files` if the hard limit allows (the stalled
+/// connection tests hold both ends of theirs).
+fn allow_open_files(files: libc::rlim_t) {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit on this process with a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < files {
+            limit.rlim_cur = files.min(limit.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+#[test]
+fn a_scrape_gets_through_a_thousand_stalled_connections() {
+    allow_open_files(4096);
+    let shared = run(Metrics::new(false), &scenario(), 2700);
+    let addr = start_endpoint(shared, TEST_LIMITS);
+    let stalled = stall(addr, 1000);
+    // Let the server accept them all first.
+    std::thread::sleep(Duration::from_millis(200));
+    let (took, text) = timed_scrape(addr);
+    eprintln!("scrape with 1000 stalled connections open: {took:?}");
+    assert!(took < Duration::from_secs(1), "the scrape took {took:?}");
+    has(&text, "tracer_events_total{kind=\"probe\"} 3");
+    drop(stalled);
+}
+
+#[test]
+fn past_the_connection_limit_the_least_recently_active_are_closed() {
+    allow_open_files(4096);
+    let limits = Limits { max_connections: 50, ..TEST_LIMITS };
+    let addr = start_endpoint(SharedMetrics::new(Metrics::new(false)), limits);
+    let stalled = stall(addr, 300);
+    let (took, _) = timed_scrape(addr);
+    eprintln!("scrape with 300 stalled connections past a limit of 50: {took:?}");
+    assert!(took < Duration::from_secs(1), "the scrape took {took:?}");
+    // The scrape closed one more; the newest stalled ones are still open.
+    let open = stalled.iter().filter(|s| !closed_within(s, Duration::from_millis(50))).count();
+    assert!((45..=50).contains(&open), "{open} of 300 stalled connections still open");
+    let newest = stalled.last().unwrap();
+    assert!(!closed_within(newest, Duration::from_millis(50)), "the newest was closed");
 }
 
 #[test]
@@ -416,11 +773,12 @@ fn labels_are_escaped() {
     m.on_event(&e);
     let text = m.render();
     has(&text, r#"tcp_flow_connections_opened_total{port="80",process="we\"ird\\na\nme"} 1"#);
-    assert_promtool_accepts(&text);
+    assert_formats_valid(&m);
 }
 
 /// The files of deploy/: promtool accepts the rules (and their unit tests) and the example
-/// config, every dashboard query parses, and every metric they name is one this module serves.
+/// config, every dashboard query parses, every metric they name is a family of the table, and
+/// every `le` they match exactly is one both formats serve.
 #[test]
 fn deploy_files_match_the_metrics() {
     let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
@@ -436,19 +794,12 @@ fn deploy_files_match_the_metrics() {
     assert!(exprs.len() >= 10, "{exprs:?}");
 
     // Every family this module can serve, histogram series included.
-    let mut m = Metrics::new(true);
-    m.on_event(&ev(0, 1, (80, 40000), 1, tu::zero_start(Side::Local)));
-    let mut served = std::collections::BTreeSet::new();
-    for line in m.render().lines() {
-        let mut f = line.split(' ');
-        if let (Some("#"), Some("TYPE"), Some(name), Some(kind)) =
-            (f.next(), f.next(), f.next(), f.next())
-        {
-            served.insert(name.to_string());
-            if kind == "histogram" {
-                for suffix in ["_bucket", "_sum", "_count"] {
-                    served.insert(format!("{name}{suffix}"));
-                }
+    let mut served = BTreeSet::new();
+    for family in families::ALL {
+        served.insert(family.name.to_string());
+        if family.kind == families::Kind::Histogram {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                served.insert(format!("{}{suffix}", family.name));
             }
         }
     }
@@ -463,6 +814,23 @@ fn deploy_files_match_the_metrics() {
     assert!(used.len() > 20);
     for name in &used {
         assert!(served.contains(name), "deploy/ uses {name}, which the exporter does not serve");
+    }
+
+    // Prometheus stores `le` as the scrape's format writes it (OpenMetrics: "5.0", text 0.0.4:
+    // "5"; Prometheus 3 makes both "5.0"), so an exact `le` matcher misses series in one.
+    let m = every_family();
+    let le_values =
+        |text: &str| -> BTreeSet<String> { le_matches(text).map(String::from).collect() };
+    let text_le = le_values(&m.encode(Format::Text).unwrap());
+    let open_le = le_values(&m.encode(Format::OpenMetrics).unwrap());
+    let mut queries = rules.clone();
+    queries.extend(exprs.iter().map(|e| format!("{e}\n")));
+    for matcher in le_matches(&queries) {
+        assert!(
+            text_le.contains(matcher) && open_le.contains(matcher),
+            "deploy/ matches le=\"{matcher}\", which is not served in both formats \
+             (0.0.4: {text_le:?}; OpenMetrics: {open_le:?}): match le=~ both spellings"
+        );
     }
 
     // promtool: the rules, their unit tests, the example config; the dashboard's queries as
@@ -507,6 +875,17 @@ fn deploy_files_match_the_metrics() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The values in `le="..."` (the label, not a longer name ending in `le`).
+fn le_matches(text: &str) -> impl Iterator<Item = &str> {
+    text.match_indices("le=\"").filter_map(|(at, m)| {
+        let before = text[..at].chars().next_back();
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return None;
+        }
+        text[at + m.len()..].split('"').next()
+    })
 }
 
 /// Every "expr" string in a JSON document (the dashboard's queries).

@@ -26,6 +26,20 @@ pub enum WindowState {
     Closed,
 }
 
+impl WindowState {
+    /// The state as labels and JSON name it (`open`, ..., `closed`).
+    pub fn name(self) -> &'static str {
+        match self {
+            WindowState::Open => "open",
+            WindowState::Shrinking => "shrinking",
+            WindowState::Zero => "zero",
+            WindowState::Probing => "probing",
+            WindowState::Reopened => "reopened",
+            WindowState::Closed => "closed",
+        }
+    }
+}
+
 /// One stretch of zero window advertised by a receiver.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Episode {

@@ -10,7 +10,7 @@ use super::{
 use crate::{
     alerts::{Alert, AlertKind, Rule, Severity},
     events::model::{Event, Side},
-    timeline::{testutil::*, ConnTable, FourTuple},
+    timeline::{testutil::*, ConnTable},
 };
 
 const SEC: u64 = 1_000_000_000;
