@@ -13,10 +13,7 @@ use aya::{
 use tracer_common::config::{SWITCH_COUNT, SWITCH_EGRESS};
 
 use super::{hooks, Attach, Hook, Signal, Target};
-use crate::{
-    cli::HookMode,
-    kernel::{self, btf::Btf as KernelBtf},
-};
+use crate::{cli::HookMode, host::mounts, kernel::btf::Btf as KernelBtf};
 
 /// What serves one signal on this kernel, and why better hooks were not used.
 #[derive(Debug, Clone)]
@@ -271,7 +268,7 @@ fn set_switches(ebpf: &mut Ebpf, values: &[u32]) -> Result<(), String> {
 
 /// Attaches a cgroup_skb program to the cgroup-v2 root, where it sees every socket's traffic.
 fn attach_cgroup_skb(ebpf: &mut Ebpf, name: &str, kind: CgroupSkbAttachType) -> Result<(), String> {
-    let root = kernel::cgroup2_root().map_err(|e| format!("{e:#}"))?;
+    let root = mounts::cgroup2_root().map_err(|e| format!("{e:#}"))?;
     let cgroup = std::fs::File::open(&root)
         .map_err(|e| format!("failed to open the cgroup root {}: {e}", root.display()))?;
     let prog: &mut CgroupSkb = program(ebpf, name)?;
