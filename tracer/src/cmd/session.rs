@@ -1,7 +1,5 @@
 //! What every attaching command does first: check the host, resolve offsets, load, attach.
 
-use std::path::Path;
-
 use anyhow::{Context as _, Result};
 use aya::{maps::HashMap, Ebpf, EbpfLoader};
 use tracer_common::config::{
@@ -11,8 +9,8 @@ use tracer_common::config::{
 use crate::{
     cli::HookMode,
     events::decode::KernelFacts,
-    host::{clock, mounts, procfs, sysfs},
-    kernel::{self, btf::Btf, offsets},
+    host::{clock, mounts, procfs},
+    kernel::{self, btf::KernelBtf, offsets},
     probes::{self, Attached},
 };
 
@@ -43,7 +41,8 @@ impl Session {
                 opts.ports.len()
             );
         }
-        let btf = Btf::from_file(Path::new(sysfs::VMLINUX_BTF))?;
+        // Parsed once here for every user: offsets, drop reasons, the loader and attach.
+        let btf = KernelBtf::load()?;
         let offsets = offsets::resolve(&btf)?;
         // Tracepoints attach through tracefs; without it only their hook is lost (said later).
         let accept_ret_offset = mounts::tracefs_root()
@@ -65,6 +64,9 @@ impl Session {
             ..Config::DEFAULT
         };
         let mut loader = EbpfLoader::new();
+        // aya 0.14's EbpfLoader::new() parses vmlinux BTF itself; handing it ours keeps the
+        // loader's relocations and the fentry/fexit attach on one copy.
+        loader.btf(btf.aya.as_ref().ok());
         loader.override_global("OFFSETS", &offsets, true).override_global("CONFIG", &config, true);
         if let Some(entries) = opts.socket_map_entries {
             loader.map_max_entries("SOCKS", entries);
@@ -93,7 +95,7 @@ impl Session {
 
 /// The kfree_skb drop reasons that mean "no receive space", resolved by name: their numbers
 /// differ between kernels. Reasons this kernel lacks are skipped.
-fn drop_reasons(btf: &Btf) -> std::collections::HashMap<u32, (String, u8)> {
+fn drop_reasons(btf: &KernelBtf) -> std::collections::HashMap<u32, (String, u8)> {
     let value = |name: &str| {
         let v = btf.enum_value("skb_drop_reason", &format!("SKB_DROP_REASON_{name}"))?;
         u32::try_from(v).ok()

@@ -1,9 +1,9 @@
 //! Minimal, dependency-free reader for the kernel's raw BTF (`/sys/kernel/btf/vmlinux`): struct
-//! member layout (incl. bitfields), enum values, and existence checks for functions and structs.
+//! member layout (incl. bitfields), enum values, and existence checks for functions and structs;
+//! and `KernelBtf`, the BTF read once per start for every user.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::path::Path;
 
 use anyhow::Context;
 
@@ -127,15 +127,6 @@ impl Reader<'_> {
 }
 
 impl Btf {
-    /// Reads and parses a BTF file, typically `/sys/kernel/btf/vmlinux`.
-    pub fn from_file(path: &Path) -> anyhow::Result<Btf> {
-        let p = path.display();
-        let data = std::fs::read(path).with_context(|| {
-            format!("cannot read {p}: kernel BTF is needed (CONFIG_DEBUG_INFO_BTF=y)")
-        })?;
-        Btf::parse(&data).with_context(|| format!("cannot parse kernel BTF in {p}"))
-    }
-
     /// Parses raw little-endian BTF; returns an error (never panics) on corrupt input.
     pub fn parse(data: &[u8]) -> Result<Btf, BtfError> {
         let mut hdr = Reader { buf: data, pos: 0 };
@@ -370,6 +361,7 @@ impl Btf {
         Err(unsupported("bitfield does not fit an aligned 8-byte load"))
     }
 
+    #[cfg_attr(not(test), allow(dead_code))] // optional members read absent on any error
     /// Like member() but Ok(None) when the member (last path element) does not exist; Err only if root is missing.
     /// (Also Err if the member exists but cannot be described as a [`Field`], or the BTF is corrupt.)
     pub fn member_opt(&self, root: &str, path: &str) -> Result<Option<Field>, BtfError> {
@@ -407,6 +399,44 @@ impl Btf {
     #[cfg_attr(not(test), allow(dead_code))] // for drop reasons, resolved by name
     pub fn has_struct(&self, name: &str) -> bool {
         self.structs.contains_key(name)
+    }
+}
+
+/// The kernel's BTF, read once per start: aya's parse (for EbpfLoader::btf and
+/// FEntry/FExit::load) and ours (struct layouts, enum values, which functions exist).
+pub struct KernelBtf {
+    /// aya's parse of the same bytes; Err says why aya could not parse it (then fentry/fexit
+    /// hooks are skipped with that reason).
+    pub aya: Result<aya::Btf, String>,
+    lookups: Btf,
+}
+
+impl KernelBtf {
+    /// Reads /sys/kernel/btf/vmlinux once and parses it for every user.
+    pub fn load() -> anyhow::Result<KernelBtf> {
+        let path = crate::host::sysfs::VMLINUX_BTF;
+        let data = crate::host::sysfs::read_vmlinux_btf().with_context(|| {
+            format!("cannot read {path}: kernel BTF is needed (CONFIG_DEBUG_INFO_BTF=y)")
+        })?;
+        let lookups =
+            Btf::parse(&data).with_context(|| format!("cannot parse kernel BTF in {path}"))?;
+        let aya = aya::Btf::parse(&data, aya::Endianness::default()).map_err(|e| e.to_string());
+        Ok(KernelBtf { aya, lookups })
+    }
+
+    /// See [`Btf::member`].
+    pub fn member(&self, root: &str, path: &str) -> Result<Field, BtfError> {
+        self.lookups.member(root, path)
+    }
+
+    /// See [`Btf::enum_value`].
+    pub fn enum_value(&self, enum_name: &str, variant: &str) -> Option<i64> {
+        self.lookups.enum_value(enum_name, variant)
+    }
+
+    /// See [`Btf::has_func`].
+    pub fn has_func(&self, name: &str) -> bool {
+        self.lookups.has_func(name)
     }
 }
 
@@ -590,14 +620,17 @@ mod tests {
 
     #[test]
     fn vmlinux() {
-        let path = Path::new("/sys/kernel/btf/vmlinux");
+        let path = std::path::Path::new(crate::host::sysfs::VMLINUX_BTF);
         if !path.exists() {
             eprintln!("skipping: no {} (kernel without CONFIG_DEBUG_INFO_BTF)", path.display());
             return;
         }
         let t = std::time::Instant::now();
-        let btf = Btf::from_file(path).unwrap();
-        eprintln!("parsed {btf:?} in {:?}", t.elapsed());
+        let kernel = KernelBtf::load().unwrap();
+        let btf = &kernel.lookups;
+        eprintln!("parsed {btf:?} and aya's in {:?}", t.elapsed());
+        assert!(kernel.aya.is_ok(), "{:?}", kernel.aya.as_ref().err());
+        crate::kernel::offsets::resolve(&kernel).unwrap();
         let m = |r: &str, p: &str| btf.member(r, p).unwrap();
         assert_eq!(m("tcp_sock", "rcv_wnd").size, 4);
         assert_eq!(m("tcp_sock", "inet_conn.icsk_inet.sk.__sk_common.skc_family").size, 2);
