@@ -4,6 +4,7 @@ mod alerts;
 mod cli;
 mod cmd;
 mod events;
+mod host;
 mod kernel;
 mod metrics;
 mod output;
@@ -19,6 +20,8 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
+    // Before anything can start a thread (see host::clock).
+    host::clock::init_local_offset();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {

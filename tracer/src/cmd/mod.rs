@@ -64,9 +64,5 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// Wall-clock time now, ns since the epoch.
-pub fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
+/// Wall-clock time now, ns since the epoch (kept here for the callers of `cmd::now_ns`).
+pub use crate::host::clock::now_ns;

@@ -1,7 +1,5 @@
 //! What every attaching command does first: check the host, resolve offsets, load, attach.
 
-use std::path::Path;
-
 use anyhow::{Context as _, Result};
 use aya::{maps::HashMap, Ebpf, EbpfLoader};
 use tracer_common::config::{
@@ -11,7 +9,8 @@ use tracer_common::config::{
 use crate::{
     cli::HookMode,
     events::decode::KernelFacts,
-    kernel::{self, btf::Btf, offsets},
+    host::{clock, mounts, procfs},
+    kernel::{self, btf::KernelBtf, offsets},
     probes::{self, Attached},
 };
 
@@ -42,12 +41,13 @@ impl Session {
                 opts.ports.len()
             );
         }
-        let btf = Btf::from_file(Path::new(kernel::VMLINUX_BTF))?;
+        // Parsed once here for every user: offsets, drop reasons, the loader and attach.
+        let btf = KernelBtf::load()?;
         let offsets = offsets::resolve(&btf)?;
         // Tracepoints attach through tracefs; without it only their hook is lost (said later).
-        let accept_ret_offset = kernel::tracefs_root()
+        let accept_ret_offset = mounts::tracefs_root()
             .ok()
-            .and_then(|t| kernel::tracepoint_field_offset(&t, "syscalls/sys_exit_accept4", "ret"))
+            .and_then(|t| mounts::tracepoint_field_offset(&t, "syscalls/sys_exit_accept4", "ret"))
             .unwrap_or(Config::DEFAULT.accept_ret_offset);
         // The 6.6+ out-of-memory zero window (uncounted by TCPToZeroWindowAdv) comes with
         // the ICSK_ACK_NOMEM flag.
@@ -64,6 +64,9 @@ impl Session {
             ..Config::DEFAULT
         };
         let mut loader = EbpfLoader::new();
+        // aya 0.14's EbpfLoader::new() parses vmlinux BTF itself; handing it ours keeps the
+        // loader's relocations and the fentry/fexit attach on one copy.
+        loader.btf(btf.aya.as_ref().ok());
         loader.override_global("OFFSETS", &offsets, true).override_global("CONFIG", &config, true);
         if let Some(entries) = opts.socket_map_entries {
             loader.map_max_entries("SOCKS", entries);
@@ -92,7 +95,7 @@ impl Session {
 
 /// The kfree_skb drop reasons that mean "no receive space", resolved by name: their numbers
 /// differ between kernels. Reasons this kernel lacks are skipped.
-fn drop_reasons(btf: &Btf) -> std::collections::HashMap<u32, (String, u8)> {
+fn drop_reasons(btf: &KernelBtf) -> std::collections::HashMap<u32, (String, u8)> {
     let value = |name: &str| {
         let v = btf.enum_value("skb_drop_reason", &format!("SKB_DROP_REASON_{name}"))?;
         u32::try_from(v).ok()
@@ -117,19 +120,12 @@ fn drop_reasons(btf: &Btf) -> std::collections::HashMap<u32, (String, u8)> {
 }
 
 fn facts(drop_reasons: std::collections::HashMap<u32, String>) -> KernelFacts {
-    let now = |id| {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: clock_gettime writes into the struct we own.
-        unsafe { libc::clock_gettime(id, &mut ts) };
-        ts.tv_sec * 1_000_000_000 + ts.tv_nsec
-    };
-    let offset = now(libc::CLOCK_REALTIME) - now(libc::CLOCK_MONOTONIC);
     KernelFacts {
-        realtime_offset_ns: offset,
-        hz: kernel::config_hz(),
-        retries2: kernel::sysctl("net/ipv4/tcp_retries2").unwrap_or(15).min(255) as u8,
+        realtime_offset_ns: clock::realtime_offset_ns(),
+        hz: procfs::config_hz(),
+        retries2: procfs::sysctl("net/ipv4/tcp_retries2").unwrap_or(15).min(255) as u8,
         drop_reasons,
-        cgroup_root: kernel::cgroup2_root().ok(),
+        cgroup_root: mounts::cgroup2_root().ok(),
         live: true,
     }
 }
@@ -137,8 +133,8 @@ fn facts(drop_reasons: std::collections::HashMap<u32, String>) -> KernelFacts {
 /// The hook table as printed by `tracer probes` and at the start of `watch`.
 pub fn describe(attached: &Attached, facts: &KernelFacts) -> String {
     let mut out = String::new();
-    let uname = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    out.push_str(&format!("kernel {}: hooks in use\n", uname.trim()));
+    let release = procfs::os_release().unwrap_or_default();
+    out.push_str(&format!("kernel {release}: hooks in use\n"));
     for row in &attached.rows {
         match &row.chosen {
             Some(hook) => {

@@ -3,7 +3,7 @@
 use anyhow::{Context as _, Result};
 use tracer_common::offsets::{FieldLoc, KernelOffsets};
 
-use super::btf::{Btf, Field};
+use super::btf::{Field, KernelBtf};
 
 fn loc(f: Field) -> FieldLoc {
     FieldLoc {
@@ -17,7 +17,7 @@ fn loc(f: Field) -> FieldLoc {
 
 /// Resolves every field. Fields every kernel we support has are required (an error names the
 /// missing one); the rest are optional and read as absent.
-pub fn resolve(btf: &Btf) -> Result<KernelOffsets> {
+pub fn resolve(btf: &KernelBtf) -> Result<KernelOffsets> {
     // tcp_sock embeds inet_connection_sock embeds inet_sock embeds sock at offset 0, so every
     // path starts at tcp_sock and every offset is from the socket address.
     let req = |path: &str| -> Result<FieldLoc> {
@@ -26,7 +26,7 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets> {
         })
     };
     let opt = |path: &str| -> FieldLoc {
-        btf.member_opt("tcp_sock", path).ok().flatten().map(loc).unwrap_or(FieldLoc::MISSING)
+        btf.member("tcp_sock", path).map(loc).unwrap_or(FieldLoc::MISSING)
     };
     const SK: &str = "inet_conn.icsk_inet.sk";
     const SKC: &str = "inet_conn.icsk_inet.sk.__sk_common";
@@ -88,7 +88,7 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets> {
 }
 
 /// A member of some other struct, relative to that struct.
-fn other(btf: &Btf, root: &str, path: &str) -> Result<FieldLoc> {
+fn other(btf: &KernelBtf, root: &str, path: &str) -> Result<FieldLoc> {
     btf.member(root, path)
         .map(loc)
         .with_context(|| format!("this kernel's BTF lacks {root}.{path}, which the tracer reads"))

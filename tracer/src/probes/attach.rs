@@ -13,10 +13,7 @@ use aya::{
 use tracer_common::config::{SWITCH_COUNT, SWITCH_EGRESS};
 
 use super::{hooks, Attach, Hook, Signal, Target};
-use crate::{
-    cli::HookMode,
-    kernel::{self, btf::Btf as KernelBtf},
-};
+use crate::{cli::HookMode, host::mounts, kernel::btf::KernelBtf};
 
 /// What serves one signal on this kernel, and why better hooks were not used.
 #[derive(Debug, Clone)]
@@ -41,9 +38,9 @@ impl Attached {
 
 /// Loads and attaches one hook per signal. Fails only when nothing at all could be attached.
 pub fn attach_all(ebpf: &mut Ebpf, mode: HookMode, kernel_btf: &KernelBtf) -> Result<Attached> {
-    // Loading fentry/fexit needs the kernel's BTF in aya's own form; without it those hooks are
-    // skipped with the reason.
-    let btf = Btf::from_sys_fs().map_err(|e| e.to_string());
+    // Loading fentry/fexit needs the kernel's BTF in aya's own form (parsed once, in
+    // KernelBtf); without it those hooks are skipped with the reason.
+    let btf = kernel_btf.aya.as_ref().map_err(Clone::clone);
     let mut attached = Attached::default();
     let mut switches = [0u32; SWITCH_COUNT as usize];
     for signal in Signal::ALL {
@@ -54,7 +51,7 @@ pub fn attach_all(ebpf: &mut Ebpf, mode: HookMode, kernel_btf: &KernelBtf) -> Re
                     .push((hook.label(), format!("not tried (--hooks {})", mode_name(mode))));
                 continue;
             }
-            match try_hook(ebpf, hook, btf.as_ref().map_err(Clone::clone), kernel_btf) {
+            match try_hook(ebpf, hook, btf.clone(), kernel_btf) {
                 Ok(partial) => {
                     if let Some((index, value)) = hook.switch {
                         switches[index as usize] |= value;
@@ -271,7 +268,7 @@ fn set_switches(ebpf: &mut Ebpf, values: &[u32]) -> Result<(), String> {
 
 /// Attaches a cgroup_skb program to the cgroup-v2 root, where it sees every socket's traffic.
 fn attach_cgroup_skb(ebpf: &mut Ebpf, name: &str, kind: CgroupSkbAttachType) -> Result<(), String> {
-    let root = kernel::cgroup2_root().map_err(|e| format!("{e:#}"))?;
+    let root = mounts::cgroup2_root().map_err(|e| format!("{e:#}"))?;
     let cgroup = std::fs::File::open(&root)
         .map_err(|e| format!("failed to open the cgroup root {}: {e}", root.display()))?;
     let prog: &mut CgroupSkb = program(ebpf, name)?;

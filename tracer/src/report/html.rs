@@ -7,11 +7,11 @@ use std::fmt::Write as _;
 use super::{
     collect::{Chart, Recording},
     svg::{self, Source},
-    text::{conn_name, escape, utc},
+    text::{conn_name, escape},
 };
 use crate::{
     alerts::{AlertKind, Severity},
-    timeline::fmt::{duration_ms, who_short},
+    timeline::fmt::{duration_ms, utc, who_short},
 };
 
 const STYLE: &str = "\

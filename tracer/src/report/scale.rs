@@ -1,6 +1,8 @@
 //! Axes: the byte scale (linear, or a symmetric log that stays linear near zero so a zero
 //! window sits on the baseline), time ticks, and their labels.
 
+use crate::timeline::fmt::bytes_tick;
+
 /// How bytes map to the chart's height.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum YScale {
@@ -80,7 +82,7 @@ impl YScale {
         match *self {
             YScale::Linear { .. } => "bytes (linear)".into(),
             YScale::SymLog { knee, .. } => {
-                format!("bytes (log scale; linear below {})", tick_bytes(knee as u64))
+                format!("bytes (log scale; linear below {})", bytes_tick(knee as u64))
             }
         }
     }
@@ -92,22 +94,6 @@ fn prev_power_of_two(v: f64) -> f64 {
         p *= 2.0;
     }
     p
-}
-
-/// Byte tick labels: "0", "512 B", "4 KiB", "1.5 MiB".
-pub fn tick_bytes(v: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    if v == 0 {
-        return "0".into();
-    }
-    let mut f = v as f64;
-    let mut unit = 0;
-    while f >= 1024.0 && unit + 1 < UNITS.len() {
-        f /= 1024.0;
-        unit += 1;
-    }
-    let text = if (f - f.round()).abs() < 0.05 { format!("{f:.0}") } else { format!("{f:.1}") };
-    format!("{text} {}", UNITS[unit])
 }
 
 /// A step of 1, 2 or 5 times a power of ten giving about `target` intervals over `span`.
@@ -183,15 +169,6 @@ mod tests {
     fn linear_ticks_step_in_powers_of_two() {
         let s = YScale::Linear { top: 6000.0 };
         assert_eq!(s.ticks(0.0), vec![0, 1024, 2048, 3072, 4096, 5120]);
-    }
-
-    #[test]
-    fn byte_labels() {
-        assert_eq!(tick_bytes(0), "0");
-        assert_eq!(tick_bytes(512), "512 B");
-        assert_eq!(tick_bytes(4096), "4 KiB");
-        assert_eq!(tick_bytes(1536), "1.5 KiB");
-        assert_eq!(tick_bytes(3 << 20), "3 MiB");
     }
 
     #[test]

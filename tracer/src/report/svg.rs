@@ -8,14 +8,14 @@ use std::fmt::Write as _;
 use super::{
     collect::Chart,
     downsample::{downsample, BUCKETS, MAX_POINTS},
-    scale::{tick_bytes, time_ticks, YScale},
+    scale::{time_ticks, YScale},
     series::{ConnData, Line, Span},
-    text::{conn_name, escape, utc, wrap},
+    text::{conn_name, escape, wrap},
 };
 use crate::{
     alerts::{Alert, AlertKind, Severity},
     events::model::Side,
-    timeline::fmt::{bytes, duration_ms, who},
+    timeline::fmt::{bytes, bytes_tick, duration_ms, utc, who},
 };
 
 const WIDTH: f64 = 1100.0;
@@ -558,7 +558,7 @@ pub fn chart(c: &Chart, src: &Source) -> String {
             x1 = n(LEFT + PLOT_W),
             tx = n(LEFT - 6.0),
             ty = n(yv + 4.0),
-            label = escape(&tick_bytes(v))
+            label = escape(&bytes_tick(v))
         );
     }
     let mid = frame.top + PLOT_H / 2.0;

@@ -1,5 +1,5 @@
 //! Text helpers for the report: escaping for HTML/SVG, wrapping for SVG (which cannot wrap
-//! text itself), UTC timestamps without a time-zone database, and file names from 4-tuples.
+//! text itself), and names from 4-tuples.
 
 use crate::timeline::fmt::endpoint;
 use crate::timeline::FourTuple;
@@ -57,37 +57,6 @@ pub fn file_stem(t: &FourTuple) -> String {
         .collect()
 }
 
-/// Nanoseconds since the epoch as "2026-11-21 21:34:24.991 UTC": the same page wherever it is
-/// rendered (no local time zone).
-pub fn utc(ns: u64) -> String {
-    let secs = ns / 1_000_000_000;
-    let ms = (ns / 1_000_000) % 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{ms:03} UTC",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's
-/// algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,13 +72,6 @@ mod tests {
         assert_eq!(wrap("aa bb cc dd", 5), vec!["aa bb", "cc dd"]);
         assert_eq!(wrap("averyverylongword x", 4), vec!["averyverylongword", "x"]);
         assert!(wrap("", 10).is_empty());
-    }
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00.000 UTC");
-        assert_eq!(utc(951_782_400_123_000_000), "2000-02-29 00:00:00.123 UTC");
-        assert_eq!(utc(1_795_296_863_019_111_593), "2026-11-21 21:34:23.019 UTC");
     }
 
     #[test]

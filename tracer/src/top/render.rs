@@ -19,8 +19,7 @@ use super::{
 use crate::{
     alerts::{AlertKind, Severity},
     events::model::Side,
-    output::terminal::bytes,
-    timeline::fmt::{duration_ms, endpoint, who_short},
+    timeline::fmt::{bytes_tight, duration_ms, endpoint, who_short},
 };
 
 /// Column spacing of the table.
@@ -331,7 +330,7 @@ fn cell(col: Col, row: &Row, theme: Theme) -> Cell<'static> {
     let window = |w: Option<u32>| match w {
         None => aligned("-".to_string(), true),
         Some(0) => Cell::from(Line::styled("0B", theme.bad()).alignment(Alignment::Right)),
-        Some(w) => aligned(bytes(u64::from(w)), true),
+        Some(w) => aligned(bytes_tight(u64::from(w)), true),
     };
     let count = |n: u64| aligned(if n == 0 { "-".to_string() } else { n.to_string() }, true);
     match col {
@@ -340,7 +339,7 @@ fn cell(col: Col, row: &Row, theme: Theme) -> Cell<'static> {
         Col::LocalWindow => window(row.local_window),
         Col::PeerWindow => window(row.peer_window),
         Col::InFlight => {
-            aligned(row.in_flight.map_or("-".to_string(), |n| bytes(u64::from(n))), true)
+            aligned(row.in_flight.map_or("-".to_string(), |n| bytes_tight(u64::from(n))), true)
         }
         Col::State => {
             let text = match row.state_side {

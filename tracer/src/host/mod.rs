@@ -1,0 +1,7 @@
+//! The machine the agent runs on: /proc and /sys reads, mount points, clocks and the time zone.
+//! Every other module asks here instead of opening those files itself.
+
+pub mod clock;
+pub mod mounts;
+pub mod procfs;
+pub mod sysfs;
