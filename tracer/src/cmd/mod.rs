@@ -64,5 +64,3 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// Wall-clock time now, ns since the epoch (kept here for the callers of `cmd::now_ns`).
-pub use crate::host::clock::now_ns;

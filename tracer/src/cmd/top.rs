@@ -16,13 +16,13 @@ use tokio::{
 };
 
 use super::{
-    now_ns,
     session::{Options, Session},
 };
 use crate::{
     alerts::Thresholds,
     cli::{MetricsArgs, TopArgs, DEFAULT_WINDOW_SHIFT},
     events::{reader::Reader, Decoder},
+    host::{clock::now_ns, procfs::os_release},
     pipeline::{
         live::{Due, Live, Warnings},
         Pipeline,
@@ -208,8 +208,8 @@ async fn live(args: &TopArgs, thresholds: Thresholds) -> Result<()> {
     let mut live = Live::new(reader, Decoder::new(session.facts.clone()), Warnings::Counted);
     let feed: SharedFeed = Rc::new(RefCell::new(Feed::default()));
     let mut pipeline = pipeline(thresholds, &feed);
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut model = Model::new(format!("live on kernel {}", kernel.trim()));
+    let kernel = os_release().unwrap_or_default();
+    let mut model = Model::new(format!("live on kernel {kernel}"));
     let missing: Vec<&str> = session.attached.missing().map(|r| r.signal.name()).collect();
     if !missing.is_empty() {
         model.note(format!("no hook on this kernel for: {} (not shown)", missing.join(", ")));

@@ -9,13 +9,13 @@ use tokio::{
 };
 
 use super::{
-    now_ns,
     session::{describe, Options, Session},
 };
 use crate::{
     alerts::Thresholds,
     cli::{MetricsArgs, ServeArgs, WatchArgs, DEFAULT_WINDOW_SHIFT},
     events::{kernel_log::KernelLog, reader::Reader, Decoder},
+    host::{clock::now_ns, procfs::os_release},
     metrics::{self, Metrics, SharedMetrics},
     output::{json::Json, terminal::Terminal, Show},
     pipeline::{
@@ -192,11 +192,10 @@ fn header(session: &Session) -> record::Header {
             (r.signal.name().to_string(), hook)
         })
         .collect();
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     record::Header {
         format: record::FORMAT.into(),
         version: record::VERSION,
-        kernel: kernel.trim().to_string(),
+        kernel: os_release().unwrap_or_default(),
         started_ns: now_ns(),
         hooks,
     }

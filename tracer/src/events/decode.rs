@@ -283,9 +283,7 @@ impl Decoder {
         if pid == 0 || !self.facts.live {
             return thread;
         }
-        let name = self.processes.entry(pid).or_insert_with(|| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|s| s.trim().to_string())
-        });
+        let name = self.processes.entry(pid).or_insert_with(|| crate::host::procfs::comm(pid));
         name.clone().unwrap_or(thread)
     }
 

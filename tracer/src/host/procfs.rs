@@ -14,7 +14,6 @@ pub fn sysctl(name: &str) -> Option<u64> {
 }
 
 /// The name of process `pid` (/proc/PID/comm), or None once it has exited.
-#[allow(dead_code, reason = "events/decode.rs and metrics/mod.rs switch to it (issue 8)")]
 pub fn comm(pid: u32) -> Option<String> {
     Some(fs::read_to_string(format!("/proc/{pid}/comm")).ok()?.trim().to_string())
 }

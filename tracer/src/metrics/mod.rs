@@ -467,7 +467,7 @@ impl Consumer for SharedMetrics {
     fn event(&mut self, e: &Event, _key: ConnKey, _state: &State<'_>) -> anyhow::Result<()> {
         let mut m = self.lock();
         if let Some(pid) = m.pid_to_name(e) {
-            let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok();
+            let name = crate::host::procfs::comm(pid);
             m.learn_pid_name(pid, name.as_deref(), e.ts_ns);
         }
         m.on_event(e);

@@ -9,7 +9,10 @@ use crate::{
     alerts::{Alert, AlertId, AlertKind, Severity},
     events::{model::Side, Body, Event},
     pipeline::{Consumer, State},
-    timeline::{ConnKey, ConnSummary},
+    timeline::{
+        fmt::{bytes_tight as bytes, clock, duration_tight as ms},
+        ConnKey, ConnSummary,
+    },
 };
 
 pub struct Terminal {
@@ -67,42 +70,6 @@ fn style_of(e: &Event) -> Style {
     }
 }
 
-/// Bytes in the units `ss` uses.
-pub fn bytes(n: u64) -> String {
-    const KIB: f64 = 1024.0;
-    let f = n as f64;
-    if f < KIB {
-        format!("{n}B")
-    } else if f < KIB * KIB {
-        format!("{:.1}KiB", f / KIB)
-    } else {
-        format!("{:.1}MiB", f / (KIB * KIB))
-    }
-}
-
-fn ms(v: f64) -> String {
-    if v >= 1000.0 {
-        format!("{:.2}s", v / 1000.0)
-    } else {
-        format!("{v:.0}ms")
-    }
-}
-
-/// Local wall-clock time of day with microseconds.
-fn clock(ts_ns: u64) -> String {
-    let secs = (ts_ns / 1_000_000_000) as libc::time_t;
-    // SAFETY: localtime_r writes into the zeroed struct we own.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    unsafe { libc::localtime_r(&secs, &mut tm) };
-    format!(
-        "{:02}:{:02}:{:02}.{:06}",
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec,
-        (ts_ns % 1_000_000_000) / 1000
-    )
-}
-
 /// The line for `e`; `name` is the socket's process name when an earlier event gave it.
 pub fn line(e: &Event, name: Option<&str>) -> String {
     let who = match (e.body.comm().or(name), e.pid) {
@@ -110,7 +77,7 @@ pub fn line(e: &Event, name: Option<&str>) -> String {
         (None, Some(pid)) => format!("pid {pid}"),
         (None, None) => "-".to_string(),
     };
-    let kib = |n: u32| bytes(n as u64);
+    let kib = |n: u32| bytes(u64::from(n));
     let detail = match &e.body {
         Body::Window { side, window, raw_window, wscale, local, sender } => {
             let mut text =

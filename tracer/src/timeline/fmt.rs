@@ -61,7 +61,6 @@ pub fn duration_ms(ms: u64) -> String {
 }
 
 /// A duration in (fractional) milliseconds for terminal lines: "250ms", "3.10s".
-#[allow(dead_code, reason = "output/terminal.rs switches to it (issue 8)")]
 pub fn duration_tight(ms: f64) -> String {
     if ms >= 1000.0 {
         format!("{:.2}s", ms / 1000.0)
@@ -106,7 +105,6 @@ pub fn who_short(comm: Option<&str>, pid: Option<u32>) -> String {
 
 /// Local wall-clock time of day with microseconds, "21:34:23.019111", for ns since the epoch.
 /// When the local offset cannot be known it is UTC, marked "Z".
-#[allow(dead_code, reason = "output/terminal.rs switches to it (issue 8)")]
 pub fn clock(ts_ns: u64) -> String {
     let utc = at(ts_ns);
     let (local, zone) = match local_offset_at(utc) {
