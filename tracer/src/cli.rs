@@ -192,6 +192,16 @@ pub enum HookMode {
     Packet,
 }
 
+impl From<HookMode> for crate::probes::Tiers {
+    fn from(mode: HookMode) -> Self {
+        match mode {
+            HookMode::Auto => Self::Auto,
+            HookMode::Kprobe => Self::Kprobe,
+            HookMode::Packet => Self::Packet,
+        }
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct WatchArgs {
     /// Print NDJSON (one JSON object per line) instead of readable lines.

@@ -7,7 +7,7 @@ use crate::cli::HookArgs;
 
 pub fn run(args: HookArgs) -> Result<()> {
     let session = Session::start(&Options {
-        hooks: args.hooks,
+        hooks: args.hooks.into(),
         ports: Vec::new(),
         pid: None,
         window_shift: 0,

@@ -7,7 +7,6 @@ use tracer_common::config::{
 };
 
 use crate::{
-    cli::HookMode,
     events::decode::KernelFacts,
     host::{clock, mounts, procfs},
     kernel::{self, btf::KernelBtf, offsets},
@@ -18,7 +17,7 @@ use crate::{
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
 
 pub struct Options {
-    pub hooks: HookMode,
+    pub hooks: probes::Tiers,
     pub ports: Vec<u16>,
     pub pid: Option<u32>,
     pub window_shift: u8,

@@ -198,7 +198,7 @@ impl View {
 async fn live(args: &TopArgs, thresholds: Thresholds) -> Result<()> {
     // Attach before the screen is taken, so that errors (not root, no BTF) print plainly.
     let mut session = Session::start(&Options {
-        hooks: args.hooks.hooks,
+        hooks: args.hooks.hooks.into(),
         ports: args.filter.ports.clone(),
         pid: args.filter.pid,
         window_shift: DEFAULT_WINDOW_SHIFT,

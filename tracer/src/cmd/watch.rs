@@ -89,7 +89,7 @@ async fn watch(
     output: Output,
 ) -> Result<()> {
     let mut session = Session::start(&Options {
-        hooks: args.hooks.hooks,
+        hooks: args.hooks.hooks.into(),
         ports: args.filter.ports.clone(),
         pid: args.filter.pid,
         window_shift: args.window_shift,

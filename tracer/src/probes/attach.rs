@@ -13,7 +13,8 @@ use aya::{
 use tracer_common::config::{SWITCH_COUNT, SWITCH_EGRESS};
 
 use super::{hooks, Attach, Hook, Signal, Target};
-use crate::{cli::HookMode, host::mounts, kernel::btf::KernelBtf};
+use super::Tiers;
+use crate::{host::mounts, kernel::btf::KernelBtf};
 
 /// What serves one signal on this kernel, and why better hooks were not used.
 #[derive(Debug, Clone)]
@@ -37,7 +38,7 @@ impl Attached {
 }
 
 /// Loads and attaches one hook per signal. Fails only when nothing at all could be attached.
-pub fn attach_all(ebpf: &mut Ebpf, mode: HookMode, kernel_btf: &KernelBtf) -> Result<Attached> {
+pub fn attach_all(ebpf: &mut Ebpf, mode: Tiers, kernel_btf: &KernelBtf) -> Result<Attached> {
     // Loading fentry/fexit needs the kernel's BTF in aya's own form (parsed once, in
     // KernelBtf); without it those hooks are skipped with the reason.
     let btf = kernel_btf.aya.as_ref().map_err(Clone::clone);
@@ -48,7 +49,7 @@ pub fn attach_all(ebpf: &mut Ebpf, mode: HookMode, kernel_btf: &KernelBtf) -> Re
         for hook in hooks(signal) {
             if !hook.allowed(mode) {
                 row.skipped
-                    .push((hook.label(), format!("not tried (--hooks {})", mode_name(mode))));
+                    .push((hook.label(), format!("not tried (--hooks {})", mode.name())));
                 continue;
             }
             match try_hook(ebpf, hook, btf.clone(), kernel_btf) {
@@ -85,14 +86,6 @@ pub fn attach_all(ebpf: &mut Ebpf, mode: HookMode, kernel_btf: &KernelBtf) -> Re
         anyhow::bail!("no kernel hook could be attached:\n  {}", reasons.join("\n  "));
     }
     Ok(attached)
-}
-
-fn mode_name(mode: HookMode) -> &'static str {
-    match mode {
-        HookMode::Auto => "auto",
-        HookMode::Kprobe => "kprobe",
-        HookMode::Packet => "packet",
-    }
 }
 
 /// Attaches every target of `hook`. Ok carries the optional targets that failed.

@@ -10,7 +10,24 @@ use tracer_common::config::{
     EGRESS_PROBE, EGRESS_WINDOW, SWITCH_EGRESS, SWITCH_RECV_LENGTH, SWITCH_SEND_CHECK,
 };
 
-use crate::cli::HookMode;
+/// Which hook kinds may be tried: all, best first (fentry, kprobe, tracepoints, packets), or
+/// only from kprobes down, or only packet-level and tracepoint hooks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tiers {
+    Auto,
+    Kprobe,
+    Packet,
+}
+
+impl Tiers {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tiers::Auto => "auto",
+            Tiers::Kprobe => "kprobe",
+            Tiers::Packet => "packet",
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Signal {
@@ -96,11 +113,11 @@ pub struct Hook {
 }
 
 impl Hook {
-    /// Whether `mode` allows this hook.
-    fn allowed(&self, mode: HookMode) -> bool {
+    /// Whether `tiers` allows this hook.
+    fn allowed(&self, tiers: Tiers) -> bool {
         match self.attach {
-            Attach::Fentry(_) => mode == HookMode::Auto,
-            Attach::Kprobe(_) => mode != HookMode::Packet,
+            Attach::Fentry(_) => tiers == Tiers::Auto,
+            Attach::Kprobe(_) => tiers != Tiers::Packet,
             Attach::RawTracepoint(_)
             | Attach::Tracepoint(_)
             | Attach::Egress
