@@ -254,6 +254,43 @@ fn plays_at_the_recordings_pace_and_quits_on_ctrl_c() {
     assert_eq!(tmux.format("#{alternate_on}"), "0");
 }
 
+/// `--metrics` serves what the view shows: a replay's zero windows and probes, scraped while the
+/// view is up (the endpoint's address is printed before the view takes the screen).
+#[test]
+fn serves_metrics_beside_the_view() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let args = format!("--from {} --fast --metrics 127.0.0.1:{port}", quote(&recording()));
+    let tmux = Tmux::start(&top_command(&args));
+    tmux.wait("the end of the recording", |s| rows(s).len() == 2 && s.contains("ended"));
+    let text = scrape(port);
+    // 3 zero-window episodes a side and 5 probes in the recording (`tracer replay --json`). Its
+    // opens predate the `active` flag, so each end counts under its own port.
+    for line in [
+        r#"tcp_flow_zero_window_episodes_total{port="7777",process="python3",side="local"} 3"#,
+        r#"tcp_flow_zero_window_episodes_total{port="43386",process="python3",side="peer"} 3"#,
+        r#"tcp_flow_zero_window_probes_total{port="43386",process="python3"} 5"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
+    tmux.keys(&["q"]);
+    let screen = tmux.wait("the exit", |s| s.contains("EXITED:") && s.contains("TTY:"));
+    assert!(screen.contains("EXITED:0") && screen.contains("TTY:cooked"), "{screen}");
+}
+
+/// GET /metrics on 127.0.0.1:`port`, the body.
+fn scrape(port: u16) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the endpoint");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("a response");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response.split("\r\n\r\n").nth(1).unwrap_or_default().to_string()
+}
+
 /// The terminal going away (window closed, ssh dropped) ends top: nothing is left behind
 /// spinning on a dead terminal.
 #[test]

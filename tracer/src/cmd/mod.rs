@@ -55,6 +55,22 @@ fn man(dir: Option<&std::path::Path>) -> Result<()> {
     Ok(())
 }
 
+/// Binds the metrics endpoint and serves it in the background. `live`: processes whose events
+/// carry only a pid so far may be named from /proc (not for a recording from elsewhere).
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    per_connection: bool,
+    live: bool,
+) -> Result<crate::metrics::SharedMetrics> {
+    use crate::metrics::{self, Metrics, SharedMetrics};
+    let shared = SharedMetrics::new(Metrics::new(per_connection).with_proc_names(live));
+    let listener = metrics::bind(addr).await?;
+    let bound = listener.local_addr().unwrap_or(addr);
+    eprintln!("tracer: Prometheus metrics on http://{bound}/metrics");
+    tokio::spawn(metrics::serve(listener, shared.clone()));
+    Ok(shared)
+}
+
 /// The reader of our output went away (`tracer replay rec | head`): the end of the output, not
 /// an error to report.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -4,12 +4,13 @@
 
 use std::{
     cell::RefCell,
+    net::SocketAddr,
     path::Path,
     rc::Rc,
     time::{Duration, Instant},
 };
 
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{anyhow, Context as _, Result};
 use tokio::{
     signal::unix::{signal, Signal, SignalKind},
     time::{interval, sleep, MissedTickBehavior},
@@ -21,6 +22,7 @@ use super::{
 use crate::{
     alerts::Thresholds,
     cli::{MetricsArgs, TopArgs, DEFAULT_WINDOW_SHIFT},
+    metrics,
     events::{reader::Reader, Decoder},
     host::{clock::now_ns, procfs::os_release},
     pipeline::{
@@ -53,34 +55,35 @@ const ALERTS_SHOWN: usize = 50;
 pub fn run(args: TopArgs) -> Result<()> {
     // Refused before anything is attached or opened: the view needs a terminal.
     require_tty()?;
-    refuse_metrics(&args.metrics)?;
+    let metrics_addr = args.metrics.metrics.as_deref().map(metrics::parse_addr).transpose()?;
     let thresholds = Thresholds::load(args.alerts.config.as_deref(), &args.alerts.alerts)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
     match args.from.clone() {
-        Some(path) => runtime.block_on(replay(&args, &path, thresholds)),
-        None => runtime.block_on(live(&args, thresholds)),
+        Some(path) => runtime.block_on(replay(&args, &path, thresholds, metrics_addr)),
+        None => runtime.block_on(live(&args, thresholds, metrics_addr)),
     }
 }
 
-/// TODO(lead): metrics — drop this refusal once the exporter is wired: start it (it prints its
-/// address) before `View::enter`, add its Observer in `pipeline()`, feed `on_drain` in `pump()`.
-fn refuse_metrics(metrics: &MetricsArgs) -> Result<()> {
-    if metrics.metrics.is_some() || metrics.metrics_per_connection {
-        bail!("--metrics is not available with tracer top yet (use tracer serve)");
-    }
-    Ok(())
-}
-
-/// The pipeline behind the view: nothing printed, alerts and window histories kept in `feed`.
-fn pipeline(thresholds: Thresholds, feed: &SharedFeed) -> Pipeline {
+/// The pipeline behind the view: nothing printed, alerts and window histories kept in `feed`,
+/// and the Prometheus endpoint when asked for (it prints its address, so it starts before the
+/// view takes the screen). A replay serves what the recording shows.
+async fn pipeline(
+    thresholds: Thresholds,
+    feed: &SharedFeed,
+    metrics: &MetricsArgs,
+    metrics_addr: Option<SocketAddr>,
+    live: bool,
+) -> Result<Pipeline> {
     let mut pipeline = Pipeline::new(thresholds);
     pipeline.add(Box::new(Rc::clone(feed)));
-    // TODO(lead): metrics — add the Prometheus exporter's Observer here when --metrics is given
-    // (replay too: it serves what the recording shows).
-    pipeline
+    if let Some(addr) = metrics_addr {
+        let per_connection = metrics.metrics_per_connection;
+        pipeline.add(Box::new(super::serve_metrics(addr, per_connection, live).await?));
+    }
+    Ok(pipeline)
 }
 
 /// SIGINT and SIGTERM (kill, or Ctrl-C from outside the raw terminal), and SIGHUP (the
@@ -195,7 +198,11 @@ impl View {
 }
 
 /// Live: attach as watch does, then drain, tick and draw until a quit key or signal.
-async fn live(args: &TopArgs, thresholds: Thresholds) -> Result<()> {
+async fn live(
+    args: &TopArgs,
+    thresholds: Thresholds,
+    metrics_addr: Option<SocketAddr>,
+) -> Result<()> {
     // Attach before the screen is taken, so that errors (not root, no BTF) print plainly.
     let mut session = Session::start(&Options {
         hooks: args.hooks.hooks.into(),
@@ -207,7 +214,7 @@ async fn live(args: &TopArgs, thresholds: Thresholds) -> Result<()> {
     let reader = Reader::new(&mut session.ebpf)?;
     let mut live = Live::new(reader, Decoder::new(session.facts.clone()), Warnings::Counted);
     let feed: SharedFeed = Rc::new(RefCell::new(Feed::default()));
-    let mut pipeline = pipeline(thresholds, &feed);
+    let mut pipeline = pipeline(thresholds, &feed, &args.metrics, metrics_addr, true).await?;
     let kernel = os_release().unwrap_or_default();
     let mut model = Model::new(format!("live on kernel {kernel}"));
     let missing: Vec<&str> = session.attached.missing().map(|r| r.signal.name()).collect();
@@ -256,11 +263,16 @@ enum Playback {
 }
 
 /// A recording: played at its pace (or at once), then shown as it ended until quit.
-async fn replay(args: &TopArgs, path: &Path, thresholds: Thresholds) -> Result<()> {
+async fn replay(
+    args: &TopArgs,
+    path: &Path,
+    thresholds: Thresholds,
+    metrics_addr: Option<SocketAddr>,
+) -> Result<()> {
     // Opened before the screen is taken: a missing or foreign file is a plain error.
     let mut player = Player::open(path)?;
     let feed: SharedFeed = Rc::new(RefCell::new(Feed::default()));
-    let mut pipeline = pipeline(thresholds, &feed);
+    let mut pipeline = pipeline(thresholds, &feed, &args.metrics, metrics_addr, false).await?;
     let name =
         path.file_name().map_or(path.display().to_string(), |n| n.to_string_lossy().into_owned());
     let mut model = Model::new(format!("replay {name} (kernel {})", player.header().kernel));

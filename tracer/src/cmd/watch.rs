@@ -16,7 +16,7 @@ use crate::{
     cli::{MetricsArgs, ServeArgs, WatchArgs, DEFAULT_WINDOW_SHIFT},
     events::{kernel_log::KernelLog, reader::Reader, Decoder},
     host::{clock::now_ns, procfs::os_release},
-    metrics::{self, Metrics, SharedMetrics},
+    metrics,
     output::{json::Json, terminal::Terminal, Show},
     pipeline::{
         live::{Live, Warnings},
@@ -71,17 +71,6 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     run(watch_args, Output { events: false, record: None })
 }
 
-/// Binds the metrics endpoint and serves it in the background. Live, so process names can be
-/// looked up in /proc for sockets whose events carry only a pid so far.
-pub async fn start_metrics(addr: SocketAddr, per_connection: bool) -> Result<SharedMetrics> {
-    let shared = SharedMetrics::new(Metrics::new(per_connection).with_proc_names(true));
-    let listener = metrics::bind(addr).await?;
-    let bound = listener.local_addr().unwrap_or(addr);
-    eprintln!("tracer: Prometheus metrics on http://{bound}/metrics");
-    tokio::spawn(metrics::serve(listener, shared.clone()));
-    Ok(shared)
-}
-
 async fn watch(
     args: WatchArgs,
     thresholds: Thresholds,
@@ -122,7 +111,8 @@ async fn watch(
         pipeline.add(Box::new(Terminal::new(show)));
     }
     if let Some(addr) = metrics_addr {
-        pipeline.add(Box::new(start_metrics(addr, args.metrics.metrics_per_connection).await?));
+        let per_connection = args.metrics.metrics_per_connection;
+        pipeline.add(Box::new(super::serve_metrics(addr, per_connection, true).await?));
     }
     let reader = Reader::new(&mut session.ebpf)?;
     // Kernel-side diagnostics (aya-log); an object without log statements has nothing to read.
