@@ -1,22 +1,21 @@
 //! Connection open and close, from sock:inet_sock_set_state (TCP sockets only).
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::raw_tracepoint, programs::RawTracePointContext};
-use tracer_common::event::{LifecycleEvent, HOOK_RAW_TP, KIND_CLOSE, KIND_OPEN};
+use tracer_common::event::{
+    LifecycleEvent, HOOK_RAW_TP, KIND_CLOSE, KIND_OPEN, TCP_CLOSE, TCP_ESTABLISHED, TCP_LISTEN,
+    TCP_SYN_RECV, TCP_SYN_SENT,
+};
 
 use crate::{emit, filter, header, maps::global, read, socket};
 
 const IPPROTO_TCP: u64 = 6;
-const TCP_ESTABLISHED: i32 = 1;
-const TCP_SYN_SENT: i32 = 2;
-const TCP_SYN_RECV: i32 = 3;
-const TCP_CLOSE: i32 = 7;
-const TCP_LISTEN: i32 = 10;
 
 #[raw_tracepoint(tracepoint = "inet_sock_set_state")]
 pub fn set_state_raw_tp(ctx: RawTracePointContext) -> i32 {
     let sk = ctx.arg::<u64>(0);
-    let old = ctx.arg::<u64>(1) as i32;
-    let new = ctx.arg::<u64>(2) as i32;
+    // TCP states fit in a byte (the kernel keeps them in skc_state, an unsigned char).
+    let old = ctx.arg::<u64>(1) as u8;
+    let new = ctx.arg::<u64>(2) as u8;
     if read::field(sk, global!(OFFSETS.sk_protocol)).unwrap_or(0) != IPPROTO_TCP {
         return 0;
     }
@@ -54,7 +53,7 @@ pub fn set_state_raw_tp(ctx: RawTracePointContext) -> i32 {
 }
 
 #[inline(always)]
-fn lifecycle(sk: u64, kind: u16, old: i32, new: i32) {
+fn lifecycle(sk: u64, kind: u16, old: u8, new: u8) {
     // This tracepoint fires after TCP_CLOSE released the local port (inet_sk_state_store runs
     // last in tcp_set_state): a close is reported only with the ports learned while open.
     let st = if kind == KIND_OPEN { socket::get(sk) } else { socket::find(sk) };
@@ -71,8 +70,8 @@ fn lifecycle(sk: u64, kind: u16, old: i32, new: i32) {
         kind,
         LifecycleEvent {
             header: header::for_socket(kind, HOOK_RAW_TP, sk, st),
-            oldstate: old as u8,
-            newstate: new as u8,
+            oldstate: old,
+            newstate: new,
             snd_wscale: read::field(sk, global!(OFFSETS.snd_wscale)).unwrap_or(0) as u8,
             rcv_wscale: read::field(sk, global!(OFFSETS.rcv_wscale)).unwrap_or(0) as u8,
             advmss: read::u32_field(sk, global!(OFFSETS.advmss)),
