@@ -25,9 +25,7 @@ pub fn significant(window: u32, last_reported: u32, transition: bool) -> bool {
     if transition || shift == 0 || last_reported == UNSEEN {
         return true;
     }
-    let delta =
-        if window > last_reported { window - last_reported } else { last_reported - window };
-    delta >= (last_reported >> (shift & 31))
+    window.abs_diff(last_reported) >= (last_reported >> (shift & 31))
 }
 
 /// Whether events of this socket pass the filters (ports now; process once it is known).

@@ -127,7 +127,7 @@ pub fn local(sk: u64) -> Option<&'static mut SockState> {
     if !found.is_null() {
         // SAFETY: the kernel keeps the storage alive while the socket is, which outlives the
         // program's run.
-        return Some(unsafe { &mut *(found as *mut SockState) });
+        return Some(unsafe { &mut *found.cast::<SockState>() });
     }
     if !is_connection(sk) {
         return None;
@@ -146,7 +146,7 @@ pub fn local(sk: u64) -> Option<&'static mut SockState> {
         return None;
     }
     // SAFETY: as above.
-    Some(unsafe { &mut *(made as *mut SockState) })
+    Some(unsafe { &mut *made.cast::<SockState>() })
 }
 
 /// Copies into `st` the process the tracepoint programs learned for `sk` (they alone run in

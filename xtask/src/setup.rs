@@ -135,7 +135,6 @@ pub fn have(program: &str) -> bool {
 }
 
 /// The path of `program` on PATH.
-#[allow(dead_code)]
 pub fn which(program: &str) -> Option<PathBuf> {
     let out = output(Command::new("sh").args(["-c", &format!("command -v {program}")])).ok()?;
     let path = out.trim();

@@ -130,9 +130,12 @@ fn chrono(sk: u64) -> (u32, u32) {
         |i: usize| u32::from_ne_bytes([raw[i * 4], raw[i * 4 + 1], raw[i * 4 + 2], raw[i * 4 + 3]]);
     let kind = read::field(sk, global!(OFFSETS.chrono_type)).unwrap_or(0);
     let start = read::u32_field(sk, global!(OFFSETS.chrono_start));
-    // SAFETY: helper without arguments.
-    let running =
-        if kind != 0 { (unsafe { bpf_jiffies64() } as u32).wrapping_sub(start) } else { 0 };
+    let running = if kind != 0 {
+        // SAFETY: helper without arguments.
+        (unsafe { bpf_jiffies64() } as u32).wrapping_sub(start)
+    } else {
+        0
+    };
     let rwnd = stat(1).wrapping_add(if kind == TCP_CHRONO_RWND_LIMITED { running } else { 0 });
     let busy = stat(0).wrapping_add(stat(1)).wrapping_add(stat(2)).wrapping_add(running);
     (rwnd, busy)
