@@ -1,10 +1,30 @@
-//! Builds the kernel programs (tracer-ebpf) for bpfel-unknown-none and puts the object in OUT_DIR.
+//! Puts the kernel programs (tracer-ebpf, for bpfel-unknown-none) in OUT_DIR: the object
+//! `cargo xtask` built already when it says so in TRACER_EBPF_OBJECT, else a build of them here
+//! through aya-build (so plain `cargo build` works too).
 
-use std::{env, path::Path};
+use std::{env, fs, path::Path};
 
 use anyhow::{bail, Context as _};
 
+/// Set by `cargo xtask` (xtask/src/build.rs), which builds the kernel programs once per run and
+/// keeps their compile log out of sight: the object to embed as it is.
+const PREBUILT: &str = "TRACER_EBPF_OBJECT";
+
 fn main() -> anyhow::Result<()> {
+    println!("cargo:rerun-if-env-changed={PREBUILT}");
+    if let Some(object) = env::var_os(PREBUILT) {
+        let out_dir = env::var_os("OUT_DIR").context("cargo did not set OUT_DIR")?;
+        let object = Path::new(&object);
+        println!("cargo:rerun-if-changed={}", object.display());
+        fs::copy(object, Path::new(&out_dir).join("tracer")).with_context(|| {
+            format!(
+                "failed to copy the kernel programs from {} ({PREBUILT}): unset {PREBUILT} to \
+                 build them here, or run `cargo xtask build`",
+                object.display()
+            )
+        })?;
+        return Ok(());
+    }
     // Read at run time, not with env!(): a build script compiled in another checkout (a copied
     // target directory) must still build this checkout's kernel programs.
     let manifest =

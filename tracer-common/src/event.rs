@@ -34,6 +34,21 @@ pub const TRANSITION_TO_ZERO_UNCOUNTED: u8 = 3;
 pub const AF_INET: u8 = 2;
 pub const AF_INET6: u8 = 10;
 
+/// `LifecycleEvent::oldstate` / `newstate`: the kernel's TCP states (include/net/tcp_states.h),
+/// the same on every kernel.
+pub const TCP_ESTABLISHED: u8 = 1;
+pub const TCP_SYN_SENT: u8 = 2;
+pub const TCP_SYN_RECV: u8 = 3;
+pub const TCP_FIN_WAIT1: u8 = 4;
+pub const TCP_FIN_WAIT2: u8 = 5;
+pub const TCP_TIME_WAIT: u8 = 6;
+pub const TCP_CLOSE: u8 = 7;
+pub const TCP_CLOSE_WAIT: u8 = 8;
+pub const TCP_LAST_ACK: u8 = 9;
+pub const TCP_LISTEN: u8 = 10;
+pub const TCP_CLOSING: u8 = 11;
+pub const TCP_NEW_SYN_RECV: u8 = 12;
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct EventHeader {

@@ -69,7 +69,7 @@ pub static SK_STATE: SkStorageDef = SkStorageDef {
 #[map]
 pub static PORTS: HashMap<u16, u8> = HashMap::with_max_entries(MAX_PORTS, 0);
 
-/// The kfree_skb drop reasons to report: kernel enum value -> class (drops::REASON_*).
+/// The kfree_skb drop reasons to report: kernel enum value -> class (config::DROP_CLASS_*).
 #[map]
 pub static DROP_REASONS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_DROP_REASONS, 0);
 

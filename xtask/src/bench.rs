@@ -17,7 +17,7 @@ use crate::build;
 const PORT: u16 = 47999;
 
 pub fn run(rounds: u32, seconds: f64, baseline: Option<&Path>) -> Result<()> {
-    if rounds == 0 || !(seconds > 0.0) {
+    if rounds == 0 || seconds.is_nan() || seconds <= 0.0 {
         bail!("--rounds must be at least 1 and --seconds positive");
     }
     if let Some(bin) = baseline {

@@ -5,6 +5,7 @@ mod bench;
 mod bench_pipeline;
 mod build;
 mod setup;
+mod step;
 mod test;
 mod vm;
 
@@ -25,6 +26,10 @@ enum Cmd {
     Setup,
     /// Build the kernel programs and the agent (target/release/tracer).
     Build,
+    /// Build the kernel programs into OUT_DIR/tracer with aya-build: what `build` and `test`
+    /// run in a child process, whose output they keep in a log.
+    #[command(name = build::KERNEL_PROGRAMS_CMD, hide = true)]
+    KernelPrograms { out_dir: std::path::PathBuf },
     /// Build, then run the agent with the given arguments, e.g. `cargo xtask run -- watch`.
     Run {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -56,6 +61,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Setup => setup::all(),
         Cmd::Build => setup::all().and_then(|()| build::tracer().map(drop)),
+        Cmd::KernelPrograms { out_dir } => build::kernel_programs_into(&out_dir),
         Cmd::Run { args } => setup::all().and_then(|()| build::run(&args)),
         Cmd::Test { no_vm } => setup::all().and_then(|()| test::all(!no_vm)),
         Cmd::Bench { rounds, seconds, baseline } => {

@@ -3,9 +3,12 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
+    sync::OnceLock,
 };
 
 use anyhow::{bail, Context as _, Result};
+
+use crate::step::Step;
 
 /// Debian packages the tests use on this host: nstat and ip (iproute2), script (util-linux),
 /// tmux (driving `tracer top`), a real Prometheus server and promtool, groff (man pages),
@@ -22,9 +25,11 @@ const HOST_PACKAGES: &[(&str, &str)] = &[
     ("tshark", "tshark"),
 ];
 
-/// Everything the build needs: the nightly toolchain's rust-src and bpf-linker in `.tools/`.
+/// Everything the build needs: the nightly toolchain's rust-src and bpf-linker in `.tools/`, and
+/// rustfmt and clippy for the checks `cargo xtask test` starts with.
 pub fn all() -> Result<()> {
     ensure_nightly()?;
+    ensure_checkers()?;
     ensure_bpf_linker()?;
     ensure_debian_packages(HOST_PACKAGES)
 }
@@ -44,16 +49,38 @@ fn ensure_nightly() -> Result<()> {
         "--toolchain",
         "nightly",
     ]))?;
-    if !installed.lines().any(|l| l.starts_with("rust-src")) {
-        eprintln!("xtask: adding rust-src to the nightly toolchain");
-        run(Command::new("rustup").args([
-            "component",
-            "add",
-            "rust-src",
-            "--toolchain",
-            "nightly",
-        ]))?;
+    // rust-src to build `core` for the BPF target; clippy to lint the kernel programs.
+    let missing: Vec<&str> = ["rust-src", "clippy"]
+        .into_iter()
+        .filter(|c| !installed.lines().any(|l| l.starts_with(c)))
+        .collect();
+    if !missing.is_empty() {
+        let step = Step::start(
+            &format!("adding {} to the nightly toolchain", missing.join(" and ")),
+            "rustup-nightly",
+        )?;
+        step.run(
+            Command::new("rustup")
+                .args(["component", "add", "--toolchain", "nightly"])
+                .args(&missing),
+        )?;
+        step.done();
     }
+    Ok(())
+}
+
+/// rustfmt and clippy for the toolchain that builds the agent (rustup's default profile has
+/// them; the minimal one does not).
+fn ensure_checkers() -> Result<()> {
+    let works = |tool: &str| {
+        Command::new("cargo").args([tool, "--version"]).output().is_ok_and(|o| o.status.success())
+    };
+    if works("fmt") && works("clippy") {
+        return Ok(());
+    }
+    let step = Step::start("adding rustfmt and clippy to the Rust toolchain", "rustup")?;
+    step.run(Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]))?;
+    step.done();
     Ok(())
 }
 
@@ -90,21 +117,30 @@ fn ensure_bpf_linker() -> Result<()> {
         .next()
         .unwrap_or_default()
         .to_string();
-    eprintln!("xtask: building bpf-linker {VERSION} against the nightly toolchain's {llvm} (about a minute)");
+    let step = Step::start(
+        &format!(
+            "building bpf-linker {VERSION} against the nightly toolchain's {llvm} (about a minute)"
+        ),
+        "bpf-linker",
+    )?;
     let rustflags =
         format!("-L {lib} -C link-arg=-Wl,-rpath,{lib} -l dylib={llvm}", lib = lib.display());
-    run(Command::new("cargo")
-        .args([
-            "+nightly",
-            "install",
-            &format!("bpf-linker@{VERSION}"),
-            "--locked",
-            "--no-default-features",
-        ])
-        .args(["--features", &format!("llvm-{major},no-llvm-linking"), "--root"])
-        .arg(&root)
-        .env("RUSTFLAGS", rustflags))
-    .context("failed to build bpf-linker")
+    step.run(
+        Command::new("cargo")
+            .args([
+                "+nightly",
+                "install",
+                &format!("bpf-linker@{VERSION}"),
+                "--locked",
+                "--no-default-features",
+            ])
+            .args(["--features", &format!("llvm-{major},no-llvm-linking"), "--root"])
+            .arg(&root)
+            .env("RUSTFLAGS", rustflags),
+    )
+    .context("failed to build bpf-linker")?;
+    step.done();
+    Ok(())
 }
 
 /// Runs a command, failing with its full command line when it exits non-zero.
@@ -135,7 +171,6 @@ pub fn have(program: &str) -> bool {
 }
 
 /// The path of `program` on PATH.
-#[allow(dead_code)]
 pub fn which(program: &str) -> Option<PathBuf> {
     let out = output(Command::new("sh").args(["-c", &format!("command -v {program}")])).ok()?;
     let path = out.trim();
@@ -169,13 +204,18 @@ pub fn ensure_debian_packages(wanted: &[(&str, &str)]) -> Result<()> {
             missing.join(" ")
         );
     }
-    eprintln!("xtask: installing Debian packages: {}", missing.join(" "));
     apt_update_once()?;
-    run(Command::new("apt-get")
-        .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
-    .with_context(|| format!("failed to install {} (are you root?)", missing.join(" ")))
+    let step =
+        Step::start(&format!("installing Debian packages: {}", missing.join(" ")), "apt-install")?;
+    step.run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .with_context(|| format!("failed to install {} (are you root?)", missing.join(" ")))?;
+    step.done();
+    Ok(())
 }
 
 /// `apt-get update`, at most once per xtask process and only when the lists look stale.
@@ -183,11 +223,17 @@ pub fn apt_update_once() -> Result<()> {
     static DONE: std::sync::Once = std::sync::Once::new();
     let mut result = Ok(());
     DONE.call_once(|| {
-        eprintln!("xtask: apt-get update");
-        result = run(Command::new("apt-get")
-            .args(["update", "-q"])
-            .env("DEBIAN_FRONTEND", "noninteractive"))
-        .context("failed to update the Debian package lists (are you root?)");
+        result = Step::start("updating the Debian package lists (apt-get update)", "apt-update")
+            .and_then(|step| {
+                step.run(
+                    Command::new("apt-get")
+                        .args(["update", "-q"])
+                        .env("DEBIAN_FRONTEND", "noninteractive"),
+                )?;
+                step.done();
+                Ok(())
+            })
+            .context("failed to update the Debian package lists (are you root?)");
     });
     result
 }
@@ -198,4 +244,25 @@ pub fn workspace_root() -> PathBuf {
         .parent()
         .expect("xtask lives one level below the workspace root")
         .to_path_buf()
+}
+
+/// Cargo's target directory for this workspace, as cargo resolves it (CARGO_TARGET_DIR,
+/// `build.target-dir`, else `target/`).
+pub fn target_dir() -> Result<PathBuf> {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    if let Some(dir) = DIR.get() {
+        return Ok(dir.clone());
+    }
+    let metadata = output(
+        Command::new("cargo")
+            .args(["metadata", "--format-version", "1", "--no-deps"])
+            .current_dir(workspace_root()),
+    )?;
+    let metadata: serde_json::Value =
+        serde_json::from_str(&metadata).context("`cargo metadata` printed no JSON")?;
+    let dir = metadata["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .context("`cargo metadata` did not name the target directory")?;
+    Ok(DIR.get_or_init(|| dir).clone())
 }

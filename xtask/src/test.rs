@@ -1,4 +1,5 @@
-//! `cargo xtask test`: unit tests, kernel tests on this host, kernel tests in a 6.1 guest.
+//! `cargo xtask test`: format and lints, unit tests, kernel tests on this host, kernel tests in a
+//! 6.1 guest.
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -9,7 +10,10 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::{build, setup, vm};
+use crate::{build, setup, step::Step, vm};
+
+/// The stages `all` runs, for its `[n/STAGES]` lines.
+const STAGES: usize = 6;
 
 /// Test counts parsed from cargo's "test result:" lines.
 #[derive(Default, Clone, Copy)]
@@ -45,17 +49,20 @@ pub fn all(with_vm: bool) -> Result<()> {
     let mut tally = Tally::default();
     let mut failures = Vec::new();
 
-    eprintln!("xtask: [1/3] unit tests");
-    let unit = cargo_test(build::cargo().args([
-        "test",
-        "--release",
-        "--workspace",
-        "--exclude",
-        "tracer-ebpf",
-    ]));
+    // Checks first, and the run stops at the first that fails: they take seconds, the tests
+    // take many minutes. Clippy needs the kernel programs (the agent embeds them).
+    format()?;
+    build::kernel_programs(&format!("[2/{STAGES}] building the kernel programs"))?;
+    lints()?;
+
+    let unit = ["test", "--release", "--workspace", "--exclude", "tracer-ebpf"];
+    let step = Step::start(&format!("[4/{STAGES}] unit tests: building them"), "unit-tests")?;
+    step.run(build::cargo().args(unit).arg("--no-run")).context("failed to build the tests")?;
+    step.done();
+    let unit = cargo_test(build::cargo().args(unit));
     record(&mut tally, &mut failures, "unit tests", unit);
 
-    eprintln!("xtask: [2/3] kernel tests on this host ({})", kernel_release());
+    eprintln!("xtask: [5/{STAGES}] kernel tests on this host ({})", kernel_release());
     if effective_uid() != 0 {
         bail!("kernel tests attach eBPF programs and need root: run `sudo cargo xtask test`");
     }
@@ -71,17 +78,42 @@ pub fn all(with_vm: bool) -> Result<()> {
     record(&mut tally, &mut failures, "Prometheus scraping a live tracer", prometheus);
 
     if with_vm {
-        eprintln!("xtask: [3/3] kernel tests in a QEMU guest on Debian's 6.1 kernel");
+        eprintln!("xtask: [6/{STAGES}] kernel tests in a QEMU guest on Debian's 6.1 kernel");
         let guest = guest_tests();
         record(&mut tally, &mut failures, "6.1 guest kernel tests", guest);
     } else {
-        eprintln!("xtask: [3/3] QEMU guest skipped (--no-vm)");
+        eprintln!("xtask: [6/{STAGES}] QEMU guest skipped (--no-vm)");
     }
 
     println!("xtask: {} passed, {} failed", tally.passed, tally.failed);
     if !failures.is_empty() {
         bail!("failed: {}", failures.join("; "));
     }
+    Ok(())
+}
+
+/// `cargo fmt --check`, against rustfmt.toml.
+fn format() -> Result<()> {
+    let step = Step::start(&format!("[1/{STAGES}] checking the format (cargo fmt)"), "format")?;
+    step.run(build::cargo().args(["fmt", "--all", "--check"]))
+        .context("the code is not formatted as rustfmt.toml asks: run `cargo fmt --all`")?;
+    step.done();
+    Ok(())
+}
+
+/// Clippy with warnings as errors, under the workspace's lint policy (Cargo.toml): the default
+/// members (agent, tracer-common, xtask) with their tests, then the kernel programs.
+fn lints() -> Result<()> {
+    let step = Step::start(&format!("[3/{STAGES}] lints (cargo clippy)"), "clippy")?;
+    step.run(build::cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"])).context(
+        "clippy found problems in the agent, tracer-common or xtask: fix them; \
+         `cargo clippy --fix --all-targets --allow-dirty` fixes some by itself",
+    )?;
+    step.run(&mut build::kernel_clippy()?).context(
+        "clippy found problems in the kernel programs (tracer-ebpf): fix them; the command \
+         above, with --fix after `clippy`, fixes some by itself",
+    )?;
+    step.done();
     Ok(())
 }
 

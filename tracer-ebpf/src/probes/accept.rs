@@ -7,7 +7,7 @@ use aya_ebpf::{helpers::bpf_get_current_task, macros::tracepoint, programs::Trac
 
 use tracer_common::event::HOOK_TRACEPOINT;
 
-use crate::{maps::global, read, state};
+use crate::{maps::global, read, socket};
 
 const IPPROTO_TCP: u64 = 6;
 
@@ -36,8 +36,8 @@ pub fn accept_exit(ctx: TracePointContext) -> u32 {
     if sk == 0 || read::field(sk, global!(OFFSETS.sk_protocol)).unwrap_or(0) != IPPROTO_TCP {
         return 0;
     }
-    if let Some(st) = state::get(sk) {
-        state::learn_and_announce_owner(sk, st, HOOK_TRACEPOINT);
+    if let Some(st) = socket::get(sk) {
+        socket::learn_and_announce_owner(sk, st, HOOK_TRACEPOINT);
     }
     0
 }

@@ -3,12 +3,7 @@
 
 use tracer_common::event::{RcvSpaceEvent, KIND_RCV_SPACE};
 
-use crate::{
-    emit,
-    maps::global,
-    read,
-    state::{self, SockState},
-};
+use crate::{emit, filter, header, maps::global, read, state::SockState};
 
 /// sk_userlocks bit set by setsockopt(SO_RCVBUF): autotuning is off for this socket.
 const SOCK_RCVBUF_LOCK: u64 = 2;
@@ -25,7 +20,7 @@ pub fn changed(sk: u64, st: &mut SockState, hook: u8) {
     }
     st.space = space;
     st.rcvbuf = rcvbuf;
-    if !state::wanted(st) {
+    if !filter::wanted(st) {
         return;
     }
     let clamp = read::u32_field(sk, global!(OFFSETS.window_clamp));
@@ -34,7 +29,7 @@ pub fn changed(sk: u64, st: &mut SockState, hook: u8) {
     emit::send(
         KIND_RCV_SPACE,
         RcvSpaceEvent {
-            header: emit::header(KIND_RCV_SPACE, hook, sk, st),
+            header: header::for_socket(KIND_RCV_SPACE, hook, sk, st),
             space,
             rcvbuf,
             window_clamp: clamp,

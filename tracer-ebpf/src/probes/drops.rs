@@ -9,9 +9,9 @@ use tracer_common::{
 };
 
 use crate::{
-    emit,
+    emit, filter, header,
     maps::{global, DROP_REASONS},
-    read, state,
+    read, socket,
 };
 
 const IPPROTO_TCP: u64 = 6;
@@ -55,7 +55,7 @@ fn dropped(ctx: &RawTracePointContext, rx_sk: u64) -> i32 {
         bytes = bytes.saturating_sub((hdr[0] >> 4) as u32 * 4);
     }
     let header = if sk != 0 && read::field(sk, global!(OFFSETS.sk_protocol)) == Some(IPPROTO_TCP) {
-        let Some(st) = state::get(sk) else {
+        let Some(st) = socket::get(sk) else {
             return 0;
         };
         // tcp_data_queue sets ICSK_ACK_NOMEM only for the in-sequence segment it cannot
@@ -63,10 +63,10 @@ fn dropped(ctx: &RawTracePointContext, rx_sk: u64) -> i32 {
         if class == DROP_CLASS_PROTO_MEM && in_sequence(sk, skb) {
             st.nomem_pending = 1;
         }
-        if !state::wanted(st) {
+        if !filter::wanted(st) {
             return 0;
         }
-        emit::header(KIND_DROP, HOOK_RAW_TP, sk, st)
+        header::for_socket(KIND_DROP, HOOK_RAW_TP, sk, st)
     } else {
         match from_packet(skb) {
             Some(h) => h,
@@ -134,7 +134,7 @@ fn from_packet(skb: u64) -> Option<EventHeader> {
     let ports = read::bytes::<4>(head + th);
     h.dport = u16::from_be_bytes([ports[0], ports[1]]);
     h.sport = u16::from_be_bytes([ports[2], ports[3]]);
-    if !state::ports_match(h.sport, h.dport) {
+    if !filter::ports_match(h.sport, h.dport) {
         return None;
     }
     // Without a socket there is no owner: a --pid filter cannot pass it.

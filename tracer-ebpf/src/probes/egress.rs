@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     maps::{global, SWITCHES},
-    read, state,
+    read, socket,
 };
 
 /// Always lets the packet through: this program only observes.
@@ -43,7 +43,7 @@ fn observe(ctx: &SkBuffContext) -> Option<()> {
         return None;
     }
     let sk = seg.sk;
-    let st = state::local(sk)?;
+    let st = socket::local(sk)?;
     if signals & EGRESS_WINDOW != 0 {
         window::advertised(sk, st, seg.raw_window, HOOK_CGROUP_SKB);
     }

@@ -15,7 +15,7 @@ use tracer_common::event::{
 };
 
 use super::packet::{self, Segment, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN};
-use crate::{emit, maps::global, read, state};
+use crate::{emit, filter, header, maps::global, read, socket};
 
 /// enum tcp_chrono: the sender is stalled by the receive window.
 const TCP_CHRONO_RWND_LIMITED: u64 = 2;
@@ -38,7 +38,7 @@ pub fn ingress_skb(ctx: SkBuffContext) -> i32 {
 fn advertised(seg: &Segment) {
     let sk = seg.sk;
     let raw = seg.raw_window as u32;
-    let Some(st) = state::local(sk) else {
+    let Some(st) = socket::local(sk) else {
         return;
     };
     let last = st.peer_raw;
@@ -67,7 +67,7 @@ fn advertised(seg: &Segment) {
     // A small change is not worth an event unless a periodic sample is due anyway. The
     // threshold is a ratio, so it compares raw (unscaled) windows: no read on this path.
     let significant =
-        changed && state::significant(raw, st.peer_reported, transition != TRANSITION_NONE);
+        changed && filter::significant(raw, st.peer_reported, transition != TRANSITION_NONE);
     if !significant && !due {
         return;
     }
@@ -87,8 +87,8 @@ fn advertised(seg: &Segment) {
     if !significant && in_flight == 0 && unsent == 0 {
         return;
     }
-    state::adopt_owner(sk, st);
-    if !state::wanted(st) {
+    socket::adopt_owner(sk, st);
+    if !filter::wanted(st) {
         return;
     }
     if significant {
@@ -100,7 +100,7 @@ fn advertised(seg: &Segment) {
     emit::send(
         KIND_PEER,
         PeerEvent {
-            header: emit::header(KIND_PEER, HOOK_CGROUP_SKB, sk, st),
+            header: header::for_socket(KIND_PEER, HOOK_CGROUP_SKB, sk, st),
             window,
             raw: raw as u16,
             wscale,
@@ -130,9 +130,12 @@ fn chrono(sk: u64) -> (u32, u32) {
         |i: usize| u32::from_ne_bytes([raw[i * 4], raw[i * 4 + 1], raw[i * 4 + 2], raw[i * 4 + 3]]);
     let kind = read::field(sk, global!(OFFSETS.chrono_type)).unwrap_or(0);
     let start = read::u32_field(sk, global!(OFFSETS.chrono_start));
-    // SAFETY: helper without arguments.
-    let running =
-        if kind != 0 { (unsafe { bpf_jiffies64() } as u32).wrapping_sub(start) } else { 0 };
+    let running = if kind != 0 {
+        // SAFETY: helper without arguments.
+        (unsafe { bpf_jiffies64() } as u32).wrapping_sub(start)
+    } else {
+        0
+    };
     let rwnd = stat(1).wrapping_add(if kind == TCP_CHRONO_RWND_LIMITED { running } else { 0 });
     let busy = stat(0).wrapping_add(stat(1)).wrapping_add(stat(2)).wrapping_add(running);
     (rwnd, busy)

@@ -19,10 +19,10 @@ use tracer_common::{
 };
 
 use crate::{
-    emit,
+    emit, filter, header,
     maps::{global, PROBE0_CALL, SWITCHES},
-    read,
-    state::{self, SockState},
+    read, socket,
+    state::SockState,
 };
 
 #[fentry(function = "tcp_send_probe0")]
@@ -35,7 +35,7 @@ pub fn probe0_fentry(ctx: FEntryContext) -> u32 {
 pub fn probe0_fexit(ctx: FExitContext) -> u32 {
     let sk = ctx.arg::<u64>(0);
     let segments = leave(sk);
-    if let Some(st) = state::local(sk) {
+    if let Some(st) = socket::local(sk) {
         report(sk, st, segments, HOOK_FEXIT);
     }
     0
@@ -61,7 +61,7 @@ pub fn probe0_kretprobe(ctx: RetProbeContext) -> u32 {
         return 0;
     }
     let segments = leave(sk);
-    if let Some(st) = state::get(sk) {
+    if let Some(st) = socket::get(sk) {
         report(sk, st, segments, HOOK_KRETPROBE);
     }
     0
@@ -128,14 +128,14 @@ fn report(sk: u64, st: &mut SockState, segments: u32, hook: u8) {
 /// updated them for this probe.
 #[inline(always)]
 pub fn sent(sk: u64, st: &mut SockState, hook: u8, probes_out: u8, backoff: u8, before_send: u8) {
-    state::adopt_owner(sk, st);
-    if !state::wanted(st) {
+    socket::adopt_owner(sk, st);
+    if !filter::wanted(st) {
         return;
     }
     emit::send(
         KIND_PROBE,
         ProbeEvent {
-            header: emit::header(KIND_PROBE, hook, sk, st),
+            header: header::for_socket(KIND_PROBE, hook, sk, st),
             probes_out,
             backoff,
             before_send,

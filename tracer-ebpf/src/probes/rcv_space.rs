@@ -10,7 +10,7 @@ use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use tracer_common::event::HOOK_RAW_TP;
 
 use super::{buffer, reads};
-use crate::state;
+use crate::socket;
 
 #[raw_tracepoint(tracepoint = "tcp_rcv_space_adjust")]
 pub fn rcv_space_raw_tp(ctx: RawTracePointContext) -> i32 {
@@ -19,10 +19,10 @@ pub fn rcv_space_raw_tp(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     let sk = ctx.arg::<u64>(0);
-    let Some(st) = state::get(sk) else {
+    let Some(st) = socket::get(sk) else {
         return 0;
     };
-    state::learn_and_announce_owner(sk, st, HOOK_RAW_TP);
+    socket::learn_and_announce_owner(sk, st, HOOK_RAW_TP);
     reads::count_copied(sk, st);
     buffer::changed(sk, st, HOOK_RAW_TP);
     0

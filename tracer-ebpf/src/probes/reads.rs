@@ -15,10 +15,10 @@ use tracer_common::{
 };
 
 use crate::{
-    emit,
+    emit, filter, header,
     maps::{global, SWITCHES},
-    read,
-    state::{self, SockState},
+    read, socket,
+    state::SockState,
 };
 
 const IPPROTO_TCP: u64 = 6;
@@ -59,10 +59,10 @@ fn read_done(sk: u64, ret: i32, flags: u64, hook: u8) {
     if ret <= 0 || flags & MSG_PEEK != 0 {
         return;
     }
-    let Some(st) = state::get(sk) else {
+    let Some(st) = socket::get(sk) else {
         return;
     };
-    state::learn_and_announce_owner(sk, st, hook);
+    socket::learn_and_announce_owner(sk, st, hook);
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     if st.read_since_ns == 0 {
@@ -107,11 +107,11 @@ pub fn count_copied(sk: u64, st: &mut SockState) {
 /// Sends what was read since the last report, if anything, and starts a new interval.
 #[inline(always)]
 pub fn report(sk: u64, st: &mut SockState, now: u64, hook: u8) {
-    if st.read_bytes > 0 && state::wanted(st) {
+    if st.read_bytes > 0 && filter::wanted(st) {
         emit::send(
             KIND_READ,
             ReadEvent {
-                header: emit::header(KIND_READ, hook, sk, st),
+                header: header::for_socket(KIND_READ, hook, sk, st),
                 bytes: st.read_bytes,
                 interval_ns: now.wrapping_sub(st.read_since_ns),
                 reads: st.reads,

@@ -1,22 +1,21 @@
 //! Connection open and close, from sock:inet_sock_set_state (TCP sockets only).
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::raw_tracepoint, programs::RawTracePointContext};
-use tracer_common::event::{LifecycleEvent, HOOK_RAW_TP, KIND_CLOSE, KIND_OPEN};
+use tracer_common::event::{
+    LifecycleEvent, HOOK_RAW_TP, KIND_CLOSE, KIND_OPEN, TCP_CLOSE, TCP_ESTABLISHED, TCP_LISTEN,
+    TCP_SYN_RECV, TCP_SYN_SENT,
+};
 
-use crate::{emit, maps::global, read, state};
+use crate::{emit, filter, header, maps::global, read, socket};
 
 const IPPROTO_TCP: u64 = 6;
-const TCP_ESTABLISHED: i32 = 1;
-const TCP_SYN_SENT: i32 = 2;
-const TCP_SYN_RECV: i32 = 3;
-const TCP_CLOSE: i32 = 7;
-const TCP_LISTEN: i32 = 10;
 
 #[raw_tracepoint(tracepoint = "inet_sock_set_state")]
 pub fn set_state_raw_tp(ctx: RawTracePointContext) -> i32 {
     let sk = ctx.arg::<u64>(0);
-    let old = ctx.arg::<u64>(1) as i32;
-    let new = ctx.arg::<u64>(2) as i32;
+    // TCP states fit in a byte (the kernel keeps them in skc_state, an unsigned char).
+    let old = ctx.arg::<u64>(1) as u8;
+    let new = ctx.arg::<u64>(2) as u8;
     if read::field(sk, global!(OFFSETS.sk_protocol)).unwrap_or(0) != IPPROTO_TCP {
         return 0;
     }
@@ -24,15 +23,15 @@ pub fn set_state_raw_tp(ctx: RawTracePointContext) -> i32 {
         // A connection starts: nothing an earlier socket at this address left may carry over.
         // connect() runs this transition in the caller's process context.
         TCP_SYN_SENT => {
-            if let Some(st) = state::reset(sk) {
-                let _ = state::learn_owner(st);
+            if let Some(st) = socket::reset(sk) {
+                let _ = socket::learn_owner(st);
             }
         }
         TCP_SYN_RECV => {
-            let _ = state::reset(sk);
+            let _ = socket::reset(sk);
         }
         TCP_ESTABLISHED => {
-            if let Some(st) = state::get(sk) {
+            if let Some(st) = socket::get(sk) {
                 super::reads::start(sk, st);
             }
             lifecycle(sk, KIND_OPEN, old, new);
@@ -40,13 +39,13 @@ pub fn set_state_raw_tp(ctx: RawTracePointContext) -> i32 {
         TCP_CLOSE => {
             // Listeners and handshakes that never completed are not connections to report.
             if old != TCP_LISTEN && old != TCP_SYN_SENT && old != TCP_SYN_RECV {
-                if let Some(st) = state::find(sk) {
+                if let Some(st) = socket::find(sk) {
                     // SAFETY: helper without arguments.
                     super::reads::report(sk, st, unsafe { bpf_ktime_get_ns() }, HOOK_RAW_TP);
                 }
                 lifecycle(sk, KIND_CLOSE, old, new);
             }
-            state::forget(sk);
+            socket::forget(sk);
         }
         _ => {}
     }
@@ -54,25 +53,25 @@ pub fn set_state_raw_tp(ctx: RawTracePointContext) -> i32 {
 }
 
 #[inline(always)]
-fn lifecycle(sk: u64, kind: u16, old: i32, new: i32) {
+fn lifecycle(sk: u64, kind: u16, old: u8, new: u8) {
     // This tracepoint fires after TCP_CLOSE released the local port (inet_sk_state_store runs
     // last in tcp_set_state): a close is reported only with the ports learned while open.
-    let st = if kind == KIND_OPEN { state::get(sk) } else { state::find(sk) };
+    let st = if kind == KIND_OPEN { socket::get(sk) } else { socket::find(sk) };
     let Some(st) = st else {
         return;
     };
     if kind == KIND_OPEN {
-        state::read_ports(sk, st);
+        socket::read_ports(sk, st);
     }
-    if !state::wanted(st) {
+    if !filter::wanted(st) {
         return;
     }
     emit::send(
         kind,
         LifecycleEvent {
-            header: emit::header(kind, HOOK_RAW_TP, sk, st),
-            oldstate: old as u8,
-            newstate: new as u8,
+            header: header::for_socket(kind, HOOK_RAW_TP, sk, st),
+            oldstate: old,
+            newstate: new,
             snd_wscale: read::field(sk, global!(OFFSETS.snd_wscale)).unwrap_or(0) as u8,
             rcv_wscale: read::field(sk, global!(OFFSETS.rcv_wscale)).unwrap_or(0) as u8,
             advmss: read::u32_field(sk, global!(OFFSETS.advmss)),

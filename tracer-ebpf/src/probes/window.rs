@@ -20,12 +20,7 @@ use tracer_common::{
 };
 
 use super::probe0;
-use crate::{
-    emit,
-    maps::global,
-    read,
-    state::{self, SockState},
-};
+use crate::{emit, filter, header, maps::global, read, socket, state::SockState};
 
 const TCP_FLAG_SYN: u8 = 0x02;
 const TCP_FLAG_RST: u8 = 0x04;
@@ -47,7 +42,7 @@ pub fn window_v6_fentry(ctx: FEntryContext) -> u32 {
 fn send_check_fentry(ctx: &FEntryContext) {
     let sk = ctx.arg::<u64>(0);
     if let Some(seg) = header(sk, ctx.arg::<u64>(1)) {
-        if let Some(st) = state::local(sk) {
+        if let Some(st) = socket::local(sk) {
             sent(sk, st, seg, HOOK_FENTRY);
         }
     }
@@ -59,7 +54,7 @@ fn send_check_fentry(ctx: &FEntryContext) {
 pub fn window_kprobe(ctx: ProbeContext) -> u32 {
     if let (Some(sk), Some(skb)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1)) {
         if let Some(seg) = header(sk, skb) {
-            if let Some(st) = state::get(sk) {
+            if let Some(st) = socket::get(sk) {
                 sent(sk, st, seg, HOOK_KPROBE);
             }
         }
@@ -122,11 +117,11 @@ pub fn advertised(sk: u64, st: &mut SockState, raw: u16, hook: u8) {
     };
     // The change threshold is a ratio, so raw (unscaled) values do: the scale is read only for
     // a window that will be reported.
-    if !state::significant(raw, st.last_reported, transition != TRANSITION_NONE) {
+    if !filter::significant(raw, st.last_reported, transition != TRANSITION_NONE) {
         return;
     }
-    state::adopt_owner(sk, st);
-    if !state::wanted(st) {
+    socket::adopt_owner(sk, st);
+    if !filter::wanted(st) {
         return;
     }
     st.last_reported = raw;
@@ -137,7 +132,7 @@ pub fn advertised(sk: u64, st: &mut SockState, raw: u16, hook: u8) {
     emit::send(
         KIND_WINDOW,
         WindowEvent {
-            header: emit::header(KIND_WINDOW, hook, sk, st),
+            header: header::for_socket(KIND_WINDOW, hook, sk, st),
             window,
             raw: raw as u16,
             wscale,
@@ -164,7 +159,7 @@ fn uncounted_zero(sk: u64, hook: u8) -> bool {
         let pending = read::field(sk, global!(OFFSETS.icsk_ack_pending)).unwrap_or(0);
         return pending & global!(CONFIG.icsk_ack_nomem) as u64 != 0;
     }
-    match state::find(sk) {
+    match socket::find(sk) {
         Some(shared) => {
             let was = shared.nomem_pending != 0;
             shared.nomem_pending = 0;
@@ -178,7 +173,7 @@ fn uncounted_zero(sk: u64, hook: u8) -> bool {
 #[inline(always)]
 fn forget_nomem(sk: u64, hook: u8) {
     if hook == HOOK_CGROUP_SKB && global!(CONFIG.kernel_features) & NOMEM_PATH != 0 {
-        if let Some(shared) = state::find(sk) {
+        if let Some(shared) = socket::find(sk) {
             shared.nomem_pending = 0;
         }
     }

@@ -1,0 +1,209 @@
+//! Where each socket's state lives, how it is found, made and dropped, and which process owns
+//! the socket.
+//!
+//! Two stores hold it. The packet (cgroup_skb) and fentry/fexit programs use sk_storage, which
+//! the kernel frees with the socket. Raw tracepoints and kprobes cannot, so they use the SOCKS
+//! hash, keyed by socket address: an entry is made fresh when a connection starts (SYN_SENT,
+//! SYN_RECV), removed at TCP_CLOSE, and never created for a socket that is not a live
+//! connection, so a recycled address inherits nothing.
+
+use aya_ebpf::helpers::{
+    bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+    generated::bpf_sk_storage_get,
+};
+use tracer_common::{
+    config::COUNT_TABLE_FULL,
+    event::{
+        OwnerEvent, KIND_OWNER, TCP_CLOSE, TCP_CLOSING, TCP_ESTABLISHED, TCP_LISTEN, TCP_TIME_WAIT,
+    },
+};
+
+use crate::{
+    emit, filter, header,
+    maps::{global, COUNTS, SK_STATE, SOCKS},
+    read,
+    state::{SockState, UNSEEN},
+};
+
+const BPF_SK_STORAGE_GET_F_CREATE: u64 = 1;
+/// The per-netns TCP control socket (RSTs, TIME_WAIT and SYN_RECV ACKs) is SOCK_RAW.
+const SOCK_STREAM: u64 = 1;
+
+/// State for a socket first seen now: nothing reported yet, ports read and filtered.
+#[inline(always)]
+fn fresh(sk: u64) -> SockState {
+    let mut fresh = SockState {
+        last_raw: UNSEEN,
+        last_reported: UNSEEN,
+        owner: 0,
+        space: 0,
+        rcvbuf: 0,
+        peer_raw: UNSEEN,
+        peer_reported: UNSEEN,
+        peer_sample_ns: 0,
+        copied: 0,
+        reads: 0,
+        read_bytes: 0,
+        read_since_ns: 0,
+        cgroup: 0,
+        nomem_pending: 0,
+        sport: 0,
+        dport: 0,
+        ports_match: 0,
+        _pad: [0; 2],
+        comm: [0; 16],
+    };
+    read_ports(sk, &mut fresh);
+    fresh
+}
+
+/// Whether `sk` is a full TCP socket of a live connection: not a listener, a closed socket
+/// (whose port is already released), a TIME_WAIT or request mini-socket, or the control socket.
+/// Checked only when state would be created.
+#[inline(always)]
+fn is_connection(sk: u64) -> bool {
+    let state = read::field(sk, global!(OFFSETS.skc_state)).unwrap_or(u64::from(TCP_CLOSE));
+    if state < u64::from(TCP_ESTABLISHED) || state > u64::from(TCP_CLOSING) {
+        return false;
+    }
+    if state == u64::from(TCP_TIME_WAIT)
+        || state == u64::from(TCP_CLOSE)
+        || state == u64::from(TCP_LISTEN)
+    {
+        return false;
+    }
+    read::field(sk, global!(OFFSETS.sk_type)) == Some(SOCK_STREAM)
+}
+
+/// The hash state of socket `sk`, created on first sight of a live connection.
+#[inline(always)]
+pub fn get(sk: u64) -> Option<&'static mut SockState> {
+    if let Some(state) = find(sk) {
+        return Some(state);
+    }
+    if !is_connection(sk) {
+        return None;
+    }
+    SOCKS.insert(&sk, &fresh(sk), 0).ok()?;
+    find(sk)
+}
+
+/// The hash state of `sk` if it has one; never creates it.
+#[inline(always)]
+pub fn find(sk: u64) -> Option<&'static mut SockState> {
+    // SAFETY: map values stay valid for the program's run; entries are removed only at
+    // TCP_CLOSE, under the socket's own state change.
+    SOCKS.get_ptr_mut(&sk).map(|state| unsafe { &mut *state })
+}
+
+/// Fresh hash state for a connection that starts now (SYN_SENT, SYN_RECV): whatever an earlier
+/// socket at this address left is dropped.
+#[inline(always)]
+pub fn reset(sk: u64) -> Option<&'static mut SockState> {
+    if SOCKS.insert(&sk, &fresh(sk), 0).is_err() {
+        // The table is full: this connection goes untraced by the tracepoint and kprobe
+        // programs. Counted once per connection, so the agent can say so.
+        if let Some(count) = COUNTS.get_ptr_mut(COUNT_TABLE_FULL) {
+            // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+            unsafe { *count += 1 };
+        }
+        return None;
+    }
+    find(sk)
+}
+
+/// Drops the hash state of a socket that closed.
+pub fn forget(sk: u64) {
+    let _ = SOCKS.remove(&sk);
+}
+
+/// The sk_storage state of socket `sk`, created on first sight of a live connection. Only for
+/// programs whose `sk` is a socket pointer the verifier knows (cgroup_skb, fentry/fexit).
+#[inline(always)]
+pub fn local(sk: u64) -> Option<&'static mut SockState> {
+    let map = core::ptr::addr_of!(SK_STATE) as *mut core::ffi::c_void;
+    // SAFETY: the helper checks its arguments; a NULL value with no flags only looks up.
+    let found = unsafe { bpf_sk_storage_get(map, sk as *mut _, core::ptr::null_mut(), 0) };
+    if !found.is_null() {
+        // SAFETY: the kernel keeps the storage alive while the socket is, which outlives the
+        // program's run.
+        return Some(unsafe { &mut *found.cast::<SockState>() });
+    }
+    if !is_connection(sk) {
+        return None;
+    }
+    let mut fresh = fresh(sk);
+    // SAFETY: as above; the kernel copies `fresh` into the new storage.
+    let made = unsafe {
+        bpf_sk_storage_get(
+            map,
+            sk as *mut _,
+            (&mut fresh as *mut SockState).cast(),
+            BPF_SK_STORAGE_GET_F_CREATE,
+        )
+    };
+    if made.is_null() {
+        return None;
+    }
+    // SAFETY: as above.
+    Some(unsafe { &mut *made.cast::<SockState>() })
+}
+
+/// Copies into `st` the process the tracepoint programs learned for `sk` (they alone run in
+/// process context). Called only before an event is sent.
+#[inline(always)]
+pub fn adopt_owner(sk: u64, st: &mut SockState) {
+    let Some(shared) = SOCKS.get_ptr(&sk) else { return };
+    // SAFETY: a live map value; fields are copied out before `st` is written.
+    let (owner, comm, cgroup) = unsafe { ((*shared).owner, (*shared).comm, (*shared).cgroup) };
+    if owner != 0 {
+        st.owner = owner;
+        st.comm = comm;
+        st.cgroup = cgroup;
+    }
+}
+
+/// Records the current process as the socket's user; true when that is a new owner. Only call
+/// from process context (a system call on the socket), where "current" really is the owner.
+#[inline(always)]
+pub fn learn_owner(state: &mut SockState) -> bool {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if state.owner == tgid {
+        return false;
+    }
+    state.owner = tgid;
+    if let Ok(comm) = bpf_get_current_comm() {
+        state.comm = comm;
+    }
+    // SAFETY: helper without arguments.
+    state.cgroup = unsafe { bpf_get_current_cgroup_id() };
+    true
+}
+
+/// Reads the socket's ports and applies the port filter. connect() reaches SYN_SENT before the
+/// local port is chosen, so the connection's open calls this again.
+#[inline(always)]
+pub fn read_ports(sk: u64, state: &mut SockState) {
+    let sport = read::field(sk, global!(OFFSETS.skc_num)).unwrap_or(0) as u16;
+    let dport = u16::from_be(read::field(sk, global!(OFFSETS.skc_dport)).unwrap_or(0) as u16);
+    state.sport = sport;
+    state.dport = dport;
+    state.ports_match = filter::ports_match(sport, dport) as u8;
+}
+
+/// Learns the owner of socket `sk` as `learn_owner` does, and says so once per new owner: the
+/// process is then named before it ever reads (a stuck reader sends no READ event). Not for
+/// connect(), whose local port is not chosen yet: its open event names the process instead.
+#[inline(always)]
+pub fn learn_and_announce_owner(sk: u64, state: &mut SockState, hook: u8) {
+    if learn_owner(state) && filter::wanted(state) {
+        emit::send(
+            KIND_OWNER,
+            OwnerEvent {
+                header: header::for_socket(KIND_OWNER, hook, sk, state),
+                comm: state.comm,
+                cgroup: state.cgroup,
+            },
+        );
+    }
+}
