@@ -180,7 +180,7 @@ fn man_pages_render_and_cover_every_subcommand() {
             .expect("run groff");
         let text = String::from_utf8_lossy(&text.stdout);
         // groff turns '-' into U+2010 in some places; compare with plain hyphens.
-        let text = text.replace('\u{2010}', "-").replace('\u{2212}', "-");
+        let text = text.replace(['\u{2010}', '\u{2212}'], "-");
         assert!(text.contains(needle), "{name} lacks {needle}:\n{text}");
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -934,10 +934,10 @@ fn probes_with_btf(view: BtfView) -> std::process::Output {
         BtfView::Missing => ("none".to_string(), "/sys/kernel/btf", "tmpfs", 0),
         BtfView::File(p) => (p.display().to_string(), "/sys/kernel/btf/vmlinux", "", libc::MS_BIND),
     };
-    let source = CString::new(source).unwrap();
-    let target = CString::new(target).unwrap();
-    let fstype = CString::new(fstype).unwrap();
-    let root = CString::new("/").unwrap();
+    let source = CString::new(source).expect("a path without NUL");
+    let target = CString::new(target).expect("a path without NUL");
+    let fstype = CString::new(fstype).expect("a name without NUL");
+    let root = CString::new("/").expect("a path without NUL");
     let mut cmd = Command::new(tracer_bin());
     cmd.arg("probes");
     // SAFETY: only async-signal-safe system calls between fork and exec.

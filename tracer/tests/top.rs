@@ -258,7 +258,9 @@ fn plays_at_the_recordings_pace_and_quits_on_ctrl_c() {
 /// view is up (the endpoint's address is printed before the view takes the screen).
 #[test]
 fn serves_metrics_beside_the_view() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = free.local_addr().expect("its address").port();
+    drop(free);
     let args = format!("--from {} --fast --metrics 127.0.0.1:{port}", quote(&recording()));
     let tmux = Tmux::start(&top_command(&args));
     tmux.wait("the end of the recording", |s| rows(s).len() == 2 && s.contains("ended"));
@@ -281,10 +283,10 @@ fn serves_metrics_beside_the_view() {
 fn scrape(port: u16) -> String {
     use std::io::{Read as _, Write as _};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the endpoint");
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).expect("a read timeout");
     stream
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .unwrap();
+        .expect("the request sent");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("a response");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");

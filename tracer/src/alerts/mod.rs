@@ -33,8 +33,8 @@ mod text;
 pub use alert::{Alert, AlertKind, Severity};
 pub use book::{ActiveAlert, AlertId, Change};
 #[cfg(test)]
-pub use config::ZeroWindowStall;
+pub use config::Rule;
 pub use config::Thresholds;
 #[cfg(test)]
-pub use config::Rule;
+pub use config::ZeroWindowStall;
 pub use engine::Engine;

@@ -16,15 +16,13 @@ use tokio::{
     time::{interval, sleep, MissedTickBehavior},
 };
 
-use super::{
-    session::{Options, Session},
-};
+use super::session::{Options, Session};
 use crate::{
     alerts::Thresholds,
     cli::{MetricsArgs, TopArgs, DEFAULT_WINDOW_SHIFT},
-    metrics,
     events::{reader::Reader, Decoder},
     host::{clock::now_ns, procfs::os_release},
+    metrics,
     pipeline::{
         live::{Due, Live, Warnings},
         Pipeline,

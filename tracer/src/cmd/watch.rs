@@ -8,9 +8,7 @@ use tokio::{
     time::sleep,
 };
 
-use super::{
-    session::{describe, Options, Session},
-};
+use super::session::{describe, Options, Session};
 use crate::{
     alerts::Thresholds,
     cli::{MetricsArgs, ServeArgs, WatchArgs, DEFAULT_WINDOW_SHIFT},

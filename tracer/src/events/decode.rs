@@ -13,7 +13,9 @@ pub use super::model::{Body, Event, LocalState, SenderState, Side};
 use tracer_common::event::{
     DropEvent, EventHeader, LifecycleEvent, OwnerEvent, PeerEvent, ProbeEvent, RcvSpaceEvent,
     ReadEvent, WindowEvent, AF_INET6, KIND_CLOSE, KIND_DROP, KIND_OPEN, KIND_OWNER, KIND_PEER,
-    KIND_PROBE, KIND_RCV_SPACE, KIND_READ, KIND_WINDOW, TRANSITION_FROM_ZERO, TRANSITION_TO_ZERO,
+    KIND_PROBE, KIND_RCV_SPACE, KIND_READ, KIND_WINDOW, TCP_CLOSE, TCP_CLOSE_WAIT, TCP_CLOSING,
+    TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2, TCP_LAST_ACK, TCP_LISTEN, TCP_NEW_SYN_RECV,
+    TCP_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT, TRANSITION_FROM_ZERO, TRANSITION_TO_ZERO,
     TRANSITION_TO_ZERO_UNCOUNTED,
 };
 
@@ -374,22 +376,22 @@ fn hook_name(hook: u8) -> &'static str {
     }
 }
 
-const TCP_SYN_SENT: u8 = 2;
-
+/// The kernel's name for a TCP state (the numbers are tracer-common's, shared with the kernel
+/// programs).
 pub fn tcp_state(state: u8) -> &'static str {
     match state {
-        1 => "ESTABLISHED",
-        2 => "SYN_SENT",
-        3 => "SYN_RECV",
-        4 => "FIN_WAIT1",
-        5 => "FIN_WAIT2",
-        6 => "TIME_WAIT",
-        7 => "CLOSE",
-        8 => "CLOSE_WAIT",
-        9 => "LAST_ACK",
-        10 => "LISTEN",
-        11 => "CLOSING",
-        12 => "NEW_SYN_RECV",
+        TCP_ESTABLISHED => "ESTABLISHED",
+        TCP_SYN_SENT => "SYN_SENT",
+        TCP_SYN_RECV => "SYN_RECV",
+        TCP_FIN_WAIT1 => "FIN_WAIT1",
+        TCP_FIN_WAIT2 => "FIN_WAIT2",
+        TCP_TIME_WAIT => "TIME_WAIT",
+        TCP_CLOSE => "CLOSE",
+        TCP_CLOSE_WAIT => "CLOSE_WAIT",
+        TCP_LAST_ACK => "LAST_ACK",
+        TCP_LISTEN => "LISTEN",
+        TCP_CLOSING => "CLOSING",
+        TCP_NEW_SYN_RECV => "NEW_SYN_RECV",
         _ => "UNKNOWN",
     }
 }

@@ -361,7 +361,7 @@ impl Btf {
         Err(unsupported("bitfield does not fit an aligned 8-byte load"))
     }
 
-    #[cfg_attr(not(test), allow(dead_code))] // optional members read absent on any error
+    #[cfg(test)]
     /// Like member() but Ok(None) when the member (last path element) does not exist; Err only if root is missing.
     /// (Also Err if the member exists but cannot be described as a [`Field`], or the BTF is corrupt.)
     pub fn member_opt(&self, root: &str, path: &str) -> Result<Option<Field>, BtfError> {
@@ -373,14 +373,12 @@ impl Btf {
     }
 
     /// Value of `variant` in ENUM or ENUM64 `enum_name` (ENUM64 values above i64::MAX wrap).
-    #[cfg_attr(not(test), allow(dead_code))] // for drop reasons, resolved by name
     pub fn enum_value(&self, enum_name: &str, variant: &str) -> Option<i64> {
         let hit = self.enum_variants(enum_name).into_iter().find(|(n, _)| n == variant);
         hit.map(|(_, v)| v)
     }
 
     /// All (name, value) pairs of enum `enum_name`; empty if there is no such enum.
-    #[cfg_attr(not(test), allow(dead_code))] // for drop reasons, resolved by name
     pub fn enum_variants(&self, enum_name: &str) -> Vec<(String, i64)> {
         let Some(t) = self.enums.get(enum_name).and_then(|&id| self.types.get(id as usize)) else {
             return Vec::new();
@@ -396,7 +394,7 @@ impl Btf {
     }
 
     /// True if a STRUCT or UNION of that name exists (a bare FWD declaration does not count).
-    #[cfg_attr(not(test), allow(dead_code))] // for drop reasons, resolved by name
+    #[cfg(test)]
     pub fn has_struct(&self, name: &str) -> bool {
         self.structs.contains_key(name)
     }

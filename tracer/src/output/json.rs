@@ -61,7 +61,9 @@ impl Consumer for Json {
             let mut object = Map::new();
             object.insert("ts_ns".into(), json!(ts_ns));
             object.insert("kind".into(), json!("summary"));
-            if let Value::Object(fields) = serde_json::to_value(row).map_err(std::io::Error::from)? {
+            if let Value::Object(fields) =
+                serde_json::to_value(row).map_err(std::io::Error::from)?
+            {
                 object.extend(fields);
             }
             self.line(&Value::Object(object))?;

@@ -12,8 +12,8 @@ use aya::{
 
 use tracer_common::config::{SWITCH_COUNT, SWITCH_EGRESS};
 
-use super::{hooks, Attach, Hook, Signal, Target};
 use super::Tiers;
+use super::{hooks, Attach, Hook, Signal, Target};
 use crate::{host::mounts, kernel::btf::KernelBtf};
 
 /// What serves one signal on this kernel, and why better hooks were not used.
@@ -48,8 +48,7 @@ pub fn attach_all(ebpf: &mut Ebpf, mode: Tiers, kernel_btf: &KernelBtf) -> Resul
         let mut row = Row { signal, chosen: None, partial: Vec::new(), skipped: Vec::new() };
         for hook in hooks(signal) {
             if !hook.allowed(mode) {
-                row.skipped
-                    .push((hook.label(), format!("not tried (--hooks {})", mode.name())));
+                row.skipped.push((hook.label(), format!("not tried (--hooks {})", mode.name())));
                 continue;
             }
             match try_hook(ebpf, hook, btf.clone(), kernel_btf) {

@@ -133,17 +133,15 @@ impl Player {
                 self.lost += count;
                 pipeline.lost(ts, count)?;
             }
-            Some(Item::End { events, lost }) => {
-                if events != self.events || lost != self.lost {
-                    self.notes.push(Note::Miscounted {
-                        events,
-                        lost,
-                        read_events: self.events,
-                        read_lost: self.lost,
-                    });
-                }
+            Some(Item::End { events, lost }) if events != self.events || lost != self.lost => {
+                self.notes.push(Note::Miscounted {
+                    events,
+                    lost,
+                    read_events: self.events,
+                    read_lost: self.lost,
+                });
             }
-            None => {}
+            Some(Item::End { .. }) | None => {}
         }
         Ok(Some(ts))
     }

@@ -1,6 +1,6 @@
 //! Shared by the live tests: the tracer as a child process, network namespaces, nstat, and the
 //! traffic scenarios that make the kernel show each flow-control condition.
-#![allow(dead_code)] // each test binary uses its own subset
+#![allow(dead_code, reason = "each test binary uses its own subset")]
 
 use std::{
     collections::HashMap,
