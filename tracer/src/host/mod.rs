@@ -2,6 +2,7 @@
 //! Every other module asks here instead of opening those files itself.
 
 pub mod clock;
+pub mod limits;
 pub mod mounts;
 pub mod procfs;
 pub mod sysfs;

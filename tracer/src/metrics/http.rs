@@ -107,14 +107,10 @@ pub async fn serve(listener: TcpListener, metrics: SharedMetrics) {
     serve_with(listener, metrics, limits).await
 }
 
-/// The soft limit on open files (RLIMIT_NOFILE), or usize::MAX if it cannot be read.
+/// The soft limit on open files, or usize::MAX when unlimited.
 fn open_files_limit() -> usize {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes into the valid struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return usize::MAX;
-    }
-    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+    crate::host::limits::open_files()
+        .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 /// `serve` within `limits`.

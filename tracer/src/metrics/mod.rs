@@ -3,7 +3,7 @@
 //! `/metrics` as OpenMetrics or the text format 0.0.4.
 //!
 //! - `Metrics` is pure state (no I/O, no clock): the same events give the same samples;
-//! - `SharedMetrics` shares it between the pipeline (as an `Observer`) and the HTTP server, and
+//! - `SharedMetrics` shares it between the pipeline (as a `Consumer`) and the HTTP server, and
 //!   names processes from /proc when live;
 //! - `families`: every metric family as a row of data (name, help, unit, type, labels);
 //! - `scraped`: families whose values are read at scrape time (the agent's health, the
@@ -446,7 +446,7 @@ fn severity_str(s: Severity) -> &'static str {
     }
 }
 
-/// Shares a Metrics between the pipeline (as an Observer) and the HTTP server.
+/// Shares a Metrics between the pipeline (as a `Consumer`) and the HTTP server.
 #[derive(Clone)]
 pub struct SharedMetrics(pub Arc<Mutex<Metrics>>);
 

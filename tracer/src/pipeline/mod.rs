@@ -11,11 +11,7 @@
 
 pub mod live;
 
-use std::{
-    cell::RefCell,
-    rc::Rc,
-    sync::{Arc, Mutex, MutexGuard},
-};
+use std::{cell::RefCell, rc::Rc};
 
 use anyhow::Result;
 
@@ -108,42 +104,6 @@ impl<C: Consumer> Consumer for Rc<RefCell<C>> {
     fn flush(&mut self) -> Result<()> {
         self.borrow_mut().flush()
     }
-}
-
-/// A consumer shared with another thread or task (the metrics endpoint serves it). A lock
-/// poisoned by a panic elsewhere is used as it is: the state stays consistent enough to serve.
-impl<C: Consumer> Consumer for Arc<Mutex<C>> {
-    fn event(&mut self, e: &Event, key: ConnKey, state: &State<'_>) -> Result<()> {
-        lock(self).event(e, key, state)
-    }
-
-    fn alert(&mut self, a: &Alert, id: &AlertId, state: &State<'_>) -> Result<()> {
-        lock(self).alert(a, id, state)
-    }
-
-    fn lost(&mut self, ts_ns: u64, new: u64, total: u64) -> Result<()> {
-        lock(self).lost(ts_ns, new, total)
-    }
-
-    fn drained(&mut self, drain: &Drain) {
-        lock(self).drained(drain);
-    }
-
-    fn tick(&mut self, state: &State<'_>, now_ns: u64) -> Result<()> {
-        lock(self).tick(state, now_ns)
-    }
-
-    fn finish(&mut self, state: &State<'_>, now_ns: u64, summary: &[ConnSummary]) -> Result<()> {
-        lock(self).finish(state, now_ns, summary)
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        lock(self).flush()
-    }
-}
-
-fn lock<C>(shared: &Mutex<C>) -> MutexGuard<'_, C> {
-    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 pub struct Pipeline {
