@@ -152,6 +152,7 @@ impl View {
             lost: feed.lost,
             undecodable,
             untracked,
+            evicted: table.evicted(),
         };
         drop(feed);
         self.model.refresh(rows, alerts, stats);

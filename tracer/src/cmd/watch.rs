@@ -150,13 +150,16 @@ async fn watch(
         Some(e) => Err(e),
     };
     let counts = live.counts();
-    let untracked = if counts.untracked > 0 {
-        format!(", {} connections not tracked (per-socket table full)", counts.untracked)
-    } else {
-        String::new()
-    };
+    let mut dropped = String::new();
+    if counts.untracked > 0 {
+        dropped +=
+            &format!(", {} connections not tracked (per-socket table full)", counts.untracked);
+    }
+    if counts.evicted > 0 {
+        dropped += &format!(", {} connections evicted (agent table full)", counts.evicted);
+    }
     eprintln!(
-        "tracer: detached; {} events, {} lost, {} undecodable{untracked}",
+        "tracer: detached; {} events, {} lost, {} undecodable{dropped}",
         counts.seen, counts.lost, counts.bad
     );
     match result {

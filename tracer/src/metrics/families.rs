@@ -331,6 +331,20 @@ pub static TRACKED: Family = family(
     &[],
     "Live connections in the agent's connection table.",
 );
+pub static EVICTED: Family = family(
+    "tracer_connections_evicted_total",
+    Counter,
+    None,
+    &[],
+    "Live connections the agent's table dropped to stay within its cap: their alerts ended and their next events start a new timeline.",
+);
+pub static UNTRACKED: Family = family(
+    "tracer_connections_untracked_total",
+    Counter,
+    None,
+    &[],
+    "Connections opened since attach that the kernel's per-socket table had no room for: their open, close, reads and buffer changes are not reported.",
+);
 pub static LABEL_SETS: Family = family(
     "tracer_metrics_label_sets",
     Gauge,
@@ -362,7 +376,7 @@ pub static BUILD_INFO: Family = family(
 
 /// Every family (the tests check the exposition against them).
 #[cfg(test)]
-pub static ALL: [&Family; 34] = [
+pub static ALL: [&Family; 36] = [
     &ZW_EPISODES,
     &ZW_UNCOUNTED,
     &ZW_DURATION,
@@ -393,6 +407,8 @@ pub static ALL: [&Family; 34] = [
     &DRAINED_BYTES,
     &DRAIN_EVENTS,
     &TRACKED,
+    &EVICTED,
+    &UNTRACKED,
     &LABEL_SETS,
     &LABEL_SETS_LIMIT,
     &FOLDED,

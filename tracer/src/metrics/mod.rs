@@ -302,6 +302,11 @@ impl Metrics {
         h.fill_max = h.fill_max.max(h.fill);
     }
 
+    /// Connections the kernel's per-socket table had no room for, in all.
+    pub fn on_untracked(&mut self, total: u64) {
+        self.health.lock().untracked = total;
+    }
+
     /// Gauges of connections per state and side, from the table (called on each tick).
     pub fn on_table(&mut self, table: &ConnTable, now_ns: u64) {
         self.connections.clear();
@@ -340,7 +345,10 @@ impl Metrics {
                 unread: conn.local.receiver.as_ref().map(|r| r.unread),
             });
         }
-        self.health.lock().tracked = tracked;
+        let mut h = self.health.lock();
+        h.tracked = tracked;
+        h.evicted = table.evicted();
+        drop(h);
         if let Some(shared) = &self.rows {
             *shared.lock() = ConnRows { rows, omitted };
         }
@@ -485,7 +493,9 @@ impl Consumer for SharedMetrics {
     }
 
     fn drained(&mut self, drain: &Drain) {
-        self.lock().on_drain(drain.events, drain.bytes, drain.ring_bytes);
+        let mut m = self.lock();
+        m.on_drain(drain.events, drain.bytes, drain.ring_bytes);
+        m.on_untracked(drain.untracked);
     }
 
     fn tick(&mut self, state: &State<'_>, now_ns: u64) -> anyhow::Result<()> {

@@ -121,6 +121,8 @@ pub struct Health {
     /// The highest `fill` since the previous scrape.
     pub fill_max: f64,
     pub tracked: u64,
+    pub evicted: u64,
+    pub untracked: u64,
     pub label_sets: u64,
     pub label_sets_limit: u64,
     pub folded: u64,
@@ -136,6 +138,8 @@ impl Collect for Health {
         out.one(&f::DRAINED_BYTES, self.drained_bytes)?;
         out.one(&f::DRAIN_EVENTS, self.last_drain_events)?;
         out.one(&f::TRACKED, self.tracked)?;
+        out.one(&f::EVICTED, self.evicted)?;
+        out.one(&f::UNTRACKED, self.untracked)?;
         out.one(&f::LABEL_SETS, self.label_sets)?;
         out.one(&f::LABEL_SETS_LIMIT, self.label_sets_limit)?;
         out.one(&f::FOLDED, self.folded)

@@ -522,6 +522,26 @@ fn exposition_matches_the_family_table() {
     assert_formats_valid(&m);
 }
 
+/// Connections the agent's table evicts and those the kernel could not track are counted in
+/// the exposition, never silently gone.
+#[test]
+fn evicted_and_untracked_connections_are_counted() {
+    let shared = SharedMetrics::new(Metrics::new(false));
+    let limits = crate::timeline::Limits { live_capacity: 2, ..Default::default() };
+    let mut p = Pipeline::with_table(Thresholds::default(), ConnTable::with_limits(limits));
+    p.add(Box::new(shared.clone()));
+    for sk in 1..=5u64 {
+        p.event(&ev(sk, sk, (7777, 40000 + sk as u16), 7, open(false, Some("server")))).unwrap();
+    }
+    p.drained(&crate::pipeline::Drain { untracked: 9, ..Default::default() });
+    p.tick(10 * MS).unwrap();
+    let text = shared.lock().render();
+    has(&text, "tracer_connections_tracked 2");
+    has(&text, "tracer_connections_evicted_total 3");
+    has(&text, "tracer_connections_untracked_total 9");
+    assert_formats_valid(&shared.lock());
+}
+
 #[test]
 fn window_state_names_are_the_json_ones() {
     let mut p = Pipeline::new(Thresholds::default());

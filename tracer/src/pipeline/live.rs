@@ -18,7 +18,8 @@ const TICK_EVERY: Duration = Duration::from_millis(250);
 /// Time-based alerts are checked this far behind the clock, so that an event still waiting in
 /// the ring buffer (drained every DRAIN_EVERY) can end a condition before its threshold fires.
 const ALERT_LAG: Duration = Duration::from_millis(100);
-/// How often the "connections not tracked" warning may repeat while the count grows.
+/// How often the "connections not tracked" and "evicted" warnings may repeat while the count
+/// grows.
 const UNTRACKED_WARN_EVERY: Duration = Duration::from_secs(10);
 /// Undecodable records described on stderr; the rest are only counted.
 const UNDECODABLE_SHOWN: u64 = 3;
@@ -43,6 +44,8 @@ pub struct Counts {
     pub bad: u64,
     /// Connections the kernel's per-socket table had no room for.
     pub untracked: u64,
+    /// Live connections the agent's table evicted to make room.
+    pub evicted: u64,
 }
 
 /// Which timer is due.
@@ -57,6 +60,7 @@ pub struct Live {
     warnings: Warnings,
     counts: Counts,
     untracked_warned: Option<(u64, Instant)>,
+    evicted_warned: Option<(u64, Instant)>,
     drain: Interval,
     tick: Interval,
 }
@@ -69,6 +73,7 @@ impl Live {
             warnings,
             counts: Counts::default(),
             untracked_warned: None,
+            evicted_warned: None,
             drain: every(DRAIN_EVERY),
             tick: every(TICK_EVERY),
         }
@@ -116,7 +121,8 @@ impl Live {
             }
         });
         self.counts.seen += events;
-        pipeline.drained(&Drain { events, bytes, ring_bytes: RING_BYTES as usize });
+        let untracked = self.counts.untracked;
+        pipeline.drained(&Drain { events, bytes, ring_bytes: RING_BYTES as usize, untracked });
         result.and_then(|()| pipeline.flush())
     }
 
@@ -133,7 +139,8 @@ impl Live {
         pipeline.finish(now_ns)
     }
 
-    /// Reports ring-buffer loss, and connections left untracked, since the last check.
+    /// Reports ring-buffer loss, and connections left untracked or evicted, since the last
+    /// check.
     fn check_loss(&mut self, pipeline: &mut Pipeline, now_ns: u64) -> Result<()> {
         let lost = self.reader.lost_total();
         if lost > self.counts.lost {
@@ -142,26 +149,42 @@ impl Live {
             pipeline.lost(now_ns, new)?;
         }
         self.counts.untracked = self.reader.table_full_total();
+        let table = pipeline.state().table;
+        self.counts.evicted = table.evicted();
         if self.warnings == Warnings::Stderr {
-            self.warn_untracked();
+            let untracked = self.counts.untracked;
+            if should_warn(&mut self.untracked_warned, untracked) {
+                eprintln!(
+                    "tracer: warning: {untracked} connection(s) opened since attach are not \
+                     tracked: the kernel's per-socket table is full, so their open, close, reads \
+                     and buffer changes are not reported (windows and probes still are, except \
+                     with --hooks kprobe)"
+                );
+            }
+            let evicted = self.counts.evicted;
+            if should_warn(&mut self.evicted_warned, evicted) {
+                eprintln!(
+                    "tracer: warning: {evicted} live connection(s) dropped from the agent's \
+                     table, which keeps the {} most recently active: their alerts ended and \
+                     their next events start a new timeline; narrow with --port or --pid",
+                    table.live_capacity()
+                );
+            }
         }
         Ok(())
     }
+}
 
-    fn warn_untracked(&mut self) {
-        let untracked = self.counts.untracked;
-        let (warned, at) = self.untracked_warned.unwrap_or((0, Instant::now()));
-        let quiet = self.untracked_warned.is_some() && at.elapsed() < UNTRACKED_WARN_EVERY;
-        if untracked > warned && !quiet {
-            eprintln!(
-                "tracer: warning: {untracked} connection(s) opened since attach are not tracked: \
-                 the kernel's per-socket table is full, so their open, close, reads and buffer \
-                 changes are not reported (windows and probes still are, except with --hooks \
-                 kprobe)"
-            );
-            self.untracked_warned = Some((untracked, Instant::now()));
-        }
+/// Whether a growing count deserves a warning now: it grew since the last one, and the last
+/// one is at least UNTRACKED_WARN_EVERY old.
+fn should_warn(warned: &mut Option<(u64, Instant)>, count: u64) -> bool {
+    let (last, at) = warned.unwrap_or((0, Instant::now()));
+    let quiet = warned.is_some() && at.elapsed() < UNTRACKED_WARN_EVERY;
+    if count <= last || quiet {
+        return false;
     }
+    *warned = Some((count, Instant::now()));
+    true
 }
 
 fn every(period: Duration) -> Interval {

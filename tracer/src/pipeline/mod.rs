@@ -35,6 +35,8 @@ pub struct Drain {
     /// Bytes it held, and the ring's size: how close the agent came to losing events.
     pub bytes: usize,
     pub ring_bytes: usize,
+    /// Connections the kernel's per-socket table had no room for, in all, as last read.
+    pub untracked: u64,
 }
 
 /// Something that follows the stream. Every method has a do-nothing default, so a consumer

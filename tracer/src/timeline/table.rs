@@ -83,6 +83,8 @@ pub struct ConnTable {
     closed_order: VecDeque<ConnKey>,
     ended: VecDeque<Ended>,
     ended_seq: u64,
+    /// Live connections evicted to stay within `live_capacity`, in all.
+    evicted: u64,
 }
 
 impl ConnTable {
@@ -146,6 +148,17 @@ impl ConnTable {
     #[cfg(test)]
     pub fn closed_len(&self) -> usize {
         self.closed_order.len()
+    }
+
+    /// Live connections evicted to make room, in all: their later events start a new timeline,
+    /// so the operator is told (like lost events).
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// The live connections kept at most.
+    pub fn live_capacity(&self) -> usize {
+        self.limits.live_capacity
     }
 
     /// The sequence number the next end-log entry will get: a consumer's cursor.
@@ -250,6 +263,7 @@ impl ConnTable {
     }
 
     fn evict(&mut self, key: ConnKey, ts_ns: u64) {
+        self.evicted += 1;
         self.unindex_live(key);
         self.conns.remove(&key);
         self.log(key, ts_ns, EndReason::Evicted);

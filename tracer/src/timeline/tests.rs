@@ -201,8 +201,10 @@ fn live_connections_are_capped_least_recently_updated_first() {
     let k3 = t.apply(&at(3, 3, open(true, 1460)));
     // Touch 1: now 2 is the least recently updated.
     t.apply(&at(4, 1, local_window(1000, 0, 8192)));
+    assert_eq!(t.evicted(), 0);
     let k4 = t.apply(&at(5, 4, open(true, 1460)));
     assert_eq!(t.live_len(), 3);
+    assert_eq!(t.evicted(), 1, "an eviction is counted");
     assert!(t.get(&k2).is_none());
     for k in [k1, k3, k4] {
         assert!(t.get(&k).is_some());

@@ -178,6 +178,8 @@ pub struct Stats {
     pub undecodable: u64,
     /// Connections opened since attach that the kernel's per-socket table had no room for.
     pub untracked: u64,
+    /// Live connections the agent's table evicted to make room.
+    pub evicted: u64,
 }
 
 /// The whole view state.

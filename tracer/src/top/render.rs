@@ -200,6 +200,11 @@ fn header(model: &Model, theme: Theme) -> Vec<Line<'static>> {
         let text = format!("{} connections not tracked (table full)", stats.untracked);
         first.push(Span::styled(text, theme.warn()));
     }
+    if stats.evicted > 0 {
+        first.push(sep());
+        let text = format!("{} connections evicted (agent table full)", stats.evicted);
+        first.push(Span::styled(text, theme.warn()));
+    }
     if model.paused() {
         first.push(Span::raw("  "));
         first.push(Span::styled(" PAUSED ", theme.selected()));
