@@ -42,7 +42,7 @@ use crate::pipeline::{Consumer, Drain, State};
 use crate::timeline::{Conn, ConnKey, ConnSummary, ConnTable, FourTuple};
 use families as f;
 use format::Format;
-use labels::{AlertLabels, Conns, LabelSet, LabelSets, PidNames, Sided};
+use labels::{AlertLabels, ConnInfo, Conns, LabelSet, LabelSets, PidNames, Sided};
 use scraped::{Collect, ConnRow, ConnRows, Health, Scraped, SideRow};
 
 /// Distinct (port, process) label sets kept by default before folding into `other`.
@@ -401,16 +401,8 @@ impl Metrics {
     fn set_of(&mut self, tuple: FourTuple, pid: Option<u32>, comm: Option<&str>) -> LabelSet {
         let Metrics { conns, pids, sets, unknown, opened, .. } = self;
         let info = conns.get_or_insert(tuple);
-        if info.process.is_none() {
-            info.process = comm.map(Arc::from).or_else(|| pid.and_then(|p| pids.get(p)));
-        }
-        let process = info.process.clone().unwrap_or_else(|| unknown.clone());
-        let set = sets.get(info.port, &process);
-        if info.pending_open && info.process.is_some() {
-            info.pending_open = false;
-            opened.get_or_create(&set).inc();
-        }
-        set
+        let named = || comm.map(Arc::from).or_else(|| pid.and_then(|p| pids.get(p)));
+        label_set(info, named, sets, unknown, opened)
     }
 
     /// The label set of a connection in the table (which does not know which end connected).
@@ -422,17 +414,29 @@ impl Metrics {
             let process = named().unwrap_or_else(|| unknown.clone());
             return sets.get(conn.tuple.sport.min(conn.tuple.dport), &process);
         };
-        if info.process.is_none() {
-            info.process = named();
-        }
-        let process = info.process.clone().unwrap_or_else(|| unknown.clone());
-        let set = sets.get(info.port, &process);
-        if info.pending_open && info.process.is_some() {
-            info.pending_open = false;
-            opened.get_or_create(&set).inc();
-        }
-        set
+        label_set(info, named, sets, unknown, opened)
     }
+}
+
+/// The label set of a remembered connection: its process is named by `named` the first time a
+/// name is known, and then it stays; its open, pending until then, is counted then.
+fn label_set(
+    info: &mut ConnInfo,
+    named: impl FnOnce() -> Option<Arc<str>>,
+    sets: &mut LabelSets,
+    unknown: &Arc<str>,
+    opened: &Family<LabelSet, Counter>,
+) -> LabelSet {
+    if info.process.is_none() {
+        info.process = named();
+    }
+    let process = info.process.clone().unwrap_or_else(|| unknown.clone());
+    let set = sets.get(info.port, &process);
+    if info.pending_open && info.process.is_some() {
+        info.pending_open = false;
+        opened.get_or_create(&set).inc();
+    }
+    set
 }
 
 /// One direction of a table connection, for the gauges.
