@@ -29,7 +29,13 @@ pub struct Config {
     pub accept_ret_offset: u16,
     /// The kernel's ICSK_ACK_NOMEM bit of icsk_ack.pending (6.6+); 0 where it does not exist.
     pub icsk_ack_nomem: u8,
-    pub _pad2: u8,
+    /// 1: every connection is reported from its open (a filter is set, or the operator asked
+    /// for every connection). 0: a connection is reported from its first flow-control moment.
+    pub every_connection: u8,
+    /// A quiet connection is reported once the window it advertises falls below this percentage
+    /// of the largest it advertised (zero windows always count).
+    pub report_below_pct: u8,
+    pub _pad2: [u8; 3],
 }
 
 impl Config {
@@ -40,11 +46,16 @@ impl Config {
         kernel_features: 0,
         accept_ret_offset: 16,
         icsk_ack_nomem: 0,
-        _pad2: 0,
+        every_connection: 1,
+        report_below_pct: DEFAULT_REPORT_BELOW_PCT,
+        _pad2: [0; 3],
     };
 }
 
-const _: () = assert!(core::mem::size_of::<Config>() == 12);
+/// Default of `Config::report_below_pct`: a window that fell below half its own maximum.
+pub const DEFAULT_REPORT_BELOW_PCT: u8 = 50;
+
+const _: () = assert!(core::mem::size_of::<Config>() == 16);
 
 #[cfg(feature = "user")]
 // SAFETY: plain old data with explicit padding.
@@ -60,6 +71,8 @@ pub const MAX_SOCKETS: u32 = 65536;
 /// A socket not traced by the tracepoint programs because the per-socket hash was full.
 pub const COUNT_TABLE_FULL: u32 = 0;
 pub const COUNT_SLOTS: u32 = 1;
+/// Entries of the per-port host totals (PORT_TOTALS).
+pub const MAX_TOTAL_PORTS: u32 = 1024;
 pub const MAX_PORTS: u32 = 64;
 pub const MAX_DROP_REASONS: u32 = 16;
 

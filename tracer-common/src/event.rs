@@ -141,7 +141,10 @@ pub struct LifecycleEvent {
     pub rcvbuf: u32,
     /// 1 when both ends agreed to window scaling.
     pub wscale_ok: u8,
-    pub _pad: [u8; 3],
+    /// 1 for an open sent late, at the connection's first flow-control moment (a quiet
+    /// connection): the header's time is still the open's.
+    pub deferred: u8,
+    pub _pad: [u8; 2],
     pub comm: [u8; 16],
 }
 

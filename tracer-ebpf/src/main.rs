@@ -3,8 +3,9 @@
 //!
 //! Layers, each using only those below it: `read` (kernel memory) and `state` (the per-socket
 //! record); `maps` (every map and load-time global); `filter` (the user's filters), `header`
-//! (event headers) and `emit` (the ring buffer, nothing else); `socket` (where a socket's state
-//! lives and who owns it); `probes` (the programs).
+//! (event headers), `emit` (the ring buffer, nothing else) and `totals` (host counters);
+//! `socket` (where a socket's state lives and who owns it); `report` (which connections are
+//! reported: quiet ones wait for their first flow-control moment); `probes` (the programs).
 #![no_std]
 #![no_main]
 #![expect(
@@ -19,8 +20,10 @@ mod header;
 mod maps;
 mod probes;
 mod read;
+mod report;
 mod socket;
 mod state;
+mod totals;
 
 #[cfg(not(test))]
 #[panic_handler]

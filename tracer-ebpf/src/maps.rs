@@ -3,14 +3,16 @@
 use aya_ebpf::{
     bindings::{bpf_map_type::BPF_MAP_TYPE_SK_STORAGE, BPF_F_NO_PREALLOC},
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use tracer_common::{
     config::{
-        Config, COUNT_SLOTS, MAX_DROP_REASONS, MAX_PORTS, MAX_SOCKETS, RING_BYTES, SWITCH_COUNT,
+        Config, COUNT_SLOTS, MAX_DROP_REASONS, MAX_PORTS, MAX_SOCKETS, MAX_TOTAL_PORTS, RING_BYTES,
+        SWITCH_COUNT,
     },
     event::KIND_COUNT,
     offsets::KernelOffsets,
+    totals::{PortTotals, HOST_TOTAL_SLOTS},
 };
 
 use crate::state::SockState;
@@ -34,6 +36,16 @@ pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(KIND_COUNT, 0)
 /// What the programs could not do, per CPU (config::COUNT_*): the agent shows these.
 #[map]
 pub static COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNT_SLOTS, 0);
+
+/// Host totals (totals::TOTAL_*), per CPU: every connection, reported or not; then those of
+/// ports that found PORT_TOTALS full (totals::OTHER_PORTS + TOTAL_*).
+#[map]
+pub static HOST_TOTALS: PerCpuArray<u64> = PerCpuArray::with_max_entries(HOST_TOTAL_SLOTS, 0);
+
+/// The same totals by service port, per CPU, for a bounded number of ports.
+#[map]
+pub static PORT_TOTALS: PerCpuHashMap<u16, PortTotals> =
+    PerCpuHashMap::with_max_entries(MAX_TOTAL_PORTS, 0);
 
 /// Per-socket state of the programs that cannot use sk_storage (raw tracepoints, kprobes),
 /// keyed by socket address. Not an LRU: an evicted live socket would repeat or lose a

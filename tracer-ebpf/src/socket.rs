@@ -40,17 +40,28 @@ fn fresh(sk: u64) -> SockState {
         rcvbuf: 0,
         peer_raw: UNSEEN,
         peer_reported: UNSEEN,
+        max_raw: 0,
         peer_sample_ns: 0,
         copied: 0,
         reads: 0,
         read_bytes: 0,
         read_since_ns: 0,
         cgroup: 0,
+        opened_ns: 0,
+        open_advmss: 0,
+        open_rcvbuf: 0,
+        open_from: 0,
+        open_snd_wscale: 0,
+        open_rcv_wscale: 0,
+        open_wscale_ok: 0,
+        service_port: 0,
+        // With a filter, or when asked for every connection, each is reported from its open.
+        reported: global!(CONFIG.every_connection),
         nomem_pending: 0,
         sport: 0,
         dport: 0,
         ports_match: 0,
-        _pad: [0; 2],
+        _pad: [0; 3],
         comm: [0; 16],
     };
     read_ports(sk, &mut fresh);
@@ -78,14 +89,9 @@ fn is_connection(sk: u64) -> bool {
 /// The hash state of socket `sk`, created on first sight of a live connection.
 #[inline(always)]
 pub fn get(sk: u64) -> Option<&'static mut SockState> {
-    if let Some(state) = find(sk) {
-        return Some(state);
-    }
-    if !is_connection(sk) {
-        return None;
-    }
-    SOCKS.insert(&sk, &fresh(sk), 0).ok()?;
-    find(sk)
+    // SAFETY: map values stay valid for the program's run; entries are removed only at
+    // TCP_CLOSE, under the socket's own state change.
+    shared(sk).map(|state| unsafe { &mut *state })
 }
 
 /// The hash state of `sk` if it has one; never creates it.
@@ -94,6 +100,34 @@ pub fn find(sk: u64) -> Option<&'static mut SockState> {
     // SAFETY: map values stay valid for the program's run; entries are removed only at
     // TCP_CLOSE, under the socket's own state change.
     SOCKS.get_ptr_mut(&sk).map(|state| unsafe { &mut *state })
+}
+
+/// The hash state of `sk` as a raw pointer, created on first sight of a live connection: for
+/// callers that may already hold `sk`'s record from the other store.
+#[inline(always)]
+pub fn shared(sk: u64) -> Option<*mut SockState> {
+    if let Some(state) = SOCKS.get_ptr_mut(&sk) {
+        return Some(state);
+    }
+    if !is_connection(sk) {
+        return None;
+    }
+    SOCKS.insert(&sk, &fresh(sk), 0).ok()?;
+    SOCKS.get_ptr_mut(&sk)
+}
+
+/// The service port of `sk` for the host totals, from its open (kept in the hash record); 0
+/// when unknown. Only called at rare moments (a zero window, a probe, a drop).
+#[inline(always)]
+pub fn service_port(sk: u64, st: &SockState) -> u16 {
+    if st.service_port != 0 {
+        return st.service_port;
+    }
+    match SOCKS.get_ptr(&sk) {
+        // SAFETY: a live map value; one field is copied out.
+        Some(shared) => unsafe { (*shared).service_port },
+        None => 0,
+    }
 }
 
 /// Fresh hash state for a connection that starts now (SYN_SENT, SYN_RECV): whatever an earlier
@@ -196,7 +230,8 @@ pub fn read_ports(sk: u64, state: &mut SockState) {
 /// connect(), whose local port is not chosen yet: its open event names the process instead.
 #[inline(always)]
 pub fn learn_and_announce_owner(sk: u64, state: &mut SockState, hook: u8) {
-    if learn_owner(state) && filter::wanted(state) {
+    // A quiet connection's owner goes out with its deferred open, if it is ever reported.
+    if learn_owner(state) && state.reported != 0 && filter::wanted(state) {
         emit::send(
             KIND_OWNER,
             OwnerEvent {

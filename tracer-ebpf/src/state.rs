@@ -1,6 +1,7 @@
-//! The record the programs keep per socket: the filter verdict, the owning process, and the last
-//! values sent, so that each hook emits changes rather than one event per segment. Layout only:
-//! where it is stored and how it is found is `socket`'s concern.
+//! The record the programs keep per socket: the filter verdict, the owning process, whether the
+//! connection was reported, its open-time facts, and the last values sent, so that each hook
+//! emits changes rather than one event per segment. Layout only: where it is stored and how it
+//! is found is `socket`'s concern.
 
 /// Nothing advertised yet: the first window seen always counts as a change.
 pub const UNSEEN: u32 = u32::MAX;
@@ -21,6 +22,9 @@ pub struct SockState {
     /// reported.
     pub peer_raw: u32,
     pub peer_reported: u32,
+    /// Largest raw window this host advertised: a quiet connection is reported once its window
+    /// falls below CONFIG.report_below_pct of it.
+    pub max_raw: u32,
     /// When the last peer event was sent (for periodic samples).
     pub peer_sample_ns: u64,
     /// Reading: copied_seq at the last read, bytes and calls since the last READ report.
@@ -30,6 +34,21 @@ pub struct SockState {
     pub read_since_ns: u64,
     /// cgroup v2 id of the owner, seen with it.
     pub cgroup: u64,
+    /// Open-time facts, kept for a connection reported later than its open (hash record only):
+    /// when it reached ESTABLISHED (0: before the tracer attached), from which state, and what
+    /// the open event carries.
+    pub opened_ns: u64,
+    pub open_advmss: u32,
+    pub open_rcvbuf: u32,
+    pub open_from: u8,
+    pub open_snd_wscale: u8,
+    pub open_rcv_wscale: u8,
+    pub open_wscale_ok: u8,
+    /// The service's port (the local one of an accepted connection, the remote one of a
+    /// connection this host opened) for the host totals; 0 while unknown.
+    pub service_port: u16,
+    /// 1 once the connection was reported to the agent: its later events all go out.
+    pub reported: u8,
     /// An in-sequence PROTO_MEM drop happened: on a 6.6+ kernel the next zero window is the
     /// uncounted kind (used where icsk_ack.pending cannot be read at send time).
     pub nomem_pending: u8,
@@ -37,6 +56,6 @@ pub struct SockState {
     pub dport: u16,
     /// 1 when the port filter lets this socket through.
     pub ports_match: u8,
-    pub _pad: [u8; 2],
+    pub _pad: [u8; 3],
     pub comm: [u8; 16],
 }

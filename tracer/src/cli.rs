@@ -1,6 +1,7 @@
 //! Command-line interface.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tracer_common::config::DEFAULT_REPORT_BELOW_PCT;
 
 /// `--window-shift` unless given: `serve` and `top` (which have no such flag) use it too.
 pub const DEFAULT_WINDOW_SHIFT: u8 = 3;
@@ -74,6 +75,27 @@ pub struct FilterArgs {
     // 0 would mean "no filter" in the kernel programs: refuse it rather than trace everything.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub pid: Option<u32>,
+    /// Report every connection from its open, as --port and --pid do. Without them a healthy
+    /// connection sends nothing: it is reported, open included, from its first flow-control
+    /// moment (its window below --report-below % of its largest, a zero window, a sender held
+    /// by the peer's window, a probe, a drop for lack of space, a pinned buffer filling up).
+    /// Opens, closes, zero windows, probes and drops of every connection are still counted
+    /// (tcp_flow_host_* in /metrics).
+    #[arg(long)]
+    pub every_connection: bool,
+    /// A quiet connection is reported once the window it advertises falls below this
+    /// percentage of the largest it advertised (zero windows always count).
+    #[arg(long, value_name = "PCT", default_value_t = DEFAULT_REPORT_BELOW_PCT,
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub report_below: u8,
+}
+
+impl FilterArgs {
+    /// Whether every matching connection is reported from its open: the operator narrowed the
+    /// view (they asked for detail) or asked for all.
+    pub fn every_connection(&self) -> bool {
+        self.every_connection || !self.ports.is_empty() || self.pid.is_some()
+    }
 }
 
 #[derive(Args, Debug, Clone)]

@@ -1000,3 +1000,95 @@ fn missing_or_corrupt_btf_is_explained() {
     let _ = std::fs::remove_file(garbage);
     let _ = std::fs::remove_file(cut);
 }
+
+/// Without a filter, healthy connections send nothing at all. One whose reader stalls is
+/// reported from its first flow-control moment: a late open that names its process, then its
+/// events and its close. The kernel's host totals count every connection, as nstat does in the
+/// test's own network namespace.
+#[test]
+#[ignore = "needs root and a live kernel: run through `cargo xtask test`"]
+fn quiet_connections_send_nothing_and_are_counted() {
+    const HEALTHY: u64 = 300;
+    let (quiet_port, stall_port) = (test_port() + 18, test_port() + 19);
+    let metrics_port = free_port();
+    let tracer = Tracer::start(&["--metrics", &metrics_port.to_string()]);
+    let (before, after) = in_new_netns(move || {
+        let before = nstat();
+        let addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        short_connections(addr, quiet_port, HEALTHY as usize);
+        zero_window_transfer(addr, stall_port);
+        thread::sleep(Duration::from_millis(300));
+        (before, nstat())
+    });
+    thread::sleep(Duration::from_millis(300));
+    let metrics = scrape_metrics(metrics_port);
+    let events = tracer.stop();
+
+    let quiet = of_port(&events, quiet_port);
+    assert!(quiet.is_empty(), "expected no event of the healthy connections, saw {quiet:?}");
+
+    // Both ends of the stalled connection: a late open first, a close last.
+    let stalled = of_port(&events, stall_port);
+    let from_kernel = |e: &&&Value| !matches!(kind(e), "alert" | "alert_resolved" | "summary");
+    let mut sockets: Vec<&str> = stalled.iter().filter_map(|e| e["sk"].as_str()).collect();
+    sockets.sort_unstable();
+    sockets.dedup();
+    assert_eq!(sockets.len(), 2, "expected both ends of the stalled connection, saw {sockets:?}");
+    for sk in &sockets {
+        let mine: Vec<&&Value> =
+            stalled.iter().filter(|e| e["sk"].as_str() == Some(*sk)).filter(from_kernel).collect();
+        let first = mine.first().expect("events of the socket");
+        assert_eq!(kind(first), "open", "socket {sk}: expected its late open first: {mine:?}");
+        assert_eq!(first["late"], true, "socket {sk}: the open must be marked late: {first}");
+        let later = mine.iter().skip(1).filter(|e| e["ts_ns"].as_u64() < first["ts_ns"].as_u64());
+        assert_eq!(later.count(), 0, "socket {sk}: an event dated before its open: {mine:?}");
+        assert_eq!(kind(mine.last().unwrap()), "close", "socket {sk}: expected its close last");
+        assert_eq!(mine.iter().filter(|e| kind(e) == "open").count(), 1, "socket {sk}: one open");
+    }
+    let client_open = stalled
+        .iter()
+        .find(|e| kind(e) == "open" && e["active"] == true)
+        .expect("the connecting end's open");
+    assert_eq!(client_open["pid"], std::process::id(), "the open names the process");
+    assert!(client_open["comm"].is_string(), "the open names the command: {client_open}");
+
+    let to_zero = delta(&before, &after, "TcpExtTCPToZeroWindowAdv");
+    let starts =
+        stalled.iter().filter(|e| kind(e) == "zero_window_start" && e["side"] == "local").count()
+            as u64;
+    assert_eq!(starts, to_zero, "local zero_window_start events vs TCPToZeroWindowAdv");
+
+    // The host totals, by service port, against nstat in the namespace where all of it ran.
+    let value = |family: &str, labels: &str| -> u64 {
+        let prefix = format!("{family}{{{labels}}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map_or(0, |v| v.trim().parse().expect("a counter value"))
+    };
+    let opened = |port: u16, direction: &str| {
+        value(
+            "tcp_flow_host_connections_opened_total",
+            &format!("port=\"{port}\",direction=\"{direction}\""),
+        )
+    };
+    let active = delta(&before, &after, "TcpActiveOpens");
+    let passive = delta(&before, &after, "TcpPassiveOpens");
+    eprintln!(
+        "nstat: TcpActiveOpens +{active}, TcpPassiveOpens +{passive}, TCPToZeroWindowAdv \
+         +{to_zero}; {} events in all",
+        events.len()
+    );
+    assert_eq!(active, HEALTHY + 1, "nstat's active opens: the test's connections");
+    assert_eq!(opened(quiet_port, "active") + opened(stall_port, "active"), active);
+    assert_eq!(opened(quiet_port, "passive") + opened(stall_port, "passive"), passive);
+    assert_eq!(opened(quiet_port, "active"), HEALTHY);
+    let port_label = |port: u16| format!("port=\"{port}\"");
+    let closed = value("tcp_flow_host_connections_closed_total", &port_label(quiet_port));
+    assert_eq!(closed, 2 * HEALTHY, "both ends of every healthy connection closed");
+    let reported = |port: u16| value("tcp_flow_host_connections_reported_total", &port_label(port));
+    assert_eq!((reported(quiet_port), reported(stall_port)), (0, 2), "connections reported");
+    let zero_local =
+        value("tcp_flow_host_zero_windows_total", &format!("port=\"{stall_port}\",side=\"local\""));
+    assert_eq!(zero_local, to_zero, "host zero windows vs TCPToZeroWindowAdv");
+}

@@ -3,7 +3,7 @@
 
 use tracer_common::event::{RcvSpaceEvent, KIND_RCV_SPACE};
 
-use crate::{emit, filter, header, maps::global, read, state::SockState};
+use crate::{emit, filter, header, maps::global, read, report, state::SockState};
 
 /// sk_userlocks bit set by setsockopt(SO_RCVBUF): autotuning is off for this socket.
 const SOCK_RCVBUF_LOCK: u64 = 2;
@@ -20,12 +20,17 @@ pub fn changed(sk: u64, st: &mut SockState, hook: u8) {
     }
     st.space = space;
     st.rcvbuf = rcvbuf;
-    if !filter::wanted(st) {
+    let locks = read::field(sk, global!(OFFSETS.sk_userlocks)).unwrap_or(0);
+    let locked = locks & SOCK_RCVBUF_LOCK != 0;
+    let rmem_alloc = read::u32_field(sk, global!(OFFSETS.sk_rmem_alloc));
+    // Autotuning at work is healthy; a pinned buffer that stays half full after a read is the
+    // one that limits, and reports a quiet connection.
+    let pinned_and_filling = locked && rmem_alloc >= rcvbuf / 2;
+    if !report::announce(sk, st, pinned_and_filling, hook) || !filter::wanted(st) {
         return;
     }
     let clamp = read::u32_field(sk, global!(OFFSETS.window_clamp));
     let ssthresh = read::u32_field(sk, global!(OFFSETS.rcv_ssthresh));
-    let locks = read::field(sk, global!(OFFSETS.sk_userlocks)).unwrap_or(0);
     emit::send(
         KIND_RCV_SPACE,
         RcvSpaceEvent {
@@ -34,8 +39,8 @@ pub fn changed(sk: u64, st: &mut SockState, hook: u8) {
             rcvbuf,
             window_clamp: clamp,
             rcv_ssthresh: ssthresh,
-            rmem_alloc: read::u32_field(sk, global!(OFFSETS.sk_rmem_alloc)),
-            locked: (locks & SOCK_RCVBUF_LOCK != 0) as u8,
+            rmem_alloc,
+            locked: locked as u8,
             _pad: [0; 3],
             comm: st.comm,
         },

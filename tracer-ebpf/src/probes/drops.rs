@@ -6,12 +6,13 @@ use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use tracer_common::{
     config::{DROP_CLASS_BEYOND_WINDOW, DROP_CLASS_PROTO_MEM},
     event::{DropEvent, EventHeader, AF_INET, AF_INET6, HOOK_RAW_TP, KIND_DROP},
+    totals::TOTAL_DROPS,
 };
 
 use crate::{
     emit, filter, header,
     maps::{global, DROP_REASONS},
-    read, socket,
+    read, report, socket, totals,
 };
 
 const IPPROTO_TCP: u64 = 6;
@@ -63,11 +64,15 @@ fn dropped(ctx: &RawTracePointContext, rx_sk: u64) -> i32 {
         if class == DROP_CLASS_PROTO_MEM && in_sequence(sk, skb) {
             st.nomem_pending = 1;
         }
+        totals::count(TOTAL_DROPS, st.service_port);
+        // A drop for lack of space always matters: a quiet connection is reported from here.
+        let _ = report::announce(sk, st, true, HOOK_RAW_TP);
         if !filter::wanted(st) {
             return 0;
         }
         header::for_socket(KIND_DROP, HOOK_RAW_TP, sk, st)
     } else {
+        totals::count(TOTAL_DROPS, 0);
         match from_packet(skb) {
             Some(h) => h,
             None => return 0,

@@ -9,13 +9,16 @@ use aya_ebpf::{
     macros::cgroup_skb,
     programs::SkBuffContext,
 };
-use tracer_common::event::{
-    PeerEvent, HOOK_CGROUP_SKB, KIND_PEER, PEER_SAMPLE_NS, TRANSITION_FROM_ZERO, TRANSITION_NONE,
-    TRANSITION_TO_ZERO,
+use tracer_common::{
+    event::{
+        PeerEvent, HOOK_CGROUP_SKB, KIND_PEER, PEER_SAMPLE_NS, TRANSITION_FROM_ZERO,
+        TRANSITION_NONE, TRANSITION_TO_ZERO,
+    },
+    totals::TOTAL_ZERO_WINDOW_PEER,
 };
 
 use super::packet::{self, Segment, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN};
-use crate::{emit, filter, header, maps::global, read, socket};
+use crate::{emit, filter, header, maps::global, read, report, socket, totals};
 
 /// enum tcp_chrono: the sender is stalled by the receive window.
 const TCP_CHRONO_RWND_LIMITED: u64 = 2;
@@ -52,18 +55,19 @@ fn advertised(seg: &Segment) {
         return;
     }
     st.peer_raw = raw;
-    if st.ports_match == 0 {
-        return;
-    }
     let transition = if !changed {
         TRANSITION_NONE
     } else if raw == 0 {
+        totals::count(TOTAL_ZERO_WINDOW_PEER, socket::service_port(sk, st));
         TRANSITION_TO_ZERO
     } else if last == 0 {
         TRANSITION_FROM_ZERO
     } else {
         TRANSITION_NONE
     };
+    if st.ports_match == 0 {
+        return;
+    }
     // A small change is not worth an event unless a periodic sample is due anyway. The
     // threshold is a ratio, so it compares raw (unscaled) windows: no read on this path.
     let significant =
@@ -85,6 +89,15 @@ fn advertised(seg: &Segment) {
     // for the window); a receiver asks again in one sample period rather than on each of the
     // segments it receives meanwhile.
     if !significant && in_flight == 0 && unsent == 0 {
+        return;
+    }
+    // A quiet connection is reported when the peer's window stops it: a zero window, or the
+    // kernel's own verdict that the sender is window-limited right now.
+    let trigger = transition == TRANSITION_TO_ZERO || (st.reported == 0 && rwnd_limited_now(sk));
+    if !report::announce(sk, st, trigger, HOOK_CGROUP_SKB) {
+        if significant {
+            st.peer_reported = raw;
+        }
         return;
     }
     socket::adopt_owner(sk, st);
@@ -115,6 +128,12 @@ fn advertised(seg: &Segment) {
             busy_jiffies: busy,
         },
     );
+}
+
+/// Whether the kernel's chrono says the sender is limited by the peer's window at this moment.
+#[inline(always)]
+fn rwnd_limited_now(sk: u64) -> bool {
+    read::field(sk, global!(OFFSETS.chrono_type)) == Some(TCP_CHRONO_RWND_LIMITED)
 }
 
 /// tcp_info's rwnd_limited and busy_time in jiffies: the kernel's chrono stats plus the running

@@ -16,13 +16,15 @@ use aya_log_ebpf::warn;
 use tracer_common::{
     config::SWITCH_SEND_CHECK,
     event::{ProbeEvent, HOOK_FEXIT, HOOK_KRETPROBE, KIND_PROBE},
+    totals::TOTAL_PROBES,
 };
 
 use crate::{
     emit, filter, header,
     maps::{global, PROBE0_CALL, SWITCHES},
-    read, socket,
+    read, report, socket,
     state::SockState,
+    totals,
 };
 
 #[fentry(function = "tcp_send_probe0")]
@@ -128,6 +130,9 @@ fn report(sk: u64, st: &mut SockState, segments: u32, hook: u8) {
 /// updated them for this probe.
 #[inline(always)]
 pub fn sent(sk: u64, st: &mut SockState, hook: u8, probes_out: u8, backoff: u8, before_send: u8) {
+    totals::count(TOTAL_PROBES, socket::service_port(sk, st));
+    // A probe always matters: a quiet connection is reported from here.
+    let _ = report::announce(sk, st, true, hook);
     socket::adopt_owner(sk, st);
     if !filter::wanted(st) {
         return;

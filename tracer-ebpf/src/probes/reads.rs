@@ -104,10 +104,12 @@ pub fn count_copied(sk: u64, st: &mut SockState) {
     }
 }
 
-/// Sends what was read since the last report, if anything, and starts a new interval.
+/// Sends what was read since the last report, if anything (and the connection is reported:
+/// reading is no flow-control moment by itself), and starts a new interval. `st` is the hash
+/// record.
 #[inline(always)]
 pub fn report(sk: u64, st: &mut SockState, now: u64, hook: u8) {
-    if st.read_bytes > 0 && filter::wanted(st) {
+    if st.read_bytes > 0 && st.reported != 0 && filter::wanted(st) {
         emit::send(
             KIND_READ,
             ReadEvent {

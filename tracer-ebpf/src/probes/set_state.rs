@@ -1,12 +1,17 @@
-//! Connection open and close, from sock:inet_sock_set_state (TCP sockets only).
+//! Connection open and close, from sock:inet_sock_set_state (TCP sockets only). Every open and
+//! close is counted in the host totals; the events go out for reported connections only (see
+//! `report`): a quiet connection's open-time facts wait in its record.
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::raw_tracepoint, programs::RawTracePointContext};
-use tracer_common::event::{
-    LifecycleEvent, HOOK_RAW_TP, KIND_CLOSE, KIND_OPEN, TCP_CLOSE, TCP_ESTABLISHED, TCP_LISTEN,
-    TCP_SYN_RECV, TCP_SYN_SENT,
+use tracer_common::{
+    event::{
+        LifecycleEvent, HOOK_RAW_TP, KIND_CLOSE, KIND_OPEN, TCP_CLOSE, TCP_ESTABLISHED, TCP_LISTEN,
+        TCP_SYN_RECV, TCP_SYN_SENT,
+    },
+    totals::{TOTAL_CLOSED, TOTAL_OPENED_ACTIVE, TOTAL_OPENED_PASSIVE, TOTAL_REPORTED},
 };
 
-use crate::{emit, filter, header, maps::global, read, socket};
+use crate::{emit, filter, header, maps::global, read, socket, state::SockState, totals};
 
 const IPPROTO_TCP: u64 = 6;
 
@@ -30,20 +35,11 @@ pub fn set_state_raw_tp(ctx: RawTracePointContext) -> i32 {
         TCP_SYN_RECV => {
             let _ = socket::reset(sk);
         }
-        TCP_ESTABLISHED => {
-            if let Some(st) = socket::get(sk) {
-                super::reads::start(sk, st);
-            }
-            lifecycle(sk, KIND_OPEN, old, new);
-        }
+        TCP_ESTABLISHED => opened(sk, old),
         TCP_CLOSE => {
             // Listeners and handshakes that never completed are not connections to report.
             if old != TCP_LISTEN && old != TCP_SYN_SENT && old != TCP_SYN_RECV {
-                if let Some(st) = socket::find(sk) {
-                    // SAFETY: helper without arguments.
-                    super::reads::report(sk, st, unsafe { bpf_ktime_get_ns() }, HOOK_RAW_TP);
-                }
-                lifecycle(sk, KIND_CLOSE, old, new);
+                closed(sk, old);
             }
             socket::forget(sk);
         }
@@ -53,19 +49,55 @@ pub fn set_state_raw_tp(ctx: RawTracePointContext) -> i32 {
 }
 
 #[inline(always)]
-fn lifecycle(sk: u64, kind: u16, old: u8, new: u8) {
-    // This tracepoint fires after TCP_CLOSE released the local port (inet_sk_state_store runs
-    // last in tcp_set_state): a close is reported only with the ports learned while open.
-    let st = if kind == KIND_OPEN { socket::get(sk) } else { socket::find(sk) };
-    let Some(st) = st else {
+fn opened(sk: u64, old: u8) {
+    let total = if old == TCP_SYN_SENT { TOTAL_OPENED_ACTIVE } else { TOTAL_OPENED_PASSIVE };
+    let Some(st) = socket::get(sk) else {
+        // Untracked (the per-socket table is full): still counted, under its service port.
+        let sport = read::field(sk, global!(OFFSETS.skc_num)).unwrap_or(0) as u16;
+        let dport = u16::from_be(read::field(sk, global!(OFFSETS.skc_dport)).unwrap_or(0) as u16);
+        totals::count(total, if total == TOTAL_OPENED_ACTIVE { dport } else { sport });
         return;
     };
-    if kind == KIND_OPEN {
-        socket::read_ports(sk, st);
-    }
-    if !filter::wanted(st) {
+    super::reads::start(sk, st);
+    socket::read_ports(sk, st);
+    st.service_port = if total == TOTAL_OPENED_ACTIVE { st.dport } else { st.sport };
+    totals::count(total, st.service_port);
+    // SAFETY: helper without arguments.
+    st.opened_ns = unsafe { bpf_ktime_get_ns() };
+    st.open_from = old;
+    st.open_snd_wscale = read::field(sk, global!(OFFSETS.snd_wscale)).unwrap_or(0) as u8;
+    st.open_rcv_wscale = read::field(sk, global!(OFFSETS.rcv_wscale)).unwrap_or(0) as u8;
+    st.open_advmss = read::u32_field(sk, global!(OFFSETS.advmss));
+    st.open_rcvbuf = read::u32_field(sk, global!(OFFSETS.sk_rcvbuf));
+    st.open_wscale_ok = read::field(sk, global!(OFFSETS.wscale_ok)).unwrap_or(0) as u8;
+    if st.reported == 0 || !filter::wanted(st) {
         return;
     }
+    totals::count(TOTAL_REPORTED, st.service_port);
+    lifecycle(sk, st, KIND_OPEN, old, TCP_ESTABLISHED);
+}
+
+#[inline(always)]
+fn closed(sk: u64, old: u8) {
+    // This tracepoint fires after TCP_CLOSE released the local port (inet_sk_state_store runs
+    // last in tcp_set_state): a close is reported only with the ports learned while open.
+    let Some(st) = socket::find(sk) else {
+        totals::count(TOTAL_CLOSED, 0);
+        return;
+    };
+    totals::count(TOTAL_CLOSED, st.service_port);
+    if st.reported == 0 {
+        return;
+    }
+    // SAFETY: helper without arguments.
+    super::reads::report(sk, st, unsafe { bpf_ktime_get_ns() }, HOOK_RAW_TP);
+    if filter::wanted(st) {
+        lifecycle(sk, st, KIND_CLOSE, old, TCP_CLOSE);
+    }
+}
+
+#[inline(always)]
+fn lifecycle(sk: u64, st: &SockState, kind: u16, old: u8, new: u8) {
     emit::send(
         kind,
         LifecycleEvent {
@@ -77,7 +109,8 @@ fn lifecycle(sk: u64, kind: u16, old: u8, new: u8) {
             advmss: read::u32_field(sk, global!(OFFSETS.advmss)),
             rcvbuf: read::u32_field(sk, global!(OFFSETS.sk_rcvbuf)),
             wscale_ok: read::field(sk, global!(OFFSETS.wscale_ok)).unwrap_or(0) as u8,
-            _pad: [0; 3],
+            deferred: 0,
+            _pad: [0; 2],
             comm: st.comm,
         },
     );

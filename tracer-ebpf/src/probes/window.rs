@@ -17,10 +17,11 @@ use tracer_common::{
         WindowEvent, HOOK_CGROUP_SKB, HOOK_FENTRY, HOOK_KPROBE, KIND_WINDOW, TRANSITION_FROM_ZERO,
         TRANSITION_NONE, TRANSITION_TO_ZERO, TRANSITION_TO_ZERO_UNCOUNTED,
     },
+    totals::{TOTAL_ZERO_WINDOW_LOCAL, TOTAL_ZERO_WINDOW_UNCOUNTED},
 };
 
 use super::probe0;
-use crate::{emit, filter, header, maps::global, read, socket, state::SockState};
+use crate::{emit, filter, header, maps::global, read, report, socket, state::SockState, totals};
 
 const TCP_FLAG_SYN: u8 = 0x02;
 const TCP_FLAG_RST: u8 = 0x04;
@@ -104,7 +105,10 @@ pub fn advertised(sk: u64, st: &mut SockState, raw: u16, hook: u8) {
     // The kernel's TCPToZeroWindowAdv / TCPFromZeroWindowAdv moments. A socket first seen at zero
     // counts as a transition: the user wants to know it is stalled.
     let transition = if raw == 0 {
-        if uncounted_zero(sk, hook) {
+        let uncounted = uncounted_zero(sk, hook);
+        let total = if uncounted { TOTAL_ZERO_WINDOW_UNCOUNTED } else { TOTAL_ZERO_WINDOW_LOCAL };
+        totals::count(total, socket::service_port(sk, st));
+        if uncounted {
             TRANSITION_TO_ZERO_UNCOUNTED
         } else {
             TRANSITION_TO_ZERO
@@ -115,9 +119,24 @@ pub fn advertised(sk: u64, st: &mut SockState, raw: u16, hook: u8) {
     } else {
         TRANSITION_NONE
     };
+    // Measured before it grows: a window below a share of the largest one is a shrink.
+    let shrunk = raw * 100 < st.max_raw * global!(CONFIG.report_below_pct) as u32;
+    if raw > st.max_raw {
+        st.max_raw = raw;
+    }
     // The change threshold is a ratio, so raw (unscaled) values do: the scale is read only for
     // a window that will be reported.
     if !filter::significant(raw, st.last_reported, transition != TRANSITION_NONE) {
+        return;
+    }
+    let wscale = read::field(sk, global!(OFFSETS.rcv_wscale)).unwrap_or(0) as u8;
+    // Without window scaling a window at 65,535 bytes cannot grow: a ceiling that can limit.
+    let unscaled_ceiling = raw == u16::MAX as u32 && wscale == 0;
+    if !report::announce(sk, st, transition != TRANSITION_NONE || shrunk || unscaled_ceiling, hook)
+    {
+        // A quiet connection moves the threshold as a reported one would, so that it asks
+        // `announce` no more often than a reported one sends.
+        st.last_reported = raw;
         return;
     }
     socket::adopt_owner(sk, st);
@@ -125,7 +144,6 @@ pub fn advertised(sk: u64, st: &mut SockState, raw: u16, hook: u8) {
         return;
     }
     st.last_reported = raw;
-    let wscale = read::field(sk, global!(OFFSETS.rcv_wscale)).unwrap_or(0) as u8;
     let window = raw << (wscale & 15);
     let rcv_nxt = read::u32_field(sk, global!(OFFSETS.rcv_nxt));
     let copied = read::u32_field(sk, global!(OFFSETS.copied_seq));

@@ -57,13 +57,19 @@ fn man(dir: Option<&std::path::Path>) -> Result<()> {
 
 /// Binds the metrics endpoint and serves it in the background. `live`: processes whose events
 /// carry only a pid so far may be named from /proc (not for a recording from elsewhere).
+/// `totals`: the kernel's host totals, served as the `tcp_flow_host_` families.
 async fn serve_metrics(
     addr: std::net::SocketAddr,
     per_connection: bool,
     live: bool,
+    totals: Option<crate::events::totals::KernelTotals>,
 ) -> Result<crate::metrics::SharedMetrics> {
-    use crate::metrics::{self, Metrics, SharedMetrics};
-    let shared = SharedMetrics::new(Metrics::new(per_connection).with_proc_names(live));
+    use crate::metrics::{self, host::HostTotals, Metrics, Scraped, SharedMetrics};
+    let mut m = Metrics::new(per_connection).with_proc_names(live);
+    if let Some(totals) = totals {
+        m.add_collector(Scraped::new(HostTotals(totals)));
+    }
+    let shared = SharedMetrics::new(m);
     let listener = metrics::bind(addr).await?;
     let bound = listener.local_addr().unwrap_or(addr);
     eprintln!("tracer: Prometheus metrics on http://{bound}/metrics");

@@ -11,6 +11,8 @@ pub fn run(args: HookArgs) -> Result<()> {
         ports: Vec::new(),
         pid: None,
         window_shift: 0,
+        every_connection: true,
+        report_below_pct: tracer_common::config::DEFAULT_REPORT_BELOW_PCT,
         socket_map_entries: args.socket_map_entries,
     })?;
     let table = describe(&session.attached, &session.facts);

@@ -21,6 +21,10 @@ pub struct Options {
     pub ports: Vec<u16>,
     pub pid: Option<u32>,
     pub window_shift: u8,
+    /// Report every connection from its open; else quiet ones from their first flow-control
+    /// moment, among them a window below `report_below_pct` % of its largest.
+    pub every_connection: bool,
+    pub report_below_pct: u8,
     /// Size of the SOCKS map (default config::MAX_SOCKETS).
     pub socket_map_entries: Option<u32>,
 }
@@ -60,6 +64,8 @@ impl Session {
             kernel_features: if nomem.is_some() { NOMEM_PATH } else { 0 },
             accept_ret_offset,
             icsk_ack_nomem: nomem.unwrap_or(0),
+            every_connection: opts.every_connection as u8,
+            report_below_pct: opts.report_below_pct,
             ..Config::DEFAULT
         };
         let mut loader = EbpfLoader::new();

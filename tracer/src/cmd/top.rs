@@ -20,7 +20,7 @@ use super::session::{Options, Session};
 use crate::{
     alerts::Thresholds,
     cli::{MetricsArgs, TopArgs, DEFAULT_WINDOW_SHIFT},
-    events::{reader::Reader, Decoder},
+    events::{reader::Reader, totals::KernelTotals, Decoder},
     host::{clock::now_ns, procfs::os_release},
     metrics,
     pipeline::{
@@ -73,13 +73,14 @@ async fn pipeline(
     feed: &SharedFeed,
     metrics: &MetricsArgs,
     metrics_addr: Option<SocketAddr>,
-    live: bool,
+    live: Option<KernelTotals>,
 ) -> Result<Pipeline> {
     let mut pipeline = Pipeline::new(thresholds);
     pipeline.add(Box::new(Rc::clone(feed)));
     if let Some(addr) = metrics_addr {
         let per_connection = metrics.metrics_per_connection;
-        pipeline.add(Box::new(super::serve_metrics(addr, per_connection, live).await?));
+        let serve = super::serve_metrics(addr, per_connection, live.is_some(), live);
+        pipeline.add(Box::new(serve.await?));
     }
     Ok(pipeline)
 }
@@ -208,12 +209,16 @@ async fn live(
         ports: args.filter.ports.clone(),
         pid: args.filter.pid,
         window_shift: DEFAULT_WINDOW_SHIFT,
+        every_connection: args.filter.every_connection(),
+        report_below_pct: args.filter.report_below,
         socket_map_entries: args.hooks.socket_map_entries,
     })?;
     let reader = Reader::new(&mut session.ebpf)?;
+    let totals = KernelTotals::take(&mut session.ebpf)?;
     let mut live = Live::new(reader, Decoder::new(session.facts.clone()), Warnings::Counted);
     let feed: SharedFeed = Rc::new(RefCell::new(Feed::default()));
-    let mut pipeline = pipeline(thresholds, &feed, &args.metrics, metrics_addr, true).await?;
+    let mut pipeline =
+        pipeline(thresholds, &feed, &args.metrics, metrics_addr, Some(totals)).await?;
     let kernel = os_release().unwrap_or_default();
     let mut model = Model::new(format!("live on kernel {kernel}"));
     let missing: Vec<&str> = session.attached.missing().map(|r| r.signal.name()).collect();
@@ -271,7 +276,7 @@ async fn replay(
     // Opened before the screen is taken: a missing or foreign file is a plain error.
     let mut player = Player::open(path)?;
     let feed: SharedFeed = Rc::new(RefCell::new(Feed::default()));
-    let mut pipeline = pipeline(thresholds, &feed, &args.metrics, metrics_addr, false).await?;
+    let mut pipeline = pipeline(thresholds, &feed, &args.metrics, metrics_addr, None).await?;
     let name =
         path.file_name().map_or(path.display().to_string(), |n| n.to_string_lossy().into_owned());
     let mut model = Model::new(format!("replay {name} (kernel {})", player.header().kernel));

@@ -12,7 +12,7 @@ use super::session::{describe, Options, Session};
 use crate::{
     alerts::Thresholds,
     cli::{MetricsArgs, ServeArgs, WatchArgs, DEFAULT_WINDOW_SHIFT},
-    events::{kernel_log::KernelLog, reader::Reader, Decoder},
+    events::{kernel_log::KernelLog, reader::Reader, totals::KernelTotals, Decoder},
     host::{clock::now_ns, procfs::os_release},
     metrics,
     output::{json::Json, terminal::Terminal, Show},
@@ -80,6 +80,8 @@ async fn watch(
         ports: args.filter.ports.clone(),
         pid: args.filter.pid,
         window_shift: args.window_shift,
+        every_connection: args.filter.every_connection(),
+        report_below_pct: args.filter.report_below,
         socket_map_entries: args.hooks.socket_map_entries,
     })?;
     // Held for the session: the kernel counts program run time while this descriptor is open.
@@ -110,7 +112,9 @@ async fn watch(
     }
     if let Some(addr) = metrics_addr {
         let per_connection = args.metrics.metrics_per_connection;
-        pipeline.add(Box::new(super::serve_metrics(addr, per_connection, true).await?));
+        let totals = KernelTotals::take(&mut session.ebpf)?;
+        pipeline
+            .add(Box::new(super::serve_metrics(addr, per_connection, true, Some(totals)).await?));
     }
     let reader = Reader::new(&mut session.ebpf)?;
     // Kernel-side diagnostics (aya-log); an object without log statements has nothing to read.

@@ -167,6 +167,7 @@ impl Decoder {
                         advmss: l.advmss,
                         rcvbuf: l.rcvbuf,
                         comm: name,
+                        late: l.deferred != 0,
                     },
                 )]
             }
@@ -574,7 +575,8 @@ mod tests {
                 advmss: 1448,
                 rcvbuf: 0,
                 wscale_ok: 1,
-                _pad: [0; 3],
+                deferred: 0,
+                _pad: [0; 2],
                 comm,
             }))
             .unwrap();

@@ -156,6 +156,10 @@ pub enum Body {
         advmss: u32,
         rcvbuf: u32,
         comm: Option<String>,
+        /// Sent at the connection's first flow-control moment rather than at its open (a quiet
+        /// connection, reported late); the time is still the open's.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        late: bool,
     },
     Close {
         from_state: String,

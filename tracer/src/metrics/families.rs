@@ -184,6 +184,55 @@ pub static CLOSED: Family = family(
     SET,
     "Traced connections closed (each end counts).",
 );
+// What the kernel programs count for every connection on the host, reported or not
+// (`tcp_flow_host_`), by service port: the local port of an accepted connection, the remote
+// port of one this host opened; `unknown` for a connection opened before the tracer attached,
+// `other` for ports past the kernel's per-port table (1,024).
+pub static HOST_OPENED: Family = family(
+    "tcp_flow_host_connections_opened_total",
+    Counter,
+    None,
+    &["port", "direction"],
+    "Connections established on this host since attach, quiet ones included (direction active = \
+     this host connected, passive = it accepted).",
+);
+pub static HOST_CLOSED: Family = family(
+    "tcp_flow_host_connections_closed_total",
+    Counter,
+    None,
+    &["port"],
+    "Established connections closed on this host since attach, quiet ones included.",
+);
+pub static HOST_REPORTED: Family = family(
+    "tcp_flow_host_connections_reported_total",
+    Counter,
+    None,
+    &["port"],
+    "Connections the tracer reported (from their open with a filter or --every-connection, else \
+     from their first flow-control moment); the rest stayed quiet.",
+);
+pub static HOST_ZERO_WINDOWS: Family = family(
+    "tcp_flow_host_zero_windows_total",
+    Counter,
+    None,
+    &["port", "side"],
+    "Zero windows advertised on this host's connections, by the side that advertised them (local \
+     includes the uncounted memory-pressure kind).",
+);
+pub static HOST_PROBES: Family = family(
+    "tcp_flow_host_zero_window_probes_total",
+    Counter,
+    None,
+    &["port"],
+    "Zero-window probes this host sent, on any connection.",
+);
+pub static HOST_DROPS: Family = family(
+    "tcp_flow_host_drops_total",
+    Counter,
+    None,
+    &["port"],
+    "Segments this host dropped for lack of receive space, on any connection.",
+);
 pub static CONNECTIONS: Family = family(
     "tcp_flow_connections",
     Gauge,
@@ -376,7 +425,7 @@ pub static BUILD_INFO: Family = family(
 
 /// Every family (the tests check the exposition against them).
 #[cfg(test)]
-pub static ALL: [&Family; 36] = [
+pub static ALL: [&Family; 42] = [
     &ZW_EPISODES,
     &ZW_UNCOUNTED,
     &ZW_DURATION,
@@ -387,6 +436,12 @@ pub static ALL: [&Family; 36] = [
     &READ_BYTES,
     &OPENED,
     &CLOSED,
+    &HOST_OPENED,
+    &HOST_CLOSED,
+    &HOST_REPORTED,
+    &HOST_ZERO_WINDOWS,
+    &HOST_PROBES,
+    &HOST_DROPS,
     &CONNECTIONS,
     &ALERTS,
     &ALERTS_ACTIVE,

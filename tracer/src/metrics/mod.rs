@@ -21,6 +21,7 @@
 
 mod families;
 mod format;
+pub mod host;
 mod http;
 mod labels;
 mod scraped;
@@ -43,7 +44,8 @@ use crate::timeline::{Conn, ConnKey, ConnSummary, ConnTable, FourTuple};
 use families as f;
 use format::Format;
 use labels::{AlertLabels, ConnInfo, Conns, LabelSet, LabelSets, PidNames, Sided};
-use scraped::{Collect, ConnRow, ConnRows, Health, Scraped, SideRow};
+pub use scraped::Scraped;
+use scraped::{Collect, ConnRow, ConnRows, Health, SideRow};
 
 /// Distinct (port, process) label sets kept by default before folding into `other`.
 pub const DEFAULT_LABEL_SETS: usize = 1000;

@@ -9,9 +9,16 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use tracer_common::totals::{
+    TOTAL_CLOSED, TOTAL_DROPS, TOTAL_OPENED_ACTIVE, TOTAL_OPENED_PASSIVE, TOTAL_PROBES,
+    TOTAL_REPORTED, TOTAL_SLOTS, TOTAL_ZERO_WINDOW_LOCAL, TOTAL_ZERO_WINDOW_PEER,
+};
+
+use super::host::{HostTotals, ReadTotals};
 use super::http::{serve_with, Limits};
 use super::*;
 use crate::alerts::Thresholds;
+use crate::events::totals::Totals;
 use crate::pipeline::Pipeline;
 use crate::record::{Item, Reader};
 use crate::timeline::testutil::{self as tu, MS};
@@ -40,6 +47,7 @@ fn open(active: bool, comm: Option<&str>) -> Body {
         advmss: 1460,
         rcvbuf: 131072,
         comm: comm.map(str::to_string),
+        late: false,
     }
 }
 
@@ -409,8 +417,74 @@ fn every_family() -> Metrics {
     let shared = run(Metrics::new(true), &events, 2700);
     shared.lock().on_lost(1);
     shared.lock().on_drain(7, 1 << 20, 4 << 20);
-    let m = std::mem::replace(&mut *shared.lock(), Metrics::new(false));
+    let mut m = std::mem::replace(&mut *shared.lock(), Metrics::new(false));
+    m.add_collector(Scraped::new(HostTotals(FixedTotals(host_totals()))));
     m
+}
+
+/// Host totals as the kernel maps would give them.
+#[derive(Debug)]
+struct FixedTotals(Totals);
+
+impl ReadTotals for FixedTotals {
+    fn read(&self) -> Totals {
+        self.0.clone()
+    }
+}
+
+/// Port 7777: 3 accepted, 2 closed, 1 reported, a local and a peer zero window, a probe, a
+/// drop; port 443: 5 connected, nothing else; ports past the kernel's table: 4 accepted; a
+/// connection from before attach: 1 closed.
+fn host_totals() -> Totals {
+    let counts = |pairs: &[(u32, u64)]| {
+        let mut c = [0u64; TOTAL_SLOTS as usize];
+        for &(slot, n) in pairs {
+            c[slot as usize] = n;
+        }
+        c
+    };
+    let p7777 = counts(&[
+        (TOTAL_OPENED_PASSIVE, 3),
+        (TOTAL_CLOSED, 2),
+        (TOTAL_REPORTED, 1),
+        (TOTAL_ZERO_WINDOW_LOCAL, 1),
+        (TOTAL_ZERO_WINDOW_PEER, 1),
+        (TOTAL_PROBES, 1),
+        (TOTAL_DROPS, 1),
+    ]);
+    let p443 = counts(&[(TOTAL_OPENED_ACTIVE, 5)]);
+    let other = counts(&[(TOTAL_OPENED_PASSIVE, 4)]);
+    let unknown = counts(&[(TOTAL_CLOSED, 1)]);
+    let mut host = [0u64; TOTAL_SLOTS as usize];
+    for c in [&p7777, &p443, &other, &unknown] {
+        for (sum, n) in host.iter_mut().zip(c) {
+            *sum += n;
+        }
+    }
+    Totals { host, ports: vec![(0, unknown), (443, p443), (7777, p7777)], other_ports: other }
+}
+
+#[test]
+fn host_totals_by_port_with_unknown_and_other() {
+    let mut m = Metrics::new(false);
+    m.add_collector(Scraped::new(HostTotals(FixedTotals(host_totals()))));
+    let text = m.encode(Format::Text).unwrap();
+    let host: Vec<&str> = text.lines().filter(|l| l.starts_with("tcp_flow_host_")).collect();
+    assert_eq!(
+        host,
+        [
+            r#"tcp_flow_host_connections_opened_total{port="443",direction="active"} 5"#,
+            r#"tcp_flow_host_connections_opened_total{port="7777",direction="passive"} 3"#,
+            r#"tcp_flow_host_connections_opened_total{port="other",direction="passive"} 4"#,
+            r#"tcp_flow_host_connections_closed_total{port="unknown"} 1"#,
+            r#"tcp_flow_host_connections_closed_total{port="7777"} 2"#,
+            r#"tcp_flow_host_connections_reported_total{port="7777"} 1"#,
+            r#"tcp_flow_host_zero_windows_total{port="7777",side="local"} 1"#,
+            r#"tcp_flow_host_zero_windows_total{port="7777",side="peer"} 1"#,
+            r#"tcp_flow_host_zero_window_probes_total{port="7777"} 1"#,
+            r#"tcp_flow_host_drops_total{port="7777"} 1"#,
+        ]
+    );
 }
 
 /// One family as an exposition shows it: TYPE, HELP, UNIT, and its samples' names and label

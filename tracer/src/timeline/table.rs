@@ -185,7 +185,10 @@ impl ConnTable {
         } else {
             ConnId::Tuple(tuple)
         };
-        let is_open = matches!(e.body, Body::Open { .. });
+        let (is_open, late) = match e.body {
+            Body::Open { late, .. } => (true, late),
+            _ => (false, false),
+        };
         if let Some(&key) = self.live.get(&id) {
             if !is_open {
                 return key;
@@ -193,6 +196,8 @@ impl ConnTable {
             match self.conns.get_mut(&key) {
                 // Events that arrived before the open of the same connection.
                 Some(c) if c.open_ns.is_none() && c.tuple == tuple => return key,
+                // A late open sent twice (two CPUs reported the quiet connection at once).
+                Some(c) if late && c.open_ns == Some(e.ts_ns) && c.tuple == tuple => return key,
                 // The socket address was reused: the earlier connection's close was lost.
                 Some(c) => c.close_implicitly(e.ts_ns, "superseded"),
                 None => {}

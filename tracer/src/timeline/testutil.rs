@@ -49,6 +49,7 @@ pub fn open(wscale_ok: bool, advmss: u32) -> Body {
         advmss,
         rcvbuf: 131072,
         comm: Some("python3".to_string()),
+        late: false,
     }
 }
 

@@ -1,0 +1,86 @@
+//! Which connections are reported. With a filter, or when the operator asked for every
+//! connection, each is reported from its open. Otherwise a connection stays quiet (no event at
+//! all) until its first flow-control moment: a shrinking or zero window, a window that limits
+//! the sender, a probe, a drop for lack of space, a pinned buffer that is filling. Its open goes
+//! out then, late, with the facts kept from the open, and every later event follows as usual.
+
+use tracer_common::{
+    event::{LifecycleEvent, OwnerEvent, KIND_OPEN, KIND_OWNER, TCP_ESTABLISHED},
+    totals::TOTAL_REPORTED,
+};
+
+use crate::{emit, filter, header, socket, state::SockState, totals};
+
+/// Whether events of `sk` go out: yes once the connection was reported; if not, yes when
+/// `trigger` (this moment matters for flow control), after the deferred open. `st` is the
+/// caller's record of `sk` (sk_storage or the hash); the hash record is the one that decides, as
+/// the open and close programs only see it.
+#[inline(always)]
+pub fn announce(sk: u64, st: &mut SockState, trigger: bool, hook: u8) -> bool {
+    if st.reported != 0 {
+        return true;
+    }
+    let Some(shared) = socket::shared(sk) else {
+        // No hash record (its table is full): only the moments that matter go out.
+        if trigger {
+            st.reported = 1;
+        }
+        return trigger;
+    };
+    // SAFETY: a live map value for the program's run; `st` may be this very record, so it is
+    // read and written through the pointer only where it must be.
+    if unsafe { (*shared).reported } != 0 {
+        st.reported = 1;
+        return true;
+    }
+    if !trigger {
+        return false;
+    }
+    // SAFETY: as above.
+    unsafe { (*shared).reported = 1 };
+    st.reported = 1;
+    // SAFETY: as above; read only from here on.
+    let shared = unsafe { &*shared };
+    totals::count(TOTAL_REPORTED, shared.service_port);
+    if filter::wanted(shared) {
+        opened_late(sk, shared, hook);
+    }
+    true
+}
+
+/// The open of a connection reported after it: the time and facts kept at the open, the owner
+/// known now. A connection opened before the tracer attached has no open: its owner is named.
+#[inline(always)]
+fn opened_late(sk: u64, st: &SockState, hook: u8) {
+    if st.opened_ns == 0 {
+        if st.owner != 0 {
+            emit::send(
+                KIND_OWNER,
+                OwnerEvent {
+                    header: header::for_socket(KIND_OWNER, hook, sk, st),
+                    comm: st.comm,
+                    cgroup: st.cgroup,
+                },
+            );
+        }
+        return;
+    }
+    let mut header = header::for_socket(KIND_OPEN, hook, sk, st);
+    header.ts_ns = st.opened_ns;
+    emit::send(
+        KIND_OPEN,
+        LifecycleEvent {
+            header,
+            oldstate: st.open_from,
+            newstate: TCP_ESTABLISHED,
+            snd_wscale: st.open_snd_wscale,
+            rcv_wscale: st.open_rcv_wscale,
+            advmss: st.open_advmss,
+            rcvbuf: st.open_rcvbuf,
+            wscale_ok: st.open_wscale_ok,
+            deferred: 1,
+            _pad: [0; 2],
+            comm: st.comm,
+        },
+    );
+}
