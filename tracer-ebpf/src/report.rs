@@ -36,8 +36,13 @@ pub fn announce(sk: u64, st: &mut SockState, trigger: bool, hook: u8) -> bool {
     if !trigger {
         return false;
     }
-    // SAFETY: as above.
-    unsafe { (*shared).reported = 1 };
+    // SAFETY: as above. Reading was not counted while quiet: it starts over at the next read.
+    unsafe {
+        (*shared).reported = 1;
+        (*shared).read_since_ns = 0;
+        (*shared).read_bytes = 0;
+        (*shared).reads = 0;
+    }
     st.reported = 1;
     // SAFETY: as above; read only from here on.
     let shared = unsafe { &*shared };

@@ -8,9 +8,18 @@ use crate::{emit, filter, header, maps::global, read, report, state::SockState};
 /// sk_userlocks bit set by setsockopt(SO_RCVBUF): autotuning is off for this socket.
 const SOCK_RCVBUF_LOCK: u64 = 2;
 
-/// Reports the socket's autotuning values if they moved since the last report.
+/// Reports the socket's autotuning values if they moved since the last report. `st` is the
+/// hash record.
 #[inline(always)]
 pub fn changed(sk: u64, st: &mut SockState, hook: u8) {
+    // Autotuning at work is healthy: a quiet connection is reported from here only when its
+    // buffer is pinned and still half full after a read (one read when it is not pinned).
+    if st.reported == 0 && !pinned_and_filling(sk) {
+        return;
+    }
+    if !report::announce(sk, st, true, hook) {
+        return;
+    }
     // Autotuning moves rcvq_space.space and sk_rcvbuf (window_clamp follows rcvbuf): compare
     // those two on every read, fetch the rest only when something changed.
     let space = read::u32_field(sk, global!(OFFSETS.rcvq_space));
@@ -20,29 +29,34 @@ pub fn changed(sk: u64, st: &mut SockState, hook: u8) {
     }
     st.space = space;
     st.rcvbuf = rcvbuf;
-    let locks = read::field(sk, global!(OFFSETS.sk_userlocks)).unwrap_or(0);
-    let locked = locks & SOCK_RCVBUF_LOCK != 0;
-    let rmem_alloc = read::u32_field(sk, global!(OFFSETS.sk_rmem_alloc));
-    // Autotuning at work is healthy; a pinned buffer that stays half full after a read is the
-    // one that limits, and reports a quiet connection.
-    let pinned_and_filling = locked && rmem_alloc >= rcvbuf / 2;
-    if !report::announce(sk, st, pinned_and_filling, hook) || !filter::wanted(st) {
+    if !filter::wanted(st) {
         return;
     }
-    let clamp = read::u32_field(sk, global!(OFFSETS.window_clamp));
-    let ssthresh = read::u32_field(sk, global!(OFFSETS.rcv_ssthresh));
+    let locks = read::field(sk, global!(OFFSETS.sk_userlocks)).unwrap_or(0);
     emit::send(
         KIND_RCV_SPACE,
         RcvSpaceEvent {
             header: header::for_socket(KIND_RCV_SPACE, hook, sk, st),
             space,
             rcvbuf,
-            window_clamp: clamp,
-            rcv_ssthresh: ssthresh,
-            rmem_alloc,
-            locked: locked as u8,
+            window_clamp: read::u32_field(sk, global!(OFFSETS.window_clamp)),
+            rcv_ssthresh: read::u32_field(sk, global!(OFFSETS.rcv_ssthresh)),
+            rmem_alloc: read::u32_field(sk, global!(OFFSETS.sk_rmem_alloc)),
+            locked: (locks & SOCK_RCVBUF_LOCK != 0) as u8,
             _pad: [0; 3],
             comm: st.comm,
         },
     );
+}
+
+/// SO_RCVBUF pinned the buffer, and it is at least half full after a read: the reader or the
+/// pinned size limits the window.
+#[inline(always)]
+fn pinned_and_filling(sk: u64) -> bool {
+    let locks = read::field(sk, global!(OFFSETS.sk_userlocks)).unwrap_or(0);
+    if locks & SOCK_RCVBUF_LOCK == 0 {
+        return false;
+    }
+    let rmem_alloc = read::u32_field(sk, global!(OFFSETS.sk_rmem_alloc));
+    rmem_alloc >= read::u32_field(sk, global!(OFFSETS.sk_rcvbuf)) / 2
 }

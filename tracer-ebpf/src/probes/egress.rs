@@ -22,6 +22,7 @@ use super::{
 use crate::{
     maps::{global, SWITCHES},
     read, socket,
+    state::UNSEEN,
 };
 
 /// Always lets the packet through: this program only observes.
@@ -47,9 +48,12 @@ fn observe(ctx: &SkBuffContext) -> Option<()> {
     if signals & EGRESS_WINDOW != 0 {
         window::advertised(sk, st, seg.raw_window, HOOK_CGROUP_SKB);
     }
+    // A probe needs the peer's window at zero: the ingress program keeps the last one it saw
+    // in this same record, so the socket's fields are read only then, not for every pure ACK.
     if signals & EGRESS_PROBE != 0
         && seg.flags & TCP_FLAGS_NO_ECN == TCP_FLAG_ACK
         && seg.payload == 0
+        && (st.peer_raw == 0 || st.peer_raw == UNSEEN)
     {
         let snd_wnd = read::u32_field(sk, global!(OFFSETS.snd_wnd));
         let snd_una = read::u32_field(sk, global!(OFFSETS.snd_una));

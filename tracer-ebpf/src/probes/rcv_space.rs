@@ -23,7 +23,10 @@ pub fn rcv_space_raw_tp(ctx: RawTracePointContext) -> i32 {
         return 0;
     };
     socket::learn_and_announce_owner(sk, st, HOOK_RAW_TP);
-    reads::count_copied(sk, st);
+    // A quiet connection's reads are not reported (`report` restarts the count).
+    if st.reported != 0 {
+        reads::count_copied(sk, st);
+    }
     buffer::changed(sk, st, HOOK_RAW_TP);
     0
 }

@@ -63,6 +63,12 @@ fn read_done(sk: u64, ret: i32, flags: u64, hook: u8) {
         return;
     };
     socket::learn_and_announce_owner(sk, st, hook);
+    if st.reported == 0 {
+        // A quiet connection's reads are not reported (`report` restarts the count): only a
+        // pinned buffer that stays full matters.
+        super::buffer::changed(sk, st, hook);
+        return;
+    }
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     if st.read_since_ns == 0 {

@@ -62,7 +62,7 @@ async fn serve_metrics(
     addr: std::net::SocketAddr,
     per_connection: bool,
     live: bool,
-    totals: Option<crate::events::totals::KernelTotals>,
+    totals: Option<std::sync::Arc<crate::events::totals::KernelTotals>>,
 ) -> Result<crate::metrics::SharedMetrics> {
     use crate::metrics::{self, host::HostTotals, Metrics, Scraped, SharedMetrics};
     let mut m = Metrics::new(per_connection).with_proc_names(live);

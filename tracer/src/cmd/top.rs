@@ -7,6 +7,7 @@ use std::{
     net::SocketAddr,
     path::Path,
     rc::Rc,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -73,7 +74,7 @@ async fn pipeline(
     feed: &SharedFeed,
     metrics: &MetricsArgs,
     metrics_addr: Option<SocketAddr>,
-    live: Option<KernelTotals>,
+    live: Option<Arc<KernelTotals>>,
 ) -> Result<Pipeline> {
     let mut pipeline = Pipeline::new(thresholds);
     pipeline.add(Box::new(Rc::clone(feed)));
@@ -214,7 +215,7 @@ async fn live(
         socket_map_entries: args.hooks.socket_map_entries,
     })?;
     let reader = Reader::new(&mut session.ebpf)?;
-    let totals = KernelTotals::take(&mut session.ebpf)?;
+    let totals = Arc::new(KernelTotals::take(&mut session.ebpf)?);
     let mut live = Live::new(reader, Decoder::new(session.facts.clone()), Warnings::Counted);
     let feed: SharedFeed = Rc::new(RefCell::new(Feed::default()));
     let mut pipeline =

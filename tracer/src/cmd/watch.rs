@@ -1,12 +1,13 @@
 //! `tracer watch`: stream flow-control events until the duration ends, Ctrl-C or SIGTERM.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{bail, Context as _, Result};
 use tokio::{
     signal::unix::{signal, SignalKind},
     time::sleep,
 };
+use tracer_common::totals::{TOTAL_OPENED_ACTIVE, TOTAL_OPENED_PASSIVE, TOTAL_REPORTED};
 
 use super::session::{describe, Options, Session};
 use crate::{
@@ -110,17 +111,26 @@ async fn watch(
     } else {
         pipeline.add(Box::new(Terminal::new(show)));
     }
+    let totals = Arc::new(KernelTotals::take(&mut session.ebpf)?);
     if let Some(addr) = metrics_addr {
         let per_connection = args.metrics.metrics_per_connection;
-        let totals = KernelTotals::take(&mut session.ebpf)?;
-        pipeline
-            .add(Box::new(super::serve_metrics(addr, per_connection, true, Some(totals)).await?));
+        let serve = super::serve_metrics(addr, per_connection, true, Some(Arc::clone(&totals)));
+        pipeline.add(Box::new(serve.await?));
     }
     let reader = Reader::new(&mut session.ebpf)?;
     // Kernel-side diagnostics (aya-log); an object without log statements has nothing to read.
     let mut kernel_log = aya_log::EbpfLogger::init_with_logger(&mut session.ebpf, KernelLog).ok();
     let mut live = Live::new(reader, Decoder::new(session.facts.clone()), Warnings::Stderr);
-    eprintln!("tracer: attached; tracing (Ctrl-C to stop)");
+    let quiet = !args.filter.every_connection();
+    eprintln!(
+        "tracer: attached; tracing (Ctrl-C to stop){}",
+        if quiet {
+            "; healthy connections stay quiet until their first flow-control moment \
+             (--every-connection shows all)"
+        } else {
+            ""
+        }
+    );
 
     let mut sigint = signal(SignalKind::interrupt()).context("failed to watch for SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("failed to watch for SIGTERM")?;
@@ -161,6 +171,12 @@ async fn watch(
     }
     if counts.evicted > 0 {
         dropped += &format!(", {} connections evicted (agent table full)", counts.evicted);
+    }
+    if quiet {
+        let host = totals.read().host;
+        let opened = host[TOTAL_OPENED_ACTIVE as usize] + host[TOTAL_OPENED_PASSIVE as usize];
+        dropped +=
+            &format!(", {opened} connections opened, {} reported", host[TOTAL_REPORTED as usize]);
     }
     eprintln!(
         "tracer: detached; {} events, {} lost, {} undecodable{dropped}",

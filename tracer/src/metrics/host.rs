@@ -2,6 +2,7 @@
 //! quiet ones included, read from their maps when Prometheus scrapes.
 
 use std::fmt;
+use std::sync::Arc;
 
 use tracer_common::totals::{
     TOTAL_CLOSED, TOTAL_DROPS, TOTAL_OPENED_ACTIVE, TOTAL_OPENED_PASSIVE, TOTAL_PROBES,
@@ -17,7 +18,7 @@ pub trait ReadTotals: fmt::Debug + Send + 'static {
     fn read(&self) -> Totals;
 }
 
-impl ReadTotals for KernelTotals {
+impl ReadTotals for Arc<KernelTotals> {
     fn read(&self) -> Totals {
         KernelTotals::read(self)
     }

@@ -142,14 +142,15 @@ pub fn line(e: &Event, name: Option<&str>) -> String {
         Body::Drop { reason, bytes: n } => {
             format!("DROPPED {} for lack of receive space ({reason})", kib(*n))
         }
-        Body::Open { snd_wscale, rcv_wscale, wscale_ok, advmss, rcvbuf, .. } => format!(
-            "open: wscale {} advmss {advmss} rcvbuf {}",
+        Body::Open { snd_wscale, rcv_wscale, wscale_ok, advmss, rcvbuf, late, .. } => format!(
+            "open: wscale {} advmss {advmss} rcvbuf {}{}",
             if *wscale_ok {
                 format!("snd {snd_wscale} rcv {rcv_wscale}")
             } else {
                 "NOT negotiated (windows max 64KiB)".into()
             },
-            kib(*rcvbuf)
+            kib(*rcvbuf),
+            if *late { " (reported late: quiet until its first flow-control moment)" } else { "" }
         ),
         Body::Close { from_state, .. } => format!("close (was {from_state})"),
         Body::Owner { comm, cgroup } => format!(

@@ -213,9 +213,9 @@ static PROBE: [Hook; 3] = [
     },
     Hook {
         attach: Attach::Egress,
-        fidelity: "probes recognised on the wire (pure ACK, seq = snd_una - 1, peer window 0, \
-                   unsent data: keepalives excluded); backoff inferred; urgent-mode probes \
-                   (seq = snd_una) not seen",
+        fidelity: "probes recognised on the wire (pure ACK, seq = snd_una - 1, peer window 0 \
+                   in the last segment received and in the socket, unsent data: keepalives \
+                   excluded); backoff inferred; urgent-mode probes (seq = snd_una) not seen",
         switch: Some((SWITCH_EGRESS, EGRESS_PROBE)),
     },
 ];
