@@ -174,15 +174,17 @@ pub static OPENED: Family = family(
     Counter,
     None,
     SET,
-    "Traced connections opened (each end counts); an accepted one counts once its process is \
-     known, or at its close.",
+    "Connections reported (each end counts: from their open with a filter or \
+     --every-connection, else from their first flow-control moment); an accepted one counts \
+     once its process is known, or at its close. Every connection: \
+     tcp_flow_host_connections_opened_total.",
 );
 pub static CLOSED: Family = family(
     "tcp_flow_connections_closed_total",
     Counter,
     None,
     SET,
-    "Traced connections closed (each end counts).",
+    "Reported connections closed (each end counts).",
 );
 // What the kernel programs count for every connection on the host, reported or not
 // (`tcp_flow_host_`), by service port: the local port of an accepted connection, the remote
