@@ -1092,3 +1092,31 @@ fn quiet_connections_send_nothing_and_are_counted() {
         value("tcp_flow_host_zero_windows_total", &format!("port=\"{stall_port}\",side=\"local\""));
     assert_eq!(zero_local, to_zero, "host zero windows vs TCPToZeroWindowAdv");
 }
+
+/// `--every-connection` keeps the full stream without a filter: every healthy connection is
+/// reported from its open (not late) to its close, as nstat counts them.
+#[test]
+#[ignore = "needs root and a live kernel: run through `cargo xtask test`"]
+fn every_connection_reports_healthy_ones_from_their_open() {
+    const COUNT: u64 = 20;
+    let port = test_port() + 20;
+    let tracer = Tracer::start(&["--every-connection"]);
+    let (before, after) = in_new_netns(move || {
+        let before = nstat();
+        short_connections(IpAddr::V4(Ipv4Addr::LOCALHOST), port, COUNT as usize);
+        thread::sleep(Duration::from_millis(300));
+        (before, nstat())
+    });
+    thread::sleep(Duration::from_millis(300));
+    let events = tracer.stop();
+    let ours = of_port(&events, port);
+    let opens: Vec<&&Value> = ours.iter().filter(|e| kind(e) == "open").collect();
+    let closes = ours.iter().filter(|e| kind(e) == "close").count() as u64;
+    let opened =
+        delta(&before, &after, "TcpActiveOpens") + delta(&before, &after, "TcpPassiveOpens");
+    eprintln!("nstat: {opened} opens; tracer: {} opens, {closes} closes", opens.len());
+    assert_eq!(opened, 2 * COUNT, "nstat's opens: both ends of the test's connections");
+    assert_eq!(opens.len() as u64, opened, "an open for each end");
+    assert_eq!(closes, opened, "a close for each end");
+    assert!(opens.iter().all(|e| e.get("late").is_none()), "no open is late: {opens:?}");
+}
