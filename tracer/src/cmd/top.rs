@@ -40,6 +40,7 @@ use crate::{
         theme::Theme,
     },
 };
+use tracer_common::totals::{TOTAL_OPENED_ACTIVE, TOTAL_OPENED_PASSIVE, TOTAL_REPORTED};
 
 /// How often the view is refreshed while a recording plays (live, at each tick of the driver).
 const REFRESH_EVERY: Duration = Duration::from_millis(250);
@@ -130,7 +131,15 @@ impl View {
     }
 
     /// Take the table and the feed as of `now_ns` into the model (a paused model ignores it).
-    fn refresh(&mut self, pipeline: &Pipeline, now_ns: u64, undecodable: u64, untracked: u64) {
+    /// `quiet`: connections opened live that stayed quiet (not reported), when that applies.
+    fn refresh(
+        &mut self,
+        pipeline: &Pipeline,
+        now_ns: u64,
+        undecodable: u64,
+        untracked: u64,
+        quiet: Option<u64>,
+    ) {
         let state = pipeline.state();
         let table = state.table;
         let mut feed = self.feed.borrow_mut();
@@ -155,6 +164,7 @@ impl View {
             undecodable,
             untracked,
             evicted: table.evicted(),
+            quiet,
         };
         drop(feed);
         self.model.refresh(rows, alerts, stats);
@@ -218,8 +228,18 @@ async fn live(
     let totals = Arc::new(KernelTotals::take(&mut session.ebpf)?);
     let mut live = Live::new(reader, Decoder::new(session.facts.clone()), Warnings::Counted);
     let feed: SharedFeed = Rc::new(RefCell::new(Feed::default()));
+    let serve_totals = Some(Arc::clone(&totals));
     let mut pipeline =
-        pipeline(thresholds, &feed, &args.metrics, metrics_addr, Some(totals)).await?;
+        pipeline(thresholds, &feed, &args.metrics, metrics_addr, serve_totals).await?;
+    // Without a filter, the header says how many connections stayed quiet.
+    let totals = (!args.filter.every_connection()).then_some(totals);
+    let quiet = |totals: &Option<Arc<KernelTotals>>| {
+        totals.as_ref().map(|t| {
+            let host = t.read().host;
+            let opened = host[TOTAL_OPENED_ACTIVE as usize] + host[TOTAL_OPENED_PASSIVE as usize];
+            opened.saturating_sub(host[TOTAL_REPORTED as usize])
+        })
+    };
     let kernel = os_release().unwrap_or_default();
     let mut model = Model::new(format!("live on kernel {kernel}"));
     let missing: Vec<&str> = session.attached.missing().map(|r| r.signal.name()).collect();
@@ -240,7 +260,7 @@ async fn live(
                         return Ok(());
                     }
                     let counts = live.counts();
-                    view.refresh(&pipeline, now, counts.bad, counts.untracked);
+                    view.refresh(&pipeline, now, counts.bad, counts.untracked, quiet(&totals));
                     view.draw(&pipeline)
                 })
             }
@@ -318,7 +338,7 @@ async fn replay(
                 // As a replay ends: what is due by the last moment recorded fires.
                 pipeline.tick(player.last_ns())?;
                 view.model.set_phase("ended: q quits");
-                view.refresh(&pipeline, player.last_ns(), 0, 0);
+                view.refresh(&pipeline, player.last_ns(), 0, 0, None);
                 view.draw(&pipeline)?;
             }
         }
@@ -338,7 +358,7 @@ async fn replay(
                     _ => Ok(()),
                 };
                 ticked.and_then(|()| {
-                    view.refresh(&pipeline, now, 0, 0);
+                    view.refresh(&pipeline, now, 0, 0, None);
                     view.draw(&pipeline)
                 })
             }
