@@ -79,7 +79,21 @@ impl Decoder {
     }
 
     /// Decodes one ring-buffer record into one or two events.
+    #[cfg(test)]
     pub fn decode(&mut self, bytes: &[u8]) -> Result<Vec<Event>, DecodeError> {
+        let mut events = Vec::new();
+        self.decode_into(bytes, &mut events)?;
+        Ok(events)
+    }
+
+    /// Decodes one ring-buffer record into `out` (cleared first): one or two events.
+    pub fn decode_into(&mut self, bytes: &[u8], out: &mut Vec<Event>) -> Result<(), DecodeError> {
+        out.clear();
+        out.extend(self.decode_vec(bytes)?);
+        Ok(())
+    }
+
+    fn decode_vec(&mut self, bytes: &[u8]) -> Result<Vec<Event>, DecodeError> {
         let header: EventHeader = read(bytes)?;
         let events = match header.kind {
             KIND_WINDOW => {

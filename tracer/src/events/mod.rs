@@ -4,5 +4,6 @@ pub mod decode;
 pub mod kernel_log;
 pub mod model;
 pub mod reader;
+pub mod synthetic;
 
 pub use decode::{Body, Decoder, Event};

@@ -1,7 +1,7 @@
 //! NDJSON: one object per event (events/model.rs defines the fields). Every object has ts_ns,
 //! kind, saddr, sport, daddr, dport; the rest depends on the kind.
 
-use std::io::{BufWriter, Stdout, Write as _};
+use std::io::{BufWriter, Stdout, Write};
 
 use serde_json::{json, Map, Value};
 
@@ -16,14 +16,21 @@ use crate::{
     timeline::{ConnKey, ConnSummary},
 };
 
-pub struct Json {
-    out: BufWriter<Stdout>,
+pub struct Json<W: Write = Stdout> {
+    out: BufWriter<W>,
     show: Show,
 }
 
 impl Json {
     pub fn new(show: Show) -> Self {
-        Json { out: BufWriter::new(std::io::stdout()), show }
+        Json::to(std::io::stdout(), show)
+    }
+}
+
+impl<W: Write> Json<W> {
+    /// NDJSON into `out` (the pipeline bench writes into a sink).
+    pub fn to(out: W, show: Show) -> Self {
+        Json { out: BufWriter::new(out), show }
     }
 
     /// One object and a newline. Errors stay `io::Error`s, so that a closed pipe is recognised
@@ -34,7 +41,7 @@ impl Json {
     }
 }
 
-impl Consumer for Json {
+impl<W: Write> Consumer for Json<W> {
     fn event(&mut self, event: &Event, _key: ConnKey, _state: &State<'_>) -> Result<()> {
         if self.show.events {
             self.line(event)?;

@@ -9,7 +9,7 @@ use tokio::time::{interval, Interval, MissedTickBehavior};
 use tracer_common::config::RING_BYTES;
 
 use super::{Drain, Pipeline};
-use crate::events::{reader::Reader, Decoder};
+use crate::events::{decode::DecodeError, reader::Reader, Decoder, Event};
 
 /// How often the ring buffer is drained (the kernel side never wakes us).
 const DRAIN_EVERY: Duration = Duration::from_millis(20);
@@ -54,9 +54,41 @@ pub enum Due {
     Tick,
 }
 
+/// The step every ring record takes into the pipeline: decoded into events held in a buffer
+/// reused from record to record, then handed on one by one. The live driver drains the ring
+/// through it, and the pipeline bench replays synthetic records through it.
+pub struct Intake {
+    decoder: Decoder,
+    events: Vec<Event>,
+}
+
+impl Intake {
+    pub fn new(decoder: Decoder) -> Self {
+        Intake { decoder, events: Vec::with_capacity(2) }
+    }
+
+    /// Decodes `record` and hands its events to `pipeline`, unless `result` already holds a
+    /// consumer's error (the output was closed: events are still counted, no longer fed).
+    /// Returns how many events the record held.
+    pub fn record(
+        &mut self,
+        record: &[u8],
+        pipeline: &mut Pipeline,
+        result: &mut Result<()>,
+    ) -> Result<usize, DecodeError> {
+        self.decoder.decode_into(record, &mut self.events)?;
+        for e in &self.events {
+            if result.is_ok() {
+                *result = pipeline.event(e);
+            }
+        }
+        Ok(self.events.len())
+    }
+}
+
 pub struct Live {
     reader: Reader,
-    decoder: Decoder,
+    intake: Intake,
     warnings: Warnings,
     counts: Counts,
     untracked_warned: Option<(u64, Instant)>,
@@ -69,7 +101,7 @@ impl Live {
     pub fn new(reader: Reader, decoder: Decoder, warnings: Warnings) -> Self {
         Live {
             reader,
-            decoder,
+            intake: Intake::new(decoder),
             warnings,
             counts: Counts::default(),
             untracked_warned: None,
@@ -103,16 +135,9 @@ impl Live {
     pub fn drain(&mut self, pipeline: &mut Pipeline) -> Result<()> {
         let mut result = Ok(());
         let mut events = 0u64;
-        let Live { reader, decoder, counts, warnings, .. } = self;
-        let bytes = reader.drain(|record| match decoder.decode(record) {
-            Ok(decoded) => {
-                events += decoded.len() as u64;
-                for e in &decoded {
-                    if result.is_ok() {
-                        result = pipeline.event(e);
-                    }
-                }
-            }
+        let Live { reader, intake, counts, warnings, .. } = self;
+        let bytes = reader.drain(|record| match intake.record(record, pipeline, &mut result) {
+            Ok(decoded) => events += decoded as u64,
             Err(e) => {
                 counts.bad += 1;
                 if *warnings == Warnings::Stderr && counts.bad <= UNDECODABLE_SHOWN {
