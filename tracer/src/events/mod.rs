@@ -3,6 +3,7 @@
 pub mod decode;
 pub mod kernel_log;
 pub mod model;
+pub mod ndjson;
 pub mod reader;
 pub mod synthetic;
 
