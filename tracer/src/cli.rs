@@ -63,6 +63,9 @@ pub struct BenchArgs {
     /// Connections open at once.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub connections: u32,
+    /// Write the NDJSON output here instead of discarding it (to see what was measured).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -71,14 +71,14 @@ impl<'a> Cx<'a> {
     }
 
     /// Resolve this rule's alert for `side` if active, `why` in its evidence with `extra`
-    /// numbers; its timer goes too.
+    /// numbers (built only then); its timer goes too.
     pub(super) fn resolve(
         &mut self,
         side: Option<Side>,
         ts_ns: u64,
         why: &str,
         explanation: impl FnOnce() -> String,
-        extra: Map<String, Value>,
+        extra: impl FnOnce() -> Map<String, Value>,
     ) {
         let slot = self.slot(side);
         self.book.resolve(slot, ts_ns, why, explanation, extra);

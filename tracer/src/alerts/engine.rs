@@ -2,7 +2,7 @@
 //! every rule, runs the rules' timers, resolves a connection's alerts when it ends, and hands
 //! back alerts in time order. It owns the active alerts and publishes them (`active`).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 #[cfg(test)]
 use super::alert::Alert;
@@ -25,7 +25,7 @@ pub struct Engine {
     checks: Vec<Box<dyn Check>>,
     book: Book,
     /// The facts of each connection with anything to watch.
-    watches: BTreeMap<ConnKey, Facts>,
+    watches: HashMap<ConnKey, Facts>,
     /// How far the timers have run.
     clock_ns: u64,
     /// Position in the table's end log.
@@ -40,7 +40,7 @@ impl Engine {
             limits: th.receiver_limited,
             checks,
             book: Book::default(),
-            watches: BTreeMap::new(),
+            watches: HashMap::new(),
             clock_ns: 0,
             ended_cursor: 0,
         }
@@ -177,12 +177,14 @@ impl Engine {
         }
         if !complete {
             // The log overflowed past us: check every watched connection directly.
-            let gone: Vec<ConnKey> = self
+            let mut gone: Vec<ConnKey> = self
                 .watches
                 .keys()
                 .filter(|k| table.get(k).is_none_or(|c| c.is_closed()))
                 .copied()
                 .collect();
+            // In connection order, as alerts of the same time always come out.
+            gone.sort_unstable();
             for key in gone {
                 self.end_watch(key, self.clock_ns, "evicted");
             }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
 use crate::{
     alerts::Thresholds,
@@ -34,7 +34,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     };
     let mut intake = Intake::new(Decoder::new(facts));
     let mut pipeline = Pipeline::new(Thresholds::default());
-    pipeline.add(Box::new(Json::to(std::io::sink(), Show { events: true, summary: true })));
+    let show = Show { events: true, summary: true };
+    match &args.out {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            pipeline.add(Box::new(Json::to(file, show)));
+        }
+        None => pipeline.add(Box::new(Json::to(std::io::sink(), show))),
+    }
     let mut generator = Generator::new(args.connections);
     let (mut bytes, mut records) = (Vec::new(), Vec::new());
     let (mut events, mut fed, mut cpu_ns) = (0u64, 0u64, 0u64);

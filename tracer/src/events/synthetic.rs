@@ -15,7 +15,7 @@ use tracer_common::event::{
 /// The drop reason number the records use (the bench's `KernelFacts` names it).
 pub const DROP_REASON: u32 = 7;
 /// Steps of one connection's life before it closes.
-const LIFE_STEPS: u32 = 400;
+const LIFE_STEPS: u32 = 150;
 /// Simulated time between two records, ns (about 3 M records a second).
 const RECORD_GAP_NS: u64 = 330;
 /// Process names the connections' owners take, in turn.

@@ -74,7 +74,7 @@ impl Check for FlowControlDrops {
         let (drops, dropped) = self.dropped.get(&cx.key()).map_or((0, 0), |d| (d.drops, d.bytes));
         let quiet = self.cfg.quiet_ms;
         let info = cx.info();
-        let extra = Evidence::new().with("drops", drops).with("dropped_bytes", dropped).done();
+        let extra = || Evidence::new().with("drops", drops).with("dropped_bytes", dropped).done();
         cx.resolve(SIDE, due, "quiet", || resolved(info, drops, dropped, quiet), extra);
     }
 

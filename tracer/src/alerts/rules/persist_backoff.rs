@@ -60,7 +60,7 @@ impl Check for PersistBackoff {
             // Probing is over.
             Seen::PeerReopened => {
                 let info = cx.info();
-                cx.resolve(Some(Side::Peer), ts, "window_reopened", || resolved(info), Map::new());
+                cx.resolve(Some(Side::Peer), ts, "window_reopened", || resolved(info), Map::new);
             }
             _ => {}
         }

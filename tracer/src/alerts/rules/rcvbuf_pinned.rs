@@ -87,7 +87,7 @@ impl Check for RcvbufPinned {
         }
         let quiet = self.cfg.quiet_ms;
         let info = cx.info();
-        cx.resolve(SIDE, due, "quiet", || resolved(info, quiet), Map::new());
+        cx.resolve(SIDE, due, "quiet", || resolved(info, quiet), Map::new);
     }
 }
 

@@ -47,7 +47,7 @@ impl Check for ReceiverLimited {
                 Finding { evidence, explanation, fix }
             });
         } else {
-            let extra = Evidence::new().with("rwnd_limited_pct", pct).done();
+            let extra = || Evidence::new().with("rwnd_limited_pct", pct).done();
             cx.resolve(
                 Some(Side::Peer),
                 ts,

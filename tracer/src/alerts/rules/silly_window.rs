@@ -33,7 +33,7 @@ impl SillyWindow {
             if let Some(runs) = self.runs.get_mut(&cx.key()) {
                 *run_of(runs, side) = 0;
             }
-            let extra = Evidence::new().with("window", window).done();
+            let extra = || Evidence::new().with("window", window).done();
             cx.resolve(
                 Some(side),
                 ts,

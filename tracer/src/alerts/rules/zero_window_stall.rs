@@ -28,7 +28,7 @@ impl Check for ZeroWindowStall {
         match *seen {
             Seen::EpisodeEnded { side, end_ns, zero_ms } => {
                 let info = cx.info();
-                let extra = Evidence::new().with("zero_window_ms", zero_ms).done();
+                let extra = || Evidence::new().with("zero_window_ms", zero_ms).done();
                 cx.resolve(
                     Some(side),
                     end_ns,
