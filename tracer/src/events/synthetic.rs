@@ -35,6 +35,8 @@ struct Slot {
 /// Writes records for `connections` concurrent connections; `fill` appends the next batch.
 pub struct Generator {
     slots: Vec<Slot>,
+    /// Zero-window episodes (with their drops and probes) and closes: off for a steady stream.
+    trouble: bool,
     ts_ns: u64,
     rng: u64,
 }
@@ -51,7 +53,13 @@ impl Generator {
                 busy_jiffies: 0,
             })
             .collect();
-        Generator { slots, ts_ns: 1_000_000_000, rng: 0x9e37_79b9_7f4a_7c15 }
+        Generator { slots, trouble: true, ts_ns: 1_000_000_000, rng: 0x9e37_79b9_7f4a_7c15 }
+    }
+
+    /// Connections that open and then only move data: windows, samples, reads, autotuning.
+    #[cfg(test)]
+    pub fn steady(connections: u32) -> Self {
+        Generator { trouble: false, ..Generator::new(connections) }
     }
 
     /// Clears `out` and appends `count` records to it, each as (offset, length) in `bytes`.
@@ -64,7 +72,7 @@ impl Generator {
             self.ts_ns += RECORD_GAP_NS;
             let start = bytes.len();
             let ts_ns = self.ts_ns;
-            step(&mut self.slots[pick], ts_ns, bytes);
+            step(&mut self.slots[pick], self.trouble, ts_ns, bytes);
             out.push((start, bytes.len() - start));
         }
     }
@@ -79,7 +87,7 @@ impl Generator {
 }
 
 /// Appends the next record of `slot`'s connection.
-fn step(slot: &mut Slot, ts_ns: u64, out: &mut Vec<u8>) {
+fn step(slot: &mut Slot, trouble: bool, ts_ns: u64, out: &mut Vec<u8>) {
     let (index, generation) = (slot.index, slot.generation);
     let h = |kind, hook| header(index, generation, ts_ns, kind, hook);
     let n = slot.step;
@@ -93,7 +101,7 @@ fn step(slot: &mut Slot, ts_ns: u64, out: &mut Vec<u8>) {
             OwnerEvent { header: h(KIND_OWNER, HOOK_TRACEPOINT), comm: comm_of(slot), cgroup: 0 };
         return push(out, &owner);
     }
-    if n >= LIFE_STEPS {
+    if n >= LIFE_STEPS && trouble {
         slot.step = 0;
         slot.generation += 1;
         let from = if index % 2 == 0 { TCP_LAST_ACK } else { TCP_CLOSE_WAIT };
@@ -101,7 +109,7 @@ fn step(slot: &mut Slot, ts_ns: u64, out: &mut Vec<u8>) {
     }
     // Every 64 steps an episode of 12 steps: even connections' local window goes to zero (with
     // drops), odd connections' peer window does (with probes).
-    let cycle = n % 64;
+    let cycle = if trouble { n % 64 } else { 0 };
     let local_episode = index % 2 == 0;
     match cycle {
         40 if local_episode => {
@@ -227,7 +235,7 @@ fn peer(
     periodic: u8,
 ) -> PeerEvent {
     slot.busy_jiffies += 5;
-    if window == 0 || slot.step % 5 == 0 {
+    if window == 0 || slot.step.is_multiple_of(5) {
         slot.rwnd_limited_jiffies += 3;
     }
     PeerEvent {
