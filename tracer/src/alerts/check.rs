@@ -17,6 +17,10 @@ pub(super) trait Check {
     /// The rule this is: it names the alerts and routes the timers.
     fn rule(&self) -> Rule;
 
+    /// The kinds of observation `observe` reacts to (`Seen` bits, or-ed): only those reach it,
+    /// which spares a call per rule and observation.
+    fn sees(&self) -> u16;
+
     /// React to one observation of a live connection, from its event at `ts_ns`.
     fn observe(&mut self, cx: &mut Cx<'_>, seen: &Seen<'_>, ts_ns: u64);
 

@@ -2,7 +2,7 @@
 //! every rule, runs the rules' timers, resolves a connection's alerts when it ends, and hands
 //! back alerts in time order. It owns the active alerts and publishes them (`active`).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 #[cfg(test)]
 use super::alert::Alert;
@@ -23,6 +23,8 @@ pub struct Engine {
     /// Every rule, in `Rule` order: an observation reaches them in that order, so alerts of
     /// the same time come out in it.
     checks: Vec<Box<dyn Check>>,
+    /// What each of `checks` sees (`Check::sees`), in the same order.
+    sees: Vec<u16>,
     book: Book,
     /// The facts of each connection with anything to watch.
     watches: HashMap<ConnKey, Facts>,
@@ -36,11 +38,13 @@ impl Engine {
     pub fn new(th: Thresholds) -> Self {
         let mut checks = rules::all(&th);
         checks.sort_by_key(|c| c.rule());
+        let sees = checks.iter().map(|c| c.sees()).collect();
         Engine {
             limits: th.receiver_limited,
             checks,
+            sees,
             book: Book::default(),
-            watches: HashMap::new(),
+            watches: HashMap::default(),
             clock_ns: 0,
             ended_cursor: 0,
         }
@@ -70,7 +74,9 @@ impl Engine {
         let seen = facts.update(&self.limits, conn, e);
         let facts = &*facts;
         for s in &seen {
-            for check in &mut self.checks {
+            let bit = s.bit();
+            for (check, _) in self.checks.iter_mut().zip(&self.sees).filter(|(_, &m)| m & bit != 0)
+            {
                 let mut cx = Cx::new(*key, check.rule(), facts, &mut self.book);
                 check.observe(&mut cx, s, ts);
             }

@@ -152,6 +152,33 @@ pub(super) enum Seen<'e> {
     Settled,
 }
 
+impl Seen<'_> {
+    pub(super) const EPISODE_ENDED: u16 = 1 << 0;
+    pub(super) const EPISODE_STARTED: u16 = 1 << 1;
+    pub(super) const WINDOW: u16 = 1 << 2;
+    pub(super) const PEER_REOPENED: u16 = 1 << 3;
+    pub(super) const INTERVAL: u16 = 1 << 4;
+    pub(super) const PROBE: u16 = 1 << 5;
+    pub(super) const RCVBUF_LOCKED: u16 = 1 << 6;
+    pub(super) const DROP: u16 = 1 << 7;
+    pub(super) const SETTLED: u16 = 1 << 8;
+
+    /// This observation's kind, as one of the bits a rule's `Check::sees` combines.
+    pub(super) fn bit(&self) -> u16 {
+        match self {
+            Seen::EpisodeEnded { .. } => Self::EPISODE_ENDED,
+            Seen::EpisodeStarted { .. } => Self::EPISODE_STARTED,
+            Seen::Window { .. } => Self::WINDOW,
+            Seen::PeerReopened => Self::PEER_REOPENED,
+            Seen::Interval(_) => Self::INTERVAL,
+            Seen::Probe(_) => Self::PROBE,
+            Seen::RcvbufLocked => Self::RCVBUF_LOCKED,
+            Seen::Drop { .. } => Self::DROP,
+            Seen::Settled => Self::SETTLED,
+        }
+    }
+}
+
 /// An event's observations, on the stack: at most two per side's episodes, three from the
 /// event itself, and `Settled`.
 pub(super) type SeenList<'e> = SmallVec<[Seen<'e>; 8]>;

@@ -64,7 +64,7 @@ impl KernelFacts {
 pub struct Decoder {
     facts: KernelFacts,
     /// When each socket's window, per side, went to zero (monotonic ns).
-    zero_since: HashMap<(u64, Side), u64>,
+    zero_since: foldhash::HashMap<(u64, Side), u64>,
     /// cgroup id -> path below the cgroup-v2 root (None: not found).
     cgroups: HashMap<u64, Option<Arc<str>>>,
     /// pid -> the process's name (/proc/PID/comm), looked up once.
@@ -83,7 +83,7 @@ impl Decoder {
         Decoder {
             drop_reasons,
             facts,
-            zero_since: HashMap::new(),
+            zero_since: Default::default(),
             cgroups: HashMap::new(),
             processes: HashMap::new(),
         }

@@ -1,7 +1,7 @@
 //! flow_control_drops: segments dropped for lack of receive space. Fires at the first drop and
 //! resolves after a quiet period without drops, counting what was dropped meanwhile.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use crate::alerts::alert::Severity;
 use crate::alerts::check::{after, Check, Cx, Evidence, Finding};
@@ -28,7 +28,7 @@ pub(super) struct FlowControlDrops {
 
 impl FlowControlDrops {
     pub(super) fn new(cfg: &config::QuietRule) -> Self {
-        FlowControlDrops { cfg: cfg.clone(), dropped: HashMap::new() }
+        FlowControlDrops { cfg: cfg.clone(), dropped: HashMap::default() }
     }
 
     fn on_drop(&mut self, cx: &mut Cx<'_>, reason: &str, size: u32, ts: u64) {
@@ -62,6 +62,10 @@ impl FlowControlDrops {
 impl Check for FlowControlDrops {
     fn rule(&self) -> Rule {
         Rule::FlowControlDrops
+    }
+
+    fn sees(&self) -> u16 {
+        Seen::DROP
     }
 
     fn observe(&mut self, cx: &mut Cx<'_>, seen: &Seen<'_>, ts: u64) {

@@ -54,6 +54,10 @@ impl Check for PersistBackoff {
         Rule::PersistBackoff
     }
 
+    fn sees(&self) -> u16 {
+        Seen::PEER_REOPENED | Seen::PROBE
+    }
+
     fn observe(&mut self, cx: &mut Cx<'_>, seen: &Seen<'_>, ts: u64) {
         match seen {
             Seen::Probe(p) => self.probe(cx, p, ts),

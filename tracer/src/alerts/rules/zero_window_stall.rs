@@ -24,6 +24,10 @@ impl Check for ZeroWindowStall {
         Rule::ZeroWindowStall
     }
 
+    fn sees(&self) -> u16 {
+        Seen::EPISODE_ENDED | Seen::EPISODE_STARTED
+    }
+
     fn observe(&mut self, cx: &mut Cx<'_>, seen: &Seen<'_>, _ts_ns: u64) {
         match *seen {
             Seen::EpisodeEnded { side, end_ns, zero_ms } => {
