@@ -383,7 +383,10 @@ fn read<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
 /// The kernel's task name: at most 15 bytes, so it is kept inline, without an allocation.
 fn comm(raw: &[u8; 16]) -> CompactString {
     let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-    CompactString::from_utf8_lossy(&raw[..end])
+    match std::str::from_utf8(&raw[..end]) {
+        Ok(name) => CompactString::new(name),
+        Err(_) => CompactString::from_utf8_lossy(&raw[..end]),
+    }
 }
 
 fn opt_comm(raw: &[u8; 16]) -> Option<CompactString> {

@@ -141,6 +141,7 @@ fn body(out: &mut Vec<u8>, body: &Body) {
     }
 }
 
+#[inline(always)]
 fn local(out: &mut Vec<u8>, l: &LocalState) {
     field(out, b"rcv_wnd", l.rcv_wnd);
     field(out, b"unread", l.unread);
@@ -150,6 +151,7 @@ fn local(out: &mut Vec<u8>, l: &LocalState) {
     field(out, b"window_clamp", l.window_clamp);
 }
 
+#[inline(always)]
 fn sender(out: &mut Vec<u8>, s: &SenderState) {
     field(out, b"in_flight", s.in_flight);
     field(out, b"unsent", s.unsent);
@@ -159,6 +161,7 @@ fn sender(out: &mut Vec<u8>, s: &SenderState) {
     field(out, b"busy_ms", s.busy_ms);
 }
 
+#[inline(always)]
 fn side(out: &mut Vec<u8>, side: Side) {
     out.extend_from_slice(match side {
         Side::Local => b",\"side\":\"local\"",
@@ -167,21 +170,25 @@ fn side(out: &mut Vec<u8>, side: Side) {
 }
 
 /// `,"name":` (names are ours: nothing to escape).
+#[inline(always)]
 fn key(out: &mut Vec<u8>, name: &[u8]) {
     out.extend_from_slice(b",\"");
     out.extend_from_slice(name);
     out.extend_from_slice(b"\":");
 }
 
+#[inline(always)]
 fn field(out: &mut Vec<u8>, name: &[u8], value: impl itoa::Integer) {
     key(out, name);
     uint(out, value);
 }
 
+#[inline(always)]
 fn uint(out: &mut Vec<u8>, value: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
+#[inline(always)]
 fn opt_uint(out: &mut Vec<u8>, value: Option<impl itoa::Integer>) {
     match value {
         Some(v) => uint(out, v),
@@ -189,6 +196,7 @@ fn opt_uint(out: &mut Vec<u8>, value: Option<impl itoa::Integer>) {
     }
 }
 
+#[inline(always)]
 fn boolean(out: &mut Vec<u8>, value: bool) {
     out.extend_from_slice(if value { b"true" } else { b"false" });
 }

@@ -9,7 +9,10 @@ use tokio::time::{interval, Interval, MissedTickBehavior};
 use tracer_common::config::RING_BYTES;
 
 use super::{Drain, Pipeline};
-use crate::events::{decode::DecodeError, reader::Reader, Decoder, Event};
+use crate::{
+    events::{decode::DecodeError, reader::Reader, Decoder, Event},
+    host::clock::thread_cpu_ns,
+};
 
 /// How often the ring buffer is drained (the kernel side never wakes us).
 const DRAIN_EVERY: Duration = Duration::from_millis(20);
@@ -46,6 +49,15 @@ pub struct Counts {
     pub untracked: u64,
     /// Live connections the agent's table evicted to make room.
     pub evicted: u64,
+    /// CPU time spent draining the ring into the pipeline (decode, table, alerts, outputs).
+    pub drain_cpu_ns: u64,
+}
+
+impl Counts {
+    /// The agent's CPU per event on the live path, ns (None before any event).
+    pub fn cpu_per_event_ns(&self) -> Option<f64> {
+        (self.seen > 0).then(|| self.drain_cpu_ns as f64 / self.seen as f64)
+    }
 }
 
 /// Which timer is due.
@@ -133,6 +145,7 @@ impl Live {
 
     /// Drains every pending record into the pipeline.
     pub fn drain(&mut self, pipeline: &mut Pipeline) -> Result<()> {
+        let started = thread_cpu_ns();
         let mut result = Ok(());
         let mut events = 0u64;
         let Live { reader, intake, counts, warnings, .. } = self;
@@ -148,7 +161,9 @@ impl Live {
         self.counts.seen += events;
         let untracked = self.counts.untracked;
         pipeline.drained(&Drain { events, bytes, ring_bytes: RING_BYTES as usize, untracked });
-        result.and_then(|()| pipeline.flush())
+        let result = result.and_then(|()| pipeline.flush());
+        self.counts.drain_cpu_ns += thread_cpu_ns().saturating_sub(started);
+        result
     }
 
     /// Time-based alerts (behind the clock by ALERT_LAG), then loss and untracked connections.
