@@ -37,6 +37,10 @@ pub enum Command {
     Report(ReportArgs),
     /// Show which kernel hook serves each signal on this kernel, then exit.
     Probes(HookArgs),
+    /// Measure the agent's CPU cost per event: synthetic ring records through decode, the
+    /// connection table, alerts and NDJSON output, in-process (`cargo xtask bench` runs it).
+    #[command(hide = true)]
+    BenchPipeline(BenchArgs),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions {
         #[arg(value_enum)]
@@ -50,6 +54,19 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<std::path::PathBuf>,
     },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Events to run through the pipeline (measured).
+    #[arg(long, default_value_t = 3_000_000)]
+    pub events: u64,
+    /// Connections open at once.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub connections: u32,
+    /// Write the NDJSON output here instead of discarding it (to see what was measured).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]

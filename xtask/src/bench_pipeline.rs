@@ -1,7 +1,9 @@
-//! The agent's side of `cargo xtask bench`: how fast the pipeline (decoder output through
-//! timelines, alerts and summary) takes events, and whether its memory stays bounded as the
-//! number of connections grows past the connection table's cap. It replays synthetic recordings
-//! with `tracer replay`, no root or kernel involved, and reads the replay's peak RSS.
+//! The agent's side of `cargo xtask bench`: the CPU the agent spends per event (synthetic binary
+//! ring records decoded, through the table, alerts and NDJSON output, in-process: `tracer
+//! bench-pipeline`), how fast the pipeline takes a recording, and whether its memory stays
+//! bounded as the number of connections grows past the connection table's cap. It replays
+//! synthetic recordings with `tracer replay`, no root or kernel involved, and reads the
+//! replay's peak RSS.
 
 use std::{
     fs::File,
@@ -23,9 +25,69 @@ struct Run {
     max_rss_kib: i64,
 }
 
-/// Replays recordings of a growing number of connections (half of them left open, so the live
-/// table fills past its cap) and prints events/s and peak RSS for each.
+/// Runs of `tracer bench-pipeline` per connection count (the host is noisy: the median counts).
+const CPU_RUNS: usize = 5;
+/// Events per run.
+const CPU_EVENTS: u64 = 2_000_000;
+/// The agent's budget: CPU per event on one core (3 M events/s or more).
+const CPU_BUDGET_NS: f64 = 300.0;
+
+/// The CPU per event first, then replays of recordings of a growing number of connections (half
+/// of them left open, so the live table fills past its cap): events/s and peak RSS for each.
 pub fn run(tracer: &Path) -> Result<()> {
+    cpu_per_event(tracer)?;
+    replays(tracer)
+}
+
+/// `tracer bench-pipeline` CPU_RUNS times at 1,000 and at 10,000 connections open at once;
+/// prints the median ns of CPU per event against the budget.
+fn cpu_per_event(tracer: &Path) -> Result<()> {
+    eprintln!("xtask: bench: agent CPU per event (tracer bench-pipeline, binary ring records)");
+    for conns in [1_000u32, 10_000] {
+        let mut runs = Vec::new();
+        for _ in 0..CPU_RUNS {
+            let out = Command::new(tracer)
+                .args(["bench-pipeline", "--events", &CPU_EVENTS.to_string()])
+                .args(["--connections", &conns.to_string()])
+                .output()
+                .with_context(|| format!("failed to start {}", tracer.display()))?;
+            let said = String::from_utf8_lossy(&out.stdout);
+            if !out.status.success() {
+                bail!(
+                    "tracer bench-pipeline failed ({}):\n{said}{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            eprintln!("  {}", said.trim_end());
+            runs.push(ns_per_event(&said)?);
+        }
+        runs.sort_by(f64::total_cmp);
+        let median = runs[runs.len() / 2];
+        println!(
+            "bench: agent {median:.0} ns of CPU per event ({:.2} M events/s on one core) at {conns} \
+             connections, median of {CPU_RUNS} (from {:.0} to {:.0}); budget {CPU_BUDGET_NS:.0} ns: {}",
+            1e3 / median,
+            runs[0],
+            runs[runs.len() - 1],
+            if median <= CPU_BUDGET_NS { "within" } else { "OVER" }
+        );
+    }
+    Ok(())
+}
+
+/// The "N ns of CPU per event" figure of a `tracer bench-pipeline` report.
+fn ns_per_event(report: &str) -> Result<f64> {
+    let before = report
+        .split(" ns of CPU per event")
+        .next()
+        .filter(|b| b.len() < report.len())
+        .with_context(|| format!("no \"ns of CPU per event\" in {report:?}"))?;
+    let number = before.rsplit(' ').next().unwrap_or_default();
+    number.parse().with_context(|| format!("{number:?} is not a number (in {report:?})"))
+}
+
+fn replays(tracer: &Path) -> Result<()> {
     let dir = workspace_root().join("target/bench");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     eprintln!("xtask: bench: agent pipeline on synthetic recordings (tracer replay)");
@@ -162,4 +224,17 @@ fn replay(tracer: &Path, file: &Path, conns: u64, events: u64) -> Result<Run> {
     }
     // ru_maxrss is in KiB on Linux.
     Ok(Run { conns, events, secs, max_rss_kib: usage.ru_maxrss })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_cost_per_event() {
+        let report = "bench-pipeline: 1001835 events (978944 records, 10000 connections at \
+                      once): 2476 ns of CPU per event, 403800 events/s on one core\n";
+        assert_eq!(ns_per_event(report).unwrap(), 2476.0);
+        assert!(ns_per_event("bench-pipeline: failed\n").is_err());
+    }
 }

@@ -174,7 +174,7 @@ impl Book {
         ts_ns: u64,
         why: &str,
         explanation: impl FnOnce() -> String,
-        extra: Map<String, Value>,
+        extra: impl FnOnce() -> Map<String, Value>,
     ) {
         self.cancel(slot);
         let Some(active) = self.active.remove(&slot) else { return };
@@ -182,7 +182,7 @@ impl Book {
         let ts_ns = ts_ns.max(active.since_ns);
         alert.ts_ns = ts_ns;
         alert.kind = AlertKind::AlertResolved;
-        alert.evidence.extend(extra);
+        alert.evidence.extend(extra());
         alert.evidence.insert("resolved_by".into(), why.into());
         alert.explanation = explanation();
         alert.duration_ms = Some(ns_to_ms(ts_ns - active.since_ns));
@@ -226,7 +226,7 @@ impl Book {
         }
         let slots: Vec<Slot> = self.active.range(range).map(|(s, _)| *s).collect();
         for slot in slots {
-            self.resolve(slot, ts_ns, why, || explain(slot.rule), Map::new());
+            self.resolve(slot, ts_ns, why, || explain(slot.rule), Map::new);
         }
     }
 

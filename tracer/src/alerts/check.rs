@@ -17,6 +17,10 @@ pub(super) trait Check {
     /// The rule this is: it names the alerts and routes the timers.
     fn rule(&self) -> Rule;
 
+    /// The kinds of observation `observe` reacts to (`Seen` bits, or-ed): only those reach it,
+    /// which spares a call per rule and observation.
+    fn sees(&self) -> u16;
+
     /// React to one observation of a live connection, from its event at `ts_ns`.
     fn observe(&mut self, cx: &mut Cx<'_>, seen: &Seen<'_>, ts_ns: u64);
 
@@ -71,14 +75,14 @@ impl<'a> Cx<'a> {
     }
 
     /// Resolve this rule's alert for `side` if active, `why` in its evidence with `extra`
-    /// numbers; its timer goes too.
+    /// numbers (built only then); its timer goes too.
     pub(super) fn resolve(
         &mut self,
         side: Option<Side>,
         ts_ns: u64,
         why: &str,
         explanation: impl FnOnce() -> String,
-        extra: Map<String, Value>,
+        extra: impl FnOnce() -> Map<String, Value>,
     ) {
         let slot = self.slot(side);
         self.book.resolve(slot, ts_ns, why, explanation, extra);

@@ -2,7 +2,7 @@
 //! every rule, runs the rules' timers, resolves a connection's alerts when it ends, and hands
 //! back alerts in time order. It owns the active alerts and publishes them (`active`).
 
-use std::collections::BTreeMap;
+use foldhash::HashMap;
 
 #[cfg(test)]
 use super::alert::Alert;
@@ -23,9 +23,11 @@ pub struct Engine {
     /// Every rule, in `Rule` order: an observation reaches them in that order, so alerts of
     /// the same time come out in it.
     checks: Vec<Box<dyn Check>>,
+    /// What each of `checks` sees (`Check::sees`), in the same order.
+    sees: Vec<u16>,
     book: Book,
     /// The facts of each connection with anything to watch.
-    watches: BTreeMap<ConnKey, Facts>,
+    watches: HashMap<ConnKey, Facts>,
     /// How far the timers have run.
     clock_ns: u64,
     /// Position in the table's end log.
@@ -36,11 +38,13 @@ impl Engine {
     pub fn new(th: Thresholds) -> Self {
         let mut checks = rules::all(&th);
         checks.sort_by_key(|c| c.rule());
+        let sees = checks.iter().map(|c| c.sees()).collect();
         Engine {
             limits: th.receiver_limited,
             checks,
+            sees,
             book: Book::default(),
-            watches: BTreeMap::new(),
+            watches: HashMap::default(),
             clock_ns: 0,
             ended_cursor: 0,
         }
@@ -70,7 +74,9 @@ impl Engine {
         let seen = facts.update(&self.limits, conn, e);
         let facts = &*facts;
         for s in &seen {
-            for check in &mut self.checks {
+            let bit = s.bit();
+            for (check, _) in self.checks.iter_mut().zip(&self.sees).filter(|(_, &m)| m & bit != 0)
+            {
                 let mut cx = Cx::new(*key, check.rule(), facts, &mut self.book);
                 check.observe(&mut cx, s, ts);
             }
@@ -177,12 +183,14 @@ impl Engine {
         }
         if !complete {
             // The log overflowed past us: check every watched connection directly.
-            let gone: Vec<ConnKey> = self
+            let mut gone: Vec<ConnKey> = self
                 .watches
                 .keys()
                 .filter(|k| table.get(k).is_none_or(|c| c.is_closed()))
                 .copied()
                 .collect();
+            // In connection order, as alerts of the same time always come out.
+            gone.sort_unstable();
             for key in gone {
                 self.end_watch(key, self.clock_ns, "evicted");
             }

@@ -6,6 +6,8 @@
 //! moment its condition was met, whenever the engine gets to run the timer, so replays give
 //! identical alerts.
 
+use smallvec::SmallVec;
+
 use super::config::ReceiverLimited;
 use crate::events::model::{Body, Event, SenderState, Side};
 use crate::timeline::fmt::ns_to_ms;
@@ -43,13 +45,36 @@ pub(super) struct Info {
 
 impl Info {
     fn of(c: &Conn) -> Self {
-        let receiver = c.local.receiver.as_ref();
         let reader = c.reader.as_ref().filter(|r| !r.comm.is_empty());
+        Info::with_names(c, c.comm.clone(), reader.map(|r| (r.comm.clone(), r.pid)))
+    }
+
+    /// Brings this up to date with `c`, reusing the names' buffers: every event does this, and
+    /// names rarely change.
+    fn refresh(&mut self, c: &Conn) {
+        let mut comm = self.comm.take();
+        copy_name(&mut comm, c.comm.as_deref());
+        let mut reader = self.reader.take();
+        match (&mut reader, c.reader.as_ref().filter(|r| !r.comm.is_empty())) {
+            (Some((name, pid)), Some(r)) => {
+                if *name != r.comm {
+                    name.clear();
+                    name.push_str(&r.comm);
+                }
+                *pid = r.pid;
+            }
+            (kept, r) => *kept = r.map(|r| (r.comm.clone(), r.pid)),
+        }
+        *self = Info::with_names(c, comm, reader);
+    }
+
+    fn with_names(c: &Conn, comm: Option<String>, reader: Option<(String, Option<u32>)>) -> Self {
+        let receiver = c.local.receiver.as_ref();
         Info {
             tuple: c.tuple,
             pid: c.pid,
-            comm: c.comm.clone(),
-            reader: reader.map(|r| (r.comm.clone(), r.pid)),
+            comm,
+            reader,
             mss: c.mss,
             // The latest of rcv_space and the advertisement's own view of the buffer.
             rcvbuf: receiver.map(|r| r.rcvbuf).or(c.rcvbuf),
@@ -65,6 +90,19 @@ impl Info {
             episode_probes: c.peer.open.as_ref().map_or(0, |e| e.probes),
             local_counted: c.local.open.as_ref().and_then(|e| e.counted),
         }
+    }
+}
+
+/// `to` becomes `from`, keeping its buffer when both are names.
+fn copy_name(to: &mut Option<String>, from: Option<&str>) {
+    match (to.as_mut(), from) {
+        (Some(name), Some(from)) => {
+            if name != from {
+                name.clear();
+                name.push_str(from);
+            }
+        }
+        (_, from) => *to = from.map(str::to_string),
     }
 }
 
@@ -113,6 +151,37 @@ pub(super) enum Seen<'e> {
     /// Everything the event changed is in.
     Settled,
 }
+
+impl Seen<'_> {
+    pub(super) const EPISODE_ENDED: u16 = 1 << 0;
+    pub(super) const EPISODE_STARTED: u16 = 1 << 1;
+    pub(super) const WINDOW: u16 = 1 << 2;
+    pub(super) const PEER_REOPENED: u16 = 1 << 3;
+    pub(super) const INTERVAL: u16 = 1 << 4;
+    pub(super) const PROBE: u16 = 1 << 5;
+    pub(super) const RCVBUF_LOCKED: u16 = 1 << 6;
+    pub(super) const DROP: u16 = 1 << 7;
+    pub(super) const SETTLED: u16 = 1 << 8;
+
+    /// This observation's kind, as one of the bits a rule's `Check::sees` combines.
+    pub(super) fn bit(&self) -> u16 {
+        match self {
+            Seen::EpisodeEnded { .. } => Self::EPISODE_ENDED,
+            Seen::EpisodeStarted { .. } => Self::EPISODE_STARTED,
+            Seen::Window { .. } => Self::WINDOW,
+            Seen::PeerReopened => Self::PEER_REOPENED,
+            Seen::Interval(_) => Self::INTERVAL,
+            Seen::Probe(_) => Self::PROBE,
+            Seen::RcvbufLocked => Self::RCVBUF_LOCKED,
+            Seen::Drop { .. } => Self::DROP,
+            Seen::Settled => Self::SETTLED,
+        }
+    }
+}
+
+/// An event's observations, on the stack: at most two per side's episodes, three from the
+/// event itself, and `Settled`.
+pub(super) type SeenList<'e> = SmallVec<[Seen<'e>; 8]>;
 
 /// A sample of the kernel's cumulative sender counters.
 #[derive(Clone, Copy)]
@@ -171,10 +240,10 @@ impl Facts {
         limits: &ReceiverLimited,
         conn: &Conn,
         e: &'e Event,
-    ) -> Vec<Seen<'e>> {
+    ) -> SeenList<'e> {
         let ts = e.ts_ns;
-        let mut seen = Vec::new();
-        self.info = Info::of(conn);
+        let mut seen = SeenList::new();
+        self.info.refresh(conn);
         for side in [Side::Local, Side::Peer] {
             self.sync_episode(conn, side, ts, &mut seen);
         }
@@ -222,7 +291,7 @@ impl Facts {
     }
 
     /// Follow the table's zero-window episode of one side: note when one ends and begins.
-    fn sync_episode(&mut self, conn: &Conn, side: Side, ts: u64, seen: &mut Vec<Seen<'_>>) {
+    fn sync_episode(&mut self, conn: &Conn, side: Side, ts: u64, seen: &mut SeenList<'_>) {
         let dir = conn.side(side);
         let open = dir.open.as_ref().map(|e| e.start_ns);
         if self.zero_since(side) == open {
@@ -246,7 +315,13 @@ impl Facts {
     }
 
     /// The kernel's rwnd_limited counter over intervals of wall time.
-    fn sample(&mut self, limits: &ReceiverLimited, s: &SenderState, ts: u64, seen: &mut Vec<Seen>) {
+    fn sample(
+        &mut self,
+        limits: &ReceiverLimited,
+        s: &SenderState,
+        ts: u64,
+        seen: &mut SeenList<'_>,
+    ) {
         let now = Sample { ts_ns: ts, rwnd_limited_ms: s.rwnd_limited_ms };
         let start = match self.interval_start {
             // A counter going backwards is a reset: start a new interval.

@@ -1,5 +1,6 @@
 //! One file per subcommand.
 
+mod bench;
 mod probes;
 mod replay;
 mod report;
@@ -22,6 +23,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Top(args) => top::run(args),
         Command::Serve(args) => watch::serve(args),
         Command::Report(args) => report::run(args),
+        Command::BenchPipeline(args) => bench::run(&args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             // Into a buffer first: clap_complete panics when its writer fails (a closed pipe).

@@ -164,22 +164,24 @@ async fn watch(
         Some(e) => Err(e),
     };
     let counts = live.counts();
-    let mut dropped = String::new();
+    let mut more = String::new();
     if counts.untracked > 0 {
-        dropped +=
-            &format!(", {} connections not tracked (per-socket table full)", counts.untracked);
+        more += &format!(", {} connections not tracked (per-socket table full)", counts.untracked);
     }
     if counts.evicted > 0 {
-        dropped += &format!(", {} connections evicted (agent table full)", counts.evicted);
+        more += &format!(", {} connections evicted (agent table full)", counts.evicted);
     }
     if quiet {
         let host = totals.read().host;
         let opened = host[TOTAL_OPENED_ACTIVE as usize] + host[TOTAL_OPENED_PASSIVE as usize];
-        dropped +=
+        more +=
             &format!(", {opened} connections opened, {} reported", host[TOTAL_REPORTED as usize]);
     }
+    if let Some(ns) = counts.cpu_per_event_ns() {
+        more += &format!("; agent {ns:.0} ns of CPU per event");
+    }
     eprintln!(
-        "tracer: detached; {} events, {} lost, {} undecodable{dropped}",
+        "tracer: detached; {} events, {} lost, {} undecodable{more}",
         counts.seen, counts.lost, counts.bad
     );
     match result {

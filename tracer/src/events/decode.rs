@@ -6,7 +6,10 @@ use std::{
     fmt,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
+    sync::Arc,
 };
+
+use compact_str::{format_compact, CompactString};
 
 pub use super::model::{Body, Event, LocalState, SenderState, Side};
 
@@ -61,27 +64,44 @@ impl KernelFacts {
 pub struct Decoder {
     facts: KernelFacts,
     /// When each socket's window, per side, went to zero (monotonic ns).
-    zero_since: HashMap<(u64, Side), u64>,
+    zero_since: foldhash::HashMap<(u64, Side), u64>,
     /// cgroup id -> path below the cgroup-v2 root (None: not found).
-    cgroups: HashMap<u64, Option<String>>,
+    cgroups: HashMap<u64, Option<Arc<str>>>,
     /// pid -> the process's name (/proc/PID/comm), looked up once.
-    processes: HashMap<u32, Option<String>>,
+    processes: HashMap<u32, Option<CompactString>>,
+    /// The facts' drop reason names, ready to hand out without copying.
+    drop_reasons: HashMap<u32, CompactString>,
 }
+
+/// Process names and cgroup paths kept at most, each.
+const NAMES_KEPT: usize = 4096;
 
 impl Decoder {
     pub fn new(facts: KernelFacts) -> Self {
+        let drop_reasons =
+            facts.drop_reasons.iter().map(|(&n, name)| (n, CompactString::from(name))).collect();
         Decoder {
+            drop_reasons,
             facts,
-            zero_since: HashMap::new(),
+            zero_since: Default::default(),
             cgroups: HashMap::new(),
             processes: HashMap::new(),
         }
     }
 
     /// Decodes one ring-buffer record into one or two events.
+    #[cfg(test)]
     pub fn decode(&mut self, bytes: &[u8]) -> Result<Vec<Event>, DecodeError> {
+        let mut events = Vec::new();
+        self.decode_into(bytes, &mut events)?;
+        Ok(events)
+    }
+
+    /// Decodes one ring-buffer record into `out` (cleared first): one or two events.
+    pub fn decode_into(&mut self, bytes: &[u8], out: &mut Vec<Event>) -> Result<(), DecodeError> {
+        out.clear();
         let header: EventHeader = read(bytes)?;
-        let events = match header.kind {
+        match header.kind {
             KIND_WINDOW => {
                 let w: WindowEvent = read(bytes)?;
                 let local = LocalState {
@@ -92,7 +112,7 @@ impl Decoder {
                     rcv_ssthresh: w.rcv_ssthresh,
                     window_clamp: w.window_clamp,
                 };
-                let mut out = vec![self.event(
+                out.push(self.event(
                     &header,
                     Body::Window {
                         side: Side::Local,
@@ -102,7 +122,7 @@ impl Decoder {
                         local: Some(local.clone()),
                         sender: None,
                     },
-                )];
+                ));
                 let (local, sender) = (Some(local), None);
                 out.extend(self.transition(
                     &header,
@@ -112,7 +132,6 @@ impl Decoder {
                     local,
                     sender,
                 ));
-                out
             }
             KIND_PROBE => {
                 let p: ProbeEvent = read(bytes)?;
@@ -126,7 +145,7 @@ impl Decoder {
                     (p.probes_out, p.backoff)
                 };
                 let rto_ms = self.facts.hz.map(|hz| p.rto_jiffies as f64 * 1000.0 / hz as f64);
-                vec![self.event(
+                out.push(self.event(
                     &header,
                     Body::Probe {
                         probes_out,
@@ -136,12 +155,12 @@ impl Decoder {
                         snd_wnd: p.snd_wnd,
                         unacked: p.snd_nxt.wrapping_sub(p.snd_una),
                     },
-                )]
+                ));
             }
             KIND_RCV_SPACE => {
                 let r: RcvSpaceEvent = read(bytes)?;
                 let name = self.process_name(header.pid, comm(&r.comm));
-                vec![self.event(
+                out.push(self.event(
                     &header,
                     Body::RcvSpace {
                         space: r.space,
@@ -152,12 +171,12 @@ impl Decoder {
                         rcvbuf_locked: r.locked != 0,
                         comm: name,
                     },
-                )]
+                ));
             }
             KIND_OPEN => {
                 let l: LifecycleEvent = read(bytes)?;
                 let name = opt_comm(&l.comm).map(|c| self.process_name(header.pid, c));
-                vec![self.event(
+                out.push(self.event(
                     &header,
                     Body::Open {
                         active: l.oldstate == TCP_SYN_SENT,
@@ -169,7 +188,7 @@ impl Decoder {
                         comm: name,
                         late: l.deferred != 0,
                     },
-                )]
+                ));
             }
             KIND_PEER => {
                 let p: PeerEvent = read(bytes)?;
@@ -181,7 +200,7 @@ impl Decoder {
                     rwnd_limited_ms: self.facts.jiffies_ms(p.rwnd_limited_jiffies),
                     busy_ms: self.facts.jiffies_ms(p.busy_jiffies),
                 };
-                let mut out = vec![if p.periodic != 0 {
+                out.push(if p.periodic != 0 {
                     self.event(&header, Body::Inflight { window: p.window, sender: sender.clone() })
                 } else {
                     self.event(
@@ -195,7 +214,7 @@ impl Decoder {
                             sender: Some(sender.clone()),
                         },
                     )
-                }];
+                });
                 out.extend(self.transition(
                     &header,
                     Side::Peer,
@@ -204,24 +223,21 @@ impl Decoder {
                     None,
                     Some(sender),
                 ));
-                out
             }
             KIND_DROP => {
                 let d: DropEvent = read(bytes)?;
-                let reason = self
-                    .facts
-                    .drop_reasons
-                    .get(&d.reason)
-                    .cloned()
-                    .unwrap_or_else(|| format!("reason {}", d.reason));
-                vec![self.event(&header, Body::Drop { reason, bytes: d.bytes })]
+                let reason = match self.drop_reasons.get(&d.reason) {
+                    Some(name) => name.clone(),
+                    None => format_compact!("reason {}", d.reason),
+                };
+                out.push(self.event(&header, Body::Drop { reason, bytes: d.bytes }));
             }
             KIND_READ => {
                 let r: ReadEvent = read(bytes)?;
                 let secs = r.interval_ns as f64 / 1e9;
                 let cgroup = self.cgroup_path(r.cgroup);
                 let name = self.process_name(header.pid, comm(&r.comm));
-                vec![self.event(
+                out.push(self.event(
                     &header,
                     Body::Read {
                         bytes: r.bytes,
@@ -231,26 +247,25 @@ impl Decoder {
                         comm: name,
                         cgroup,
                     },
-                )]
+                ));
             }
             KIND_OWNER => {
                 let o: OwnerEvent = read(bytes)?;
                 let cgroup = self.cgroup_path(o.cgroup);
                 let name = self.process_name(header.pid, comm(&o.comm));
-                vec![self.event(&header, Body::Owner { comm: name, cgroup })]
+                out.push(self.event(&header, Body::Owner { comm: name, cgroup }));
             }
             KIND_CLOSE => {
                 let l: LifecycleEvent = read(bytes)?;
-                self.zero_since.retain(|(sk, _), _| *sk != header.sk);
+                self.zero_since.remove(&(header.sk, Side::Local));
+                self.zero_since.remove(&(header.sk, Side::Peer));
                 let name = opt_comm(&l.comm).map(|c| self.process_name(header.pid, c));
-                vec![self.event(
-                    &header,
-                    Body::Close { from_state: tcp_state(l.oldstate).to_string(), comm: name },
-                )]
+                let from_state = CompactString::const_new(tcp_state(l.oldstate));
+                out.push(self.event(&header, Body::Close { from_state, comm: name }));
             }
             other => return Err(DecodeError::UnknownKind(other)),
-        };
-        Ok(events)
+        }
+        Ok(())
     }
 
     /// The zero-window start or end a window record of `side` marks, if any.
@@ -282,21 +297,33 @@ impl Decoder {
 
     /// The kernel names the thread that used the socket; operators look for the process (as
     /// `ss -p` and `ps` show it), so its name replaces the thread's while the process lives.
-    fn process_name(&mut self, pid: u32, thread: String) -> String {
+    /// Each pid's name is read from /proc once (while the cache holds it: it is emptied when
+    /// full, so memory stays bounded however many processes come and go).
+    fn process_name(&mut self, pid: u32, thread: CompactString) -> CompactString {
         if pid == 0 || !self.facts.live {
             return thread;
         }
-        let name = self.processes.entry(pid).or_insert_with(|| crate::host::procfs::comm(pid));
+        if self.processes.len() >= NAMES_KEPT && !self.processes.contains_key(&pid) {
+            self.processes.clear();
+        }
+        let name = self
+            .processes
+            .entry(pid)
+            .or_insert_with(|| crate::host::procfs::comm(pid).map(CompactString::from));
         name.clone().unwrap_or(thread)
     }
 
-    /// The cgroup-v2 path of `id` (the inode number of its directory), looked up once.
-    fn cgroup_path(&mut self, id: u64) -> Option<String> {
+    /// The cgroup-v2 path of `id` (the inode number of its directory), looked up once (while
+    /// the cache holds it, as for process names).
+    fn cgroup_path(&mut self, id: u64) -> Option<Arc<str>> {
         let root = self.facts.cgroup_root.as_deref()?;
         if id == 0 {
             return None;
         }
-        self.cgroups.entry(id).or_insert_with(|| find_cgroup(root, root, id)).clone()
+        if self.cgroups.len() >= NAMES_KEPT && !self.cgroups.contains_key(&id) {
+            self.cgroups.clear();
+        }
+        self.cgroups.entry(id).or_insert_with(|| find_cgroup(root, root, id).map(Arc::from)).clone()
     }
 
     fn event(&self, h: &EventHeader, body: Body) -> Event {
@@ -310,7 +337,7 @@ impl Decoder {
             ts_ns: (h.ts_ns as i64).saturating_add(self.facts.realtime_offset_ns).max(0) as u64,
             sk: h.sk,
             pid: (h.pid != 0).then_some(h.pid),
-            hook: hook_name(h.hook).to_string(),
+            hook: CompactString::const_new(hook_name(h.hook)),
             saddr,
             sport: h.sport,
             daddr,
@@ -354,12 +381,16 @@ fn read<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
-fn comm(raw: &[u8; 16]) -> String {
+/// The kernel's task name: at most 15 bytes, so it is kept inline, without an allocation.
+fn comm(raw: &[u8; 16]) -> CompactString {
     let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-    String::from_utf8_lossy(&raw[..end]).into_owned()
+    match std::str::from_utf8(&raw[..end]) {
+        Ok(name) => CompactString::new(name),
+        Err(_) => CompactString::from_utf8_lossy(&raw[..end]),
+    }
 }
 
-fn opt_comm(raw: &[u8; 16]) -> Option<String> {
+fn opt_comm(raw: &[u8; 16]) -> Option<CompactString> {
     Some(comm(raw)).filter(|c| !c.is_empty())
 }
 

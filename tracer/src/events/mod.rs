@@ -3,7 +3,9 @@
 pub mod decode;
 pub mod kernel_log;
 pub mod model;
+pub mod ndjson;
 pub mod reader;
+pub mod synthetic;
 pub mod totals;
 
 pub use decode::{Body, Decoder, Event};

@@ -2,7 +2,9 @@
 //! (connection table, alerts, outputs, recordings). Serialised, it is the NDJSON of
 //! `watch --json` and the body of a recording: field names are a contract (add, never rename).
 
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::Arc};
+
+use compact_str::CompactString;
 
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +42,9 @@ pub struct Event {
     /// did not say which socket (a drop before socket lookup).
     #[serde(with = "hex_u64")]
     pub sk: u64,
-    pub hook: String,
+    /// Names and other short strings are `CompactString`s: kept inline up to 24 bytes, so an
+    /// event costs no allocation (the serialised form is a plain string either way).
+    pub hook: CompactString,
 }
 
 /// This host's receive-side state when it advertised a window.
@@ -125,7 +129,7 @@ pub enum Body {
         rcv_ssthresh: u32,
         rmem_alloc: u32,
         rcvbuf_locked: bool,
-        comm: String,
+        comm: CompactString,
     },
     /// What the reading process consumed since the previous `read` event of this socket.
     Read {
@@ -134,15 +138,16 @@ pub enum Body {
         interval_ns: u64,
         /// Bytes per second over the interval.
         rate: f64,
-        comm: String,
-        /// The reading process's cgroup (v2 path), when it could be resolved.
+        comm: CompactString,
+        /// The reading process's cgroup (v2 path), when it could be resolved; shared with the
+        /// decoder's cache of paths.
         #[serde(default)]
-        cgroup: Option<String>,
+        cgroup: Option<Arc<str>>,
     },
     /// A segment this host dropped for lack of receive space.
     Drop {
         /// The kernel's drop reason, without the SKB_DROP_REASON_ prefix.
-        reason: String,
+        reason: CompactString,
         bytes: u32,
     },
     Open {
@@ -155,22 +160,22 @@ pub enum Body {
         wscale_ok: bool,
         advmss: u32,
         rcvbuf: u32,
-        comm: Option<String>,
+        comm: Option<CompactString>,
         /// Sent at the connection's first flow-control moment rather than at its open (a quiet
         /// connection, reported late); the time is still the open's.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         late: bool,
     },
     Close {
-        from_state: String,
-        comm: Option<String>,
+        from_state: CompactString,
+        comm: Option<CompactString>,
     },
     /// A new process uses the socket (accept, or a read by a process not seen on it before).
     Owner {
-        comm: String,
+        comm: CompactString,
         /// The process's cgroup (v2 path), when it could be resolved.
         #[serde(default)]
-        cgroup: Option<String>,
+        cgroup: Option<Arc<str>>,
     },
 }
 

@@ -18,6 +18,12 @@ fn clock_ns(id: ClockId) -> i64 {
     ts.tv_sec.saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec)
 }
 
+/// CPU time this thread has used, ns (the pipeline bench's measure: other threads and time
+/// spent waiting do not count).
+pub fn thread_cpu_ns() -> u64 {
+    u64::try_from(clock_ns(ClockId::ThreadCPUTime)).unwrap_or(0)
+}
+
 /// Wall clock minus the monotonic clock the kernel stamps events with, in ns: add it to a
 /// kernel timestamp to get wall time.
 pub fn realtime_offset_ns() -> i64 {

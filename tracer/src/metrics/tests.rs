@@ -46,13 +46,13 @@ fn open(active: bool, comm: Option<&str>) -> Body {
         wscale_ok: true,
         advmss: 1460,
         rcvbuf: 131072,
-        comm: comm.map(str::to_string),
+        comm: comm.map(Into::into),
         late: false,
     }
 }
 
 fn drop_reason(reason: &str, bytes: u32) -> Body {
-    Body::Drop { reason: reason.to_string(), bytes }
+    Body::Drop { reason: reason.into(), bytes }
 }
 
 /// A client (connected, to port 7777) that probes a zero window, and a server (accepted on

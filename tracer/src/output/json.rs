@@ -1,7 +1,7 @@
 //! NDJSON: one object per event (events/model.rs defines the fields). Every object has ts_ns,
 //! kind, saddr, sport, daddr, dport; the rest depends on the kind.
 
-use std::io::{BufWriter, Stdout, Write as _};
+use std::io::{Stdout, Write};
 
 use serde_json::{json, Map, Value};
 
@@ -11,33 +11,60 @@ use serde::Serialize;
 use super::Show;
 use crate::{
     alerts::{Alert, AlertId},
-    events::Event,
+    events::{ndjson, Event},
     pipeline::{Consumer, State},
     timeline::{ConnKey, ConnSummary},
 };
 
-pub struct Json {
-    out: BufWriter<Stdout>,
+/// Output is gathered here and written out this full, or when flushed.
+const BUFFER_BYTES: usize = 64 * 1024;
+
+pub struct Json<W: Write = Stdout> {
+    out: W,
+    /// Lines not yet written to `out`.
+    buf: Vec<u8>,
     show: Show,
 }
 
 impl Json {
     pub fn new(show: Show) -> Self {
-        Json { out: BufWriter::new(std::io::stdout()), show }
+        Json::to(std::io::stdout(), show)
+    }
+}
+
+impl<W: Write> Json<W> {
+    /// NDJSON into `out` (the pipeline bench writes into a sink).
+    pub fn to(out: W, show: Show) -> Self {
+        Json { out, buf: Vec::with_capacity(BUFFER_BYTES), show }
     }
 
     /// One object and a newline. Errors stay `io::Error`s, so that a closed pipe is recognised
     /// as the end of the output.
     fn line(&mut self, value: &impl Serialize) -> std::io::Result<()> {
-        serde_json::to_writer(&mut self.out, value)?;
-        self.out.write_all(b"\n")
+        serde_json::to_writer(&mut self.buf, value)?;
+        self.end_line()
+    }
+
+    fn end_line(&mut self) -> std::io::Result<()> {
+        self.buf.push(b'\n');
+        if self.buf.len() >= BUFFER_BYTES {
+            self.write_out()?;
+        }
+        Ok(())
+    }
+
+    fn write_out(&mut self) -> std::io::Result<()> {
+        let result = self.out.write_all(&self.buf);
+        self.buf.clear();
+        result
     }
 }
 
-impl Consumer for Json {
+impl<W: Write> Consumer for Json<W> {
     fn event(&mut self, event: &Event, _key: ConnKey, _state: &State<'_>) -> Result<()> {
         if self.show.events {
-            self.line(event)?;
+            ndjson::write_event(&mut self.buf, event);
+            self.end_line()?;
         }
         Ok(())
     }
@@ -72,6 +99,7 @@ impl Consumer for Json {
     }
 
     fn flush(&mut self) -> Result<()> {
+        self.write_out()?;
         Ok(self.out.flush()?)
     }
 }

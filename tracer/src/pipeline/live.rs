@@ -9,7 +9,10 @@ use tokio::time::{interval, Interval, MissedTickBehavior};
 use tracer_common::config::RING_BYTES;
 
 use super::{Drain, Pipeline};
-use crate::events::{reader::Reader, Decoder};
+use crate::{
+    events::{decode::DecodeError, reader::Reader, Decoder, Event},
+    host::clock::thread_cpu_ns,
+};
 
 /// How often the ring buffer is drained (the kernel side never wakes us).
 const DRAIN_EVERY: Duration = Duration::from_millis(20);
@@ -46,6 +49,15 @@ pub struct Counts {
     pub untracked: u64,
     /// Live connections the agent's table evicted to make room.
     pub evicted: u64,
+    /// CPU time spent draining the ring into the pipeline (decode, table, alerts, outputs).
+    pub drain_cpu_ns: u64,
+}
+
+impl Counts {
+    /// The agent's CPU per event on the live path, ns (None before any event).
+    pub fn cpu_per_event_ns(&self) -> Option<f64> {
+        (self.seen > 0).then(|| self.drain_cpu_ns as f64 / self.seen as f64)
+    }
 }
 
 /// Which timer is due.
@@ -54,9 +66,41 @@ pub enum Due {
     Tick,
 }
 
+/// The step every ring record takes into the pipeline: decoded into events held in a buffer
+/// reused from record to record, then handed on one by one. The live driver drains the ring
+/// through it, and the pipeline bench replays synthetic records through it.
+pub struct Intake {
+    decoder: Decoder,
+    events: Vec<Event>,
+}
+
+impl Intake {
+    pub fn new(decoder: Decoder) -> Self {
+        Intake { decoder, events: Vec::with_capacity(2) }
+    }
+
+    /// Decodes `record` and hands its events to `pipeline`, unless `result` already holds a
+    /// consumer's error (the output was closed: events are still counted, no longer fed).
+    /// Returns how many events the record held.
+    pub fn record(
+        &mut self,
+        record: &[u8],
+        pipeline: &mut Pipeline,
+        result: &mut Result<()>,
+    ) -> Result<usize, DecodeError> {
+        self.decoder.decode_into(record, &mut self.events)?;
+        for e in &self.events {
+            if result.is_ok() {
+                *result = pipeline.event(e);
+            }
+        }
+        Ok(self.events.len())
+    }
+}
+
 pub struct Live {
     reader: Reader,
-    decoder: Decoder,
+    intake: Intake,
     warnings: Warnings,
     counts: Counts,
     untracked_warned: Option<(u64, Instant)>,
@@ -69,7 +113,7 @@ impl Live {
     pub fn new(reader: Reader, decoder: Decoder, warnings: Warnings) -> Self {
         Live {
             reader,
-            decoder,
+            intake: Intake::new(decoder),
             warnings,
             counts: Counts::default(),
             untracked_warned: None,
@@ -101,18 +145,12 @@ impl Live {
 
     /// Drains every pending record into the pipeline.
     pub fn drain(&mut self, pipeline: &mut Pipeline) -> Result<()> {
+        let started = thread_cpu_ns();
         let mut result = Ok(());
         let mut events = 0u64;
-        let Live { reader, decoder, counts, warnings, .. } = self;
-        let bytes = reader.drain(|record| match decoder.decode(record) {
-            Ok(decoded) => {
-                events += decoded.len() as u64;
-                for e in &decoded {
-                    if result.is_ok() {
-                        result = pipeline.event(e);
-                    }
-                }
-            }
+        let Live { reader, intake, counts, warnings, .. } = self;
+        let bytes = reader.drain(|record| match intake.record(record, pipeline, &mut result) {
+            Ok(decoded) => events += decoded as u64,
             Err(e) => {
                 counts.bad += 1;
                 if *warnings == Warnings::Stderr && counts.bad <= UNDECODABLE_SHOWN {
@@ -123,7 +161,9 @@ impl Live {
         self.counts.seen += events;
         let untracked = self.counts.untracked;
         pipeline.drained(&Drain { events, bytes, ring_bytes: RING_BYTES as usize, untracked });
-        result.and_then(|()| pipeline.flush())
+        let result = result.and_then(|()| pipeline.flush());
+        self.counts.drain_cpu_ns += thread_cpu_ns().saturating_sub(started);
+        result
     }
 
     /// Time-based alerts (behind the clock by ALERT_LAG), then loss and untracked connections.

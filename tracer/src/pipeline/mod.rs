@@ -11,6 +11,9 @@
 
 pub mod live;
 
+#[cfg(test)]
+mod alloc_tests;
+
 use std::{cell::RefCell, rc::Rc};
 
 use anyhow::Result;

@@ -56,6 +56,8 @@ pub enum Marker {
 
 pub struct Recorder {
     out: BufWriter<File>,
+    /// One event's line, reused from event to event.
+    line: Vec<u8>,
     path: PathBuf,
     events: u64,
     lost: u64,
@@ -65,8 +67,13 @@ impl Recorder {
     pub fn create(path: &Path, header: &Header) -> Result<Recorder> {
         let file = File::create(path)
             .with_context(|| format!("failed to create the recording {}", path.display()))?;
-        let mut rec =
-            Recorder { out: BufWriter::new(file), path: path.to_path_buf(), events: 0, lost: 0 };
+        let mut rec = Recorder {
+            out: BufWriter::new(file),
+            line: Vec::new(),
+            path: path.to_path_buf(),
+            events: 0,
+            lost: 0,
+        };
         rec.line(header)?;
         Ok(rec)
     }
@@ -80,7 +87,12 @@ impl Recorder {
 
     pub fn event(&mut self, e: &Event) -> Result<()> {
         self.events += 1;
-        self.line(e)
+        self.line.clear();
+        crate::events::ndjson::write_event(&mut self.line, e);
+        self.line.push(b'\n');
+        self.out
+            .write_all(&self.line)
+            .with_context(|| format!("failed to write the recording {}", self.path.display()))
     }
 
     pub fn lost(&mut self, ts_ns: u64, count: u64) -> Result<()> {

@@ -243,19 +243,19 @@ impl ConnData {
             }
             Body::RcvSpace { rcvbuf, comm, .. } => {
                 self.sample(Line::Rcvbuf, ts, *rcvbuf);
-                self.set_comm(Some(comm));
+                self.set_comm(Some(comm.as_str()));
             }
             Body::Read { comm, .. } | Body::Owner { comm, .. } => self.set_comm(Some(comm)),
             Body::Drop { reason, bytes } => {
-                self.drops.push(DropMark { ts_ns: ts, reason: reason.clone(), bytes: *bytes });
+                self.drops.push(DropMark { ts_ns: ts, reason: reason.to_string(), bytes: *bytes });
             }
             Body::Open { rcvbuf, comm, .. } => {
                 self.sample(Line::Rcvbuf, ts, *rcvbuf);
-                self.set_comm(comm.as_ref());
+                self.set_comm(comm.as_deref());
             }
             Body::Close { comm, .. } => {
                 self.close_ns = Some(ts);
-                self.set_comm(comm.as_ref());
+                self.set_comm(comm.as_deref());
             }
         }
     }
@@ -265,9 +265,9 @@ impl ConnData {
         self.close_ns.get_or_insert(ts);
     }
 
-    fn set_comm(&mut self, comm: Option<&String>) {
+    fn set_comm(&mut self, comm: Option<&str>) {
         if let Some(c) = comm.filter(|c| !c.is_empty()) {
-            self.comm = Some(c.clone());
+            self.comm = Some(c.to_string());
         }
     }
 

@@ -143,7 +143,8 @@ impl Conn {
         if e.pid.is_some() {
             self.pid = e.pid;
         }
-        if let Some(comm) = e.body.comm() {
+        // Compared first: most events repeat the name, and copying it would allocate.
+        if let Some(comm) = e.body.comm().filter(|c| self.comm.as_deref() != Some(*c)) {
             self.comm = Some(comm.to_string());
         }
         if self.is_closed() {
@@ -203,8 +204,9 @@ impl Conn {
                     rate: 0.0,
                     last_ns: ts,
                 });
-                if !comm.is_empty() {
-                    r.comm = comm.clone();
+                if !comm.is_empty() && r.comm != comm.as_str() {
+                    r.comm.clear();
+                    r.comm.push_str(comm);
                 }
                 r.pid = e.pid.or(r.pid);
                 r.bytes = r.bytes.saturating_add(*bytes);
@@ -228,7 +230,7 @@ impl Conn {
             Body::Owner { .. } => {}
             Body::Close { from_state, .. } => {
                 self.close_ns = Some(ts);
-                self.close_state = Some(from_state.clone());
+                self.close_state = Some(from_state.to_string());
                 self.local.close(ts);
                 self.peer.close(ts);
             }

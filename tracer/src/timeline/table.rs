@@ -2,7 +2,10 @@
 //! memory bounded — every live connection up to a cap (least recently updated evicted first),
 //! plus a bounded number of recently closed ones (oldest closed evicted first).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+// foldhash: far cheaper per lookup than SipHash, still seeded per process.
+use foldhash::HashMap;
 use std::fmt;
 
 use serde::Serialize;

@@ -29,7 +29,7 @@ pub fn at_ns(ts_ns: u64, sk: u64, body: Body) -> Event {
         dport: 7777,
         pid: Some(42),
         sk,
-        hook: "test".to_string(),
+        hook: "test".into(),
     }
 }
 
@@ -48,13 +48,13 @@ pub fn open(wscale_ok: bool, advmss: u32) -> Body {
         wscale_ok,
         advmss,
         rcvbuf: 131072,
-        comm: Some("python3".to_string()),
+        comm: Some("python3".into()),
         late: false,
     }
 }
 
 pub fn close() -> Body {
-    Body::Close { from_state: "ESTABLISHED".to_string(), comm: None }
+    Body::Close { from_state: "ESTABLISHED".into(), comm: None }
 }
 
 pub fn window(side: Side, window: u32) -> Body {
@@ -140,7 +140,7 @@ pub fn rcv_space(rcvbuf: u32, locked: bool) -> Body {
         rcv_ssthresh: rcvbuf / 2,
         rmem_alloc: 0,
         rcvbuf_locked: locked,
-        comm: "python3".to_string(),
+        comm: "python3".into(),
     }
 }
 
@@ -156,7 +156,7 @@ pub fn read(bytes: u64) -> Body {
 }
 
 pub fn drop(bytes: u32) -> Body {
-    Body::Drop { reason: "TCP_ZEROWINDOW".to_string(), bytes }
+    Body::Drop { reason: "TCP_ZEROWINDOW".into(), bytes }
 }
 
 /// A random event: time step (ms), socket (0 = a drop naming no socket), kind, a flag, a

@@ -1,7 +1,7 @@
 //! flow_control_drops: segments dropped for lack of receive space. Fires at the first drop and
 //! resolves after a quiet period without drops, counting what was dropped meanwhile.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use crate::alerts::alert::Severity;
 use crate::alerts::check::{after, Check, Cx, Evidence, Finding};
@@ -28,7 +28,7 @@ pub(super) struct FlowControlDrops {
 
 impl FlowControlDrops {
     pub(super) fn new(cfg: &config::QuietRule) -> Self {
-        FlowControlDrops { cfg: cfg.clone(), dropped: HashMap::new() }
+        FlowControlDrops { cfg: cfg.clone(), dropped: HashMap::default() }
     }
 
     fn on_drop(&mut self, cx: &mut Cx<'_>, reason: &str, size: u32, ts: u64) {
@@ -64,6 +64,10 @@ impl Check for FlowControlDrops {
         Rule::FlowControlDrops
     }
 
+    fn sees(&self) -> u16 {
+        Seen::DROP
+    }
+
     fn observe(&mut self, cx: &mut Cx<'_>, seen: &Seen<'_>, ts: u64) {
         if let Seen::Drop { reason, bytes } = *seen {
             self.on_drop(cx, reason, bytes, ts);
@@ -74,7 +78,7 @@ impl Check for FlowControlDrops {
         let (drops, dropped) = self.dropped.get(&cx.key()).map_or((0, 0), |d| (d.drops, d.bytes));
         let quiet = self.cfg.quiet_ms;
         let info = cx.info();
-        let extra = Evidence::new().with("drops", drops).with("dropped_bytes", dropped).done();
+        let extra = || Evidence::new().with("drops", drops).with("dropped_bytes", dropped).done();
         cx.resolve(SIDE, due, "quiet", || resolved(info, drops, dropped, quiet), extra);
     }
 

@@ -54,13 +54,17 @@ impl Check for PersistBackoff {
         Rule::PersistBackoff
     }
 
+    fn sees(&self) -> u16 {
+        Seen::PEER_REOPENED | Seen::PROBE
+    }
+
     fn observe(&mut self, cx: &mut Cx<'_>, seen: &Seen<'_>, ts: u64) {
         match seen {
             Seen::Probe(p) => self.probe(cx, p, ts),
             // Probing is over.
             Seen::PeerReopened => {
                 let info = cx.info();
-                cx.resolve(Some(Side::Peer), ts, "window_reopened", || resolved(info), Map::new());
+                cx.resolve(Some(Side::Peer), ts, "window_reopened", || resolved(info), Map::new);
             }
             _ => {}
         }

@@ -54,6 +54,10 @@ impl Check for RcvbufPinned {
         Rule::RcvbufPinned
     }
 
+    fn sees(&self) -> u16 {
+        Seen::EPISODE_ENDED | Seen::EPISODE_STARTED | Seen::RCVBUF_LOCKED | Seen::WINDOW
+    }
+
     fn observe(&mut self, cx: &mut Cx<'_>, seen: &Seen<'_>, ts: u64) {
         let info = cx.info();
         match *seen {
@@ -87,7 +91,7 @@ impl Check for RcvbufPinned {
         }
         let quiet = self.cfg.quiet_ms;
         let info = cx.info();
-        cx.resolve(SIDE, due, "quiet", || resolved(info, quiet), Map::new());
+        cx.resolve(SIDE, due, "quiet", || resolved(info, quiet), Map::new);
     }
 }
 

@@ -25,6 +25,10 @@ impl Check for ReceiverLimited {
         Rule::ReceiverLimited
     }
 
+    fn sees(&self) -> u16 {
+        Seen::INTERVAL
+    }
+
     fn observe(&mut self, cx: &mut Cx<'_>, seen: &Seen<'_>, ts: u64) {
         let Seen::Interval(iv) = seen else { return };
         if !self.cfg.enabled {
@@ -47,7 +51,7 @@ impl Check for ReceiverLimited {
                 Finding { evidence, explanation, fix }
             });
         } else {
-            let extra = Evidence::new().with("rwnd_limited_pct", pct).done();
+            let extra = || Evidence::new().with("rwnd_limited_pct", pct).done();
             cx.resolve(
                 Some(Side::Peer),
                 ts,

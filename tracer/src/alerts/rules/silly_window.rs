@@ -1,7 +1,7 @@
 //! silly_window: a side keeps advertising non-zero windows smaller than one MSS, several in a
 //! row. Resolves at the first window of at least one MSS.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use crate::alerts::alert::Severity;
 use crate::alerts::check::{Check, Cx, Evidence, Finding};
@@ -19,7 +19,7 @@ pub(super) struct SillyWindow {
 
 impl SillyWindow {
     pub(super) fn new(cfg: &config::SillyWindow) -> Self {
-        SillyWindow { cfg: cfg.clone(), runs: HashMap::new() }
+        SillyWindow { cfg: cfg.clone(), runs: HashMap::default() }
     }
 
     fn window(&mut self, cx: &mut Cx<'_>, side: Side, window: u32, ts: u64) {
@@ -33,7 +33,7 @@ impl SillyWindow {
             if let Some(runs) = self.runs.get_mut(&cx.key()) {
                 *run_of(runs, side) = 0;
             }
-            let extra = Evidence::new().with("window", window).done();
+            let extra = || Evidence::new().with("window", window).done();
             cx.resolve(
                 Some(side),
                 ts,
@@ -75,6 +75,10 @@ fn run_of(runs: &mut (u64, u64), side: Side) -> &mut u64 {
 impl Check for SillyWindow {
     fn rule(&self) -> Rule {
         Rule::SillyWindow
+    }
+
+    fn sees(&self) -> u16 {
+        Seen::WINDOW
     }
 
     fn observe(&mut self, cx: &mut Cx<'_>, seen: &Seen<'_>, ts: u64) {

@@ -27,6 +27,10 @@ impl Check for WindowScalingMissing {
         Rule::WindowScalingMissing
     }
 
+    fn sees(&self) -> u16 {
+        Seen::SETTLED
+    }
+
     fn observe(&mut self, cx: &mut Cx<'_>, seen: &Seen<'_>, ts: u64) {
         let Seen::Settled = seen else { return };
         let info = cx.info();

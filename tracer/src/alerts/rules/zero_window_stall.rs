@@ -24,11 +24,15 @@ impl Check for ZeroWindowStall {
         Rule::ZeroWindowStall
     }
 
+    fn sees(&self) -> u16 {
+        Seen::EPISODE_ENDED | Seen::EPISODE_STARTED
+    }
+
     fn observe(&mut self, cx: &mut Cx<'_>, seen: &Seen<'_>, _ts_ns: u64) {
         match *seen {
             Seen::EpisodeEnded { side, end_ns, zero_ms } => {
                 let info = cx.info();
-                let extra = Evidence::new().with("zero_window_ms", zero_ms).done();
+                let extra = || Evidence::new().with("zero_window_ms", zero_ms).done();
                 cx.resolve(
                     Some(side),
                     end_ns,

@@ -1,0 +1,463 @@
+//! An event as one NDJSON object, written straight into a byte buffer: the same bytes
+//! serde_json writes for model.rs's serde form (field names and order, nulls, the "0x" socket
+//! address), without serde's per-field work, map keys escaped at run time, or a String per
+//! socket address. `watch --json`, `replay --json` and recordings write events through it; a
+//! property test holds it to serde_json's output.
+
+use std::net::IpAddr;
+
+use super::model::{Body, Event, LocalState, SenderState, Side};
+
+/// Appends `e` as one JSON object (no newline) to `out`.
+pub fn write_event(out: &mut Vec<u8>, e: &Event) {
+    out.extend_from_slice(b"{\"ts_ns\":");
+    uint(out, e.ts_ns);
+    out.extend_from_slice(b",\"kind\":\"");
+    out.extend_from_slice(e.body.kind().as_bytes());
+    out.push(b'"');
+    body(out, &e.body);
+    out.extend_from_slice(b",\"saddr\":");
+    addr(out, &e.saddr);
+    out.extend_from_slice(b",\"sport\":");
+    uint(out, e.sport);
+    out.extend_from_slice(b",\"daddr\":");
+    addr(out, &e.daddr);
+    out.extend_from_slice(b",\"dport\":");
+    uint(out, e.dport);
+    out.extend_from_slice(b",\"pid\":");
+    opt_uint(out, e.pid);
+    out.extend_from_slice(b",\"sk\":\"0x");
+    hex(out, e.sk);
+    out.extend_from_slice(b"\",\"hook\":");
+    string(out, &e.hook);
+    out.push(b'}');
+}
+
+/// The body's fields after "kind", each with its leading comma.
+fn body(out: &mut Vec<u8>, body: &Body) {
+    match body {
+        Body::Window { side: s, window, raw_window, wscale, local: l, sender: snd } => {
+            side(out, *s);
+            field(out, b"window", *window);
+            field(out, b"raw_window", *raw_window);
+            field(out, b"wscale", *wscale);
+            if let Some(l) = l {
+                local(out, l);
+            }
+            if let Some(snd) = snd {
+                sender(out, snd);
+            }
+        }
+        Body::ZeroWindowStart { side: s, counted, local: l, sender: snd } => {
+            side(out, *s);
+            key(out, b"counted");
+            boolean(out, *counted);
+            if let Some(l) = l {
+                local(out, l);
+            }
+            if let Some(snd) = snd {
+                sender(out, snd);
+            }
+        }
+        Body::ZeroWindowEnd { side: s, window, duration_ns } => {
+            side(out, *s);
+            field(out, b"window", *window);
+            key(out, b"duration_ns");
+            opt_uint(out, *duration_ns);
+        }
+        Body::Inflight { window, sender: snd } => {
+            field(out, b"window", *window);
+            sender(out, snd);
+        }
+        Body::Probe { probes_out, backoff, rto_ms, next_probe_ms, snd_wnd, unacked } => {
+            field(out, b"probes_out", *probes_out);
+            field(out, b"backoff", *backoff);
+            key(out, b"rto_ms");
+            opt_float(out, *rto_ms);
+            key(out, b"next_probe_ms");
+            opt_float(out, *next_probe_ms);
+            field(out, b"snd_wnd", *snd_wnd);
+            field(out, b"unacked", *unacked);
+        }
+        Body::RcvSpace {
+            space,
+            rcvbuf,
+            window_clamp,
+            rcv_ssthresh,
+            rmem_alloc,
+            rcvbuf_locked,
+            comm,
+        } => {
+            field(out, b"space", *space);
+            field(out, b"rcvbuf", *rcvbuf);
+            field(out, b"window_clamp", *window_clamp);
+            field(out, b"rcv_ssthresh", *rcv_ssthresh);
+            field(out, b"rmem_alloc", *rmem_alloc);
+            key(out, b"rcvbuf_locked");
+            boolean(out, *rcvbuf_locked);
+            key(out, b"comm");
+            string(out, comm);
+        }
+        Body::Read { bytes, reads, interval_ns, rate, comm, cgroup } => {
+            field(out, b"bytes", *bytes);
+            field(out, b"reads", *reads);
+            field(out, b"interval_ns", *interval_ns);
+            key(out, b"rate");
+            float(out, *rate);
+            key(out, b"comm");
+            string(out, comm);
+            key(out, b"cgroup");
+            opt_string(out, cgroup.as_deref());
+        }
+        Body::Drop { reason, bytes } => {
+            key(out, b"reason");
+            string(out, reason);
+            field(out, b"bytes", *bytes);
+        }
+        Body::Open { active, snd_wscale, rcv_wscale, wscale_ok, advmss, rcvbuf, comm, late } => {
+            key(out, b"active");
+            boolean(out, *active);
+            field(out, b"snd_wscale", *snd_wscale);
+            field(out, b"rcv_wscale", *rcv_wscale);
+            key(out, b"wscale_ok");
+            boolean(out, *wscale_ok);
+            field(out, b"advmss", *advmss);
+            field(out, b"rcvbuf", *rcvbuf);
+            key(out, b"comm");
+            opt_string(out, comm.as_deref());
+            // Left out when false, as serde's skip_serializing_if does.
+            if *late {
+                key(out, b"late");
+                boolean(out, true);
+            }
+        }
+        Body::Close { from_state, comm } => {
+            key(out, b"from_state");
+            string(out, from_state);
+            key(out, b"comm");
+            opt_string(out, comm.as_deref());
+        }
+        Body::Owner { comm, cgroup } => {
+            key(out, b"comm");
+            string(out, comm);
+            key(out, b"cgroup");
+            opt_string(out, cgroup.as_deref());
+        }
+    }
+}
+
+#[inline(always)]
+fn local(out: &mut Vec<u8>, l: &LocalState) {
+    field(out, b"rcv_wnd", l.rcv_wnd);
+    field(out, b"unread", l.unread);
+    field(out, b"rcvbuf", l.rcvbuf);
+    field(out, b"rmem_alloc", l.rmem_alloc);
+    field(out, b"rcv_ssthresh", l.rcv_ssthresh);
+    field(out, b"window_clamp", l.window_clamp);
+}
+
+#[inline(always)]
+fn sender(out: &mut Vec<u8>, s: &SenderState) {
+    field(out, b"in_flight", s.in_flight);
+    field(out, b"unsent", s.unsent);
+    field(out, b"mss", s.mss);
+    field(out, b"srtt_us", s.srtt_us);
+    field(out, b"rwnd_limited_ms", s.rwnd_limited_ms);
+    field(out, b"busy_ms", s.busy_ms);
+}
+
+#[inline(always)]
+fn side(out: &mut Vec<u8>, side: Side) {
+    out.extend_from_slice(match side {
+        Side::Local => b",\"side\":\"local\"",
+        Side::Peer => b",\"side\":\"peer\"",
+    });
+}
+
+/// `,"name":` (names are ours: nothing to escape).
+#[inline(always)]
+fn key(out: &mut Vec<u8>, name: &[u8]) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name);
+    out.extend_from_slice(b"\":");
+}
+
+#[inline(always)]
+fn field(out: &mut Vec<u8>, name: &[u8], value: impl itoa::Integer) {
+    key(out, name);
+    uint(out, value);
+}
+
+#[inline(always)]
+fn uint(out: &mut Vec<u8>, value: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+}
+
+#[inline(always)]
+fn opt_uint(out: &mut Vec<u8>, value: Option<impl itoa::Integer>) {
+    match value {
+        Some(v) => uint(out, v),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+#[inline(always)]
+fn boolean(out: &mut Vec<u8>, value: bool) {
+    out.extend_from_slice(if value { b"true" } else { b"false" });
+}
+
+/// Floats exactly as serde_json writes them (shortest round-trip form; null when not finite).
+fn float(out: &mut Vec<u8>, value: f64) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(out, &value);
+}
+
+fn opt_float(out: &mut Vec<u8>, value: Option<f64>) {
+    match value {
+        Some(v) => float(out, v),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// A JSON string. Names from the kernel almost never need escaping: those are copied as they
+/// are, the rest escaped by serde_json.
+fn string(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(out, s);
+    }
+}
+
+fn opt_string(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => string(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn addr(out: &mut Vec<u8>, a: &IpAddr) {
+    out.push(b'"');
+    match a {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                uint(out, octet);
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write as _;
+            // Writing into a Vec cannot fail.
+            let _ = write!(out, "{v6}");
+        }
+    }
+    out.push(b'"');
+}
+
+/// Lowercase hexadecimal digits without leading zeros ("0" for 0), as `{:x}` writes them.
+fn hex(out: &mut Vec<u8>, value: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 16];
+    let mut at = buf.len();
+    let mut v = value;
+    loop {
+        at -= 1;
+        buf[at] = DIGITS[(v & 15) as usize];
+        v >>= 4;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[at..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn name() -> impl Strategy<Value = String> {
+        // Mostly plain names, sometimes ones that need escaping or are not ASCII.
+        prop_oneof![
+            "[a-z0-9_./-]{0,15}",
+            any::<String>(),
+            Just("a\"b\\c\n\u{1}\u{7f}é".to_string()),
+        ]
+    }
+
+    fn side() -> impl Strategy<Value = Side> {
+        prop_oneof![Just(Side::Local), Just(Side::Peer)]
+    }
+
+    fn local() -> impl Strategy<Value = Option<LocalState>> {
+        proptest::option::of(any::<[u32; 6]>().prop_map(|v| LocalState {
+            rcv_wnd: v[0],
+            unread: v[1],
+            rcvbuf: v[2],
+            rmem_alloc: v[3],
+            rcv_ssthresh: v[4],
+            window_clamp: v[5],
+        }))
+    }
+
+    fn sender() -> impl Strategy<Value = SenderState> {
+        (any::<[u32; 4]>(), any::<u64>(), any::<u64>()).prop_map(|(v, l, b)| SenderState {
+            in_flight: v[0],
+            unsent: v[1],
+            mss: v[2],
+            srtt_us: v[3],
+            rwnd_limited_ms: l,
+            busy_ms: b,
+        })
+    }
+
+    fn float() -> impl Strategy<Value = f64> {
+        prop_oneof![any::<f64>(), Just(208.0), Just(0.1), Just(f64::NAN), Just(1e300)]
+    }
+
+    fn body() -> impl Strategy<Value = Body> {
+        prop_oneof![
+            (
+                side(),
+                any::<u32>(),
+                any::<u16>(),
+                any::<u8>(),
+                local(),
+                proptest::option::of(sender())
+            )
+                .prop_map(|(side, window, raw_window, wscale, local, sender)| {
+                    Body::Window { side, window, raw_window, wscale, local, sender }
+                }),
+            (side(), any::<bool>(), local(), proptest::option::of(sender())).prop_map(
+                |(side, counted, local, sender)| Body::ZeroWindowStart {
+                    side,
+                    counted,
+                    local,
+                    sender
+                }
+            ),
+            (side(), any::<u32>(), any::<Option<u64>>()).prop_map(|(side, window, duration_ns)| {
+                Body::ZeroWindowEnd { side, window, duration_ns }
+            }),
+            (any::<u32>(), sender()).prop_map(|(window, sender)| Body::Inflight { window, sender }),
+            (
+                any::<[u8; 2]>(),
+                proptest::option::of(float()),
+                proptest::option::of(float()),
+                any::<[u32; 2]>()
+            )
+                .prop_map(|(p, rto_ms, next_probe_ms, w)| Body::Probe {
+                    probes_out: p[0],
+                    backoff: p[1],
+                    rto_ms,
+                    next_probe_ms,
+                    snd_wnd: w[0],
+                    unacked: w[1],
+                }),
+            (any::<[u32; 5]>(), any::<bool>(), name()).prop_map(|(v, rcvbuf_locked, comm)| {
+                Body::RcvSpace {
+                    space: v[0],
+                    rcvbuf: v[1],
+                    window_clamp: v[2],
+                    rcv_ssthresh: v[3],
+                    rmem_alloc: v[4],
+                    rcvbuf_locked,
+                    comm: comm.into(),
+                }
+            }),
+            (
+                any::<u64>(),
+                any::<u32>(),
+                any::<u64>(),
+                float(),
+                name(),
+                proptest::option::of(name())
+            )
+                .prop_map(|(bytes, reads, interval_ns, rate, comm, cgroup)| {
+                    Body::Read {
+                        bytes,
+                        reads,
+                        interval_ns,
+                        rate,
+                        comm: comm.into(),
+                        cgroup: cgroup.map(Into::into),
+                    }
+                }),
+            (name(), any::<u32>())
+                .prop_map(|(reason, bytes)| Body::Drop { reason: reason.into(), bytes }),
+            (any::<[bool; 3]>(), any::<[u8; 2]>(), any::<[u32; 2]>(), proptest::option::of(name()))
+                .prop_map(|(b, w, v, comm)| Body::Open {
+                    active: b[0],
+                    snd_wscale: w[0],
+                    rcv_wscale: w[1],
+                    wscale_ok: b[1],
+                    advmss: v[0],
+                    rcvbuf: v[1],
+                    comm: comm.map(Into::into),
+                    late: b[2],
+                }),
+            (name(), proptest::option::of(name())).prop_map(|(from_state, comm)| Body::Close {
+                from_state: from_state.into(),
+                comm: comm.map(Into::into)
+            }),
+            (name(), proptest::option::of(name())).prop_map(|(comm, cgroup)| Body::Owner {
+                comm: comm.into(),
+                cgroup: cgroup.map(Into::into)
+            }),
+        ]
+    }
+
+    fn addr() -> impl Strategy<Value = IpAddr> {
+        prop_oneof![
+            any::<[u8; 4]>().prop_map(|a| IpAddr::V4(Ipv4Addr::from(a))),
+            any::<[u8; 16]>().prop_map(|a| IpAddr::V6(Ipv6Addr::from(a))),
+            Just(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+        ]
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        (any::<u64>(), body(), addr(), any::<u16>(), addr(), any::<u16>(), any::<Option<u32>>())
+            .prop_flat_map(|(ts_ns, body, saddr, sport, daddr, dport, pid)| {
+                (any::<u64>(), name()).prop_map(move |(sk, hook)| Event {
+                    ts_ns,
+                    body: body.clone(),
+                    saddr,
+                    sport,
+                    daddr,
+                    dport,
+                    pid,
+                    sk,
+                    hook: hook.into(),
+                })
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn writes_what_serde_json_writes(e in event()) {
+            let mut ours = Vec::new();
+            write_event(&mut ours, &e);
+            let serde = serde_json::to_vec(&e).unwrap();
+            prop_assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&serde));
+        }
+    }
+
+    #[test]
+    fn socket_address_zero_and_ipv6() {
+        let mut e = crate::timeline::testutil::at(1, 0, crate::timeline::testutil::close());
+        e.saddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        let mut ours = Vec::new();
+        write_event(&mut ours, &e);
+        assert_eq!(ours, serde_json::to_vec(&e).unwrap());
+        assert!(String::from_utf8(ours).unwrap().contains(r#""saddr":"::1","#));
+    }
+}
