@@ -24,8 +24,9 @@ pub struct Engine {
     /// the same time come out in it.
     checks: Vec<Box<dyn Check>>,
     book: Book,
-    /// The facts of each connection with anything to watch.
-    watches: BTreeMap<ConnKey, Facts>,
+    /// The facts of each connection with anything to watch (boxed: the map's spare slots then
+    /// cost a pointer each, not a whole record).
+    watches: BTreeMap<ConnKey, Box<Facts>>,
     /// How far the timers have run.
     clock_ns: u64,
     /// Position in the table's end log.
@@ -66,7 +67,7 @@ impl Engine {
         let Some(conn) = table.get(key).filter(|c| !c.is_closed()) else {
             return self.book.take();
         };
-        let facts = self.watches.entry(*key).or_insert_with(|| Facts::new(conn));
+        let facts = self.watches.entry(*key).or_insert_with(|| Box::new(Facts::new(conn)));
         let seen = facts.update(&self.limits, conn, e);
         let facts = &*facts;
         for s in &seen {

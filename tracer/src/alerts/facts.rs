@@ -6,6 +6,8 @@
 //! moment its condition was met, whenever the engine gets to run the timer, so replays give
 //! identical alerts.
 
+use std::sync::Arc;
+
 use super::config::ReceiverLimited;
 use crate::events::model::{Body, Event, SenderState, Side};
 use crate::timeline::fmt::ns_to_ms;
@@ -17,9 +19,10 @@ pub(super) const MS: u64 = 1_000_000;
 pub(super) struct Info {
     pub tuple: FourTuple,
     pub pid: Option<u32>,
-    pub comm: Option<String>,
+    /// Shared with the connection table (interned).
+    pub comm: Option<Arc<str>>,
     /// The process seen reading the socket.
-    pub reader: Option<(String, Option<u32>)>,
+    pub reader: Option<(Arc<str>, Option<u32>)>,
     pub mss: Option<u32>,
     pub rcvbuf: Option<u32>,
     pub rcvbuf_locked: Option<bool>,

@@ -61,9 +61,12 @@ async fn serve_metrics(
     addr: std::net::SocketAddr,
     per_connection: bool,
     live: bool,
+    max_connections: usize,
 ) -> Result<crate::metrics::SharedMetrics> {
     use crate::metrics::{self, Metrics, SharedMetrics};
-    let shared = SharedMetrics::new(Metrics::new(per_connection).with_proc_names(live));
+    let metrics =
+        Metrics::new(per_connection).with_proc_names(live).with_live_connections(max_connections);
+    let shared = SharedMetrics::new(metrics);
     let listener = metrics::bind(addr).await?;
     let bound = listener.local_addr().unwrap_or(addr);
     eprintln!("tracer: Prometheus metrics on http://{bound}/metrics");

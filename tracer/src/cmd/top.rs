@@ -19,7 +19,7 @@ use tokio::{
 use super::session::{Options, Session};
 use crate::{
     alerts::Thresholds,
-    cli::{MetricsArgs, TopArgs, DEFAULT_WINDOW_SHIFT},
+    cli::{TopArgs, DEFAULT_WINDOW_SHIFT},
     events::{reader::Reader, Decoder},
     host::{clock::now_ns, procfs::os_release},
     metrics,
@@ -71,15 +71,17 @@ pub fn run(args: TopArgs) -> Result<()> {
 async fn pipeline(
     thresholds: Thresholds,
     feed: &SharedFeed,
-    metrics: &MetricsArgs,
+    args: &TopArgs,
     metrics_addr: Option<SocketAddr>,
     live: bool,
 ) -> Result<Pipeline> {
-    let mut pipeline = Pipeline::new(thresholds);
+    let max_connections = args.filter.max_connections;
+    let mut pipeline = Pipeline::with_table(thresholds, super::watch::table(max_connections));
     pipeline.add(Box::new(Rc::clone(feed)));
     if let Some(addr) = metrics_addr {
-        let per_connection = metrics.metrics_per_connection;
-        pipeline.add(Box::new(super::serve_metrics(addr, per_connection, live).await?));
+        let per_connection = args.metrics.metrics_per_connection;
+        let metrics = super::serve_metrics(addr, per_connection, live, max_connections).await?;
+        pipeline.add(Box::new(metrics));
     }
     Ok(pipeline)
 }
@@ -213,7 +215,7 @@ async fn live(
     let reader = Reader::new(&mut session.ebpf)?;
     let mut live = Live::new(reader, Decoder::new(session.facts.clone()), Warnings::Counted);
     let feed: SharedFeed = Rc::new(RefCell::new(Feed::default()));
-    let mut pipeline = pipeline(thresholds, &feed, &args.metrics, metrics_addr, true).await?;
+    let mut pipeline = pipeline(thresholds, &feed, args, metrics_addr, true).await?;
     let kernel = os_release().unwrap_or_default();
     let mut model = Model::new(format!("live on kernel {kernel}"));
     let missing: Vec<&str> = session.attached.missing().map(|r| r.signal.name()).collect();
@@ -271,7 +273,7 @@ async fn replay(
     // Opened before the screen is taken: a missing or foreign file is a plain error.
     let mut player = Player::open(path)?;
     let feed: SharedFeed = Rc::new(RefCell::new(Feed::default()));
-    let mut pipeline = pipeline(thresholds, &feed, &args.metrics, metrics_addr, false).await?;
+    let mut pipeline = pipeline(thresholds, &feed, args, metrics_addr, false).await?;
     let name =
         path.file_name().map_or(path.display().to_string(), |n| n.to_string_lossy().into_owned());
     let mut model = Model::new(format!("replay {name} (kernel {})", player.header().kernel));

@@ -21,6 +21,7 @@ use crate::{
         Pipeline,
     },
     record::{self, Recorder},
+    timeline::{ConnTable, Limits},
 };
 
 /// What a tracing session prints and keeps, besides the alerts and the summary.
@@ -98,7 +99,7 @@ async fn watch(
             row.signal.name()
         );
     }
-    let mut pipeline = Pipeline::new(thresholds);
+    let mut pipeline = Pipeline::with_table(thresholds, table(args.filter.max_connections));
     if let Some(path) = &output.record {
         pipeline.add(Box::new(Recorder::create(path, &header(&session))?));
     }
@@ -110,7 +111,9 @@ async fn watch(
     }
     if let Some(addr) = metrics_addr {
         let per_connection = args.metrics.metrics_per_connection;
-        pipeline.add(Box::new(super::serve_metrics(addr, per_connection, true).await?));
+        pipeline.add(Box::new(
+            super::serve_metrics(addr, per_connection, true, args.filter.max_connections).await?,
+        ));
     }
     let reader = Reader::new(&mut session.ebpf)?;
     // Kernel-side diagnostics (aya-log); an object without log statements has nothing to read.
@@ -170,6 +173,11 @@ async fn watch(
         }
         other => other,
     }
+}
+
+/// The connection table, keeping at most `max_connections` live ones.
+pub fn table(max_connections: usize) -> ConnTable {
+    ConnTable::with_limits(Limits { live_capacity: max_connections, ..Limits::default() })
 }
 
 /// The recording's header: this kernel and the hooks in use.

@@ -47,8 +47,9 @@ use scraped::{Collect, ConnRow, ConnRows, Health, Scraped, SideRow};
 
 /// Distinct (port, process) label sets kept by default before folding into `other`.
 pub const DEFAULT_LABEL_SETS: usize = 1000;
-/// Connections whose service port and process name are remembered (live, then closed).
-const LIVE_CONNS: usize = 65536;
+/// Connections whose service port and process name are remembered (live, by default as many as
+/// the connection table keeps; then closed).
+const LIVE_CONNS: usize = crate::timeline::DEFAULT_LIVE_CAPACITY;
 const CLOSED_CONNS: usize = 4096;
 /// Process names remembered by pid.
 const PID_NAMES: usize = 16384;
@@ -188,6 +189,12 @@ impl Metrics {
 
     /// Lets `SharedMetrics` name processes it only has a pid for from /proc/PID/comm. For live
     /// tracing only: the pids of a recording mean nothing on this host.
+    /// Remember the labels of up to `limit` live connections (the connection table's cap).
+    pub fn with_live_connections(mut self, limit: usize) -> Self {
+        self.conns = Conns::new(limit, CLOSED_CONNS);
+        self
+    }
+
     pub fn with_proc_names(mut self, on: bool) -> Self {
         self.proc_names = on;
         self

@@ -144,27 +144,27 @@ pub struct Direction {
     pub window: Option<u32>,
     pub min_window: Option<u32>,
     pub max_window: Option<u32>,
-    /// The zero-window episode in progress.
-    pub open: Option<Episode>,
+    /// The zero-window episode in progress (boxed: most connections never have one).
+    pub open: Option<Box<Episode>>,
     /// The most recent closed episodes, oldest first.
     pub episodes: VecDeque<Episode>,
     pub totals: Totals,
-    /// Peer side: the sender counters.
-    pub rwnd: Option<RwndCounters>,
+    /// Peer side: the sender counters (boxed, like the rest a quiet connection lacks).
+    pub rwnd: Option<Box<RwndCounters>>,
     /// Peer side: the latest persist probe.
-    pub last_probe: Option<LastProbe>,
+    pub last_probe: Option<Box<LastProbe>>,
     /// Local side: this host's receive state at the latest advertisement.
     pub receiver: Option<LocalState>,
     pub last_drop_ns: Option<u64>,
     #[serde(skip)]
     low_since_episode: Option<u32>,
     #[serde(skip)]
-    episode_cap: usize,
+    episode_cap: u32,
 }
 
 impl Direction {
     /// An empty direction keeping at most `episode_cap` closed episodes.
-    pub fn new(side: Side, episode_cap: usize) -> Self {
+    pub fn new(side: Side, episode_cap: u32) -> Self {
         Direction {
             side,
             state: WindowState::Open,
@@ -200,7 +200,7 @@ impl Direction {
     #[cfg(test)]
     pub fn limited_ms(&self, now_ns: u64) -> u64 {
         match self.side {
-            Side::Peer => self.rwnd.as_ref().map_or(0, RwndCounters::limited_ms),
+            Side::Peer => self.rwnd.as_deref().map_or(0, RwndCounters::limited_ms),
             Side::Local => self.zero_ns(now_ns) / 1_000_000,
         }
     }
@@ -208,7 +208,7 @@ impl Direction {
     /// Every episode kept, closed ones oldest first, then the open one.
     #[cfg(test)]
     pub fn all_episodes(&self) -> impl Iterator<Item = &Episode> {
-        self.episodes.iter().chain(self.open.as_ref())
+        self.episodes.iter().chain(self.open.as_deref())
     }
 
     /// A window advertisement (bytes after scaling).
@@ -290,7 +290,7 @@ impl Direction {
             open.max_backoff = open.max_backoff.max(probe.backoff);
             self.state = WindowState::Probing;
         }
-        self.last_probe = Some(LastProbe { ts_ns, ..probe });
+        self.last_probe = Some(Box::new(LastProbe { ts_ns, ..probe }));
     }
 
     /// A segment this host dropped for lack of receive space.
@@ -324,14 +324,14 @@ impl Direction {
                 c.last_busy_ms = s.busy_ms.max(c.last_busy_ms);
             }
             _ => {
-                self.rwnd = Some(RwndCounters {
+                self.rwnd = Some(Box::new(RwndCounters {
                     first_ts_ns: ts_ns,
                     first_rwnd_limited_ms: s.rwnd_limited_ms,
                     first_busy_ms: s.busy_ms,
                     last_ts_ns: ts_ns,
                     last_rwnd_limited_ms: s.rwnd_limited_ms,
                     last_busy_ms: s.busy_ms,
-                })
+                }))
             }
         }
     }
@@ -352,7 +352,7 @@ impl Direction {
             return;
         }
         self.totals.episodes += 1;
-        self.open = Some(Episode {
+        self.open = Some(Box::new(Episode {
             start_ns: ts_ns,
             end_ns: None,
             start_seen: true,
@@ -365,7 +365,7 @@ impl Direction {
             // Filled by the receive state that came with the zero advertisement.
             unread: None,
             rcvbuf: None,
-        });
+        }));
     }
 
     fn end_episode(&mut self, ts_ns: u64) {
@@ -377,8 +377,8 @@ impl Direction {
         self.totals.zero_ns += duration;
         self.totals.longest_zero_ns = self.totals.longest_zero_ns.max(duration);
         self.low_since_episode = None;
-        self.episodes.push_back(episode);
-        while self.episodes.len() > self.episode_cap {
+        self.episodes.push_back(*episode);
+        while self.episodes.len() > self.episode_cap as usize {
             self.episodes.pop_front();
         }
     }

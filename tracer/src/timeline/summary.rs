@@ -3,6 +3,7 @@
 
 use std::cmp::Ordering;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -48,7 +49,7 @@ pub struct ConnSummary {
     pub daddr: IpAddr,
     pub dport: u16,
     pub pid: Option<u32>,
-    pub comm: Option<String>,
+    pub comm: Option<Arc<str>>,
     pub open_ns: Option<u64>,
     pub close_ns: Option<u64>,
     /// From the open (or first sighting) to the close (or `now`).
@@ -76,7 +77,9 @@ impl ConnTable {
     pub fn summaries(&self, now_ns: u64) -> Vec<ConnSummary> {
         let mut rows: Vec<ConnSummary> =
             self.iter().map(|(key, conn)| ConnSummary::of(*key, conn, now_ns)).collect();
-        rows.sort_by(worst_first);
+        // Keys are unique, so the order is total and an in-place unstable sort gives the same
+        // rows without a stable sort's scratch copy (tens of MB at 100,000 connections).
+        rows.sort_unstable_by(worst_first);
         rows
     }
 }

@@ -149,7 +149,7 @@ fn identity_and_process_details() {
     assert_eq!(c.comm.as_deref(), Some("reader"));
     assert_eq!(c.pid, Some(42));
     let r = c.reader.as_ref().unwrap();
-    assert_eq!((r.comm.as_str(), r.bytes, r.reads), ("reader", 4096, 1));
+    assert_eq!((&*r.comm, r.bytes, r.reads), ("reader", 4096, 1));
 
     // Close, then a late event: it lands on the closed connection and changes no window.
     t.apply(&at(10, 1, close()));
