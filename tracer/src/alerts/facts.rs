@@ -65,8 +65,8 @@ impl Info {
             srtt_us: c.sender.as_ref().map(|s| s.srtt_us).filter(|&v| v > 0),
             in_flight: c.sender.as_ref().map(|s| s.in_flight),
             unsent: c.sender.as_ref().map(|s| s.unsent),
-            episode_probes: c.peer.open.as_ref().map_or(0, |e| e.probes),
-            local_counted: c.local.open.as_ref().and_then(|e| e.counted),
+            episode_probes: c.peer.open().map_or(0, |e| e.probes),
+            local_counted: c.local.open().and_then(|e| e.counted),
         }
     }
 }
@@ -227,13 +227,13 @@ impl Facts {
     /// Follow the table's zero-window episode of one side: note when one ends and begins.
     fn sync_episode(&mut self, conn: &Conn, side: Side, ts: u64, seen: &mut Vec<Seen<'_>>) {
         let dir = conn.side(side);
-        let open = dir.open.as_ref().map(|e| e.start_ns);
+        let open = dir.open().map(|e| e.start_ns);
         if self.zero_since(side) == open {
             return;
         }
         if let Some(start) = self.zero_since_mut(side).take() {
             let end = dir
-                .episodes
+                .episodes()
                 .iter()
                 .rev()
                 .find(|e| e.start_ns == start)

@@ -347,8 +347,8 @@ impl Metrics {
                 tuple: conn.tuple,
                 process: set.process.clone(),
                 sides,
-                probes: conn.peer.totals.probes,
-                drops: conn.local.totals.drops,
+                probes: conn.peer.totals().probes,
+                drops: conn.local.totals().drops,
                 unread: conn.local.receiver.as_ref().map(|r| r.unread),
             });
         }
@@ -453,7 +453,7 @@ fn side_row(conn: &Conn, side: Side, now_ns: u64) -> SideRow {
         side: d.side.as_str(),
         state: Some(d.state.name()).filter(|s| STATES.contains(s)),
         window: d.window,
-        episodes: d.totals.episodes,
+        episodes: d.totals().episodes,
         zero_ns: d.zero_ns(conn.until(now_ns)),
     }
 }

@@ -49,7 +49,8 @@ pub struct ReadStats {
 /// One connection, from its first event (ideally `open`) to `close`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Conn {
-    pub id: ConnId,
+    /// The socket address (0: the kernel named none, the 4-tuple identifies it): see `id`.
+    sk: u64,
     pub tuple: FourTuple,
     /// Latest known process (events carry the pid; open/close/rcv_space/read the comm). The
     /// name is interned by the table: every connection of a process shares one copy.
@@ -87,7 +88,10 @@ pub struct Conn {
 impl Conn {
     pub(super) fn new(id: ConnId, e: &Event, episode_cap: u32) -> Self {
         Conn {
-            id,
+            sk: match id {
+                ConnId::Sock(sk) => sk,
+                ConnId::Tuple(_) => 0,
+            },
             tuple: FourTuple::of(e),
             pid: None,
             comm: None,
@@ -108,6 +112,14 @@ impl Conn {
             local: Direction::new(Side::Local, episode_cap),
             peer: Direction::new(Side::Peer, episode_cap),
             tick: 0,
+        }
+    }
+
+    /// What identifies it in the kernel's events.
+    pub fn id(&self) -> ConnId {
+        match self.sk {
+            0 => ConnId::Tuple(self.tuple),
+            sk => ConnId::Sock(sk),
         }
     }
 

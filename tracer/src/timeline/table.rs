@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
+use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 
 use serde::Serialize;
 
@@ -85,10 +86,10 @@ pub struct ConnTable {
     conns: BTreeMap<ConnKey, Box<Conn>>,
     next_key: u64,
     /// Live connections by socket address, by 4-tuple for those the kernel named no socket for,
-    /// and by 4-tuple for drops that name no socket.
+    /// and by the hash of their 4-tuple (`tuple_hash`) for drops that name no socket.
     live_socks: HashMap<u64, ConnKey>,
     live_tuples: HashMap<FourTuple, ConnKey>,
-    by_tuple: HashMap<FourTuple, ConnKey>,
+    by_tuple: HashMap<u64, ConnKey>,
     /// Live connections now (those whose `Conn::tick` is not 0).
     live_len: usize,
     /// Recency of live connections, oldest first: (tick, key) at each update. An entry whose
@@ -200,7 +201,7 @@ impl ConnTable {
         let tuple = FourTuple::of(e);
         let id = if e.sk != 0 {
             ConnId::Sock(e.sk)
-        } else if let Some(&key) = self.by_tuple.get(&tuple) {
+        } else if let Some(key) = self.live_on(&tuple) {
             // No socket named (a drop before socket lookup): the live connection on this 4-tuple.
             return key;
         } else {
@@ -235,7 +236,7 @@ impl ConnTable {
         let key = ConnKey(self.next_key);
         self.next_key += 1;
         let conn = Conn::new(id, e, self.limits.episodes_per_side);
-        self.by_tuple.insert(conn.tuple, key);
+        self.by_tuple.insert(tuple_hash(&conn.tuple), key);
         self.conns.insert(key, Box::new(conn));
         match id {
             ConnId::Sock(sk) => self.live_socks.insert(sk, key),
@@ -253,6 +254,13 @@ impl ConnTable {
             ConnId::Tuple(tuple) => self.live_tuples.get(tuple),
         }
         .copied()
+    }
+
+    /// The live connection on a 4-tuple.
+    fn live_on(&self, tuple: &FourTuple) -> Option<ConnKey> {
+        let key = *self.by_tuple.get(&tuple_hash(tuple))?;
+        // Another 4-tuple with the same hash took the entry: as if not found.
+        self.conns.get(&key).filter(|c| c.tuple == *tuple).map(|_| key)
     }
 
     /// Mark a live connection updated now.
@@ -285,7 +293,7 @@ impl ConnTable {
             conn.tick = 0;
             self.live_len -= 1;
         }
-        let (id, tuple) = (conn.id, conn.tuple);
+        let (id, tuple) = (conn.id(), conn.tuple);
         // Another connection may have taken over the identity or the 4-tuple since.
         if self.live_get(&id) == Some(key) {
             match id {
@@ -293,8 +301,9 @@ impl ConnTable {
                 ConnId::Tuple(tuple) => self.live_tuples.remove(&tuple),
             };
         }
-        if self.by_tuple.get(&tuple) == Some(&key) {
-            self.by_tuple.remove(&tuple);
+        let hash = tuple_hash(&tuple);
+        if self.by_tuple.get(&hash) == Some(&key) {
+            self.by_tuple.remove(&hash);
         }
         Some(id)
     }
@@ -308,8 +317,8 @@ impl ConnTable {
         while self.closed_order.len() > self.limits.closed_capacity {
             let Some(oldest) = self.closed_order.pop_front() else { break };
             if let Some(conn) = self.conns.remove(&oldest) {
-                if self.closed.get(&conn.id) == Some(&oldest) {
-                    self.closed.remove(&conn.id);
+                if self.closed.get(&conn.id()) == Some(&oldest) {
+                    self.closed.remove(&conn.id());
                 }
             }
             self.log(oldest, ts_ns, EndReason::Forgotten);
@@ -330,4 +339,12 @@ impl ConnTable {
             self.ended.pop_front();
         }
     }
+}
+
+/// A 4-tuple's key in the index of live connections by 4-tuple: 8 bytes where the tuple takes
+/// 40. SipHash with fixed keys, so a replay indexes alike every time.
+fn tuple_hash(tuple: &FourTuple) -> u64 {
+    let mut h = DefaultHasher::new();
+    tuple.hash(&mut h);
+    h.finish()
 }
