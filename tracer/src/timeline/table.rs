@@ -163,6 +163,11 @@ impl ConnTable {
     }
 
     #[cfg(test)]
+    pub fn recency_len(&self) -> usize {
+        self.recency.len()
+    }
+
+    #[cfg(test)]
     pub fn live_len(&self) -> usize {
         self.live_len
     }
@@ -266,6 +271,11 @@ impl ConnTable {
     /// Mark a live connection updated now.
     fn touch(&mut self, key: ConnKey) {
         let Some(conn) = self.conns.get_mut(&key) else { return };
+        // Touched twice by one event (made, then updated): one entry, or the sweep could never
+        // bring the queue under its bound and would run at every touch.
+        if conn.tick == self.tick {
+            return;
+        }
         conn.tick = self.tick;
         self.recency.push_back((self.tick, key));
         // Sweep the stale entries once they are a third of the queue: amortised O(1) a touch,

@@ -193,6 +193,18 @@ fn closed_connections_are_bounded_oldest_first() {
 }
 
 #[test]
+fn recency_queue_stays_bounded_when_connections_see_one_event_each() {
+    // Each open both makes and updates its connection: the queue must still shrink to one entry
+    // per live connection when swept (a live run of 30,000 opens once swept at every event).
+    let mut t = ConnTable::new();
+    for sk in 1..=5000 {
+        t.apply(&at(sk, sk, open(true, 1460)));
+        assert!(t.recency_len() <= 1024 + t.live_len() * 3 / 2, "at {sk}: {}", t.recency_len());
+    }
+    assert_eq!(t.recency_len(), 5000, "one entry per connection, not per touch");
+}
+
+#[test]
 fn live_connections_are_capped_least_recently_updated_first() {
     let limits = Limits { live_capacity: 3, closed_capacity: 10, episodes_per_side: 16 };
     let mut t = ConnTable::with_limits(limits);
