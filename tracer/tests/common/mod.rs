@@ -85,7 +85,6 @@ impl Tracer {
     }
 
     /// The agent's process id.
-    #[allow(dead_code)] // Not every test file reads it.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
