@@ -50,8 +50,13 @@ pub static PORT_TOTALS: PerCpuHashMap<u16, PortTotals> =
 /// Per-socket state of the programs that cannot use sk_storage (raw tracepoints, kprobes),
 /// keyed by socket address. Not an LRU: an evicted live socket would repeat or lose a
 /// transition. Entries go at TCP_CLOSE; a full table refuses new sockets and counts them.
+/// Allocated as sockets come (BPF_F_NO_PREALLOC): a million-entry ceiling reserves only its
+/// bucket array (16 B an entry, 16 MiB), an entry costs about 160 bytes of kernel memory while its
+/// socket lives, and its insert (once per connection, not per segment) takes an allocation from
+/// the kernel's per-CPU BPF cache (6.1+).
 #[map]
-pub static SOCKS: HashMap<u64, SockState> = HashMap::with_max_entries(MAX_SOCKETS, 0);
+pub static SOCKS: HashMap<u64, SockState> =
+    HashMap::with_max_entries(MAX_SOCKETS, BPF_F_NO_PREALLOC);
 
 /// A BTF-defined map (the kernel requires BTF for sk_storage), laid out the way libbpf and
 /// aya read `.maps` definitions: each attribute is encoded in a pointer's pointee type.

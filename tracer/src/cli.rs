@@ -92,6 +92,11 @@ pub struct FilterArgs {
     // 0 would mean "no filter" in the kernel programs: refuse it rather than trace everything.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub pid: Option<u32>,
+    /// Live connections the agent keeps (a few hundred bytes each); past it the least recently
+    /// active one is dropped, and counted as evicted.
+    #[arg(long, value_name = "N", default_value_t = crate::timeline::DEFAULT_LIVE_CAPACITY,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections: usize,
     /// Report every connection from its open, as --port and --pid do. Without them a healthy
     /// connection sends nothing: it is reported, open included, from its first flow-control
     /// moment (its window below --report-below % of its largest, a zero window, a sender held

@@ -129,7 +129,8 @@ pub fn run(rounds: u32, seconds: f64, baseline: Option<&Path>) -> Result<()> {
             median(&mut leg.cpu_ratios)
         );
     }
-    crate::bench_pipeline::run(&tracer)
+    crate::bench_pipeline::run(&tracer)?;
+    crate::bench_memory::run(&tracer)
 }
 
 /// One traced leg of each round: which binary, and what it measured.

@@ -2,6 +2,7 @@
 //! Every command sets up what it needs first, so each works on a fresh machine.
 
 mod bench;
+mod bench_memory;
 mod bench_pipeline;
 mod build;
 mod setup;
@@ -53,6 +54,9 @@ enum Cmd {
         /// Another tracer binary (e.g. a build of main) to run in the same rounds, side by side.
         #[arg(long, value_name = "PATH")]
         baseline: Option<std::path::PathBuf>,
+        /// Only the agent's memory per live connection (no kernel programs, no root).
+        #[arg(long)]
+        memory: bool,
     },
 }
 
@@ -64,7 +68,10 @@ fn main() -> ExitCode {
         Cmd::KernelPrograms { out_dir } => build::kernel_programs_into(&out_dir),
         Cmd::Run { args } => setup::all().and_then(|()| build::run(&args)),
         Cmd::Test { no_vm } => setup::all().and_then(|()| test::all(!no_vm)),
-        Cmd::Bench { rounds, seconds, baseline } => {
+        Cmd::Bench { memory: true, .. } => {
+            setup::all().and_then(|()| build::tracer()).and_then(|t| bench_memory::run(&t))
+        }
+        Cmd::Bench { rounds, seconds, baseline, .. } => {
             setup::all().and_then(|()| bench::run(rounds, seconds, baseline.as_deref()))
         }
     };

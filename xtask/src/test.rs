@@ -76,6 +76,8 @@ pub fn all(with_vm: bool) -> Result<()> {
     record(&mut tally, &mut failures, "tracer top on the live kernel", top);
     let prometheus = cargo_test(&mut live_tests("prometheus"));
     record(&mut tally, &mut failures, "Prometheus scraping a live tracer", prometheus);
+    let scale = cargo_test(&mut live_tests("scale"));
+    record(&mut tally, &mut failures, "30,000 live sockets", scale);
 
     if with_vm {
         eprintln!("xtask: [6/{STAGES}] kernel tests in a QEMU guest on Debian's 6.1 kernel");

@@ -150,7 +150,7 @@ impl Book {
             daddr: info.tuple.daddr,
             dport: info.tuple.dport,
             pid: info.pid,
-            comm: info.comm.clone(),
+            comm: info.comm.as_deref().map(str::to_owned),
             evidence: f.evidence,
             explanation: f.explanation,
             fix: f.fix,

@@ -26,8 +26,9 @@ pub struct Engine {
     /// What each of `checks` sees (`Check::sees`), in the same order.
     sees: Vec<u16>,
     book: Book,
-    /// The facts of each connection with anything to watch.
-    watches: HashMap<ConnKey, Facts>,
+    /// The facts of each connection with anything to watch (boxed: the map's spare slots then
+    /// cost a pointer each, not a whole record).
+    watches: HashMap<ConnKey, Box<Facts>>,
     /// How far the timers have run.
     clock_ns: u64,
     /// Position in the table's end log.
@@ -70,7 +71,7 @@ impl Engine {
         let Some(conn) = table.get(key).filter(|c| !c.is_closed()) else {
             return self.book.take();
         };
-        let facts = self.watches.entry(*key).or_insert_with(|| Facts::new(conn));
+        let facts = self.watches.entry(*key).or_insert_with(|| Box::new(Facts::new(conn)));
         let seen = facts.update(&self.limits, conn, e);
         let facts = &*facts;
         for s in &seen {

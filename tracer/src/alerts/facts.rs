@@ -6,6 +6,8 @@
 //! moment its condition was met, whenever the engine gets to run the timer, so replays give
 //! identical alerts.
 
+use std::sync::Arc;
+
 use smallvec::SmallVec;
 
 use super::config::ReceiverLimited;
@@ -19,9 +21,10 @@ pub(super) const MS: u64 = 1_000_000;
 pub(super) struct Info {
     pub tuple: FourTuple,
     pub pid: Option<u32>,
-    pub comm: Option<String>,
+    /// Shared with the connection table (interned).
+    pub comm: Option<Arc<str>>,
     /// The process seen reading the socket.
-    pub reader: Option<(String, Option<u32>)>,
+    pub reader: Option<(Arc<str>, Option<u32>)>,
     pub mss: Option<u32>,
     pub rcvbuf: Option<u32>,
     pub rcvbuf_locked: Option<bool>,
@@ -49,26 +52,17 @@ impl Info {
         Info::with_names(c, c.comm.clone(), reader.map(|r| (r.comm.clone(), r.pid)))
     }
 
-    /// Brings this up to date with `c`, reusing the names' buffers: every event does this, and
-    /// names rarely change.
+    /// Brings this up to date with `c`. Every event does this: the names are shared (`Arc`),
+    /// so it copies pointers and allocates nothing.
     fn refresh(&mut self, c: &Conn) {
-        let mut comm = self.comm.take();
-        copy_name(&mut comm, c.comm.as_deref());
-        let mut reader = self.reader.take();
-        match (&mut reader, c.reader.as_ref().filter(|r| !r.comm.is_empty())) {
-            (Some((name, pid)), Some(r)) => {
-                if *name != r.comm {
-                    name.clear();
-                    name.push_str(&r.comm);
-                }
-                *pid = r.pid;
-            }
-            (kept, r) => *kept = r.map(|r| (r.comm.clone(), r.pid)),
-        }
-        *self = Info::with_names(c, comm, reader);
+        *self = Info::of(c);
     }
 
-    fn with_names(c: &Conn, comm: Option<String>, reader: Option<(String, Option<u32>)>) -> Self {
+    fn with_names(
+        c: &Conn,
+        comm: Option<Arc<str>>,
+        reader: Option<(Arc<str>, Option<u32>)>,
+    ) -> Self {
         let receiver = c.local.receiver.as_ref();
         Info {
             tuple: c.tuple,
@@ -87,22 +81,9 @@ impl Info {
             srtt_us: c.sender.as_ref().map(|s| s.srtt_us).filter(|&v| v > 0),
             in_flight: c.sender.as_ref().map(|s| s.in_flight),
             unsent: c.sender.as_ref().map(|s| s.unsent),
-            episode_probes: c.peer.open.as_ref().map_or(0, |e| e.probes),
-            local_counted: c.local.open.as_ref().and_then(|e| e.counted),
+            episode_probes: c.peer.open().map_or(0, |e| e.probes),
+            local_counted: c.local.open().and_then(|e| e.counted),
         }
-    }
-}
-
-/// `to` becomes `from`, keeping its buffer when both are names.
-fn copy_name(to: &mut Option<String>, from: Option<&str>) {
-    match (to.as_mut(), from) {
-        (Some(name), Some(from)) => {
-            if name != from {
-                name.clear();
-                name.push_str(from);
-            }
-        }
-        (_, from) => *to = from.map(str::to_string),
     }
 }
 
@@ -293,13 +274,13 @@ impl Facts {
     /// Follow the table's zero-window episode of one side: note when one ends and begins.
     fn sync_episode(&mut self, conn: &Conn, side: Side, ts: u64, seen: &mut SeenList<'_>) {
         let dir = conn.side(side);
-        let open = dir.open.as_ref().map(|e| e.start_ns);
+        let open = dir.open().map(|e| e.start_ns);
         if self.zero_since(side) == open {
             return;
         }
         if let Some(start) = self.zero_since_mut(side).take() {
             let end = dir
-                .episodes
+                .episodes()
                 .iter()
                 .rev()
                 .find(|e| e.start_ns == start)

@@ -34,7 +34,7 @@ pub(super) fn reader(i: &Info) -> String {
 
 /// The reading program's name for a fix ("python3"), or "the application".
 pub(super) fn app(i: &Info) -> String {
-    let name = i.reader.as_ref().map(|(c, _)| c.as_str()).or(i.comm.as_deref());
+    let name = i.reader.as_ref().map(|(c, _)| &**c).or(i.comm.as_deref());
     name.filter(|c| !c.is_empty()).unwrap_or("the application").to_string()
 }
 

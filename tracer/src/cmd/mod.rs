@@ -64,14 +64,16 @@ async fn serve_metrics(
     addr: std::net::SocketAddr,
     per_connection: bool,
     live: bool,
+    max_connections: usize,
     totals: Option<std::sync::Arc<crate::events::totals::KernelTotals>>,
 ) -> Result<crate::metrics::SharedMetrics> {
     use crate::metrics::{self, host::HostTotals, Metrics, Scraped, SharedMetrics};
-    let mut m = Metrics::new(per_connection).with_proc_names(live);
+    let mut metrics =
+        Metrics::new(per_connection).with_proc_names(live).with_live_connections(max_connections);
     if let Some(totals) = totals {
-        m.add_collector(Scraped::new(HostTotals(totals)));
+        metrics.add_collector(Scraped::new(HostTotals(totals)));
     }
-    let shared = SharedMetrics::new(m);
+    let shared = SharedMetrics::new(metrics);
     let listener = metrics::bind(addr).await?;
     let bound = listener.local_addr().unwrap_or(addr);
     eprintln!("tracer: Prometheus metrics on http://{bound}/metrics");

@@ -20,7 +20,7 @@ use tokio::{
 use super::session::{Options, Session};
 use crate::{
     alerts::Thresholds,
-    cli::{MetricsArgs, TopArgs, DEFAULT_WINDOW_SHIFT},
+    cli::{TopArgs, DEFAULT_WINDOW_SHIFT},
     events::{reader::Reader, totals::KernelTotals, Decoder},
     host::{clock::now_ns, procfs::os_release},
     metrics,
@@ -73,15 +73,17 @@ pub fn run(args: TopArgs) -> Result<()> {
 async fn pipeline(
     thresholds: Thresholds,
     feed: &SharedFeed,
-    metrics: &MetricsArgs,
+    args: &TopArgs,
     metrics_addr: Option<SocketAddr>,
     live: Option<Arc<KernelTotals>>,
 ) -> Result<Pipeline> {
-    let mut pipeline = Pipeline::new(thresholds);
+    let max_connections = args.filter.max_connections;
+    let mut pipeline = Pipeline::with_table(thresholds, super::watch::table(max_connections));
     pipeline.add(Box::new(Rc::clone(feed)));
     if let Some(addr) = metrics_addr {
-        let per_connection = metrics.metrics_per_connection;
-        let serve = super::serve_metrics(addr, per_connection, live.is_some(), live);
+        let per_connection = args.metrics.metrics_per_connection;
+        let serve =
+            super::serve_metrics(addr, per_connection, live.is_some(), max_connections, live);
         pipeline.add(Box::new(serve.await?));
     }
     Ok(pipeline)
@@ -229,8 +231,7 @@ async fn live(
     let mut live = Live::new(reader, Decoder::new(session.facts.clone()), Warnings::Counted);
     let feed: SharedFeed = Rc::new(RefCell::new(Feed::default()));
     let serve_totals = Some(Arc::clone(&totals));
-    let mut pipeline =
-        pipeline(thresholds, &feed, &args.metrics, metrics_addr, serve_totals).await?;
+    let mut pipeline = pipeline(thresholds, &feed, args, metrics_addr, serve_totals).await?;
     // Without a filter, the header says how many connections stayed quiet.
     let totals = (!args.filter.every_connection()).then_some(totals);
     let quiet = |totals: &Option<Arc<KernelTotals>>| {
@@ -297,7 +298,7 @@ async fn replay(
     // Opened before the screen is taken: a missing or foreign file is a plain error.
     let mut player = Player::open(path)?;
     let feed: SharedFeed = Rc::new(RefCell::new(Feed::default()));
-    let mut pipeline = pipeline(thresholds, &feed, &args.metrics, metrics_addr, None).await?;
+    let mut pipeline = pipeline(thresholds, &feed, args, metrics_addr, None).await?;
     let name =
         path.file_name().map_or(path.display().to_string(), |n| n.to_string_lossy().into_owned());
     let mut model = Model::new(format!("replay {name} (kernel {})", player.header().kernel));

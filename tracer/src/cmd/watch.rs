@@ -22,6 +22,7 @@ use crate::{
         Pipeline,
     },
     record::{self, Recorder},
+    timeline::{ConnTable, Limits},
 };
 
 /// What a tracing session prints and keeps, besides the alerts and the summary.
@@ -101,7 +102,7 @@ async fn watch(
             row.signal.name()
         );
     }
-    let mut pipeline = Pipeline::new(thresholds);
+    let mut pipeline = Pipeline::with_table(thresholds, table(args.filter.max_connections));
     if let Some(path) = &output.record {
         pipeline.add(Box::new(Recorder::create(path, &header(&session))?));
     }
@@ -114,7 +115,9 @@ async fn watch(
     let totals = Arc::new(KernelTotals::take(&mut session.ebpf)?);
     if let Some(addr) = metrics_addr {
         let per_connection = args.metrics.metrics_per_connection;
-        let serve = super::serve_metrics(addr, per_connection, true, Some(Arc::clone(&totals)));
+        let max_connections = args.filter.max_connections;
+        let totals = Some(Arc::clone(&totals));
+        let serve = super::serve_metrics(addr, per_connection, true, max_connections, totals);
         pipeline.add(Box::new(serve.await?));
     }
     let reader = Reader::new(&mut session.ebpf)?;
@@ -192,6 +195,11 @@ async fn watch(
         }
         other => other,
     }
+}
+
+/// The connection table, keeping at most `max_connections` live ones.
+pub fn table(max_connections: usize) -> ConnTable {
+    ConnTable::with_limits(Limits { live_capacity: max_connections, ..Limits::default() })
 }
 
 /// The recording's header: this kernel and the hooks in use.

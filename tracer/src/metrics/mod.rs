@@ -49,8 +49,9 @@ use scraped::{Collect, ConnRow, ConnRows, Health, SideRow};
 
 /// Distinct (port, process) label sets kept by default before folding into `other`.
 pub const DEFAULT_LABEL_SETS: usize = 1000;
-/// Connections whose service port and process name are remembered (live, then closed).
-const LIVE_CONNS: usize = 65536;
+/// Connections whose service port and process name are remembered (live, by default as many as
+/// the connection table keeps; then closed).
+const LIVE_CONNS: usize = crate::timeline::DEFAULT_LIVE_CAPACITY;
 const CLOSED_CONNS: usize = 4096;
 /// Process names remembered by pid.
 const PID_NAMES: usize = 16384;
@@ -190,6 +191,12 @@ impl Metrics {
 
     /// Lets `SharedMetrics` name processes it only has a pid for from /proc/PID/comm. For live
     /// tracing only: the pids of a recording mean nothing on this host.
+    /// Remember the labels of up to `limit` live connections (the connection table's cap).
+    pub fn with_live_connections(mut self, limit: usize) -> Self {
+        self.conns = Conns::new(limit, CLOSED_CONNS);
+        self
+    }
+
     pub fn with_proc_names(mut self, on: bool) -> Self {
         self.proc_names = on;
         self
@@ -342,8 +349,8 @@ impl Metrics {
                 tuple: conn.tuple,
                 process: set.process.clone(),
                 sides,
-                probes: conn.peer.totals.probes,
-                drops: conn.local.totals.drops,
+                probes: conn.peer.totals().probes,
+                drops: conn.local.totals().drops,
                 unread: conn.local.receiver.as_ref().map(|r| r.unread),
             });
         }
@@ -448,7 +455,7 @@ fn side_row(conn: &Conn, side: Side, now_ns: u64) -> SideRow {
         side: d.side.as_str(),
         state: Some(d.state.name()).filter(|s| STATES.contains(s)),
         window: d.window,
-        episodes: d.totals.episodes,
+        episodes: d.totals().episodes,
         zero_ns: d.zero_ns(conn.until(now_ns)),
     }
 }

@@ -206,7 +206,8 @@ impl Live {
                 eprintln!(
                     "tracer: warning: {evicted} live connection(s) dropped from the agent's \
                      table, which keeps the {} most recently active: their alerts ended and \
-                     their next events start a new timeline; narrow with --port or --pid",
+                     their next events start a new timeline; narrow with --port or --pid, or \
+                     raise --max-connections",
                     table.live_capacity()
                 );
             }

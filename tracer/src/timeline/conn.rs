@@ -2,10 +2,12 @@
 //! process, and its two directions.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use super::direction::{Direction, LastProbe};
+use super::names::Names;
 use crate::events::model::{Body, Event, SenderState, Side};
 
 /// The 4-tuple as this host sees it: `saddr:sport` is this host's end.
@@ -34,7 +36,8 @@ pub enum ConnId {
 /// What the process reading this socket consumed (`read` events).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ReadStats {
-    pub comm: String,
+    /// Interned: every connection of a process shares one copy.
+    pub comm: Arc<str>,
     pub pid: Option<u32>,
     pub bytes: u64,
     pub reads: u64,
@@ -46,17 +49,19 @@ pub struct ReadStats {
 /// One connection, from its first event (ideally `open`) to `close`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Conn {
-    pub id: ConnId,
+    /// The socket address (0: the kernel named none, the 4-tuple identifies it): see `id`.
+    sk: u64,
     pub tuple: FourTuple,
-    /// Latest known process (events carry the pid; open/close/rcv_space/read the comm).
+    /// Latest known process (events carry the pid; open/close/rcv_space/read the comm). The
+    /// name is interned by the table: every connection of a process shares one copy.
     pub pid: Option<u32>,
-    pub comm: Option<String>,
+    pub comm: Option<Arc<str>>,
     pub first_ns: u64,
     pub last_ns: u64,
     pub open_ns: Option<u64>,
     pub close_ns: Option<u64>,
     /// The TCP state it closed from.
-    pub close_state: Option<String>,
+    pub close_state: Option<Box<str>>,
     pub snd_wscale: Option<u8>,
     pub rcv_wscale: Option<u8>,
     /// None when the open was not seen.
@@ -69,17 +74,24 @@ pub struct Conn {
     pub mss: Option<u32>,
     /// This host's latest send-side sample.
     pub sender: Option<SenderState>,
-    pub reader: Option<ReadStats>,
+    /// Boxed: only connections whose reads were reported have one.
+    pub reader: Option<Box<ReadStats>>,
     /// Windows this host advertised (this host receives).
     pub local: Direction,
     /// Windows the peer advertised (this host sends).
     pub peer: Direction,
+    /// The table's recency stamp of its latest update while live; 0 once no longer live.
+    #[serde(skip)]
+    pub(super) tick: u64,
 }
 
 impl Conn {
-    pub(super) fn new(id: ConnId, e: &Event, episode_cap: usize) -> Self {
+    pub(super) fn new(id: ConnId, e: &Event, episode_cap: u32) -> Self {
         Conn {
-            id,
+            sk: match id {
+                ConnId::Sock(sk) => sk,
+                ConnId::Tuple(_) => 0,
+            },
             tuple: FourTuple::of(e),
             pid: None,
             comm: None,
@@ -99,6 +111,15 @@ impl Conn {
             reader: None,
             local: Direction::new(Side::Local, episode_cap),
             peer: Direction::new(Side::Peer, episode_cap),
+            tick: 0,
+        }
+    }
+
+    /// What identifies it in the kernel's events.
+    pub fn id(&self) -> ConnId {
+        match self.sk {
+            0 => ConnId::Tuple(self.tuple),
+            sk => ConnId::Sock(sk),
         }
     }
 
@@ -135,17 +156,18 @@ impl Conn {
         self.close_ns.unwrap_or(now_ns)
     }
 
-    /// Apply one event of this connection. A closed connection only takes late identity
-    /// details: its windows stay as they were at close.
-    pub(super) fn apply(&mut self, e: &Event) {
+    /// Apply one event of this connection; `names` interns process names. A closed connection
+    /// only takes late identity details: its windows stay as they were at close.
+    pub(super) fn apply(&mut self, e: &Event, names: &mut Names) {
         let ts = e.ts_ns;
         self.last_ns = self.last_ns.max(ts);
         if e.pid.is_some() {
             self.pid = e.pid;
         }
-        // Compared first: most events repeat the name, and copying it would allocate.
-        if let Some(comm) = e.body.comm().filter(|c| self.comm.as_deref() != Some(*c)) {
-            self.comm = Some(comm.to_string());
+        if let Some(comm) = e.body.comm() {
+            if self.comm.as_deref() != Some(comm) {
+                self.comm = Some(names.intern(comm));
+            }
         }
         if self.is_closed() {
             return;
@@ -196,17 +218,18 @@ impl Conn {
                 self.rcvbuf_locked = Some(*rcvbuf_locked);
             }
             Body::Read { bytes, reads, rate, comm, .. } => {
-                let r = self.reader.get_or_insert_with(|| ReadStats {
-                    comm: String::new(),
-                    pid: None,
-                    bytes: 0,
-                    reads: 0,
-                    rate: 0.0,
-                    last_ns: ts,
+                let r = self.reader.get_or_insert_with(|| {
+                    Box::new(ReadStats {
+                        comm: names.intern(""),
+                        pid: None,
+                        bytes: 0,
+                        reads: 0,
+                        rate: 0.0,
+                        last_ns: ts,
+                    })
                 });
-                if !comm.is_empty() && r.comm != comm.as_str() {
-                    r.comm.clear();
-                    r.comm.push_str(comm);
+                if !comm.is_empty() && *r.comm != **comm {
+                    r.comm = names.intern(comm);
                 }
                 r.pid = e.pid.or(r.pid);
                 r.bytes = r.bytes.saturating_add(*bytes);
@@ -230,7 +253,7 @@ impl Conn {
             Body::Owner { .. } => {}
             Body::Close { from_state, .. } => {
                 self.close_ns = Some(ts);
-                self.close_state = Some(from_state.to_string());
+                self.close_state = Some(from_state.as_str().into());
                 self.local.close(ts);
                 self.peer.close(ts);
             }
@@ -243,7 +266,7 @@ impl Conn {
             return;
         }
         self.close_ns = Some(ts_ns.max(self.first_ns));
-        self.close_state = Some(why.to_string());
+        self.close_state = Some(why.into());
         self.local.close(ts_ns);
         self.peer.close(ts_ns);
     }

@@ -134,8 +134,36 @@ pub struct LastProbe {
     pub unacked: u32,
 }
 
+/// What only a direction that has had trouble keeps: zero-window episodes, probes, drops.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Trouble {
+    /// The zero-window episode in progress.
+    pub open: Option<Episode>,
+    /// The most recent closed episodes, oldest first.
+    pub episodes: VecDeque<Episode>,
+    pub totals: Totals,
+    /// Peer side: the latest persist probe.
+    pub last_probe: Option<LastProbe>,
+    pub last_drop_ns: Option<u64>,
+}
+
+/// A direction without trouble: no episodes, all totals zero.
+static NO_EPISODES: VecDeque<Episode> = VecDeque::new();
+static NO_TOTALS: Totals = Totals {
+    episodes: 0,
+    zero_ns: 0,
+    longest_zero_ns: 0,
+    probes: 0,
+    max_backoff: 0,
+    drops: 0,
+    dropped_bytes: 0,
+};
+
 /// The windows one receiver advertised: `Side::Local` when this host receives, `Side::Peer` when
 /// the peer receives (this host sends, so persist probes and sender counters live here).
+///
+/// A quiet direction is a few dozen bytes: what only trouble brings (episodes, probes, drops)
+/// is allocated at the first zero window, probe or drop.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Direction {
     pub side: Side,
@@ -144,54 +172,64 @@ pub struct Direction {
     pub window: Option<u32>,
     pub min_window: Option<u32>,
     pub max_window: Option<u32>,
-    /// The zero-window episode in progress.
-    pub open: Option<Episode>,
-    /// The most recent closed episodes, oldest first.
-    pub episodes: VecDeque<Episode>,
-    pub totals: Totals,
-    /// Peer side: the sender counters.
-    pub rwnd: Option<RwndCounters>,
-    /// Peer side: the latest persist probe.
-    pub last_probe: Option<LastProbe>,
+    /// Peer side: the sender counters (boxed: only a sending connection has them).
+    pub rwnd: Option<Box<RwndCounters>>,
     /// Local side: this host's receive state at the latest advertisement.
     pub receiver: Option<LocalState>,
-    pub last_drop_ns: Option<u64>,
+    trouble: Option<Box<Trouble>>,
     #[serde(skip)]
     low_since_episode: Option<u32>,
     #[serde(skip)]
-    episode_cap: usize,
+    episode_cap: u32,
 }
 
 impl Direction {
     /// An empty direction keeping at most `episode_cap` closed episodes.
-    pub fn new(side: Side, episode_cap: usize) -> Self {
+    pub fn new(side: Side, episode_cap: u32) -> Self {
         Direction {
             side,
             state: WindowState::Open,
             window: None,
             min_window: None,
             max_window: None,
-            open: None,
-            episodes: VecDeque::new(),
-            totals: Totals::default(),
             rwnd: None,
-            last_probe: None,
             receiver: None,
-            last_drop_ns: None,
+            trouble: None,
             low_since_episode: None,
             episode_cap,
         }
     }
 
+    /// The zero-window episode in progress.
+    pub fn open(&self) -> Option<&Episode> {
+        self.trouble.as_ref().and_then(|t| t.open.as_ref())
+    }
+
+    /// The most recent closed episodes, oldest first.
+    pub fn episodes(&self) -> &VecDeque<Episode> {
+        self.trouble.as_ref().map_or(&NO_EPISODES, |t| &t.episodes)
+    }
+
+    /// Running totals over the connection's life.
+    pub fn totals(&self) -> &Totals {
+        self.trouble.as_ref().map_or(&NO_TOTALS, |t| &t.totals)
+    }
+
+    /// Peer side: the latest persist probe.
+    #[cfg(test)]
+    pub fn last_probe(&self) -> Option<&LastProbe> {
+        self.trouble.as_ref().and_then(|t| t.last_probe.as_ref())
+    }
+
     /// Total time at zero window, counting an open episode up to `now_ns`.
     pub fn zero_ns(&self, now_ns: u64) -> u64 {
-        self.totals.zero_ns + self.open.as_ref().map_or(0, |e| e.duration_ns(now_ns))
+        self.totals().zero_ns + self.open().map_or(0, |e| e.duration_ns(now_ns))
     }
 
     /// The longest episode, an open one counted up to `now_ns`.
     pub fn longest_zero_ns(&self, now_ns: u64) -> u64 {
-        let open = self.open.as_ref().map_or(0, |e| e.duration_ns(now_ns));
-        self.totals.longest_zero_ns.max(open)
+        let open = self.open().map_or(0, |e| e.duration_ns(now_ns));
+        self.totals().longest_zero_ns.max(open)
     }
 
     /// Time this direction's receiver held the sender back: the kernel's rwnd_limited delta
@@ -200,7 +238,7 @@ impl Direction {
     #[cfg(test)]
     pub fn limited_ms(&self, now_ns: u64) -> u64 {
         match self.side {
-            Side::Peer => self.rwnd.as_ref().map_or(0, RwndCounters::limited_ms),
+            Side::Peer => self.rwnd.as_deref().map_or(0, RwndCounters::limited_ms),
             Side::Local => self.zero_ns(now_ns) / 1_000_000,
         }
     }
@@ -208,7 +246,7 @@ impl Direction {
     /// Every episode kept, closed ones oldest first, then the open one.
     #[cfg(test)]
     pub fn all_episodes(&self) -> impl Iterator<Item = &Episode> {
-        self.episodes.iter().chain(self.open.as_ref())
+        self.episodes().iter().chain(self.open())
     }
 
     /// A window advertisement (bytes after scaling).
@@ -219,7 +257,7 @@ impl Direction {
             self.start_episode(ts_ns);
         } else {
             self.low_since_episode = Some(self.low_since_episode.map_or(window, |m| m.min(window)));
-            if self.open.is_some() {
+            if self.open().is_some() {
                 self.end_episode(ts_ns);
                 self.state = WindowState::Reopened;
             } else if let Some(previous) = self.window {
@@ -242,7 +280,7 @@ impl Direction {
         self.max_window = Some(self.max_window.unwrap_or(0));
         self.start_episode(ts_ns);
         self.window = Some(0);
-        if let Some(open) = &mut self.open {
+        if let Some(open) = self.open_mut() {
             open.counted = Some(counted);
         }
     }
@@ -257,18 +295,18 @@ impl Direction {
         first_seen_ns: u64,
     ) {
         // The `window` event of the same advertisement may have ended the episode already.
-        let just_ended = self.episodes.back().is_some_and(|e| e.end_ns == Some(ts_ns));
-        if self.open.is_none() && just_ended {
+        let just_ended = self.episodes().back().is_some_and(|e| e.end_ns == Some(ts_ns));
+        if self.open().is_none() && just_ended {
             self.state = WindowState::Reopened;
             return;
         }
-        if self.open.is_none() {
+        if self.open().is_none() {
             let start_ns = match duration_ns {
                 Some(d) => ts_ns.saturating_sub(d),
                 None => first_seen_ns.min(ts_ns),
             };
             self.start_episode(start_ns);
-            if let Some(open) = &mut self.open {
+            if let Some(open) = self.open_mut() {
                 open.start_seen = duration_ns.is_some();
             }
         }
@@ -283,22 +321,24 @@ impl Direction {
 
     /// A persist probe this host sent into the peer's window.
     pub(super) fn probe(&mut self, ts_ns: u64, probe: LastProbe) {
-        self.totals.probes += 1;
-        self.totals.max_backoff = self.totals.max_backoff.max(probe.backoff);
-        if let Some(open) = &mut self.open {
+        let t = self.trouble.get_or_insert_with(Box::default);
+        t.totals.probes += 1;
+        t.totals.max_backoff = t.totals.max_backoff.max(probe.backoff);
+        t.last_probe = Some(LastProbe { ts_ns, ..probe });
+        if let Some(open) = &mut t.open {
             open.probes += 1;
             open.max_backoff = open.max_backoff.max(probe.backoff);
             self.state = WindowState::Probing;
         }
-        self.last_probe = Some(LastProbe { ts_ns, ..probe });
     }
 
     /// A segment this host dropped for lack of receive space.
     pub(super) fn dropped(&mut self, ts_ns: u64, bytes: u32) {
-        self.totals.drops += 1;
-        self.totals.dropped_bytes += u64::from(bytes);
-        self.last_drop_ns = Some(ts_ns);
-        if let Some(open) = &mut self.open {
+        let t = self.trouble.get_or_insert_with(Box::default);
+        t.totals.drops += 1;
+        t.totals.dropped_bytes += u64::from(bytes);
+        t.last_drop_ns = Some(ts_ns);
+        if let Some(open) = &mut t.open {
             open.drops += 1;
             open.dropped_bytes += u64::from(bytes);
         }
@@ -307,7 +347,7 @@ impl Direction {
     /// This host's receive state at an advertisement (applied after the window itself); the open
     /// episode takes the one that came with its zero advertisement.
     pub(super) fn receiver_state(&mut self, state: &LocalState) {
-        if let Some(open) = &mut self.open {
+        if let Some(open) = self.open_mut() {
             open.unread.get_or_insert(state.unread);
             open.rcvbuf.get_or_insert(state.rcvbuf);
         }
@@ -324,21 +364,21 @@ impl Direction {
                 c.last_busy_ms = s.busy_ms.max(c.last_busy_ms);
             }
             _ => {
-                self.rwnd = Some(RwndCounters {
+                self.rwnd = Some(Box::new(RwndCounters {
                     first_ts_ns: ts_ns,
                     first_rwnd_limited_ms: s.rwnd_limited_ms,
                     first_busy_ms: s.busy_ms,
                     last_ts_ns: ts_ns,
                     last_rwnd_limited_ms: s.rwnd_limited_ms,
                     last_busy_ms: s.busy_ms,
-                })
+                }))
             }
         }
     }
 
     /// The connection closed: an open episode ends here.
     pub(super) fn close(&mut self, ts_ns: u64) {
-        if self.open.is_some() {
+        if self.open().is_some() {
             self.end_episode(ts_ns);
         }
         self.state = WindowState::Closed;
@@ -348,15 +388,17 @@ impl Direction {
         if self.state != WindowState::Probing {
             self.state = WindowState::Zero;
         }
-        if self.open.is_some() {
+        if self.open().is_some() {
             return;
         }
-        self.totals.episodes += 1;
-        self.open = Some(Episode {
+        let min_window_before = self.low_since_episode;
+        let t = self.trouble.get_or_insert_with(Box::default);
+        t.totals.episodes += 1;
+        t.open = Some(Episode {
             start_ns: ts_ns,
             end_ns: None,
             start_seen: true,
-            min_window_before: self.low_since_episode,
+            min_window_before,
             probes: 0,
             max_backoff: 0,
             drops: 0,
@@ -368,18 +410,24 @@ impl Direction {
         });
     }
 
+    fn open_mut(&mut self) -> Option<&mut Episode> {
+        self.trouble.as_mut().and_then(|t| t.open.as_mut())
+    }
+
     fn end_episode(&mut self, ts_ns: u64) {
-        let Some(mut episode) = self.open.take() else { return };
+        let cap = self.episode_cap as usize;
+        let Some(t) = self.trouble.as_mut() else { return };
+        let Some(mut episode) = t.open.take() else { return };
+        self.low_since_episode = None;
         // Events arrive in time order; never let a late one make an episode end before it began.
         let end_ns = ts_ns.max(episode.start_ns);
         episode.end_ns = Some(end_ns);
         let duration = end_ns - episode.start_ns;
-        self.totals.zero_ns += duration;
-        self.totals.longest_zero_ns = self.totals.longest_zero_ns.max(duration);
-        self.low_since_episode = None;
-        self.episodes.push_back(episode);
-        while self.episodes.len() > self.episode_cap {
-            self.episodes.pop_front();
+        t.totals.zero_ns += duration;
+        t.totals.longest_zero_ns = t.totals.longest_zero_ns.max(duration);
+        t.episodes.push_back(episode);
+        while t.episodes.len() > cap {
+            t.episodes.pop_front();
         }
     }
 }

@@ -7,6 +7,7 @@
 mod conn;
 mod direction;
 pub mod fmt;
+mod names;
 mod summary;
 mod table;
 #[cfg(test)]
@@ -18,6 +19,4 @@ pub(crate) mod testutil;
 pub use conn::ConnId;
 pub use conn::{Conn, FourTuple};
 pub use summary::ConnSummary;
-#[cfg(test)]
-pub use table::Limits;
-pub use table::{ConnKey, ConnTable, EndReason};
+pub use table::{ConnKey, ConnTable, EndReason, Limits, DEFAULT_LIVE_CAPACITY};

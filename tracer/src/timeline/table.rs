@@ -2,15 +2,14 @@
 //! memory bounded — every live connection up to a cap (least recently updated evicted first),
 //! plus a bounded number of recently closed ones (oldest closed evicted first).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-
-// foldhash: far cheaper per lookup than SipHash, still seeded per process.
-use foldhash::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
+use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 
 use serde::Serialize;
 
 use super::conn::{Conn, ConnId, FourTuple};
+use super::names::Names;
 use crate::events::model::{Body, Event};
 
 /// A connection's handle in the table. Serial numbers, not socket addresses: the kernel reuses
@@ -32,12 +31,20 @@ pub struct Limits {
     /// Closed connections kept for summaries; past it the oldest closed one is forgotten.
     pub closed_capacity: usize,
     /// Closed zero-window episodes kept per direction (totals count them all).
-    pub episodes_per_side: usize,
+    pub episodes_per_side: u32,
 }
+
+/// Live connections kept by default: a million sockets (the kernel's per-socket table holds as
+/// many), each a few hundred bytes here (`cargo xtask bench` measures it).
+pub const DEFAULT_LIVE_CAPACITY: usize = 1 << 20;
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { live_capacity: 65536, closed_capacity: 1024, episodes_per_side: 16 }
+        Limits {
+            live_capacity: DEFAULT_LIVE_CAPACITY,
+            closed_capacity: 1024,
+            episodes_per_side: 16,
+        }
     }
 }
 
@@ -69,18 +76,29 @@ pub struct Ended {
 const ENDED_LOG_CAPACITY: usize = 4096;
 
 /// Every connection seen, live and recently closed. Pure: time comes only from events.
+///
+/// Memory per live connection is what a busy host pays: the connection itself (boxed, so the
+/// ordered map holds pointers), one entry in each of the two identity indexes, and one or two
+/// entries in the recency queue.
 #[derive(Debug, Default)]
 pub struct ConnTable {
     limits: Limits,
-    conns: BTreeMap<ConnKey, Conn>,
+    conns: BTreeMap<ConnKey, Box<Conn>>,
     next_key: u64,
-    /// Live connections by identity, and by 4-tuple (for drops that name no socket).
-    live: HashMap<ConnId, ConnKey>,
-    by_tuple: HashMap<FourTuple, ConnKey>,
-    /// Recency of live connections: key -> tick of its last update, and the ordered set of both.
-    live_tick: HashMap<ConnKey, u64>,
-    lru: BTreeSet<(u64, ConnKey)>,
+    /// Live connections by socket address, by 4-tuple for those the kernel named no socket for,
+    /// and by the hash of their 4-tuple (`tuple_hash`) for drops that name no socket.
+    live_socks: HashMap<u64, ConnKey>,
+    live_tuples: HashMap<FourTuple, ConnKey>,
+    by_tuple: HashMap<u64, ConnKey>,
+    /// Live connections now (those whose `Conn::tick` is not 0).
+    live_len: usize,
+    /// Recency of live connections, oldest first: (tick, key) at each update. An entry whose
+    /// tick is no longer its connection's is stale and skipped; stale ones are swept out when
+    /// they make up a third of the queue.
+    recency: VecDeque<(u64, ConnKey)>,
     tick: u64,
+    /// Process names, shared by the connections.
+    names: Names,
     /// Closed connections still kept, by identity (late events), and in closing order.
     closed: HashMap<ConnId, ConnKey>,
     closed_order: VecDeque<ConnKey>,
@@ -106,35 +124,36 @@ impl ConnTable {
     pub fn apply(&mut self, e: &Event) -> ConnKey {
         self.tick += 1;
         let key = self.locate(e);
+        let mut live = false;
         if let Some(conn) = self.conns.get_mut(&key) {
-            conn.apply(e);
+            live = conn.tick != 0;
+            conn.apply(e, &mut self.names);
         }
-        let live = self.live_tick.contains_key(&key);
         if live && matches!(e.body, Body::Close { .. }) {
             self.retire(key, e.ts_ns);
         } else if live {
             self.touch(key);
         }
-        while self.live_tick.len() > self.limits.live_capacity {
-            let Some((_, oldest)) = self.lru.pop_first() else { break };
+        while self.live_len > self.limits.live_capacity {
+            let Some(oldest) = self.least_recent() else { break };
             self.evict(oldest, e.ts_ns);
         }
         key
     }
 
     pub fn get(&self, key: &ConnKey) -> Option<&Conn> {
-        self.conns.get(key)
+        self.conns.get(key).map(|c| &**c)
     }
 
     #[cfg(test)]
     /// The connection an identity names now: the live one, else a recently closed one.
     pub fn lookup(&self, id: &ConnId) -> Option<ConnKey> {
-        self.live.get(id).or_else(|| self.closed.get(id)).copied()
+        self.live_get(id).or_else(|| self.closed.get(id).copied())
     }
 
     /// Every connection kept, in order of first sighting.
     pub fn iter(&self) -> impl Iterator<Item = (&ConnKey, &Conn)> {
-        self.conns.iter()
+        self.conns.iter().map(|(k, c)| (k, &**c))
     }
 
     #[cfg(test)]
@@ -144,8 +163,13 @@ impl ConnTable {
     }
 
     #[cfg(test)]
+    pub fn recency_len(&self) -> usize {
+        self.recency.len()
+    }
+
+    #[cfg(test)]
     pub fn live_len(&self) -> usize {
-        self.live_tick.len()
+        self.live_len
     }
 
     #[cfg(test)]
@@ -182,7 +206,7 @@ impl ConnTable {
         let tuple = FourTuple::of(e);
         let id = if e.sk != 0 {
             ConnId::Sock(e.sk)
-        } else if let Some(&key) = self.by_tuple.get(&tuple) {
+        } else if let Some(key) = self.live_on(&tuple) {
             // No socket named (a drop before socket lookup): the live connection on this 4-tuple.
             return key;
         } else {
@@ -192,7 +216,7 @@ impl ConnTable {
             Body::Open { late, .. } => (true, late),
             _ => (false, false),
         };
-        if let Some(&key) = self.live.get(&id) {
+        if let Some(key) = self.live_get(&id) {
             if !is_open {
                 return key;
             }
@@ -222,33 +246,79 @@ impl ConnTable {
         let key = ConnKey(self.next_key);
         self.next_key += 1;
         let conn = Conn::new(id, e, self.limits.episodes_per_side);
-        self.by_tuple.insert(conn.tuple, key);
-        self.conns.insert(key, conn);
-        self.live.insert(id, key);
+        self.by_tuple.insert(tuple_hash(&conn.tuple), key);
+        self.conns.insert(key, Box::new(conn));
+        match id {
+            ConnId::Sock(sk) => self.live_socks.insert(sk, key),
+            ConnId::Tuple(tuple) => self.live_tuples.insert(tuple, key),
+        };
+        self.live_len += 1;
         self.touch(key);
         key
     }
 
-    fn touch(&mut self, key: ConnKey) {
-        if let Some(old) = self.live_tick.insert(key, self.tick) {
-            self.lru.remove(&(old, key));
+    /// The live connection an identity names.
+    fn live_get(&self, id: &ConnId) -> Option<ConnKey> {
+        match id {
+            ConnId::Sock(sk) => self.live_socks.get(sk),
+            ConnId::Tuple(tuple) => self.live_tuples.get(tuple),
         }
-        self.lru.insert((self.tick, key));
+        .copied()
     }
 
-    /// Stop indexing a connection as live (its own bookkeeping, not the LRU set).
+    /// The live connection on a 4-tuple.
+    fn live_on(&self, tuple: &FourTuple) -> Option<ConnKey> {
+        let key = *self.by_tuple.get(&tuple_hash(tuple))?;
+        // Another 4-tuple with the same hash took the entry: as if not found.
+        self.conns.get(&key).filter(|c| c.tuple == *tuple).map(|_| key)
+    }
+
+    /// Mark a live connection updated now.
+    fn touch(&mut self, key: ConnKey) {
+        let Some(conn) = self.conns.get_mut(&key) else { return };
+        // Touched twice by one event (made, then updated): one entry, or the sweep could never
+        // bring the queue under its bound and would run at every touch.
+        if conn.tick == self.tick {
+            return;
+        }
+        conn.tick = self.tick;
+        self.recency.push_back((self.tick, key));
+        // Sweep the stale entries once they are a third of the queue: amortised O(1) a touch,
+        // and the queue stays within 1.5 entries per live connection.
+        if self.recency.len() > 1024 && self.recency.len() > self.live_len + self.live_len / 2 {
+            let conns = &self.conns;
+            self.recency.retain(|(tick, key)| conns.get(key).is_some_and(|c| c.tick == *tick));
+        }
+    }
+
+    /// The least recently updated live connection, taken out of the recency queue.
+    fn least_recent(&mut self) -> Option<ConnKey> {
+        while let Some((tick, key)) = self.recency.pop_front() {
+            if self.conns.get(&key).is_some_and(|c| c.tick == tick) {
+                return Some(key);
+            }
+        }
+        None
+    }
+
+    /// Stop indexing a connection as live (its stale recency entries are skipped later).
     fn unindex_live(&mut self, key: ConnKey) -> Option<ConnId> {
-        if let Some(tick) = self.live_tick.remove(&key) {
-            self.lru.remove(&(tick, key));
+        let conn = self.conns.get_mut(&key)?;
+        if conn.tick != 0 {
+            conn.tick = 0;
+            self.live_len -= 1;
         }
-        let conn = self.conns.get(&key)?;
-        let (id, tuple) = (conn.id, conn.tuple);
+        let (id, tuple) = (conn.id(), conn.tuple);
         // Another connection may have taken over the identity or the 4-tuple since.
-        if self.live.get(&id) == Some(&key) {
-            self.live.remove(&id);
+        if self.live_get(&id) == Some(key) {
+            match id {
+                ConnId::Sock(sk) => self.live_socks.remove(&sk),
+                ConnId::Tuple(tuple) => self.live_tuples.remove(&tuple),
+            };
         }
-        if self.by_tuple.get(&tuple) == Some(&key) {
-            self.by_tuple.remove(&tuple);
+        let hash = tuple_hash(&tuple);
+        if self.by_tuple.get(&hash) == Some(&key) {
+            self.by_tuple.remove(&hash);
         }
         Some(id)
     }
@@ -262,8 +332,8 @@ impl ConnTable {
         while self.closed_order.len() > self.limits.closed_capacity {
             let Some(oldest) = self.closed_order.pop_front() else { break };
             if let Some(conn) = self.conns.remove(&oldest) {
-                if self.closed.get(&conn.id) == Some(&oldest) {
-                    self.closed.remove(&conn.id);
+                if self.closed.get(&conn.id()) == Some(&oldest) {
+                    self.closed.remove(&conn.id());
                 }
             }
             self.log(oldest, ts_ns, EndReason::Forgotten);
@@ -284,4 +354,12 @@ impl ConnTable {
             self.ended.pop_front();
         }
     }
+}
+
+/// A 4-tuple's key in the index of live connections by 4-tuple: 8 bytes where the tuple takes
+/// 40. SipHash with fixed keys, so a replay indexes alike every time.
+fn tuple_hash(tuple: &FourTuple) -> u64 {
+    let mut h = DefaultHasher::new();
+    tuple.hash(&mut h);
+    h.finish()
 }

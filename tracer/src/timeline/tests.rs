@@ -28,12 +28,12 @@ fn episode_bookkeeping_and_min_window() {
     assert!(keys.iter().all(|k| *k == key), "one connection");
     let c = t.get(&key).unwrap();
     assert_eq!(c.local.state, WindowState::Zero);
-    let open = c.local.open.as_ref().unwrap();
+    let open = c.local.open().unwrap();
     assert_eq!(open.start_ns, 30 * MS);
     assert_eq!(open.min_window_before, Some(2048));
     assert_eq!(open.counted, Some(true));
     assert_eq!((open.unread, open.rcvbuf), (Some(8192), Some(16384)));
-    assert_eq!(c.local.totals.episodes, 1);
+    assert_eq!(c.local.totals().episodes, 1);
     // An open episode counts up to `now`.
     assert_eq!(c.local.zero_ns(530 * MS), 500 * MS);
 
@@ -41,12 +41,12 @@ fn episode_bookkeeping_and_min_window() {
     t.apply(&at(1530, 1, zero_end(Side::Local, 4096, Some(1500 * MS))));
     let c = t.get(&key).unwrap();
     assert_eq!(c.local.state, WindowState::Reopened);
-    assert!(c.local.open.is_none());
-    let ep = &c.local.episodes[0];
+    assert!(c.local.open().is_none());
+    let ep = &c.local.episodes()[0];
     assert_eq!((ep.start_ns, ep.end_ns), (30 * MS, Some(1530 * MS)));
-    assert_eq!(c.local.totals.zero_ns, 1500 * MS);
+    assert_eq!(c.local.totals().zero_ns, 1500 * MS);
     assert_eq!(c.local.min_window, Some(0));
-    assert_eq!(c.local.episodes.len(), 1, "the zero_window_end closed the same episode");
+    assert_eq!(c.local.episodes().len(), 1, "the zero_window_end closed the same episode");
 
     // A second episode remembers the low point since the first one ended.
     t.apply(&at(1600, 1, local_window(1024, 0, 16384)));
@@ -55,11 +55,11 @@ fn episode_bookkeeping_and_min_window() {
     t.apply(&at(1900, 1, close()));
     let c = t.get(&key).unwrap();
     assert_eq!(c.local.state, WindowState::Closed);
-    assert_eq!(c.local.episodes.len(), 2);
-    assert_eq!(c.local.episodes[1].min_window_before, Some(1024));
-    assert_eq!(c.local.episodes[1].end_ns, Some(1900 * MS), "close ends the episode");
-    assert_eq!(c.local.totals.longest_zero_ns, 1500 * MS);
-    assert_eq!(c.local.episodes[1].counted, None, "no zero_window_start for it");
+    assert_eq!(c.local.episodes().len(), 2);
+    assert_eq!(c.local.episodes()[1].min_window_before, Some(1024));
+    assert_eq!(c.local.episodes()[1].end_ns, Some(1900 * MS), "close ends the episode");
+    assert_eq!(c.local.totals().longest_zero_ns, 1500 * MS);
+    assert_eq!(c.local.episodes()[1].counted, None, "no zero_window_start for it");
 }
 
 #[test]
@@ -70,7 +70,7 @@ fn zero_end_without_start_uses_kernel_duration_or_first_sighting() {
     t.apply(&at(3000, 1, zero_end(Side::Local, 4096, None)));
     let c = t.get(&k).unwrap();
     let eps: Vec<_> =
-        c.local.episodes.iter().map(|e| (e.start_ns, e.end_ns, e.start_seen)).collect();
+        c.local.episodes().iter().map(|e| (e.start_ns, e.end_ns, e.start_seen)).collect();
     assert_eq!(eps, vec![(1700 * MS, Some(2000 * MS), true), (1000 * MS, Some(3000 * MS), false)]);
 }
 
@@ -87,17 +87,17 @@ fn probes_belong_to_the_peer_episode() {
     t.apply(&at(700, 1, probe(2, 2, 800.0)));
     let c = t.get(&k).unwrap();
     assert_eq!(c.peer.state, WindowState::Probing);
-    let open = c.peer.open.as_ref().unwrap();
+    let open = c.peer.open().unwrap();
     assert_eq!((open.probes, open.max_backoff), (3, 3));
-    assert_eq!((c.peer.totals.probes, c.peer.totals.max_backoff), (4, 3));
-    assert_eq!(c.local.totals.probes, 0);
-    assert_eq!(c.peer.last_probe.as_ref().map(|p| p.probes_out), Some(2));
+    assert_eq!((c.peer.totals().probes, c.peer.totals().max_backoff), (4, 3));
+    assert_eq!(c.local.totals().probes, 0);
+    assert_eq!(c.peer.last_probe().map(|p| p.probes_out), Some(2));
 
     t.apply(&at(900, 1, peer_window(65535, sender(0, 5000, 0, 0))));
     let c = t.get(&k).unwrap();
     assert_eq!(c.peer.state, WindowState::Reopened);
-    assert_eq!(c.peer.episodes[0].probes, 3);
-    assert_eq!(c.peer.episodes[0].end_ns, Some(900 * MS));
+    assert_eq!(c.peer.episodes()[0].probes, 3);
+    assert_eq!(c.peer.episodes()[0].end_ns, Some(900 * MS));
 }
 
 #[test]
@@ -121,16 +121,16 @@ fn drop_without_socket_matches_live_connection_by_tuple() {
     let dk = t.apply(&drop_no_sk(20, 7, 1448));
     assert_eq!(dk, k);
     let c = t.get(&k).unwrap();
-    assert_eq!((c.local.totals.drops, c.local.totals.dropped_bytes), (1, 1448));
-    assert_eq!(c.local.open.as_ref().map(|e| e.drops), Some(1));
+    assert_eq!((c.local.totals().drops, c.local.totals().dropped_bytes), (1, 1448));
+    assert_eq!(c.local.open().map(|e| e.drops), Some(1));
 
     // No live connection on that 4-tuple: a connection keyed by the 4-tuple, reused.
     let a = t.apply(&drop_no_sk(30, 8, 100));
     let b = t.apply(&drop_no_sk(40, 8, 100));
     assert_eq!(a, b);
     assert_ne!(a, k);
-    assert!(matches!(t.get(&a).unwrap().id, ConnId::Tuple(_)));
-    assert_eq!(t.get(&a).unwrap().local.totals.drops, 2);
+    assert!(matches!(t.get(&a).unwrap().id(), ConnId::Tuple(_)));
+    assert_eq!(t.get(&a).unwrap().local.totals().drops, 2);
 }
 
 #[test]
@@ -149,13 +149,13 @@ fn identity_and_process_details() {
     assert_eq!(c.comm.as_deref(), Some("reader"));
     assert_eq!(c.pid, Some(42));
     let r = c.reader.as_ref().unwrap();
-    assert_eq!((r.comm.as_str(), r.bytes, r.reads), ("reader", 4096, 1));
+    assert_eq!((&*r.comm, r.bytes, r.reads), ("reader", 4096, 1));
 
     // Close, then a late event: it lands on the closed connection and changes no window.
     t.apply(&at(10, 1, close()));
     assert_eq!(t.apply(&at(11, 1, local_window(0, 0, 8192))), k);
     let c = t.get(&k).unwrap();
-    assert!(c.local.open.is_none());
+    assert!(c.local.open().is_none());
     assert_eq!(c.local.state, WindowState::Closed);
 
     // The socket address reused by a new connection: a new entry.
@@ -193,6 +193,18 @@ fn closed_connections_are_bounded_oldest_first() {
 }
 
 #[test]
+fn recency_queue_stays_bounded_when_connections_see_one_event_each() {
+    // Each open both makes and updates its connection: the queue must still shrink to one entry
+    // per live connection when swept (a live run of 30,000 opens once swept at every event).
+    let mut t = ConnTable::new();
+    for sk in 1..=5000 {
+        t.apply(&at(sk, sk, open(true, 1460)));
+        assert!(t.recency_len() <= 1024 + t.live_len() * 3 / 2, "at {sk}: {}", t.recency_len());
+    }
+    assert_eq!(t.recency_len(), 5000, "one entry per connection, not per touch");
+}
+
+#[test]
 fn live_connections_are_capped_least_recently_updated_first() {
     let limits = Limits { live_capacity: 3, closed_capacity: 10, episodes_per_side: 16 };
     let mut t = ConnTable::with_limits(limits);
@@ -223,10 +235,10 @@ fn episodes_kept_per_side_are_bounded_but_totals_are_not() {
         t.apply(&at(i * 100 + 10, 1, window(Side::Local, 1000)));
     }
     let c = t.get(&k.unwrap()).unwrap();
-    assert_eq!(c.local.episodes.len(), 2);
-    assert_eq!(c.local.episodes[0].start_ns, 300 * MS);
-    assert_eq!(c.local.totals.episodes, 5);
-    assert_eq!(c.local.totals.zero_ns, 50 * MS);
+    assert_eq!(c.local.episodes().len(), 2);
+    assert_eq!(c.local.episodes()[0].start_ns, 300 * MS);
+    assert_eq!(c.local.totals().episodes, 5);
+    assert_eq!(c.local.totals().zero_ns, 50 * MS);
 }
 
 #[test]
@@ -304,15 +316,15 @@ proptest! {
         }
         for (_, c) in t.iter() {
             for d in [&c.local, &c.peer] {
-                prop_assert!(d.episodes.len() <= 3);
+                prop_assert!(d.episodes().len() <= 3);
                 for ep in d.all_episodes() {
                     if let Some(end) = ep.end_ns {
                         prop_assert!(ep.start_ns <= end);
                     }
                 }
-                prop_assert_eq!(d.open.is_some(), matches!(d.state, WindowState::Zero | WindowState::Probing));
+                prop_assert_eq!(d.open().is_some(), matches!(d.state, WindowState::Zero | WindowState::Probing));
                 if c.is_closed() {
-                    prop_assert!(d.open.is_none());
+                    prop_assert!(d.open().is_none());
                 }
             }
         }

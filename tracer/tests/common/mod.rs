@@ -84,6 +84,11 @@ impl Tracer {
         }
     }
 
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops the tracer (SIGINT, as Ctrl-C) and returns its NDJSON events.
     pub fn stop(self) -> Vec<Value> {
         self.finish().0
