@@ -13,7 +13,9 @@ use crate::{
     bench_held::{Held, CHURN_TARGET, HELD},
     bench_http::Http,
     bench_stats::{median, median_and_range, process_rss_kib, ratio},
-    bench_tools::{prog_counters, prog_delta, stats_on, ProgCost, Report, Tool},
+    bench_tools::{
+        prog_counters, prog_delta, stats_on, tracer_packet_programs, ProgCost, Report, Tool,
+    },
     build,
     setup::workspace_root,
 };
@@ -246,7 +248,16 @@ fn leg(
     cost: bool,
 ) -> Result<(Sample, Option<Report>, Vec<ProgCost>)> {
     let Some(tool) = tool else {
-        return Ok((workload.run(secs, &mut || {})?, None, Vec::new()));
+        let others = tracer_packet_programs();
+        let mut sample = workload.run(secs, &mut || {})?;
+        if others > 0 {
+            // Another session's tracer is attached: every leg of this round pays for it.
+            sample.note += &format!(
+                "{}{others} foreign tracer programs attached",
+                if sample.note.is_empty() { "" } else { ", " }
+            );
+        }
+        return Ok((sample, None, Vec::new()));
     };
     let mut running = tool.start(dir)?;
     let pid = running.pid();

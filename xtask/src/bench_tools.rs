@@ -414,6 +414,15 @@ pub fn prog_delta(
     out
 }
 
+/// How many packet programs of a tracer (ours or another session's) are loaded right now: with
+/// none of our tools running, more than zero means "nothing attached" is not nothing.
+pub fn tracer_packet_programs() -> usize {
+    aya::programs::loaded_programs()
+        .flatten()
+        .filter(|p| matches!(p.name_as_str(), Some("egress_skb" | "ingress_skb")))
+        .count()
+}
+
 /// The ids of the eBPF programs whose descriptors process `pid` holds ("prog_id:" in fdinfo).
 fn prog_ids(pid: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
