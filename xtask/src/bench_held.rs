@@ -27,8 +27,9 @@ const PROCESSES: u16 = 4;
 /// New connections a second the churn aims at.
 pub const CHURN_TARGET: f64 = 10_000.0;
 const CHURN_THREADS: u32 = 4;
-const HELD_PORT: u16 = 48300;
-const CHURN_PORT: u16 = 48310;
+/// Below the ephemeral range (32768-60999), where a client socket of anyone may hold them.
+const HELD_PORT: u16 = 29300;
+const CHURN_PORT: u16 = 29310;
 
 pub struct Held;
 

@@ -17,7 +17,8 @@ use crate::{
     bench_stats::host_busy_cpu,
 };
 
-const PORT: u16 = 48280;
+/// Below the ephemeral range (32768-60999), where a client socket of anyone may hold it.
+const PORT: u16 = 29280;
 /// Concurrent requests of ab.
 const CONCURRENCY: &str = "20";
 
