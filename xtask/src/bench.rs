@@ -25,6 +25,9 @@ use crate::{
 pub trait Workload {
     fn name(&self) -> &'static str;
     fn run(&mut self, secs: f64, at_peak: &mut dyn FnMut()) -> Result<Sample>;
+    /// Ends what the run left standing (the held connections), after the tool has stopped:
+    /// tearing down 20,000 connections at once is a burst no target speaks of.
+    fn finish(&mut self) {}
 }
 
 /// What one run of a workload did.
@@ -126,7 +129,7 @@ pub fn run(opts: &Options) -> Result<()> {
         workloads.push(match kind {
             WorkloadKind::Bulk => Box::new(Bulk::start()?),
             WorkloadKind::Http => Box::new(Http::start(&dir)?),
-            WorkloadKind::Held => Box::new(Held),
+            WorkloadKind::Held => Box::new(Held::default()),
         });
     }
     let names: Vec<&str> = tools.iter().map(Tool::name).collect();
@@ -249,7 +252,9 @@ fn leg(
 ) -> Result<(Sample, Option<Report>, Vec<ProgCost>)> {
     let Some(tool) = tool else {
         let others = tracer_packet_programs();
-        let mut sample = workload.run(secs, &mut || {})?;
+        let sample = workload.run(secs, &mut || {});
+        workload.finish();
+        let mut sample = sample?;
         if others > 0 {
             // Another session's tracer is attached: every leg of this round pays for it.
             sample.note += &format!(
@@ -266,8 +271,9 @@ fn leg(
     let mut peak = 0;
     let sample = workload.run(secs, &mut || peak = process_rss_kib(pid).unwrap_or(0));
     let progs = if cost { prog_delta(&before, &prog_counters(pid)) } else { Vec::new() };
-    let report = running.stop(peak)?;
-    Ok((sample?, Some(report), progs))
+    let report = running.stop(peak);
+    workload.finish();
+    Ok((sample?, Some(report?), progs))
 }
 
 fn note(text: &str) -> String {

@@ -31,15 +31,24 @@ const CHURN_THREADS: u32 = 4;
 const HELD_PORT: u16 = 29300;
 const CHURN_PORT: u16 = 29310;
 
-pub struct Held;
+/// The children of the last run, ended by finish().
+#[derive(Default)]
+pub struct Held {
+    children: Option<Children>,
+}
 
 impl Workload for Held {
     fn name(&self) -> &'static str {
         "held"
     }
 
+    fn finish(&mut self) {
+        self.children = None;
+    }
+
     fn run(&mut self, secs: f64, at_peak: &mut dyn FnMut()) -> Result<Sample> {
-        let mut children = Children(Vec::new());
+        self.children = None;
+        let children = self.children.insert(Children(Vec::new()));
         let exe = std::env::current_exe().context("cannot find xtask's own binary")?;
         let spawn = |args: Vec<String>| -> Result<(Child, BufReader<ChildStdout>)> {
             let mut child = Command::new(&exe)
