@@ -1,26 +1,106 @@
-//! `cargo xtask bench`: loopback bulk-transfer throughput without and with the tracer attached,
-//! interleaved so that drift in the machine's speed hits both sides alike.
+//! `cargo xtask bench`: the tracer beside the alternatives (a bpftrace script of the same
+//! tracepoints, tcpdump) on the same workloads (loopback bulk with iperf3, a new connection per
+//! HTTP request with nginx and ab, 20,000 held connections plus churn), interleaved in rounds so
+//! that drift in the machine's speed hits every leg alike; then the kernel programs' cost per
+//! call and the agent pipeline on synthetic recordings.
 
-use std::{
-    io::{BufRead as _, BufReader, Read as _, Write as _},
-    net::{TcpListener, TcpStream},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    thread,
-    time::{Duration, Instant},
-};
+use std::{path::PathBuf, time::Instant};
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::build;
+use crate::{
+    bench_bulk::Bulk,
+    bench_held::{Held, CHURN_TARGET, HELD},
+    bench_http::Http,
+    bench_stats::{median, median_and_range, process_rss_kib, ratio},
+    bench_tools::{
+        prog_counters, prog_delta, stats_on, tracer_packet_programs, ProgCost, Report, Tool,
+    },
+    build,
+    setup::workspace_root,
+};
 
-const PORT: u16 = 47999;
+/// One workload: run for about `secs`, report what it moved. `at_peak` is called once the
+/// workload holds the most connections it will (the tools' RSS is taken then).
+pub trait Workload {
+    fn name(&self) -> &'static str;
+    fn run(&mut self, secs: f64, at_peak: &mut dyn FnMut()) -> Result<Sample>;
+    /// Ends what the run left standing (the held connections), after the tool has stopped:
+    /// tearing down 20,000 connections at once is a burst no target speaks of.
+    fn finish(&mut self) {}
+}
 
-pub fn run(rounds: u32, seconds: f64, baseline: Option<&Path>) -> Result<()> {
-    if rounds == 0 || seconds.is_nan() || seconds <= 0.0 {
+/// What one run of a workload did.
+pub struct Sample {
+    /// Its figure of merit per second: bytes (bulk), requests (http), new connections (held).
+    pub rate: f64,
+    /// The work done, in the unit costs are given per: GB (bulk), 1,000 connections (others).
+    pub work: f64,
+    /// Busy CPU seconds of the whole host while it ran.
+    pub host_cpu: f64,
+    /// Anything worth a word on the round's line.
+    pub note: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum WorkloadKind {
+    /// iperf3, one TCP stream over loopback.
+    Bulk,
+    /// nginx and `ab -c 20` without keep-alive: a new connection per request.
+    Http,
+    /// 20,000 held loopback connections plus 10,000 new connections a second.
+    Held,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ToolKind {
+    /// `tracer watch --json >/dev/null` (and the --baseline build, if given).
+    Tracer,
+    /// xtask/bench/hooks.bt: the tracer's tracepoints on this kernel in bpftrace.
+    Bpftrace,
+    /// `tcpdump -i lo -s 128 -w /dev/null`.
+    Tcpdump,
+}
+
+pub struct Options {
+    pub rounds: u32,
+    pub seconds: f64,
+    pub baseline: Option<PathBuf>,
+    pub workloads: Vec<WorkloadKind>,
+    pub tools: Vec<ToolKind>,
+    pub pipeline: bool,
+}
+
+/// Targets (issue 9): the tracer's median ratio to "nothing attached".
+const BULK_TARGET: f64 = 0.97;
+const HTTP_TARGET: f64 = 0.95;
+
+/// What one leg (a tool, or nothing) measured over the rounds of one workload.
+#[derive(Default)]
+struct Leg {
+    rates: Vec<f64>,
+    /// Per round: this leg's rate over the same round's rate with nothing attached.
+    ratios: Vec<f64>,
+    /// Per round: the tool's own CPU seconds per unit of work.
+    tool_cpu: Vec<f64>,
+    /// Per round: host CPU per unit of work, minus the same round's with nothing attached.
+    host_cpu_added: Vec<f64>,
+    events: u64,
+    lost: u64,
+    /// The tool's CPU seconds and events over every round (for CPU per event).
+    cpu_total: f64,
+    /// Per round: RSS growth in bytes per held connection.
+    rss_per_conn: Vec<f64>,
+    /// From the cost leg: the kernel programs' seconds per unit of work, and each program.
+    kernel_cpu: Option<f64>,
+    progs: Vec<ProgCost>,
+}
+
+pub fn run(opts: &Options) -> Result<()> {
+    if opts.rounds == 0 || opts.seconds.is_nan() || opts.seconds <= 0.0 {
         bail!("--rounds must be at least 1 and --seconds positive");
     }
-    if let Some(bin) = baseline {
+    if let Some(bin) = &opts.baseline {
         if !bin.is_file() {
             bail!(
                 "--baseline {}: no such file (give a tracer binary, e.g. a build of main)",
@@ -29,258 +109,334 @@ pub fn run(rounds: u32, seconds: f64, baseline: Option<&Path>) -> Result<()> {
         }
     }
     let tracer = build::tracer()?;
-    let secs = Duration::from_secs_f64(seconds);
-    // Legs of each round, run back to back so that slow drift in the machine's speed hits them
-    // alike: nothing attached, this tree's tracer, and the baseline tracer if given.
-    let mut legs = vec![Leg::new("tracer", tracer.clone())];
-    if let Some(bin) = baseline {
-        legs.push(Leg::new("baseline", bin.to_path_buf()));
+    let dir = workspace_root().join("target/bench");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut tools = Vec::new();
+    for kind in &opts.tools {
+        match kind {
+            ToolKind::Tracer => {
+                tools.push(Tool::Tracer { name: "tracer", bin: tracer.clone() });
+                if let Some(bin) = &opts.baseline {
+                    tools.push(Tool::Tracer { name: "baseline", bin: bin.clone() });
+                }
+            }
+            ToolKind::Bpftrace => tools.push(Tool::Bpftrace),
+            ToolKind::Tcpdump => tools.push(Tool::Tcpdump),
+        }
     }
-    let mut without = Vec::new();
-    let mut cpu_without = Vec::new();
+    let mut workloads: Vec<Box<dyn Workload>> = Vec::new();
+    for kind in &opts.workloads {
+        workloads.push(match kind {
+            WorkloadKind::Bulk => Box::new(Bulk::start()?),
+            WorkloadKind::Http => Box::new(Http::start(&dir)?),
+            WorkloadKind::Held => Box::new(Held::default()),
+        });
+    }
+    let names: Vec<&str> = tools.iter().map(Tool::name).collect();
     eprintln!(
-        "xtask: bench: {rounds} rounds of {seconds} s loopback bulk transfer, without / with `tracer watch`{}",
-        if baseline.is_some() { " / with the baseline" } else { "" }
+        "xtask: bench: {} rounds of {} s per leg; workloads {}; legs nothing, {}",
+        opts.rounds,
+        opts.seconds,
+        workloads.iter().map(|w| w.name()).collect::<Vec<_>>().join(", "),
+        names.join(", ")
     );
-    for round in 1..=rounds {
-        // Which leg goes first rotates from round to round: the first transfer of a round is
-        // often slower or faster for reasons of its own (caches, CPU frequency), and that must
-        // not land on one leg every time.
-        let order: Vec<Option<usize>> = (0..=legs.len())
-            .map(|i| (i + round as usize) % (legs.len() + 1))
-            .map(|i| i.checked_sub(1))
-            .collect();
-        let mut base = None;
-        let mut traced: Vec<Option<(Transfer, f64, String)>> = legs.iter().map(|_| None).collect();
-        for leg in order {
-            match leg {
-                None => base = Some(transfer(secs)?),
-                Some(i) => {
-                    let agent = start_tracer(&legs[i].bin, false)?;
-                    let run = transfer(secs);
-                    let (summary, agent_cpu) = stop_tracer(agent)?;
-                    traced[i] = Some((run?, agent_cpu, summary));
+    let started = Instant::now();
+    // legs[w][0] is "nothing attached", legs[w][1 + t] is tools[t].
+    let mut legs: Vec<Vec<Leg>> =
+        workloads.iter().map(|_| (0..=tools.len()).map(|_| Leg::default()).collect()).collect();
+    for round in 1..=opts.rounds {
+        for (w, workload) in workloads.iter_mut().enumerate() {
+            let legs = &mut legs[w];
+            // Which leg goes first rotates from round to round: the first run of a round is
+            // often faster or slower for reasons of its own, and that must not land on one leg.
+            let n = tools.len() + 1;
+            let order: Vec<usize> = (0..n).map(|i| (i + round as usize) % n).collect();
+            let mut samples: Vec<Option<(Sample, Option<Report>)>> = (0..n).map(|_| None).collect();
+            for i in order {
+                let tool = i.checked_sub(1).map(|t| &tools[t]);
+                let (sample, report, _) = leg(workload.as_mut(), tool, opts.seconds, &dir, false)
+                    .with_context(|| {
+                    format!("{} with {}", workload.name(), tool.map_or("nothing", Tool::name))
+                })?;
+                samples[i] = Some((sample, report));
+            }
+            let samples: Vec<(Sample, Option<Report>)> = samples.into_iter().flatten().collect();
+            let base = &samples[0].0;
+            let mut line = format!(
+                "  round {round} {}: nothing {}{}",
+                workload.name(),
+                show_rate(workload.name(), base.rate),
+                note(&base.note)
+            );
+            legs[0].rates.push(base.rate);
+            for (t, (sample, report)) in samples.iter().enumerate().skip(1) {
+                let leg = &mut legs[t];
+                let r = ratio(sample.rate, base.rate).unwrap_or(f64::NAN);
+                leg.rates.push(sample.rate);
+                leg.ratios.push(r);
+                leg.host_cpu_added.push(sample.host_cpu / sample.work - base.host_cpu / base.work);
+                if let Some(report) = report {
+                    leg.tool_cpu.push(report.cpu / sample.work);
+                    leg.cpu_total += report.cpu;
+                    leg.events += report.events.unwrap_or(0);
+                    leg.lost += report.lost.unwrap_or(0);
+                    // Only the tracer keeps per-connection state in its own memory (bpftrace's
+                    // maps are kernel memory).
+                    let is_tracer = tools[t - 1].is_tracer();
+                    if workload.name() == "held" && is_tracer && report.rss_at_peak > 0 {
+                        let grown = report.rss_at_peak.saturating_sub(report.rss_at_mark);
+                        leg.rss_per_conn.push(grown as f64 * 1024.0 / f64::from(HELD));
+                    }
+                }
+                line.push_str(&format!(
+                    "; {} {} ratio {r:.3} ({}){}",
+                    names[t - 1],
+                    show_rate(workload.name(), sample.rate),
+                    report.as_ref().map_or("", |r| r.summary.as_str()),
+                    note(&sample.note)
+                ));
+            }
+            eprintln!("{line}");
+        }
+    }
+    // One more leg per workload and eBPF tool with the kernel's run-time statistics on: what
+    // the kernel programs cost per call and per unit of work (the statistics cost a little
+    // themselves, so the rounds above run without them).
+    for (w, workload) in workloads.iter_mut().enumerate() {
+        for (t, tool) in tools.iter().enumerate().filter(|(_, t)| t.has_bpf_programs()) {
+            let _stats = stats_on()?;
+            let (sample, _, progs) = leg(workload.as_mut(), Some(tool), opts.seconds, &dir, true)
+                .with_context(|| {
+                format!("cost leg: {} with {}", workload.name(), tool.name())
+            })?;
+            let ns: u64 = progs.iter().map(|p| p.ns).sum();
+            let leg = &mut legs[w][t + 1];
+            leg.kernel_cpu = Some(ns as f64 / 1e9 / sample.work);
+            eprintln!(
+                "  cost leg {} {}: {:.0} ms per {} in kernel programs: {}",
+                workload.name(),
+                tool.name(),
+                ns as f64 / 1e6 / sample.work,
+                unit(workload.name()),
+                progs
+                    .iter()
+                    .map(|p| format!(
+                        "{} {:.0} ns/run x {}",
+                        p.name,
+                        p.ns as f64 / p.runs as f64,
+                        p.runs
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            leg.progs = progs;
+        }
+    }
+    eprintln!("xtask: bench: the rounds took {:.0} s", started.elapsed().as_secs_f64());
+    print_table(&workloads, &names, &tools, &legs);
+    drop(workloads);
+    if opts.pipeline {
+        crate::bench_pipeline::run(&tracer)?;
+        crate::bench_memory::run(&tracer)?;
+    }
+    Ok(())
+}
+
+/// One leg: the tool started and attached (if any), the workload run, the tool stopped.
+/// With `cost`, the tool's kernel programs' run counts and times over the workload too.
+fn leg(
+    workload: &mut dyn Workload,
+    tool: Option<&Tool>,
+    secs: f64,
+    dir: &std::path::Path,
+    cost: bool,
+) -> Result<(Sample, Option<Report>, Vec<ProgCost>)> {
+    let Some(tool) = tool else {
+        let others = tracer_packet_programs();
+        let sample = workload.run(secs, &mut || {});
+        workload.finish();
+        let mut sample = sample?;
+        if others > 0 {
+            // Another session's tracer is attached: every leg of this round pays for it.
+            sample.note += &format!(
+                "{}{others} foreign tracer programs attached",
+                if sample.note.is_empty() { "" } else { ", " }
+            );
+        }
+        return Ok((sample, None, Vec::new()));
+    };
+    let mut running = tool.start(dir)?;
+    let pid = running.pid();
+    let before = if cost { prog_counters(pid) } else { Default::default() };
+    running.mark();
+    let mut peak = 0;
+    let sample = workload.run(secs, &mut || peak = process_rss_kib(pid).unwrap_or(0));
+    let progs = if cost { prog_delta(&before, &prog_counters(pid)) } else { Vec::new() };
+    let report = running.stop(peak);
+    workload.finish();
+    Ok((sample?, Some(report?), progs))
+}
+
+fn note(text: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(" [{text}]")
+    }
+}
+
+fn show_rate(workload: &str, rate: f64) -> String {
+    match workload {
+        "bulk" => format!("{:.2} Gbit/s", rate * 8.0 / 1e9),
+        "http" => format!("{rate:.0} req/s"),
+        _ => format!("{rate:.0} conn/s"),
+    }
+}
+
+/// The unit of work CPU costs are given per.
+fn unit(workload: &str) -> &'static str {
+    if workload == "bulk" {
+        "GB"
+    } else {
+        "1k conns"
+    }
+}
+
+const HOW_TO_READ: &str = "\
+How to read: each round runs every leg once (nothing attached, then each tool), in an order
+that rotates from round to round. ratio = the leg's rate / the same round's rate with nothing
+attached (bulk: bytes/s, http: requests/s, held: new connections/s); the median of the rounds'
+ratios, with the lowest and highest round in brackets. CPU figures are per GB moved (bulk) or per
+1,000 connections (http, held), over nothing attached: 'tool CPU' = the tool's kernel programs
+(BPF run-time statistics, from one extra leg with them on) + its own process (/proc/PID/stat);
+tcpdump's copy of each packet in the kernel is not in it. 'host CPU' = the whole host's busy time
+over nothing attached's (median of per-round differences; it includes everything, noise too).
+events / lost: the tracer's closing line (events read, lost in the ring buffer), bpftrace's printed
+lines and 'Lost N events', tcpdump's packets captured and dropped by the kernel, over all rounds.
+Figures that miss a target (tracer >= 0.97x bulk, >= 0.95x http, at or above tcpdump's ratio,
+zero lost at 20,000 held + 10,000 new connections/s) say MISS.";
+
+fn print_table(workloads: &[Box<dyn Workload>], names: &[&str], tools: &[Tool], legs: &[Vec<Leg>]) {
+    println!("\n{HOW_TO_READ}\n");
+    println!(
+        "{:<5} {:<9} {:>12} {:<24} {:>14} {:>14} {:>11} {:>9} {:>10} {:>9}",
+        "load",
+        "leg",
+        "rate",
+        "ratio (range)",
+        "tool CPU",
+        "host CPU",
+        "events",
+        "lost",
+        "CPU/event",
+        "RSS/conn"
+    );
+    for (w, workload) in workloads.iter().enumerate() {
+        let name = workload.name();
+        let tcpdump_ratio = tools
+            .iter()
+            .position(|t| matches!(t, Tool::Tcpdump))
+            .and_then(|t| median(&legs[w][t + 1].ratios));
+        let mut misses = Vec::new();
+        for (i, leg) in legs[w].iter().enumerate() {
+            let tool = i.checked_sub(1).map(|t| &tools[t]);
+            let leg_name = tool.map_or("nothing", |_| names[i - 1]);
+            let rate = median(&leg.rates).map_or("-".to_string(), |r| show_rate(name, r));
+            let per = unit(name);
+            let ms =
+                |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.0} ms/{per}", v * 1e3));
+            let tool_cpu = tool.map(|t| {
+                let agent = median(&leg.tool_cpu).unwrap_or(0.0);
+                match (t.has_bpf_programs(), leg.kernel_cpu) {
+                    (true, Some(k)) => Some(agent + k),
+                    (true, None) => None,
+                    (false, _) => Some(agent),
+                }
+            });
+            let per_event = (leg.events > 0 && tool.is_some_and(Tool::is_tracer))
+                .then(|| format!("{:.2} us", leg.cpu_total / leg.events as f64 * 1e6));
+            let rss = median(&leg.rss_per_conn).map(|b| format!("{b:.0} B"));
+            println!(
+                "{:<5} {:<9} {:>12} {:<24} {:>14} {:>14} {:>11} {:>9} {:>10} {:>9}",
+                name,
+                leg_name,
+                rate,
+                if tool.is_some() { median_and_range(&leg.ratios) } else { "1 (reference)".into() },
+                tool_cpu.map_or("-".to_string(), ms),
+                if tool.is_some() { ms(median(&leg.host_cpu_added)) } else { "-".into() },
+                if tool.is_some() { leg.events.to_string() } else { "-".into() },
+                if tool.is_some() { leg.lost.to_string() } else { "-".into() },
+                per_event.unwrap_or_else(|| "-".into()),
+                rss.unwrap_or_else(|| "-".into()),
+            );
+            if tool.is_some_and(Tool::is_tracer) {
+                misses.extend(check_targets(name, leg_name, leg, tcpdump_ratio));
+            }
+            if name == "held" {
+                if let Some(r) = median(&leg.rates) {
+                    if r < CHURN_TARGET * 0.98 {
+                        misses.push(format!(
+                            "MISS held {leg_name}: churn reached {r:.0} new connections/s, not the {CHURN_TARGET:.0}/s target"
+                        ));
+                    }
                 }
             }
         }
-        let base = base.context("the round had no transfer without the tracer")?;
-        // CPU seconds per GB moved: the kernel programs run in the transfer's threads (their
-        // system time), the agent in its own process.
-        let base_cpu = base.cpu_secs / base.gigabytes;
-        let mut line = format!(
-            "  round {round}: without {:.2} Gbit/s {:.0} ms CPU/GB",
-            gbit(base.rate),
-            base_cpu * 1e3
-        );
-        for (leg, run) in legs.iter_mut().zip(traced) {
-            let (run, agent_cpu, summary) = run.context("a leg of the round did not run")?;
-            let cpu = (run.cpu_secs + agent_cpu) / run.gigabytes;
-            line.push_str(&format!(
-                ", {} {:.2} Gbit/s {:.0} ms CPU/GB (ratio {:.3}; {summary})",
-                leg.name,
-                gbit(run.rate),
-                cpu * 1e3,
-                run.rate / base.rate
+        for m in misses {
+            println!("{m}");
+        }
+        if workloads.len() > 1 {
+            println!();
+        }
+    }
+}
+
+/// The targets for a tracer leg of `workload`: each miss as a line.
+fn check_targets(workload: &str, leg_name: &str, leg: &Leg, tcpdump: Option<f64>) -> Vec<String> {
+    let mut misses = Vec::new();
+    let target = match workload {
+        "bulk" => Some(BULK_TARGET),
+        "http" => Some(HTTP_TARGET),
+        _ => None,
+    };
+    let ratio = median(&leg.ratios);
+    if let (Some(t), Some(r)) = (target, ratio) {
+        if r < t {
+            misses.push(format!(
+                "MISS {workload} {leg_name}: median ratio {r:.3} below the {t} target"
             ));
-            leg.rates.push(run.rate);
-            leg.ratios.push(run.rate / base.rate);
-            leg.cpu.push(cpu);
-            leg.cpu_ratios.push(cpu / base_cpu);
         }
-        eprintln!("{line}");
-        without.push(base.rate);
-        cpu_without.push(base_cpu);
-    }
-    // One more traced transfer each with the kernel's run-time statistics: the cost per call.
-    for leg in &legs {
-        let agent = start_tracer(&leg.bin, true)?;
-        let traced = transfer(secs);
-        let (summary, _) = stop_tracer(agent)?;
-        let traced = traced?;
-        eprintln!("  cost round, {} ({:.2} Gbit/s): {summary}", leg.name, gbit(traced.rate));
-    }
-    let (w0, c0) = (median(&mut without), median(&mut cpu_without));
-    for leg in &mut legs {
-        let name = leg.name;
-        let w1 = median(&mut leg.rates);
-        println!(
-            "bench: {name}: median throughput without {:.2} Gbit/s, with {:.2} Gbit/s: ratio {:.3} ({:+.1} %)",
-            gbit(w0),
-            gbit(w1),
-            w1 / w0,
-            (w1 / w0 - 1.0) * 100.0
-        );
-        let spread = (
-            leg.ratios.iter().copied().fold(f64::INFINITY, f64::min),
-            leg.ratios.iter().copied().fold(0.0, f64::max),
-        );
-        println!(
-            "bench: {name}: median of the per-round throughput ratios {:.3} (rounds from {:.3} to {:.3})",
-            median(&mut leg.ratios),
-            spread.0,
-            spread.1
-        );
-        let cpu = median(&mut leg.cpu);
-        println!(
-            "bench: {name}: median CPU per GB without {:.0} ms, with (kernel programs + agent) {:.0} ms: ratio {:.3}; median of per-round CPU ratios {:.3}",
-            c0 * 1e3,
-            cpu * 1e3,
-            cpu / c0,
-            median(&mut leg.cpu_ratios)
-        );
-    }
-    crate::bench_pipeline::run(&tracer)?;
-    crate::bench_memory::run(&tracer)
-}
-
-/// One traced leg of each round: which binary, and what it measured.
-struct Leg {
-    name: &'static str,
-    bin: PathBuf,
-    rates: Vec<f64>,
-    ratios: Vec<f64>,
-    cpu: Vec<f64>,
-    cpu_ratios: Vec<f64>,
-}
-
-impl Leg {
-    fn new(name: &'static str, bin: PathBuf) -> Leg {
-        Leg {
-            name,
-            bin,
-            rates: Vec::new(),
-            ratios: Vec::new(),
-            cpu: Vec::new(),
-            cpu_ratios: Vec::new(),
+        if let Some(d) = tcpdump {
+            if r < d {
+                misses.push(format!(
+                    "MISS {workload} {leg_name}: median ratio {r:.3} below tcpdump's {d:.3}"
+                ));
+            }
         }
     }
-}
-
-fn gbit(bytes_per_sec: f64) -> f64 {
-    bytes_per_sec * 8.0 / 1e9
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    if workload == "held" && leg.lost > 0 {
+        misses.push(format!(
+            "MISS held {leg_name}: {} events lost at {HELD} held connections plus churn",
+            leg.lost
+        ));
     }
+    misses
 }
 
-struct Transfer {
-    /// Bytes per second received.
-    rate: f64,
-    gigabytes: f64,
-    /// CPU time (user + system) of this process during the transfer.
-    cpu_secs: f64,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// CPU seconds (user + system) used so far by process `pid` ("self" for ours).
-fn cpu_secs(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let f: Vec<f64> = after.split_whitespace().filter_map(|v| v.parse().ok()).collect();
-    // USER_HZ is 100 on every Linux architecture we build for.
-    f.get(11).zip(f.get(12)).map_or(0.0, |(u, s)| (u + s) / 100.0)
-}
-
-/// One bulk transfer over loopback for `secs`.
-fn transfer(secs: Duration) -> Result<Transfer> {
-    let cpu_before = cpu_secs("self");
-    let listener = TcpListener::bind(("127.0.0.1", PORT))
-        .with_context(|| format!("failed to bind port {PORT}"))?;
-    let sender = thread::spawn(move || -> std::io::Result<()> {
-        let mut s = TcpStream::connect(("127.0.0.1", PORT))?;
-        let chunk = vec![0xa5u8; 1 << 20];
-        let end = Instant::now() + secs;
-        while Instant::now() < end {
-            s.write_all(&chunk)?;
-        }
-        Ok(())
-    });
-    let (mut conn, _) = listener.accept()?;
-    let mut buf = vec![0u8; 1 << 20];
-    let start = Instant::now();
-    let mut total = 0u64;
-    loop {
-        let n = conn.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        total += n as u64;
+    #[test]
+    fn targets_and_tcpdump() {
+        let leg = Leg { ratios: vec![0.96, 0.98, 0.99], ..Leg::default() };
+        assert!(check_targets("bulk", "tracer", &leg, Some(0.97)).is_empty());
+        let misses = check_targets("bulk", "tracer", &leg, Some(1.01));
+        assert_eq!(misses.len(), 1, "{misses:?}");
+        assert!(misses[0].contains("tcpdump"));
+        let slow = Leg { ratios: vec![0.90, 0.94, 0.93], ..Leg::default() };
+        assert_eq!(check_targets("http", "tracer", &slow, None).len(), 1);
+        let lossy = Leg { lost: 3, ..Leg::default() };
+        assert_eq!(check_targets("held", "tracer", &lossy, None).len(), 1);
     }
-    let elapsed = start.elapsed().as_secs_f64();
-    sender.join().map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
-    Ok(Transfer {
-        rate: total as f64 / elapsed,
-        gigabytes: total as f64 / 1e9,
-        cpu_secs: cpu_secs("self") - cpu_before,
-    })
-}
-
-/// A running `tracer watch` and the thread collecting what it prints on stderr.
-struct Agent {
-    child: Child,
-    stderr: thread::JoinHandle<Vec<String>>,
-}
-
-/// `prog_stats` turns on the kernel's per-program run-time accounting, which itself costs a
-/// little: it is used for a separate round only.
-fn start_tracer(bin: &Path, prog_stats: bool) -> Result<Agent> {
-    let mut child = Command::new(bin)
-        .args(["watch", "--json", "--port", &PORT.to_string()])
-        .args(prog_stats.then_some("--prog-stats"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("failed to start {}", bin.display()))?;
-    let stderr = child.stderr.take().context("no stderr")?;
-    let mut lines = BufReader::new(stderr).lines();
-    for line in lines.by_ref() {
-        let line = line?;
-        if line.contains("UNAVAILABLE") {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!(
-                "the tracer could not hook every signal ({}): run `cargo xtask run -- probes`",
-                line.trim()
-            );
-        }
-        if line.contains("tracer: attached") {
-            // Keep draining stderr so the tracer never blocks on it.
-            let stderr = thread::spawn(move || lines.map_while(Result::ok).collect());
-            return Ok(Agent { child, stderr });
-        }
-    }
-    let _ = child.kill();
-    bail!("the tracer exited before attaching (run `cargo xtask run -- probes` to see why)")
-}
-
-/// Stops the tracer as Ctrl-C would; returns its closing line (events seen and lost) and the CPU
-/// seconds it used.
-fn stop_tracer(agent: Agent) -> Result<(String, f64)> {
-    let Agent { mut child, stderr } = agent;
-    let cpu = cpu_secs(&child.id().to_string());
-    crate::setup::run(Command::new("kill").args(["-INT", &child.id().to_string()]))?;
-    let status = child.wait()?;
-    let text = stderr.join().unwrap_or_default();
-    if !status.success() {
-        bail!("the tracer failed during the benchmark: {status}: {}", text.join("\n"));
-    }
-    // "detached; N events, M lost" and the per-program cost of the programs that ran.
-    let mut summary: Vec<&str> = text
-        .iter()
-        .filter(|l| {
-            l.contains("detached") || (l.contains("tracer: program") && !l.contains(": 0 runs"))
-        })
-        .map(|l| l.trim_start_matches("tracer: "))
-        .collect();
-    if summary.is_empty() {
-        summary.push("no summary");
-    }
-    Ok((summary.join("; "), cpu))
 }

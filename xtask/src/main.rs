@@ -2,8 +2,13 @@
 //! Every command sets up what it needs first, so each works on a fresh machine.
 
 mod bench;
+mod bench_bulk;
+mod bench_held;
+mod bench_http;
 mod bench_memory;
 mod bench_pipeline;
+mod bench_stats;
+mod bench_tools;
 mod build;
 mod setup;
 mod step;
@@ -42,13 +47,15 @@ enum Cmd {
         #[arg(long)]
         no_vm: bool,
     },
-    /// Measure the tracer's overhead on a loopback bulk transfer, and the agent pipeline's speed
-    /// and memory on synthetic recordings.
+    /// Measure the tracer's overhead beside a bpftrace script of the same hooks and tcpdump, on
+    /// loopback bulk (iperf3), a new connection per HTTP request (nginx, ab) and 20,000 held
+    /// connections plus churn; then the agent pipeline's speed and memory on synthetic
+    /// recordings. Installs what it needs (Debian packages) first.
     Bench {
-        /// Interleaved rounds of (without tracer, with tracer).
-        #[arg(long, default_value_t = 7)]
+        /// Interleaved rounds (each runs every workload without and with every tool).
+        #[arg(long, default_value_t = 5)]
         rounds: u32,
-        /// Seconds per transfer.
+        /// Seconds per leg (iperf3 and ab round up to whole seconds).
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
         /// Another tracer binary (e.g. a build of main) to run in the same rounds, side by side.
@@ -57,13 +64,28 @@ enum Cmd {
         /// Only the agent's memory per live connection (no kernel programs, no root).
         #[arg(long)]
         memory: bool,
+        /// Workloads to run, comma-separated.
+        #[arg(long, value_enum, value_delimiter = ',', default_values = ["bulk", "http", "held"])]
+        workload: Vec<bench::WorkloadKind>,
+        /// Tools to put beside "nothing attached", comma-separated.
+        #[arg(long, value_enum, value_delimiter = ',', default_values = ["tracer", "bpftrace", "tcpdump"])]
+        tools: Vec<bench::ToolKind>,
+        /// Skip the agent pipeline's replay benchmark.
+        #[arg(long)]
+        no_pipeline: bool,
+    },
+    /// One process of the bench's held-connections workload (server, client or churn).
+    #[command(name = "bench-held", hide = true)]
+    BenchHeld {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Setup => setup::all(),
+        Cmd::Setup => setup::all().and_then(|()| setup::bench()),
         Cmd::Build => setup::all().and_then(|()| build::tracer().map(drop)),
         Cmd::KernelPrograms { out_dir } => build::kernel_programs_into(&out_dir),
         Cmd::Run { args } => setup::all().and_then(|()| build::run(&args)),
@@ -71,9 +93,18 @@ fn main() -> ExitCode {
         Cmd::Bench { memory: true, .. } => {
             setup::all().and_then(|()| build::tracer()).and_then(|t| bench_memory::run(&t))
         }
-        Cmd::Bench { rounds, seconds, baseline, .. } => {
-            setup::all().and_then(|()| bench::run(rounds, seconds, baseline.as_deref()))
+        Cmd::Bench { rounds, seconds, baseline, workload, tools, no_pipeline, .. } => {
+            let opts = bench::Options {
+                rounds,
+                seconds,
+                baseline,
+                workloads: workload,
+                tools,
+                pipeline: !no_pipeline,
+            };
+            setup::all().and_then(|()| setup::bench()).and_then(|()| bench::run(&opts))
         }
+        Cmd::BenchHeld { args } => bench_held::child(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -25,6 +25,21 @@ const HOST_PACKAGES: &[(&str, &str)] = &[
     ("tshark", "tshark"),
 ];
 
+/// Debian packages `cargo xtask bench` runs: the workloads (iperf3, nginx, ab) and the tools
+/// the tracer is compared with (bpftrace, tcpdump).
+const BENCH_PACKAGES: &[(&str, &str)] = &[
+    ("iperf3", "iperf3"),
+    ("/usr/sbin/nginx", "nginx-light"),
+    ("ab", "apache2-utils"),
+    ("bpftrace", "bpftrace"),
+    ("tcpdump", "tcpdump"),
+];
+
+/// What the benchmarks need beyond the build and the tests.
+pub fn bench() -> Result<()> {
+    ensure_debian_packages(BENCH_PACKAGES)
+}
+
 /// Everything the build needs: the nightly toolchain's rust-src and bpf-linker in `.tools/`, and
 /// rustfmt and clippy for the checks `cargo xtask test` starts with.
 pub fn all() -> Result<()> {
