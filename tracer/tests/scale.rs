@@ -47,19 +47,25 @@ fn thirty_thousand_live_sockets_are_all_tracked() {
             let addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
             let listeners: Vec<TcpListener> =
                 ports.iter().map(|&p| listen_with_backlog(addr, p, 4096)).collect();
+            let before = nstat();
             let mut clients = Vec::with_capacity(CONNECTIONS);
             for i in 0..CONNECTIONS {
                 let port = ports[i % LISTENERS];
                 clients.push(TcpStream::connect((addr, port)).expect("connect"));
             }
-            held_tx.send(clients.len()).expect("tell the test");
+            // The kernel's own count of what was opened, in this namespace only.
+            let after = nstat();
+            let opened = delta(&before, &after, "TcpActiveOpens")
+                + delta(&before, &after, "TcpPassiveOpens");
+            held_tx.send((clients.len(), opened)).expect("tell the test");
             let _ = release_rx.recv();
             drop(clients);
             drop(listeners);
         })
     });
-    let held = held_rx.recv_timeout(Duration::from_secs(300)).expect("connections made");
+    let (held, opened) = held_rx.recv_timeout(Duration::from_secs(300)).expect("connections made");
     assert_eq!(held, CONNECTIONS);
+    assert_eq!(opened, 2 * CONNECTIONS as u64, "nstat's opens: both ends of every connection");
     // The agent drains every 20 ms and refreshes its gauges on ticks: let it catch up.
     let started = std::time::Instant::now();
     let mut text = String::new();
@@ -94,7 +100,7 @@ fn thirty_thousand_live_sockets_are_all_tracked() {
     );
     assert_eq!(evicted, 0, "the agent's table evicted connections");
     assert_eq!(untracked, 0, "the kernel's per-socket table refused connections");
-    assert!(opens.len() >= 2 * CONNECTIONS, "only {} sockets were reported opening", opens.len());
+    assert_eq!(opens.len() as u64, opened, "one open per socket nstat counted");
     assert_eq!(detached_count(&detached, " lost"), 0, "events lost: {detached}");
     assert!(!detached.contains("not tracked") && !detached.contains("evicted"), "{detached}");
     assert!(rss_mib <= RSS_BUDGET_MIB, "agent RSS {rss_mib:.1} MiB with {held} connections");
