@@ -177,8 +177,7 @@ async fn watch(
     if quiet {
         let host = totals.read().host;
         let opened = host[TOTAL_OPENED_ACTIVE as usize] + host[TOTAL_OPENED_PASSIVE as usize];
-        more +=
-            &format!(", {opened} connections opened, {} reported", host[TOTAL_REPORTED as usize]);
+        more += &format!(", {opened} sockets opened, {} reported", host[TOTAL_REPORTED as usize]);
     }
     if let Some(ns) = counts.cpu_per_event_ns() {
         more += &format!("; agent {ns:.0} ns of CPU per event");

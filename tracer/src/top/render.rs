@@ -180,7 +180,7 @@ fn header(model: &Model, theme: Theme) -> Vec<Line<'static>> {
     first.push(sep());
     first.push(Span::raw(format!("{total} connections ({closed} closed)")));
     if let Some(quiet) = stats.quiet {
-        first.push(Span::raw(format!(", {quiet} quiet (healthy, not shown)")));
+        first.push(Span::raw(format!(", {quiet} quiet sockets (healthy, not shown)")));
     }
     first.push(sep());
     let zero_style = if zero > 0 { theme.bad() } else { theme.heading() };
