@@ -133,7 +133,7 @@ impl View {
     }
 
     /// Take the table and the feed as of `now_ns` into the model (a paused model ignores it).
-    /// `quiet`: connections opened live that stayed quiet (not reported), when that applies.
+    /// `quiet`: sockets opened live that stayed quiet (not reported), when that applies.
     fn refresh(
         &mut self,
         pipeline: &Pipeline,

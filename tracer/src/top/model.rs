@@ -180,7 +180,7 @@ pub struct Stats {
     pub untracked: u64,
     /// Live connections the agent's table evicted to make room.
     pub evicted: u64,
-    /// Connections opened since attach that stayed quiet (healthy, not shown); None when every
+    /// Sockets opened since attach that stayed quiet (healthy, not shown); None when every
     /// connection is reported (a filter, --every-connection, or a recording).
     pub quiet: Option<u64>,
 }
