@@ -125,7 +125,7 @@ pub fn advertised(sk: u64, st: &mut SockState, raw: u16, hook: u8) {
         st.max_raw = raw;
     }
     // The change threshold is a ratio, so raw (unscaled) values do: the scale is read only for
-    // a window that will be reported.
+    // a change past it.
     if !filter::significant(raw, st.last_reported, transition != TRANSITION_NONE) {
         return;
     }
