@@ -125,13 +125,14 @@ pub fn advertised(sk: u64, st: &mut SockState, raw: u16, hook: u8) {
         st.max_raw = raw;
     }
     // The change threshold is a ratio, so raw (unscaled) values do: the scale is read only for
-    // a change past it.
+    // a window that will be reported.
     if !filter::significant(raw, st.last_reported, transition != TRANSITION_NONE) {
         return;
     }
-    let wscale = read::field(sk, global!(OFFSETS.rcv_wscale)).unwrap_or(0) as u8;
     // Without window scaling a window at 65,535 bytes cannot grow: a ceiling that can limit.
-    let unscaled_ceiling = raw == u16::MAX as u32 && wscale == 0;
+    // The scale is read for that only at 65,535, not at every change of a quiet connection.
+    let unscaled_ceiling =
+        raw == u16::MAX as u32 && read::field(sk, global!(OFFSETS.rcv_wscale)).unwrap_or(0) == 0;
     if !report::announce(sk, st, transition != TRANSITION_NONE || shrunk || unscaled_ceiling, hook)
     {
         // A quiet connection moves the threshold as a reported one would, so that it asks
@@ -144,6 +145,7 @@ pub fn advertised(sk: u64, st: &mut SockState, raw: u16, hook: u8) {
         return;
     }
     st.last_reported = raw;
+    let wscale = read::field(sk, global!(OFFSETS.rcv_wscale)).unwrap_or(0) as u8;
     let window = raw << (wscale & 15);
     let rcv_nxt = read::u32_field(sk, global!(OFFSETS.rcv_nxt));
     let copied = read::u32_field(sk, global!(OFFSETS.copied_seq));

@@ -40,7 +40,6 @@ use crate::{
         theme::Theme,
     },
 };
-use tracer_common::totals::{TOTAL_OPENED_ACTIVE, TOTAL_OPENED_PASSIVE, TOTAL_REPORTED};
 
 /// How often the view is refreshed while a recording plays (live, at each tick of the driver).
 const REFRESH_EVERY: Duration = Duration::from_millis(250);
@@ -236,9 +235,8 @@ async fn live(
     let totals = (!args.filter.every_connection()).then_some(totals);
     let quiet = |totals: &Option<Arc<KernelTotals>>| {
         totals.as_ref().map(|t| {
-            let host = t.read().host;
-            let opened = host[TOTAL_OPENED_ACTIVE as usize] + host[TOTAL_OPENED_PASSIVE as usize];
-            opened.saturating_sub(host[TOTAL_REPORTED as usize])
+            let totals = t.read();
+            totals.opened().saturating_sub(totals.reported())
         })
     };
     let kernel = os_release().unwrap_or_default();

@@ -7,7 +7,6 @@ use tokio::{
     signal::unix::{signal, SignalKind},
     time::sleep,
 };
-use tracer_common::totals::{TOTAL_OPENED_ACTIVE, TOTAL_OPENED_PASSIVE, TOTAL_REPORTED};
 
 use super::session::{describe, Options, Session};
 use crate::{
@@ -175,9 +174,8 @@ async fn watch(
         more += &format!(", {} connections evicted (agent table full)", counts.evicted);
     }
     if quiet {
-        let host = totals.read().host;
-        let opened = host[TOTAL_OPENED_ACTIVE as usize] + host[TOTAL_OPENED_PASSIVE as usize];
-        more += &format!(", {opened} sockets opened, {} reported", host[TOTAL_REPORTED as usize]);
+        let totals = totals.read();
+        more += &format!(", {} sockets opened, {} reported", totals.opened(), totals.reported());
     }
     if let Some(ns) = counts.cpu_per_event_ns() {
         more += &format!("; agent {ns:.0} ns of CPU per event");

@@ -6,7 +6,10 @@ use aya::{
     maps::{MapData, PerCpuArray, PerCpuHashMap},
     Ebpf,
 };
-use tracer_common::totals::{PortTotals, HOST_TOTAL_SLOTS, OTHER_PORTS, TOTAL_SLOTS};
+use tracer_common::totals::{
+    PortTotals, HOST_TOTAL_SLOTS, OTHER_PORTS, TOTAL_OPENED_ACTIVE, TOTAL_OPENED_PASSIVE,
+    TOTAL_REPORTED, TOTAL_SLOTS,
+};
 
 /// Counts indexed by TOTAL_*.
 pub type Counts = [u64; TOTAL_SLOTS as usize];
@@ -19,6 +22,19 @@ pub struct Totals {
     pub ports: Vec<(u16, Counts)>,
     /// Ports that found the kernel's per-port table full, together.
     pub other_ports: Counts,
+}
+
+impl Totals {
+    /// Sockets that reached ESTABLISHED on this host since attach (each end of a local
+    /// connection is one).
+    pub fn opened(&self) -> u64 {
+        self.host[TOTAL_OPENED_ACTIVE as usize] + self.host[TOTAL_OPENED_PASSIVE as usize]
+    }
+
+    /// Of those, the ones reported; the rest stayed quiet.
+    pub fn reported(&self) -> u64 {
+        self.host[TOTAL_REPORTED as usize]
+    }
 }
 
 /// The kernel maps behind the totals, taken from the loaded programs.
