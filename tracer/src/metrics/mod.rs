@@ -189,14 +189,14 @@ impl Metrics {
         m
     }
 
-    /// Lets `SharedMetrics` name processes it only has a pid for from /proc/PID/comm. For live
-    /// tracing only: the pids of a recording mean nothing on this host.
     /// Remember the labels of up to `limit` live connections (the connection table's cap).
     pub fn with_live_connections(mut self, limit: usize) -> Self {
         self.conns = Conns::new(limit, CLOSED_CONNS);
         self
     }
 
+    /// Lets `SharedMetrics` name processes it only has a pid for from /proc/PID/comm. For live
+    /// tracing only: the pids of a recording mean nothing on this host.
     pub fn with_proc_names(mut self, on: bool) -> Self {
         self.proc_names = on;
         self
