@@ -89,7 +89,40 @@ pub struct WindowEvent {
     pub rmem_alloc: u32,
     pub rcv_ssthresh: u32,
     pub window_clamp: u32,
+    /// The inputs of the kernel's window choice (`__tcp_select_window`) besides those above, so
+    /// that the agent can say what limits the window: icsk_ack.rcv_mss and tp->advmss.
+    pub rcv_mss: u16,
+    pub advmss: u16,
+    /// sk_backlog.len: bytes queued while the application held the socket lock.
+    pub backlog: u32,
+    /// tcp_rmem[2] of the socket's network namespace (0 when unknown).
+    pub rmem_max: u32,
+    /// `__tcp_select_window()`'s own result before the no-shrink rule and scaling, where a hook
+    /// on it runs (WINDOW_WANTED set); else 0.
+    pub wanted: u32,
+    /// WINDOW_* bits.
+    pub flags: u8,
+    /// tp->scaling_ratio (6.6+: tcp_win_from_space uses it); 0 where the kernel has none.
+    pub scaling_ratio: u8,
+    /// net.ipv4.tcp_adv_win_scale of the socket's namespace (tcp_win_from_space before 6.6).
+    pub adv_win_scale: i8,
+    pub _pad: u8,
+    pub _pad2: u32,
 }
+
+/// `WindowEvent::flags`.
+/// SO_RCVBUF pinned the buffer (SOCK_RCVBUF_LOCK): autotuning does not grow it.
+pub const WINDOW_RCVBUF_LOCKED: u8 = 1 << 0;
+/// TCP memory pressure (the protocol's memory_pressure flag) was on.
+pub const WINDOW_MEMORY_PRESSURE: u8 = 1 << 1;
+/// The 6.6+ out-of-memory zero window (ICSK_ACK_NOMEM): the kernel forced the window to zero.
+pub const WINDOW_NOMEM: u8 = 1 << 2;
+/// `wanted` holds the kernel's own result.
+pub const WINDOW_WANTED: u8 = 1 << 3;
+/// net.ipv4.tcp_shrink_window is on in the socket's namespace (6.5+, 6.1.59+).
+pub const WINDOW_SHRINK_ALLOWED: u8 = 1 << 4;
+/// rmem_max and adv_win_scale were read from the socket's namespace.
+pub const WINDOW_NETNS: u8 = 1 << 5;
 
 /// A zero-window probe this host sent.
 #[repr(C)]
@@ -219,7 +252,7 @@ const _: () = assert!(core::mem::size_of::<DropEvent>() == 72);
 const _: () = assert!(core::mem::size_of::<ReadEvent>() == 112);
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 64);
 const _: () = assert!(core::mem::size_of::<OwnerEvent>() == 88);
-const _: () = assert!(core::mem::size_of::<WindowEvent>() == 96);
+const _: () = assert!(core::mem::size_of::<WindowEvent>() == 120);
 const _: () = assert!(core::mem::size_of::<ProbeEvent>() == 88);
 const _: () = assert!(core::mem::size_of::<RcvSpaceEvent>() == 104);
 const _: () = assert!(core::mem::size_of::<LifecycleEvent>() == 96);

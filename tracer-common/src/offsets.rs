@@ -50,6 +50,20 @@ pub struct KernelOffsets {
     pub icsk_rto: FieldLoc,
     /// icsk_ack.pending: ICSK_ACK_NOMEM (6.6+) is set there until the next ACK is sent.
     pub icsk_ack_pending: FieldLoc,
+    pub icsk_ack_rcv_mss: FieldLoc,
+    pub sk_backlog_len: FieldLoc,
+    /// 6.6+: tcp_win_from_space() scales by it.
+    pub scaling_ratio: FieldLoc,
+    /// sock_common.skc_net.net and .skc_prot: the socket's namespace and protocol.
+    pub skc_net: FieldLoc,
+    pub skc_prot: FieldLoc,
+    /// Relative to struct net: ipv4.sysctl_tcp_rmem[2], ipv4.sysctl_tcp_adv_win_scale,
+    /// ipv4.sysctl_tcp_shrink_window (6.5+, 6.1.59+).
+    pub net_tcp_rmem_max: FieldLoc,
+    pub net_adv_win_scale: FieldLoc,
+    pub net_shrink_window: FieldLoc,
+    /// Relative to struct proto: memory_pressure (a pointer to the protocol's flag).
+    pub proto_memory_pressure: FieldLoc,
     // struct tcp_sock
     pub rcv_wnd: FieldLoc,
     pub rcv_nxt: FieldLoc,
@@ -111,6 +125,15 @@ impl KernelOffsets {
         icsk_probes_out: FieldLoc::MISSING,
         icsk_rto: FieldLoc::MISSING,
         icsk_ack_pending: FieldLoc::MISSING,
+        icsk_ack_rcv_mss: FieldLoc::MISSING,
+        sk_backlog_len: FieldLoc::MISSING,
+        scaling_ratio: FieldLoc::MISSING,
+        skc_net: FieldLoc::MISSING,
+        skc_prot: FieldLoc::MISSING,
+        net_tcp_rmem_max: FieldLoc::MISSING,
+        net_adv_win_scale: FieldLoc::MISSING,
+        net_shrink_window: FieldLoc::MISSING,
+        proto_memory_pressure: FieldLoc::MISSING,
         rcv_wnd: FieldLoc::MISSING,
         rcv_nxt: FieldLoc::MISSING,
         copied_seq: FieldLoc::MISSING,
@@ -148,7 +171,7 @@ impl KernelOffsets {
 }
 
 const _: () = assert!(core::mem::size_of::<FieldLoc>() == 8);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 50 * 8);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 59 * 8);
 
 #[cfg(feature = "user")]
 // SAFETY: plain old data: integers only, no padding beyond the explicit `_pad` fields.

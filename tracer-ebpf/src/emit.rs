@@ -23,3 +23,27 @@ pub fn send<T: 'static>(kind: u16, event: T) {
         }
     }
 }
+
+/// Like `send`, for a record too large to build on the BPF stack beside its program's other
+/// locals: it is zeroed in the ring, then `fill` writes its fields there.
+#[inline(always)]
+pub fn fill<T: 'static>(kind: u16, fill: impl FnOnce(&mut T)) {
+    match EVENTS.reserve::<T>(0) {
+        Some(mut entry) => {
+            let record = entry.as_mut_ptr();
+            // SAFETY: the reservation is size_of::<T>() bytes; T is plain old data, valid
+            // all-zero, so it is initialised before `fill` sees it.
+            unsafe {
+                core::ptr::write_bytes(record, 0, 1);
+                fill(&mut *record);
+            }
+            entry.submit(BPF_RB_NO_WAKEUP);
+        }
+        None => {
+            if let Some(lost) = LOST.get_ptr_mut(kind as u32) {
+                // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+                unsafe { *lost += 1 };
+            }
+        }
+    }
+}

@@ -105,6 +105,17 @@ pub struct Probe0Call {
 #[map]
 pub static PROBE0_CALL: PerCpuArray<Probe0Call> = PerCpuArray::with_max_entries(1, 0);
 
+/// The last `__tcp_select_window()` result on this CPU, and its socket.
+#[repr(C)]
+pub struct WantedWindow {
+    pub sk: u64,
+    pub window: u32,
+    pub _pad: u32,
+}
+
+#[map]
+pub static WANTED: PerCpuArray<WantedWindow> = PerCpuArray::with_max_entries(1, 0);
+
 /// Reads one field of the load-time globals. Volatile so the compiler cannot fold the
 /// placeholder values written in this file.
 macro_rules! global {

@@ -46,3 +46,10 @@ pub fn bytes<const N: usize>(addr: u64) -> [u8; N] {
     unsafe { bpf_probe_read_kernel(out.as_mut_ptr().cast(), N as u32, addr as *const _) };
     out
 }
+
+/// `N` raw bytes at `addr` into `out` (zeros if the read faults).
+#[inline(always)]
+pub fn bytes_into<const N: usize>(out: &mut [u8; N], addr: u64) {
+    // SAFETY: as above, with exactly N bytes of destination.
+    unsafe { bpf_probe_read_kernel(out.as_mut_ptr().cast(), N as u32, addr as *const _) };
+}

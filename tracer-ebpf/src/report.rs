@@ -59,33 +59,25 @@ pub fn announce(sk: u64, st: &mut SockState, trigger: bool, hook: u8) -> bool {
 fn opened_late(sk: u64, st: &SockState, hook: u8) {
     if st.opened_ns == 0 {
         if st.owner != 0 {
-            emit::send(
-                KIND_OWNER,
-                OwnerEvent {
-                    header: header::for_socket(KIND_OWNER, hook, sk, st),
-                    comm: st.comm,
-                    cgroup: st.cgroup,
-                },
-            );
+            emit::fill(KIND_OWNER, |e: &mut OwnerEvent| {
+                header::write_for_socket(&mut e.header, KIND_OWNER, hook, sk, st);
+                e.comm = st.comm;
+                e.cgroup = st.cgroup;
+            });
         }
         return;
     }
-    let mut header = header::for_socket(KIND_OPEN, hook, sk, st);
-    header.ts_ns = st.opened_ns;
-    emit::send(
-        KIND_OPEN,
-        LifecycleEvent {
-            header,
-            oldstate: st.open_from,
-            newstate: TCP_ESTABLISHED,
-            snd_wscale: st.open_snd_wscale,
-            rcv_wscale: st.open_rcv_wscale,
-            advmss: st.open_advmss,
-            rcvbuf: st.open_rcvbuf,
-            wscale_ok: st.open_wscale_ok,
-            deferred: 1,
-            _pad: [0; 2],
-            comm: st.comm,
-        },
-    );
+    emit::fill(KIND_OPEN, |e: &mut LifecycleEvent| {
+        header::write_for_socket(&mut e.header, KIND_OPEN, hook, sk, st);
+        e.header.ts_ns = st.opened_ns;
+        e.oldstate = st.open_from;
+        e.newstate = TCP_ESTABLISHED;
+        e.snd_wscale = st.open_snd_wscale;
+        e.rcv_wscale = st.open_rcv_wscale;
+        e.advmss = st.open_advmss;
+        e.rcvbuf = st.open_rcvbuf;
+        e.wscale_ok = st.open_wscale_ok;
+        e.deferred = 1;
+        e.comm = st.comm;
+    });
 }

@@ -232,13 +232,10 @@ pub fn read_ports(sk: u64, state: &mut SockState) {
 pub fn learn_and_announce_owner(sk: u64, state: &mut SockState, hook: u8) {
     // A quiet connection's owner goes out with its deferred open, if it is ever reported.
     if learn_owner(state) && state.reported != 0 && filter::wanted(state) {
-        emit::send(
-            KIND_OWNER,
-            OwnerEvent {
-                header: header::for_socket(KIND_OWNER, hook, sk, state),
-                comm: state.comm,
-                cgroup: state.cgroup,
-            },
-        );
+        emit::fill(KIND_OWNER, |e: &mut OwnerEvent| {
+            header::write_for_socket(&mut e.header, KIND_OWNER, hook, sk, state);
+            e.comm = state.comm;
+            e.cgroup = state.cgroup;
+        });
     }
 }

@@ -10,4 +10,5 @@ mod probe0;
 mod rcv_space;
 mod reads;
 mod set_state;
+mod wanted;
 mod window;

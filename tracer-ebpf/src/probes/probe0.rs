@@ -137,19 +137,14 @@ pub fn sent(sk: u64, st: &mut SockState, hook: u8, probes_out: u8, backoff: u8, 
     if !filter::wanted(st) {
         return;
     }
-    emit::send(
-        KIND_PROBE,
-        ProbeEvent {
-            header: header::for_socket(KIND_PROBE, hook, sk, st),
-            probes_out,
-            backoff,
-            before_send,
-            _pad: 0,
-            rto_jiffies: read::u32_field(sk, global!(OFFSETS.icsk_rto)),
-            snd_wnd: read::u32_field(sk, global!(OFFSETS.snd_wnd)),
-            snd_una: read::u32_field(sk, global!(OFFSETS.snd_una)),
-            snd_nxt: read::u32_field(sk, global!(OFFSETS.snd_nxt)),
-            _pad2: 0,
-        },
-    );
+    emit::fill(KIND_PROBE, |e: &mut ProbeEvent| {
+        header::write_for_socket(&mut e.header, KIND_PROBE, hook, sk, st);
+        e.probes_out = probes_out;
+        e.backoff = backoff;
+        e.before_send = before_send;
+        e.rto_jiffies = read::u32_field(sk, global!(OFFSETS.icsk_rto));
+        e.snd_wnd = read::u32_field(sk, global!(OFFSETS.snd_wnd));
+        e.snd_una = read::u32_field(sk, global!(OFFSETS.snd_una));
+        e.snd_nxt = read::u32_field(sk, global!(OFFSETS.snd_nxt));
+    });
 }

@@ -15,12 +15,13 @@ use tracer_common::{
     config::NOMEM_PATH,
     event::{
         WindowEvent, HOOK_CGROUP_SKB, HOOK_FENTRY, HOOK_KPROBE, KIND_WINDOW, TRANSITION_FROM_ZERO,
-        TRANSITION_NONE, TRANSITION_TO_ZERO, TRANSITION_TO_ZERO_UNCOUNTED,
+        TRANSITION_NONE, TRANSITION_TO_ZERO, TRANSITION_TO_ZERO_UNCOUNTED, WINDOW_MEMORY_PRESSURE,
+        WINDOW_NETNS, WINDOW_NOMEM, WINDOW_RCVBUF_LOCKED, WINDOW_SHRINK_ALLOWED, WINDOW_WANTED,
     },
     totals::{TOTAL_ZERO_WINDOW_LOCAL, TOTAL_ZERO_WINDOW_UNCOUNTED},
 };
 
-use super::probe0;
+use super::{probe0, wanted};
 use crate::{emit, filter, header, maps::global, read, report, socket, state::SockState, totals};
 
 const TCP_FLAG_SYN: u8 = 0x02;
@@ -145,26 +146,81 @@ pub fn advertised(sk: u64, st: &mut SockState, raw: u16, hook: u8) {
         return;
     }
     st.last_reported = raw;
+    send_window(sk, st, raw, transition, hook);
+}
+
+/// The window event itself. A call of its own (a BPF subprogram with its own stack frame): the
+/// packet program that inlines `advertised` is near the 512-byte stack limit without it.
+#[inline(never)]
+fn send_window(sk: u64, st: &SockState, raw: u32, transition: u8, hook: u8) {
     let wscale = read::field(sk, global!(OFFSETS.rcv_wscale)).unwrap_or(0) as u8;
     let window = raw << (wscale & 15);
     let rcv_nxt = read::u32_field(sk, global!(OFFSETS.rcv_nxt));
     let copied = read::u32_field(sk, global!(OFFSETS.copied_seq));
-    emit::send(
-        KIND_WINDOW,
-        WindowEvent {
-            header: header::for_socket(KIND_WINDOW, hook, sk, st),
-            window,
-            raw: raw as u16,
-            wscale,
-            transition,
-            rcv_wnd: read::u32_field(sk, global!(OFFSETS.rcv_wnd)),
-            unread: rcv_nxt.wrapping_sub(copied),
-            rcvbuf: read::u32_field(sk, global!(OFFSETS.sk_rcvbuf)),
-            rmem_alloc: read::u32_field(sk, global!(OFFSETS.sk_rmem_alloc)),
-            rcv_ssthresh: read::u32_field(sk, global!(OFFSETS.rcv_ssthresh)),
-            window_clamp: read::u32_field(sk, global!(OFFSETS.window_clamp)),
-        },
-    );
+    let rcv_wnd = read::u32_field(sk, global!(OFFSETS.rcv_wnd));
+    emit::fill(KIND_WINDOW, |e: &mut WindowEvent| {
+        header::write_for_socket(&mut e.header, KIND_WINDOW, hook, sk, st);
+        e.window = window;
+        e.raw = raw as u16;
+        e.wscale = wscale;
+        e.transition = transition;
+        e.rcv_wnd = rcv_wnd;
+        e.unread = rcv_nxt.wrapping_sub(copied);
+        e.rcvbuf = read::u32_field(sk, global!(OFFSETS.sk_rcvbuf));
+        e.rmem_alloc = read::u32_field(sk, global!(OFFSETS.sk_rmem_alloc));
+        e.rcv_ssthresh = read::u32_field(sk, global!(OFFSETS.rcv_ssthresh));
+        e.window_clamp = read::u32_field(sk, global!(OFFSETS.window_clamp));
+        e.rcv_mss = read::u32_field(sk, global!(OFFSETS.icsk_ack_rcv_mss)) as u16;
+        e.advmss = read::u32_field(sk, global!(OFFSETS.advmss)) as u16;
+        e.backlog = read::u32_field(sk, global!(OFFSETS.sk_backlog_len));
+        e.scaling_ratio = read::u32_field(sk, global!(OFFSETS.scaling_ratio)) as u8;
+        decision_inputs(sk, hook, e);
+    });
+}
+
+/// What else the kernel's window choice depended on: the socket's locks and memory state, its
+/// namespace's sysctls, and (where the hook on it runs) the window the kernel wanted. Read only
+/// for a window that is reported, never per segment.
+#[inline(always)]
+fn decision_inputs(sk: u64, hook: u8, event: &mut WindowEvent) {
+    const SOCK_RCVBUF_LOCK: u64 = 2;
+    let mut flags = 0;
+    if read::field(sk, global!(OFFSETS.sk_userlocks)).unwrap_or(0) & SOCK_RCVBUF_LOCK != 0 {
+        flags |= WINDOW_RCVBUF_LOCKED;
+    }
+    if event.transition == TRANSITION_TO_ZERO_UNCOUNTED {
+        flags |= WINDOW_NOMEM;
+    }
+    if hook == HOOK_FENTRY {
+        if let Some(wanted) = wanted::take(sk) {
+            event.wanted = wanted;
+            flags |= WINDOW_WANTED;
+        }
+    }
+    // tcp_under_memory_pressure(): the protocol's global flag, reached through sk_prot.
+    let prot = read::field(sk, global!(OFFSETS.skc_prot)).unwrap_or(0);
+    if prot != 0 {
+        let flag = read::field(prot, global!(OFFSETS.proto_memory_pressure)).unwrap_or(0);
+        if flag != 0 && read::bytes::<8>(flag) != [0; 8] {
+            flags |= WINDOW_MEMORY_PRESSURE;
+        }
+    }
+    let net = read::field(sk, global!(OFFSETS.skc_net)).unwrap_or(0);
+    if net != 0 {
+        if let Some(max) = read::field(net, global!(OFFSETS.net_tcp_rmem_max)) {
+            event.rmem_max = max as u32;
+            // An int on some kernels, a u8 on others: the sign is kept either way.
+            let size = global!(OFFSETS.net_adv_win_scale).size;
+            let scale = read::field(net, global!(OFFSETS.net_adv_win_scale)).unwrap_or(1);
+            event.adv_win_scale =
+                if size == 1 { scale as u8 as i8 } else { scale as u32 as i32 as i8 };
+            flags |= WINDOW_NETNS;
+        }
+        if read::field(net, global!(OFFSETS.net_shrink_window)).unwrap_or(0) != 0 {
+            flags |= WINDOW_SHRINK_ALLOWED;
+        }
+    }
+    event.flags = flags;
 }
 
 /// Whether this zero window is the 6.6+ out-of-memory kind, which TCPToZeroWindowAdv does not

@@ -11,6 +11,7 @@ use std::{
 
 use compact_str::{format_compact, CompactString};
 
+use super::limit;
 pub use super::model::{Body, Event, LocalState, SenderState, Side};
 
 use tracer_common::event::{
@@ -111,6 +112,7 @@ impl Decoder {
                     rmem_alloc: w.rmem_alloc,
                     rcv_ssthresh: w.rcv_ssthresh,
                     window_clamp: w.window_clamp,
+                    choice: Some(limit::explain(&w)),
                 };
                 out.push(self.event(
                     &header,
@@ -486,6 +488,16 @@ mod tests {
             rmem_alloc: 8000,
             rcv_ssthresh: 4096,
             window_clamp: 4096,
+            rcv_mss: 536,
+            advmss: 1460,
+            backlog: 0,
+            rmem_max: 0,
+            wanted: 0,
+            flags: 0,
+            scaling_ratio: 0,
+            adv_win_scale: 0,
+            _pad: 0,
+            _pad2: 0,
         })
     }
 
@@ -580,7 +592,7 @@ mod tests {
     fn short_and_unknown_records_are_errors() {
         let mut d = Decoder::new(facts());
         let w = window(1, 1, TRANSITION_NONE);
-        assert_eq!(d.decode(&w[..70]), Err(DecodeError::Short { len: 70, need: 96 }));
+        assert_eq!(d.decode(&w[..70]), Err(DecodeError::Short { len: 70, need: 120 }));
         assert_eq!(d.decode(&w[..10]), Err(DecodeError::Short { len: 10, need: 64 }));
         let mut h = header(99, HOOK_FEXIT, 1);
         h.kind = 99;

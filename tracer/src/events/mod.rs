@@ -2,6 +2,7 @@
 
 pub mod decode;
 pub mod kernel_log;
+pub mod limit;
 pub mod model;
 pub mod ndjson;
 pub mod reader;

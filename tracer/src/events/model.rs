@@ -57,6 +57,109 @@ pub struct LocalState {
     pub rmem_alloc: u32,
     pub rcv_ssthresh: u32,
     pub window_clamp: u32,
+    /// Why the window has this size, and the rest of what the kernel's choice depended on.
+    /// Absent from recordings made before the tracer read them.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub choice: Option<WindowChoice>,
+}
+
+/// The kernel's window choice (`__tcp_select_window`, then tcp_select_window's no-shrink rule):
+/// what held the window at its size, with the inputs that say so.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WindowChoice {
+    pub limited_by: Limit,
+    /// The window the kernel wanted before the no-shrink rule (bytes).
+    pub wanted: u32,
+    /// True when `wanted` is the kernel's own result (a hook on __tcp_select_window), false
+    /// when the agent recomputed it from the socket's state as the segment left.
+    pub wanted_exact: bool,
+    /// The receiver's estimate of the peer's segment size (icsk_ack.rcv_mss), and this host's
+    /// advertised MSS.
+    pub rcv_mss: u32,
+    pub advmss: u32,
+    /// Bytes queued in the socket's backlog while the application held its lock.
+    pub backlog: u32,
+    /// SO_RCVBUF pinned the buffer: autotuning does not grow it.
+    pub rcvbuf_locked: bool,
+    /// TCP memory pressure was on.
+    pub memory_pressure: bool,
+    /// tcp_rmem[2] of the socket's network namespace, when known.
+    pub rmem_max: Option<u32>,
+    /// tp->scaling_ratio (6.6+): the share of buffer memory the kernel counts as window, /256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling_ratio: Option<u8>,
+}
+
+/// What holds this host's advertised window at its size, in the kernel's order of tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit {
+    /// Unread bytes fill the buffer: the application is not reading fast enough.
+    AppNotReading,
+    /// rcv_ssthresh, which grows as data arrives, has not grown to the buffer yet.
+    RcvSsthresh,
+    /// window_clamp below what the buffer allows (TCP_WINDOW_CLAMP, SO_RCVLOWAT, a route's
+    /// window metric).
+    WindowClamp,
+    /// The buffer is at its maximum: SO_RCVBUF pinned it, or it reached tcp_rmem[2].
+    BufferMax,
+    /// The buffer limits and autotuning may still grow it.
+    BufferGrowing,
+    /// TCP memory pressure (the rcv_ssthresh cut) or the out-of-memory zero window.
+    MemoryPressure,
+    /// Receiver-side silly-window avoidance: free space below the MSS or 1/16 of the buffer is
+    /// advertised as 0.
+    SillyWindow,
+    /// The kernel wanted a smaller window but may not shrink an offer: an older, larger one is
+    /// carried.
+    NoShrink,
+    /// The application read everything in order; out-of-order data waiting for a retransmission
+    /// (or the backlog) holds the buffer.
+    OutOfOrder,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 9] = [
+        Limit::AppNotReading,
+        Limit::RcvSsthresh,
+        Limit::WindowClamp,
+        Limit::BufferMax,
+        Limit::BufferGrowing,
+        Limit::MemoryPressure,
+        Limit::SillyWindow,
+        Limit::NoShrink,
+        Limit::OutOfOrder,
+    ];
+
+    /// The name in NDJSON and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::AppNotReading => "app_not_reading",
+            Limit::RcvSsthresh => "rcv_ssthresh",
+            Limit::WindowClamp => "window_clamp",
+            Limit::BufferMax => "buffer_max",
+            Limit::BufferGrowing => "buffer_growing",
+            Limit::MemoryPressure => "memory_pressure",
+            Limit::SillyWindow => "silly_window",
+            Limit::NoShrink => "no_shrink",
+            Limit::OutOfOrder => "out_of_order",
+        }
+    }
+
+    /// A few words for a person.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Limit::AppNotReading => "the application is not reading",
+            Limit::RcvSsthresh => "rcv_ssthresh has not grown yet",
+            Limit::WindowClamp => "window_clamp",
+            Limit::BufferMax => "the receive buffer is at its maximum",
+            Limit::BufferGrowing => "the receive buffer has not grown yet",
+            Limit::MemoryPressure => "TCP memory pressure",
+            Limit::SillyWindow => "silly-window avoidance (free space below one MSS)",
+            Limit::NoShrink => "an older, larger offer (the window may not shrink)",
+            Limit::OutOfOrder => "out-of-order data waiting for a retransmission",
+        }
+    }
 }
 
 /// This host's send-side state when a segment from the peer arrived.

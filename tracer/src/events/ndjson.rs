@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use super::model::{Body, Event, LocalState, SenderState, Side};
+use super::model::{Body, Event, LocalState, SenderState, Side, WindowChoice};
 
 /// Appends `e` as one JSON object (no newline) to `out`.
 pub fn write_event(out: &mut Vec<u8>, e: &Event) {
@@ -154,6 +154,30 @@ fn local(out: &mut Vec<u8>, l: &LocalState) {
     field(out, b"rmem_alloc", l.rmem_alloc);
     field(out, b"rcv_ssthresh", l.rcv_ssthresh);
     field(out, b"window_clamp", l.window_clamp);
+    if let Some(c) = &l.choice {
+        choice(out, c);
+    }
+}
+
+#[inline(always)]
+fn choice(out: &mut Vec<u8>, c: &WindowChoice) {
+    key(out, b"limited_by");
+    string(out, c.limited_by.as_str());
+    field(out, b"wanted", c.wanted);
+    key(out, b"wanted_exact");
+    boolean(out, c.wanted_exact);
+    field(out, b"rcv_mss", c.rcv_mss);
+    field(out, b"advmss", c.advmss);
+    field(out, b"backlog", c.backlog);
+    key(out, b"rcvbuf_locked");
+    boolean(out, c.rcvbuf_locked);
+    key(out, b"memory_pressure");
+    boolean(out, c.memory_pressure);
+    key(out, b"rmem_max");
+    opt_uint(out, c.rmem_max);
+    if let Some(ratio) = c.scaling_ratio {
+        field(out, b"scaling_ratio", ratio);
+    }
 }
 
 #[inline(always)]
@@ -283,6 +307,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::events::model::Limit;
 
     fn name() -> impl Strategy<Value = String> {
         // Mostly plain names, sometimes ones that need escaping or are not ASCII.
@@ -297,14 +322,35 @@ mod tests {
         prop_oneof![Just(Side::Local), Just(Side::Peer)]
     }
 
+    fn choice() -> impl Strategy<Value = Option<WindowChoice>> {
+        let limit = proptest::sample::select(Limit::ALL.to_vec());
+        let flags = any::<[bool; 3]>();
+        let numbers = (any::<[u32; 4]>(), any::<Option<u32>>(), any::<Option<u8>>());
+        proptest::option::of((limit, flags, numbers).prop_map(
+            |(limited_by, f, (v, rmem_max, scaling_ratio))| WindowChoice {
+                limited_by,
+                wanted: v[0],
+                wanted_exact: f[0],
+                rcv_mss: v[1],
+                advmss: v[2],
+                backlog: v[3],
+                rcvbuf_locked: f[1],
+                memory_pressure: f[2],
+                rmem_max,
+                scaling_ratio,
+            },
+        ))
+    }
+
     fn local() -> impl Strategy<Value = Option<LocalState>> {
-        proptest::option::of(any::<[u32; 6]>().prop_map(|v| LocalState {
+        proptest::option::of((any::<[u32; 6]>(), choice()).prop_map(|(v, choice)| LocalState {
             rcv_wnd: v[0],
             unread: v[1],
             rcvbuf: v[2],
             rmem_alloc: v[3],
             rcv_ssthresh: v[4],
             window_clamp: v[5],
+            choice,
         }))
     }
 

@@ -9,7 +9,7 @@ use tracer_common::event::{
     ReadEvent, WindowEvent, AF_INET, HOOK_CGROUP_SKB, HOOK_FEXIT, HOOK_RAW_TP, HOOK_TRACEPOINT,
     KIND_CLOSE, KIND_DROP, KIND_OPEN, KIND_OWNER, KIND_PEER, KIND_PROBE, KIND_RCV_SPACE, KIND_READ,
     KIND_WINDOW, TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_LAST_ACK, TCP_SYN_RECV, TCP_SYN_SENT,
-    TRANSITION_FROM_ZERO, TRANSITION_NONE, TRANSITION_TO_ZERO,
+    TRANSITION_FROM_ZERO, TRANSITION_NONE, TRANSITION_TO_ZERO, WINDOW_NETNS,
 };
 
 /// The drop reason number the records use (the bench's `KernelFacts` names it).
@@ -225,6 +225,16 @@ fn window(header: EventHeader, window: u32, transition: u8) -> WindowEvent {
         rmem_alloc: 200_000,
         rcv_ssthresh: 65536,
         window_clamp: 131072,
+        rcv_mss: 1448,
+        advmss: 1448,
+        backlog: 0,
+        rmem_max: 6 << 20,
+        wanted: 0,
+        flags: WINDOW_NETNS,
+        scaling_ratio: 232,
+        adv_win_scale: 1,
+        _pad: 0,
+        _pad2: 0,
     }
 }
 

@@ -51,6 +51,17 @@ pub fn resolve(btf: &KernelBtf) -> Result<KernelOffsets> {
         icsk_probes_out: req(&format!("{ICSK}.icsk_probes_out"))?,
         icsk_rto: req(&format!("{ICSK}.icsk_rto"))?,
         icsk_ack_pending: req(&format!("{ICSK}.icsk_ack.pending"))?,
+        icsk_ack_rcv_mss: req(&format!("{ICSK}.icsk_ack.rcv_mss"))?,
+        sk_backlog_len: req(&format!("{SK}.sk_backlog.len"))?,
+        scaling_ratio: opt("scaling_ratio"),
+        // Without network namespaces (CONFIG_NET_NS off) skc_net is empty: the namespace's
+        // sysctls then stay unknown.
+        skc_net: opt(&format!("{SKC}.skc_net.net")),
+        skc_prot: req(&format!("{SKC}.skc_prot"))?,
+        net_tcp_rmem_max: array_item(btf, "net", "ipv4.sysctl_tcp_rmem", 2, 4),
+        net_adv_win_scale: other_opt(btf, "net", "ipv4.sysctl_tcp_adv_win_scale"),
+        net_shrink_window: other_opt(btf, "net", "ipv4.sysctl_tcp_shrink_window"),
+        proto_memory_pressure: other(btf, "proto", "memory_pressure")?,
         rcv_wnd: req("rcv_wnd")?,
         rcv_nxt: req("rcv_nxt")?,
         copied_seq: req("copied_seq")?,
@@ -92,4 +103,24 @@ fn other(btf: &KernelBtf, root: &str, path: &str) -> Result<FieldLoc> {
     btf.member(root, path)
         .map(loc)
         .with_context(|| format!("this kernel's BTF lacks {root}.{path}, which the tracer reads"))
+}
+
+/// A member of some other struct that not every kernel has.
+fn other_opt(btf: &KernelBtf, root: &str, path: &str) -> FieldLoc {
+    btf.member(root, path).map(loc).unwrap_or(FieldLoc::MISSING)
+}
+
+/// Item `index` of an array member whose items are `item_size` bytes (absent if the array is
+/// missing or shorter).
+fn array_item(btf: &KernelBtf, root: &str, path: &str, index: u32, item_size: u8) -> FieldLoc {
+    match btf.member(root, path) {
+        Ok(f) if f.size >= (index + 1) * item_size as u32 => FieldLoc {
+            offset: f.offset + index * item_size as u32,
+            size: item_size,
+            shift: 0,
+            width: 0,
+            _pad: 0,
+        },
+        _ => FieldLoc::MISSING,
+    }
 }

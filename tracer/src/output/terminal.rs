@@ -84,6 +84,9 @@ pub fn line(e: &Event, name: Option<&str>) -> String {
                 format!("{} window {} (raw {raw_window}<<{wscale})", side.as_str(), kib(*window));
             if let Some(l) = local {
                 text.push_str(&format!(" unread {} rcvbuf {}", kib(l.unread), kib(l.rcvbuf)));
+                if let Some(c) = &l.choice {
+                    text.push_str(&format!(" - limited by {}", c.limited_by.describe()));
+                }
             }
             if let Some(s) = sender {
                 text.push_str(&format!(" in flight {} unsent {}", kib(s.in_flight), kib(s.unsent)));

@@ -168,9 +168,11 @@ static WINDOW: [Hook; 3] = [
         attach: Attach::Fentry(&[
             t("window_v4_fentry", "tcp_v4_send_check"),
             t_opt("window_v6_fentry", "tcp_v6_send_check"),
+            t_opt("wanted_fexit", "__tcp_select_window"),
         ]),
         fidelity: "exact: the header of every segment sent; out-of-memory zero windows (6.6+) \
-                   told apart by the kernel's own flag",
+                   told apart by the kernel's own flag; the window the kernel wanted before \
+                   the no-shrink rule read from __tcp_select_window",
         switch: Some((SWITCH_SEND_CHECK, 1)),
     },
     Hook {
@@ -180,14 +182,16 @@ static WINDOW: [Hook; 3] = [
         ]),
         fidelity: "exact: the header of every segment sent; out-of-memory zero windows (6.6+) \
                    told apart by the kernel's own flag; per-socket state in a fixed-size table \
-                   (sockets beyond it are counted and not traced)",
+                   (sockets beyond it are counted and not traced); the window the kernel wanted \
+                   is recomputed from the socket's state, not read",
         switch: Some((SWITCH_SEND_CHECK, 1)),
     },
     Hook {
         attach: Attach::Egress,
         fidelity: "exact: the header of every segment that reaches IP output; an out-of-memory \
                    zero window (6.6+) is known only after an in-sequence PROTO_MEM drop, not \
-                   when the kernel queued the segment anyway",
+                   when the kernel queued the segment anyway; the window the kernel wanted is \
+                   recomputed from the socket's state as the segment left, not read",
         switch: Some((SWITCH_EGRESS, EGRESS_WINDOW)),
     },
 ];

@@ -176,7 +176,7 @@ impl Conn {
             Body::Window { side, window, local, sender, .. } => {
                 self.side_mut(*side).window(ts, *window);
                 if let Some(l) = local {
-                    self.local.receiver_state(l);
+                    self.local.receiver_state(ts, l);
                 }
                 if let Some(s) = sender {
                     self.sender_sample(ts, s);
@@ -185,7 +185,7 @@ impl Conn {
             Body::ZeroWindowStart { side, counted, local, sender } => {
                 self.side_mut(*side).zero_start(ts, *counted);
                 if let Some(l) = local {
-                    self.local.receiver_state(l);
+                    self.local.receiver_state(ts, l);
                 }
                 if let Some(s) = sender {
                     self.sender_sample(ts, s);

@@ -11,6 +11,7 @@ use super::conn::Conn;
 use super::direction::{Direction, WindowState};
 use super::fmt::{bytes, duration_ms, endpoint, ns_to_ms, who, who_short};
 use super::table::{ConnKey, ConnTable};
+use crate::events::model::Limit;
 
 /// One direction of a connection, summarised. In JSON it is the nested `local` object (windows
 /// this host advertised) or `peer` object (windows the peer advertised).
@@ -36,6 +37,16 @@ pub struct SideSummary {
     pub rwnd_limited_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rwnd_limited_pct: Option<f64>,
+    /// Local side: what held the window, with its share of the time (percent), largest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub limited_by: Vec<LimitShare>,
+}
+
+/// One limit and the share of the time it held the window.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LimitShare {
+    pub limit: Limit,
+    pub pct: f64,
 }
 
 /// A connection's flow-control story in one record.
@@ -196,6 +207,11 @@ fn side_summary(d: &Direction, sender_of: Option<&Conn>, until: u64) -> SideSumm
         rwnd_limited_ms: sender_of.and_then(Conn::rwnd_limited_ms),
         // Whole tenths of a percent keep the JSON readable.
         rwnd_limited_pct: share.map(|s| (s * 1000.0).round() / 10.0),
+        limited_by: d
+            .limit_shares(until)
+            .into_iter()
+            .map(|(limit, share)| LimitShare { limit, pct: (share * 1000.0).round() / 10.0 })
+            .collect(),
     }
 }
 
@@ -238,6 +254,9 @@ fn verdict(c: &Conn, until: u64) -> String {
         }
         findings.push(text);
     }
+    if let Some(text) = window_cap(c, until) {
+        findings.push(text);
+    }
     let peer_end = endpoint(&c.tuple.daddr, c.tuple.dport);
     if peer.totals().episodes > 0 {
         let mut text = format!(
@@ -278,4 +297,42 @@ fn verdict(c: &Conn, until: u64) -> String {
     } else {
         findings.join("; ")
     }
+}
+
+/// What held this host's window most of the time, when it is something an operator can change
+/// or should know: a pinned or maxed-out buffer, a clamp, memory pressure. (A window held by a
+/// buffer autotuning is still growing, or by rcv_ssthresh, is the kernel at work.)
+fn window_cap(c: &Conn, until: u64) -> Option<String> {
+    let (limit, share) = *c.local.limit_shares(until).first()?;
+    if share < 0.5 {
+        return None;
+    }
+    let state = c.local.receiver.as_ref()?;
+    let choice = state.choice.as_ref()?;
+    let why = match limit {
+        Limit::BufferMax if choice.rcvbuf_locked => {
+            format!("the receive buffer, pinned at {} by SO_RCVBUF", bytes(state.rcvbuf.into()))
+        }
+        Limit::BufferMax => match choice.rmem_max {
+            Some(max) => format!(
+                "the receive buffer at its maximum, {} (net.ipv4.tcp_rmem max {})",
+                bytes(state.rcvbuf.into()),
+                bytes(max.into())
+            ),
+            None => format!("the receive buffer at its maximum, {}", bytes(state.rcvbuf.into())),
+        },
+        Limit::WindowClamp => format!("window_clamp at {}", bytes(state.window_clamp.into())),
+        Limit::MemoryPressure => "TCP memory pressure".to_string(),
+        Limit::NoShrink => "older, larger offers (the window may not shrink)".to_string(),
+        Limit::AppNotReading
+        | Limit::SillyWindow
+        | Limit::OutOfOrder
+        | Limit::RcvSsthresh
+        | Limit::BufferGrowing => return None,
+    };
+    Some(format!(
+        "local window held by {why} {:.0}% of the time (largest {})",
+        share * 100.0,
+        c.local.max_window.map_or("-".to_string(), |w| bytes(w.into()))
+    ))
 }

@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use super::direction::WindowState;
 use super::testutil::*;
 use super::*;
-use crate::events::model::{Event, Side};
+use crate::events::model::{Body, Event, Limit, Side, WindowChoice};
 
 fn apply_all(table: &mut ConnTable, events: &[Event]) -> Vec<ConnKey> {
     events.iter().map(|e| table.apply(e)).collect()
@@ -331,4 +331,76 @@ proptest! {
         let rows = t.summaries(1 << 40);
         prop_assert_eq!(rows.len(), t.len());
     }
+}
+
+/// A window this host advertised, explained as held by `limit`.
+fn explained_window(window: u32, limit: Limit, locked: bool) -> Body {
+    let mut state = local_state(window, 0, 32_768);
+    state.choice = Some(WindowChoice {
+        limited_by: limit,
+        wanted: window,
+        wanted_exact: false,
+        rcv_mss: 1448,
+        advmss: 1448,
+        backlog: 0,
+        rcvbuf_locked: locked,
+        memory_pressure: false,
+        rmem_max: Some(6 << 20),
+        scaling_ratio: Some(232),
+    });
+    Body::Window {
+        side: Side::Local,
+        window,
+        raw_window: 0,
+        wscale: 0,
+        local: Some(state),
+        sender: None,
+    }
+}
+
+#[test]
+fn limit_variants_index_their_table() {
+    for (i, limit) in Limit::ALL.iter().enumerate() {
+        assert_eq!(*limit as usize, i);
+    }
+}
+
+#[test]
+fn the_limit_that_held_the_window_longest_is_the_verdict() {
+    let mut t = ConnTable::new();
+    t.apply(&at(0, 1, open(true, 1460)));
+    // Growing for 1 s, then held by the pinned buffer for 3 s, app not reading for 1 s, and the
+    // buffer again until the close at 9 s.
+    t.apply(&at(0, 1, explained_window(8_192, Limit::BufferGrowing, true)));
+    t.apply(&at(1000, 1, explained_window(16_384, Limit::BufferMax, true)));
+    t.apply(&at(4000, 1, explained_window(4_096, Limit::AppNotReading, true)));
+    t.apply(&at(5000, 1, explained_window(16_384, Limit::BufferMax, true)));
+    t.apply(&at(9000, 1, close()));
+    let rows = t.summaries(20_000 * MS);
+    let shares: Vec<(Limit, f64)> =
+        rows[0].local.limited_by.iter().map(|s| (s.limit, s.pct)).collect();
+    assert_eq!(
+        shares,
+        // Equal shares keep the order of Limit::ALL.
+        [(Limit::BufferMax, 77.8), (Limit::AppNotReading, 11.1), (Limit::BufferGrowing, 11.1)]
+    );
+    assert_eq!(
+        rows[0].verdict,
+        "local window held by the receive buffer, pinned at 32.0 KiB by SO_RCVBUF 78% of the \
+         time (largest 16.0 KiB)"
+    );
+    let json = serde_json::to_value(&rows[0]).unwrap();
+    assert_eq!(json["local"]["limited_by"][0]["limit"], "buffer_max");
+    assert!(json["peer"].get("limited_by").is_none());
+}
+
+#[test]
+fn a_window_held_by_the_kernel_at_work_is_not_a_verdict() {
+    let mut t = ConnTable::new();
+    t.apply(&at(0, 1, open(true, 1460)));
+    t.apply(&at(0, 1, explained_window(65_536, Limit::BufferGrowing, false)));
+    t.apply(&at(1000, 1, explained_window(131_072, Limit::RcvSsthresh, false)));
+    let rows = t.summaries(5_000 * MS);
+    assert_eq!(rows[0].local.limited_by[0].limit, Limit::RcvSsthresh);
+    assert_eq!(rows[0].verdict, "no flow-control limit seen");
 }

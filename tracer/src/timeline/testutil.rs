@@ -93,6 +93,7 @@ pub fn local_state(window: u32, unread: u32, rcvbuf: u32) -> LocalState {
         rmem_alloc: unread,
         rcv_ssthresh: rcvbuf / 2,
         window_clamp: rcvbuf / 2,
+        choice: None,
     }
 }
 
