@@ -1120,3 +1120,167 @@ fn every_connection_reports_healthy_ones_from_their_open() {
     assert_eq!(closes, opened, "a close for each end");
     assert!(opens.iter().all(|e| e.get("late").is_none()), "no open is late: {opens:?}");
 }
+
+/// What `ss -tinm` says, during the run, of the socket whose local port is `port`.
+struct SsView {
+    rcv_ssthresh: u64,
+    /// skmem's rb: the socket's receive buffer (sk_rcvbuf).
+    rcvbuf: u64,
+}
+
+fn ss_view(port: u16) -> SsView {
+    let out = run(Command::new("ss").args(["-tinmH", "sport", "=", &format!(":{port}")]));
+    let number = |prefix: &str| -> u64 {
+        let at = out.find(prefix).unwrap_or_else(|| panic!("ss shows no {prefix}: {out}"));
+        out[at + prefix.len()..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap_or_else(|_| panic!("ss's {prefix} is not a number: {out}"))
+    };
+    SsView { rcv_ssthresh: number("rcv_ssthresh:"), rcvbuf: number(",rb") }
+}
+
+/// A receiver set up by `setup` (on the listener before the handshake, `after_accept` on the
+/// accepted socket) that reads as fast as it can while a sender writes for `seconds`; `ss` is
+/// read halfway, and the wire captured where tshark exists (windows the receiver sent).
+fn window_limit_run(
+    port: u16,
+    seconds: f64,
+    setup: fn(&TcpListener),
+    after_accept: fn(&TcpStream),
+) -> (SsView, Option<Vec<Vec<String>>>) {
+    in_new_netns(move || {
+        // The receiver's segments and the sender's SYN (tshark needs both scales): not the
+        // data, which would outrun the capture.
+        let filter = format!("tcp src port {port} or (tcp dst port {port} and tcp[13] & 2 != 0)");
+        let capture = Capture::start(&filter);
+        let addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let listener = TcpListener::bind((addr, port)).expect("bind");
+        setup(&listener);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let sender = thread::spawn(move || {
+            let mut s = TcpStream::connect((addr, port)).expect("connect");
+            let chunk = vec![0x5a_u8; 64 * 1024];
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                s.write_all(&chunk).expect("send");
+            }
+        });
+        let (mut conn, _) = listener.accept().expect("accept");
+        after_accept(&conn);
+        let start = Instant::now();
+        let mut ss = None;
+        let mut buf = vec![0u8; 256 * 1024];
+        while start.elapsed().as_secs_f64() < seconds {
+            conn.read(&mut buf).expect("read");
+            if ss.is_none() && start.elapsed().as_secs_f64() > seconds / 2.0 {
+                ss = Some(ss_view(port));
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        while conn.read(&mut buf).expect("drain") > 0 {}
+        sender.join().expect("sender");
+        let fields = ["tcp.window_size"];
+        let wire = capture.map(|c| c.stop().rows(&format!("tcp.srcport == {port}"), &fields));
+        (ss.expect("ss was read during the run"), wire)
+    })
+}
+
+/// The receiving end's local window events, its summary, and the checks every limit test
+/// makes: each window the tracer reports went out on the wire, rcv_ssthresh and the buffer are
+/// what ss read, and on fentry kernels the wanted window is the kernel's own.
+fn receiving_end(
+    events: &[Value],
+    port: u16,
+    ss: &SsView,
+    wire: Option<Vec<Vec<String>>>,
+) -> (Vec<Value>, Value) {
+    let windows: Vec<Value> = events
+        .iter()
+        .filter(|e| kind(e) == "window" && e["side"] == "local" && e["sport"] == port)
+        .cloned()
+        .collect();
+    assert!(!windows.is_empty(), "no local window of the receiving end");
+    for w in &windows {
+        assert!(w["limited_by"].is_string(), "window without limited_by: {w}");
+    }
+    if let Some(wire) = wire {
+        let sent: std::collections::HashSet<&str> =
+            wire.iter().filter_map(|r| r.first().map(String::as_str)).collect();
+        for w in &windows {
+            let bytes = w["window"].to_string();
+            assert!(sent.contains(bytes.as_str()), "window {bytes} is not on the wire: {w}");
+        }
+    }
+    assert!(
+        windows.iter().any(|w| w["rcv_ssthresh"] == ss.rcv_ssthresh),
+        "ss read rcv_ssthresh {}; the events have {:?}",
+        ss.rcv_ssthresh,
+        windows.iter().map(|w| w["rcv_ssthresh"].clone()).collect::<Vec<_>>()
+    );
+    assert!(
+        windows.iter().any(|w| w["rcvbuf"] == ss.rcvbuf),
+        "ss read rcvbuf {}; the events have {:?}",
+        ss.rcvbuf,
+        windows.iter().map(|w| w["rcvbuf"].clone()).collect::<Vec<_>>()
+    );
+    if std::env::var("TRACER_EXPECT_HOOK").as_deref() == Ok("fentry") {
+        for w in windows.iter().filter(|w| w["hook"] == "fentry") {
+            assert_eq!(w["wanted_exact"], true, "fexit __tcp_select_window gave no result: {w}");
+        }
+    }
+    let summary = events
+        .iter()
+        .find(|e| kind(e) == "summary" && e["sport"] == port)
+        .cloned()
+        .expect("a summary of the receiving end");
+    (windows, summary)
+}
+
+#[test]
+#[ignore = "needs root and a live kernel: run through `cargo xtask test`"]
+fn a_pinned_receive_buffer_is_named_with_its_size() {
+    let port = test_port() + 30;
+    let tracer = Tracer::start(&["--port", &port.to_string()]);
+    let (ss, wire) = window_limit_run(port, 2.0, |l| set_rcvbuf(l, 16 * 1024), |_| {});
+    thread::sleep(Duration::from_millis(200));
+    let events = tracer.stop();
+    let (windows, summary) = receiving_end(&events, port, &ss, wire);
+    // The kernel doubles SO_RCVBUF: 32 KiB, as ss says.
+    assert_eq!(ss.rcvbuf, 32 * 1024);
+    assert!(windows.iter().all(|w| w["rcvbuf_locked"] == true), "{windows:?}");
+    let top = &summary["local"]["limited_by"][0];
+    assert_eq!(top["limit"], "buffer_max", "{summary}");
+    assert!(top["pct"].as_f64() >= Some(50.0), "{summary}");
+    let verdict = summary["verdict"].as_str().unwrap_or("");
+    assert!(verdict.contains("pinned at 32.0 KiB by SO_RCVBUF"), "{verdict}");
+}
+
+#[test]
+#[ignore = "needs root and a live kernel: run through `cargo xtask test`"]
+fn a_window_clamp_is_named_with_its_size() {
+    const TCP_WINDOW_CLAMP: libc::c_int = 10;
+    let port = test_port() + 31;
+    let tracer = Tracer::start(&["--port", &port.to_string()]);
+    // Autotuning moves window_clamp with the buffer: the clamp holds on a pinned one.
+    let (ss, wire) = window_limit_run(
+        port,
+        2.0,
+        |l| set_rcvbuf(l, 1 << 20),
+        |c| set_int_opt(c, libc::IPPROTO_TCP, TCP_WINDOW_CLAMP, 16 * 1024),
+    );
+    thread::sleep(Duration::from_millis(200));
+    let events = tracer.stop();
+    let (windows, summary) = receiving_end(&events, port, &ss, wire);
+    assert!(ss.rcv_ssthresh <= 16 * 1024, "ss: rcv_ssthresh {}", ss.rcv_ssthresh);
+    let clamped: Vec<&Value> =
+        windows.iter().filter(|w| w["limited_by"] == "window_clamp").collect();
+    assert!(!clamped.is_empty(), "no window named window_clamp: {windows:?}");
+    assert!(clamped.iter().all(|w| w["window_clamp"] == 16 * 1024), "{clamped:?}");
+    let top = &summary["local"]["limited_by"][0];
+    assert_eq!(top["limit"], "window_clamp", "{summary}");
+    let verdict = summary["verdict"].as_str().unwrap_or("");
+    assert!(verdict.contains("window_clamp at 16.0 KiB"), "{verdict}");
+}

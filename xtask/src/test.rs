@@ -202,10 +202,12 @@ fn guest_tests() -> Result<Tally> {
     let kernel = vm::ensure_kernel(&cache)?;
     let nstat =
         setup::which("nstat").context("nstat is not installed (Debian package iproute2)")?;
+    let ss = setup::which("ss").context("ss is not installed (Debian package iproute2)")?;
     let files = vec![
         (tracer, "/bin/tracer".to_string()),
         (tests, "/bin/kernel-tests".to_string()),
         (nstat, "/usr/bin/nstat".to_string()),
+        (ss, "/usr/bin/ss".to_string()),
         // /init installs it as /boot/config-$(uname -r): the agent reads CONFIG_HZ there.
         (kernel.config.clone(), "/boot/config".to_string()),
     ];

@@ -130,6 +130,11 @@ impl Inputs {
         if w.flags & WINDOW_NOMEM != 0 {
             return Limit::MemoryPressure;
         }
+        // The header's 16 bits, shifted by the scale agreed at the handshake, cap what the kernel
+        // chose (65,535 bytes where the connection has no window scaling).
+        if w.rcv_wnd as u64 > (u16::MAX as u64) << self.wscale {
+            return Limit::ScaleCeiling;
+        }
         // The no-shrink rule advertised more than the kernel wanted. A recomputed `wanted` may be
         // off by the data that arrived since: it must miss by more than one segment.
         let slack = if w.flags & WINDOW_WANTED != 0 { 0 } else { self.mss.max(self.granule) };
@@ -158,7 +163,8 @@ impl Inputs {
             }
             // tcp_grow_window() grows rcv_ssthresh only while it is below the free space: under
             // a pinned buffer it stops where the buffer holds it, so the buffer is the cause.
-            if self.rcv_ssthresh < self.window_clamp {
+            // Within a segment of the clamp it has grown as far as it can.
+            if self.rcv_ssthresh + self.mss < self.window_clamp {
                 return if locked { Limit::BufferMax } else { Limit::RcvSsthresh };
             }
             // rcv_ssthresh has grown to the clamp: the clamp holds the window, set below the
@@ -325,6 +331,20 @@ mod tests {
         let choice = explain(&w);
         assert!(choice.wanted_exact);
         assert_eq!(choice.wanted, 28_032);
+    }
+
+    #[test]
+    fn a_window_beyond_what_the_header_can_carry_is_the_scale_ceiling() {
+        // No window scaling: rcv_wnd 102400 goes out as 65535.
+        let mut w = socket();
+        w.wscale = 0;
+        w.rcv_wnd = 102_400;
+        w.window = 65_535;
+        w.rcv_ssthresh = 104_463;
+        w.window_clamp = 108_544;
+        assert_eq!(limit(&w), Limit::ScaleCeiling);
+        w.rcv_wnd = 65_535;
+        assert_ne!(limit(&w), Limit::ScaleCeiling);
     }
 
     #[test]

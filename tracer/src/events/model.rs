@@ -116,10 +116,13 @@ pub enum Limit {
     /// The application read everything in order; out-of-order data waiting for a retransmission
     /// (or the backlog) holds the buffer.
     OutOfOrder,
+    /// The header's 16-bit field at the window scale agreed at the handshake: without scaling,
+    /// 64 KiB.
+    ScaleCeiling,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 9] = [
+    pub const ALL: [Limit; 10] = [
         Limit::AppNotReading,
         Limit::RcvSsthresh,
         Limit::WindowClamp,
@@ -129,6 +132,7 @@ impl Limit {
         Limit::SillyWindow,
         Limit::NoShrink,
         Limit::OutOfOrder,
+        Limit::ScaleCeiling,
     ];
 
     /// The name in NDJSON and metrics.
@@ -143,6 +147,7 @@ impl Limit {
             Limit::SillyWindow => "silly_window",
             Limit::NoShrink => "no_shrink",
             Limit::OutOfOrder => "out_of_order",
+            Limit::ScaleCeiling => "scale_ceiling",
         }
     }
 
@@ -158,6 +163,7 @@ impl Limit {
             Limit::SillyWindow => "silly-window avoidance (free space below one MSS)",
             Limit::NoShrink => "an older, larger offer (the window may not shrink)",
             Limit::OutOfOrder => "out-of-order data waiting for a retransmission",
+            Limit::ScaleCeiling => "the most the header can carry at this window scale",
         }
     }
 }

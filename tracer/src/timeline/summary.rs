@@ -211,6 +211,8 @@ fn side_summary(d: &Direction, sender_of: Option<&Conn>, until: u64) -> SideSumm
             .limit_shares(until)
             .into_iter()
             .map(|(limit, share)| LimitShare { limit, pct: (share * 1000.0).round() / 10.0 })
+            // Moments too short to show as a tenth of a percent say nothing here.
+            .filter(|s| s.pct > 0.0)
             .collect(),
     }
 }
@@ -324,6 +326,10 @@ fn window_cap(c: &Conn, until: u64) -> Option<String> {
         Limit::WindowClamp => format!("window_clamp at {}", bytes(state.window_clamp.into())),
         Limit::MemoryPressure => "TCP memory pressure".to_string(),
         Limit::NoShrink => "older, larger offers (the window may not shrink)".to_string(),
+        Limit::ScaleCeiling => match c.rcv_wscale {
+            Some(0) | None => "the 64 KiB ceiling of a window without scaling".to_string(),
+            Some(scale) => format!("the ceiling of window scale {scale}"),
+        },
         Limit::AppNotReading
         | Limit::SillyWindow
         | Limit::OutOfOrder
