@@ -1174,7 +1174,9 @@ fn window_limit_run(
         let mut ss = None;
         let mut buf = vec![0u8; 256 * 1024];
         while start.elapsed().as_secs_f64() < seconds {
-            conn.read(&mut buf).expect("read");
+            if conn.read(&mut buf).expect("read") == 0 {
+                break;
+            }
             if ss.is_none() && start.elapsed().as_secs_f64() > seconds / 2.0 {
                 ss = Some(ss_view(port));
             }
