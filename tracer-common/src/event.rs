@@ -202,6 +202,16 @@ pub struct PeerEvent {
     /// tcp_info's rwnd_limited and busy_time, in jiffies.
     pub rwnd_limited_jiffies: u32,
     pub busy_jiffies: u32,
+    /// tcp_info's sndbuf_limited: time the sender waited for its own send buffer, in jiffies.
+    pub sndbuf_limited_jiffies: u32,
+    /// sk_sndbuf and the congestion window (segments).
+    pub sndbuf: u32,
+    pub snd_cwnd: u32,
+    /// 1 when SO_SNDBUF pinned the send buffer (SOCK_SNDBUF_LOCK).
+    pub sndbuf_locked: u8,
+    pub _pad2: [u8; 3],
+    /// tp->bytes_acked: bytes the peer acknowledged since the open (the delivery rate's count).
+    pub bytes_acked: u64,
 }
 
 /// A segment dropped for lack of receive space (kfree_skb with one of the reasons the agent
@@ -225,10 +235,15 @@ pub struct ReadEvent {
     pub bytes: u64,
     pub interval_ns: u64,
     pub reads: u32,
-    pub _pad: u32,
+    /// The receiver's round-trip estimate (tcp_info's rcv_rtt, tp->rcv_rtt_est), microseconds;
+    /// 0 before the kernel has one.
+    pub rcv_rtt_us: u32,
     pub comm: [u8; 16],
     /// cgroup v2 id of the reading process (the inode of its cgroup directory).
     pub cgroup: u64,
+    /// tp->rcv_wnd at the report: the window this host offers (bytes).
+    pub rcv_wnd: u32,
+    pub _pad: u32,
 }
 
 /// The socket has a new owner: the process seen using it from a system call (connect, accept,
@@ -247,9 +262,9 @@ pub struct OwnerEvent {
 pub const PEER_SAMPLE_NS: u64 = 500_000_000;
 pub const READ_REPORT_NS: u64 = 1_000_000_000;
 
-const _: () = assert!(core::mem::size_of::<PeerEvent>() == 104);
+const _: () = assert!(core::mem::size_of::<PeerEvent>() == 128);
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 72);
-const _: () = assert!(core::mem::size_of::<ReadEvent>() == 112);
+const _: () = assert!(core::mem::size_of::<ReadEvent>() == 120);
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 64);
 const _: () = assert!(core::mem::size_of::<OwnerEvent>() == 88);
 const _: () = assert!(core::mem::size_of::<WindowEvent>() == 120);

@@ -86,6 +86,11 @@ pub struct KernelOffsets {
     /// u32[3] in jiffies: busy, rwnd-limited, sndbuf-limited.
     pub chrono_stat: FieldLoc,
     pub chrono_type: FieldLoc,
+    pub bytes_acked: FieldLoc,
+    pub snd_cwnd: FieldLoc,
+    pub sk_sndbuf: FieldLoc,
+    /// rcv_rtt_est.rtt_us: the receiver's RTT estimate, in microseconds << 3.
+    pub rcv_rtt: FieldLoc,
     /// struct sk_buff fields, relative to the skb, not the socket.
     pub skb_data: FieldLoc,
     pub skb_len: FieldLoc,
@@ -154,6 +159,10 @@ impl KernelOffsets {
         chrono_start: FieldLoc::MISSING,
         chrono_stat: FieldLoc::MISSING,
         chrono_type: FieldLoc::MISSING,
+        bytes_acked: FieldLoc::MISSING,
+        snd_cwnd: FieldLoc::MISSING,
+        sk_sndbuf: FieldLoc::MISSING,
+        rcv_rtt: FieldLoc::MISSING,
         skb_data: FieldLoc::MISSING,
         skb_len: FieldLoc::MISSING,
         skb_sk: FieldLoc::MISSING,
@@ -171,7 +180,7 @@ impl KernelOffsets {
 }
 
 const _: () = assert!(core::mem::size_of::<FieldLoc>() == 8);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 59 * 8);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 63 * 8);
 
 #[cfg(feature = "user")]
 // SAFETY: plain old data: integers only, no padding beyond the explicit `_pad` fields.

@@ -22,6 +22,9 @@ use crate::{emit, filter, header, maps::global, read, report, socket, totals};
 
 /// enum tcp_chrono: the sender is stalled by the receive window.
 const TCP_CHRONO_RWND_LIMITED: u64 = 2;
+const TCP_CHRONO_SNDBUF_LIMITED: u64 = 3;
+/// sk_userlocks: SO_SNDBUF set by the application.
+const SOCK_SNDBUF_LOCK: u64 = 1;
 
 /// Always lets the packet through: this program only observes.
 #[cgroup_skb(ingress)]
@@ -109,25 +112,24 @@ fn advertised(seg: &Segment) {
     }
     let wscale = read::field(sk, global!(OFFSETS.snd_wscale)).unwrap_or(0) as u8;
     let window = raw << (wscale & 15);
-    let (rwnd_limited, busy) = chrono(sk);
-    emit::send(
-        KIND_PEER,
-        PeerEvent {
-            header: header::for_socket(KIND_PEER, HOOK_CGROUP_SKB, sk, st),
-            window,
-            raw: raw as u16,
-            wscale,
-            transition,
-            periodic: (!significant) as u8,
-            _pad: [0; 3],
-            in_flight,
-            unsent,
-            mss: read::u32_field(sk, global!(OFFSETS.mss_cache)),
-            srtt_us: read::u32_field(sk, global!(OFFSETS.srtt_us)) >> 3,
-            rwnd_limited_jiffies: rwnd_limited,
-            busy_jiffies: busy,
-        },
-    );
+    emit::fill(KIND_PEER, |e: &mut PeerEvent| {
+        header::write_for_socket(&mut e.header, KIND_PEER, HOOK_CGROUP_SKB, sk, st);
+        e.window = window;
+        e.raw = raw as u16;
+        e.wscale = wscale;
+        e.transition = transition;
+        e.periodic = (!significant) as u8;
+        e.in_flight = in_flight;
+        e.unsent = unsent;
+        e.mss = read::u32_field(sk, global!(OFFSETS.mss_cache));
+        e.srtt_us = read::u32_field(sk, global!(OFFSETS.srtt_us)) >> 3;
+        chrono(sk, e);
+        e.sndbuf = read::u32_field(sk, global!(OFFSETS.sk_sndbuf));
+        e.snd_cwnd = read::u32_field(sk, global!(OFFSETS.snd_cwnd));
+        let userlocks = read::field(sk, global!(OFFSETS.sk_userlocks)).unwrap_or(0);
+        e.sndbuf_locked = (userlocks & SOCK_SNDBUF_LOCK != 0) as u8;
+        e.bytes_acked = read::field(sk, global!(OFFSETS.bytes_acked)).unwrap_or(0);
+    });
 }
 
 /// Whether the kernel's chrono says the sender is limited by the peer's window at this moment.
@@ -136,13 +138,13 @@ fn rwnd_limited_now(sk: u64) -> bool {
     read::field(sk, global!(OFFSETS.chrono_type)) == Some(TCP_CHRONO_RWND_LIMITED)
 }
 
-/// tcp_info's rwnd_limited and busy_time in jiffies: the kernel's chrono stats plus the running
-/// interval (tcp_get_info_chrono_stats).
+/// tcp_info's rwnd_limited, sndbuf_limited and busy_time in jiffies: the kernel's chrono stats
+/// plus the running interval (tcp_get_info_chrono_stats).
 #[inline(always)]
-fn chrono(sk: u64) -> (u32, u32) {
+fn chrono(sk: u64, e: &mut PeerEvent) {
     let stat_at = global!(OFFSETS.chrono_stat);
     if stat_at.offset == u32::MAX {
-        return (0, 0);
+        return;
     }
     let raw = read::bytes::<12>(sk + stat_at.offset as u64);
     let stat =
@@ -155,7 +157,8 @@ fn chrono(sk: u64) -> (u32, u32) {
     } else {
         0
     };
-    let rwnd = stat(1).wrapping_add(if kind == TCP_CHRONO_RWND_LIMITED { running } else { 0 });
-    let busy = stat(0).wrapping_add(stat(1)).wrapping_add(stat(2)).wrapping_add(running);
-    (rwnd, busy)
+    let now_if = |which: u64| if kind == which { running } else { 0 };
+    e.rwnd_limited_jiffies = stat(1).wrapping_add(now_if(TCP_CHRONO_RWND_LIMITED));
+    e.sndbuf_limited_jiffies = stat(2).wrapping_add(now_if(TCP_CHRONO_SNDBUF_LIMITED));
+    e.busy_jiffies = stat(0).wrapping_add(stat(1)).wrapping_add(stat(2)).wrapping_add(running);
 }

@@ -116,18 +116,16 @@ pub fn count_copied(sk: u64, st: &mut SockState) {
 #[inline(always)]
 pub fn report(sk: u64, st: &mut SockState, now: u64, hook: u8) {
     if st.read_bytes > 0 && st.reported != 0 && filter::wanted(st) {
-        emit::send(
-            KIND_READ,
-            ReadEvent {
-                header: header::for_socket(KIND_READ, hook, sk, st),
-                bytes: st.read_bytes,
-                interval_ns: now.wrapping_sub(st.read_since_ns),
-                reads: st.reads,
-                _pad: 0,
-                comm: st.comm,
-                cgroup: st.cgroup,
-            },
-        );
+        emit::fill(KIND_READ, |e: &mut ReadEvent| {
+            header::write_for_socket(&mut e.header, KIND_READ, hook, sk, st);
+            e.bytes = st.read_bytes;
+            e.interval_ns = now.wrapping_sub(st.read_since_ns);
+            e.reads = st.reads;
+            e.rcv_rtt_us = read::u32_field(sk, global!(OFFSETS.rcv_rtt)) >> 3;
+            e.comm = st.comm;
+            e.cgroup = st.cgroup;
+            e.rcv_wnd = read::u32_field(sk, global!(OFFSETS.rcv_wnd));
+        });
     }
     st.read_bytes = 0;
     st.reads = 0;

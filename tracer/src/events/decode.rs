@@ -201,6 +201,11 @@ impl Decoder {
                     srtt_us: p.srtt_us,
                     rwnd_limited_ms: self.facts.jiffies_ms(p.rwnd_limited_jiffies),
                     busy_ms: self.facts.jiffies_ms(p.busy_jiffies),
+                    sndbuf_limited_ms: self.facts.jiffies_ms(p.sndbuf_limited_jiffies),
+                    sndbuf: p.sndbuf,
+                    sndbuf_locked: p.sndbuf_locked != 0,
+                    cwnd: p.snd_cwnd,
+                    bytes_acked: p.bytes_acked,
                 };
                 out.push(if p.periodic != 0 {
                     self.event(&header, Body::Inflight { window: p.window, sender: sender.clone() })
@@ -248,6 +253,8 @@ impl Decoder {
                         rate: if secs > 0.0 { r.bytes as f64 / secs } else { 0.0 },
                         comm: name,
                         cgroup,
+                        rcv_rtt_us: (r.rcv_rtt_us != 0).then_some(r.rcv_rtt_us),
+                        rcv_wnd: Some(r.rcv_wnd),
                     },
                 ));
             }

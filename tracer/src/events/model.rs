@@ -181,6 +181,21 @@ pub struct SenderState {
     /// it opened (the kernel's tcp_info rwnd_limited and busy_time), in ms.
     pub rwnd_limited_ms: u64,
     pub busy_ms: u64,
+    /// Time it waited for its own send buffer (tcp_info sndbuf_limited), ms. This and what
+    /// follows are absent from recordings made before the tracer read them (then 0).
+    #[serde(default)]
+    pub sndbuf_limited_ms: u64,
+    /// The send buffer (sk_sndbuf), and whether SO_SNDBUF pinned it.
+    #[serde(default)]
+    pub sndbuf: u32,
+    #[serde(default)]
+    pub sndbuf_locked: bool,
+    /// The congestion window, in segments.
+    #[serde(default)]
+    pub cwnd: u32,
+    /// Bytes the peer acknowledged since the open (tp->bytes_acked).
+    #[serde(default)]
+    pub bytes_acked: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -252,6 +267,12 @@ pub enum Body {
         /// decoder's cache of paths.
         #[serde(default)]
         cgroup: Option<Arc<str>>,
+        /// The receiver's round-trip estimate (tcp_info rcv_rtt), µs, once the kernel has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rcv_rtt_us: Option<u32>,
+        /// The window this host offered at the report (tp->rcv_wnd), bytes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rcv_wnd: Option<u32>,
     },
     /// A segment this host dropped for lack of receive space.
     Drop {

@@ -98,7 +98,7 @@ fn body(out: &mut Vec<u8>, body: &Body) {
             key(out, b"comm");
             string(out, comm);
         }
-        Body::Read { bytes, reads, interval_ns, rate, comm, cgroup } => {
+        Body::Read { bytes, reads, interval_ns, rate, comm, cgroup, rcv_rtt_us, rcv_wnd } => {
             field(out, b"bytes", *bytes);
             field(out, b"reads", *reads);
             field(out, b"interval_ns", *interval_ns);
@@ -108,6 +108,12 @@ fn body(out: &mut Vec<u8>, body: &Body) {
             string(out, comm);
             key(out, b"cgroup");
             opt_string(out, cgroup.as_deref());
+            if let Some(rtt) = rcv_rtt_us {
+                field(out, b"rcv_rtt_us", *rtt);
+            }
+            if let Some(window) = rcv_wnd {
+                field(out, b"rcv_wnd", *window);
+            }
         }
         Body::Drop { reason, bytes } => {
             key(out, b"reason");
@@ -188,6 +194,12 @@ fn sender(out: &mut Vec<u8>, s: &SenderState) {
     field(out, b"srtt_us", s.srtt_us);
     field(out, b"rwnd_limited_ms", s.rwnd_limited_ms);
     field(out, b"busy_ms", s.busy_ms);
+    field(out, b"sndbuf_limited_ms", s.sndbuf_limited_ms);
+    field(out, b"sndbuf", s.sndbuf);
+    key(out, b"sndbuf_locked");
+    boolean(out, s.sndbuf_locked);
+    field(out, b"cwnd", s.cwnd);
+    field(out, b"bytes_acked", s.bytes_acked);
 }
 
 #[inline(always)]
@@ -355,13 +367,20 @@ mod tests {
     }
 
     fn sender() -> impl Strategy<Value = SenderState> {
-        (any::<[u32; 4]>(), any::<u64>(), any::<u64>()).prop_map(|(v, l, b)| SenderState {
-            in_flight: v[0],
-            unsent: v[1],
-            mss: v[2],
-            srtt_us: v[3],
-            rwnd_limited_ms: l,
-            busy_ms: b,
+        (any::<[u32; 6]>(), any::<[u64; 4]>(), any::<bool>()).prop_map(|(v, l, locked)| {
+            SenderState {
+                in_flight: v[0],
+                unsent: v[1],
+                mss: v[2],
+                srtt_us: v[3],
+                rwnd_limited_ms: l[0],
+                busy_ms: l[1],
+                sndbuf_limited_ms: l[2],
+                sndbuf: v[4],
+                sndbuf_locked: locked,
+                cwnd: v[5],
+                bytes_acked: l[3],
+            }
         })
     }
 
@@ -425,18 +444,23 @@ mod tests {
                 any::<u64>(),
                 float(),
                 name(),
-                proptest::option::of(name())
+                proptest::option::of(name()),
+                any::<[Option<u32>; 2]>(),
             )
-                .prop_map(|(bytes, reads, interval_ns, rate, comm, cgroup)| {
-                    Body::Read {
-                        bytes,
-                        reads,
-                        interval_ns,
-                        rate,
-                        comm: comm.into(),
-                        cgroup: cgroup.map(Into::into),
+                .prop_map(
+                    |(bytes, reads, interval_ns, rate, comm, cgroup, rtt_wnd)| {
+                        Body::Read {
+                            bytes,
+                            reads,
+                            interval_ns,
+                            rate,
+                            comm: comm.into(),
+                            cgroup: cgroup.map(Into::into),
+                            rcv_rtt_us: rtt_wnd[0],
+                            rcv_wnd: rtt_wnd[1],
+                        }
                     }
-                }),
+                ),
             (name(), any::<u32>())
                 .prop_map(|(reason, bytes)| Body::Drop { reason: reason.into(), bytes }),
             (any::<[bool; 3]>(), any::<[u8; 2]>(), any::<[u32; 2]>(), proptest::option::of(name()))

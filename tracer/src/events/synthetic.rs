@@ -145,9 +145,11 @@ fn step(slot: &mut Slot, trouble: bool, ts_ns: u64, out: &mut Vec<u8>) {
                     bytes: 65536,
                     interval_ns: 20_000_000,
                     reads: 16,
-                    _pad: 0,
+                    rcv_rtt_us: 250,
                     comm: comm_of(slot),
                     cgroup: 0,
+                    rcv_wnd: 131072,
+                    _pad: 0,
                 },
             ),
             _ => push(
@@ -263,6 +265,12 @@ fn peer(
         srtt_us: 250,
         rwnd_limited_jiffies: slot.rwnd_limited_jiffies,
         busy_jiffies: slot.busy_jiffies,
+        sndbuf_limited_jiffies: 0,
+        sndbuf: 87040,
+        snd_cwnd: 10,
+        sndbuf_locked: 0,
+        _pad2: [0; 3],
+        bytes_acked: slot.busy_jiffies as u64 * 1448,
     }
 }
 

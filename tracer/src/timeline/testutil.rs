@@ -98,7 +98,19 @@ pub fn local_state(window: u32, unread: u32, rcvbuf: u32) -> LocalState {
 }
 
 pub fn sender(in_flight: u32, unsent: u32, rwnd_limited_ms: u64, busy_ms: u64) -> SenderState {
-    SenderState { in_flight, unsent, mss: 1448, srtt_us: 40_000, rwnd_limited_ms, busy_ms }
+    SenderState {
+        in_flight,
+        unsent,
+        mss: 1448,
+        srtt_us: 40_000,
+        rwnd_limited_ms,
+        busy_ms,
+        sndbuf_limited_ms: 0,
+        sndbuf: 87040,
+        sndbuf_locked: false,
+        cwnd: 10,
+        bytes_acked: 0,
+    }
 }
 
 pub fn zero_start(side: Side) -> Body {
@@ -153,6 +165,8 @@ pub fn read(bytes: u64) -> Body {
         rate: bytes as f64 * 10.0,
         comm: "reader".into(),
         cgroup: None,
+        rcv_rtt_us: None,
+        rcv_wnd: None,
     }
 }
 
