@@ -28,10 +28,12 @@ pub enum Rule {
     RcvbufPinned,
     /// Segments dropped for lack of receive space.
     FlowControlDrops,
+    /// A transfer runs at the cap its receive window sets (window / RTT).
+    WindowLimitsThroughput,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 7] = [
+    pub const ALL: [Rule; 8] = [
         Rule::ZeroWindowStall,
         Rule::PersistBackoff,
         Rule::ReceiverLimited,
@@ -39,6 +41,7 @@ impl Rule {
         Rule::SillyWindow,
         Rule::RcvbufPinned,
         Rule::FlowControlDrops,
+        Rule::WindowLimitsThroughput,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +53,7 @@ impl Rule {
             Rule::SillyWindow => "silly_window",
             Rule::RcvbufPinned => "rcvbuf_pinned",
             Rule::FlowControlDrops => "flow_control_drops",
+            Rule::WindowLimitsThroughput => "window_limits_throughput",
         }
     }
 }
@@ -92,6 +96,13 @@ pub struct SillyWindow {
     pub repeats: u64,
 }
 
+/// `[window_limits_throughput]`: the transfer reaches this share of window / RTT.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WindowLimitsThroughput {
+    pub enabled: bool,
+    pub cap_pct: f64,
+}
+
 /// `[rcvbuf_pinned]` and `[flow_control_drops]`: resolve after this long without the cause.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QuietRule {
@@ -109,6 +120,7 @@ pub struct Thresholds {
     pub silly_window: SillyWindow,
     pub rcvbuf_pinned: QuietRule,
     pub flow_control_drops: QuietRule,
+    pub window_limits_throughput: WindowLimitsThroughput,
 }
 
 impl Default for Thresholds {
@@ -131,6 +143,9 @@ impl Default for Thresholds {
             silly_window: SillyWindow { enabled: true, repeats: 3 },
             rcvbuf_pinned: QuietRule { enabled: true, quiet_ms: 10_000 },
             flow_control_drops: QuietRule { enabled: true, quiet_ms: 10_000 },
+            // A transfer at 80 % of window / RTT runs at the window's cap: RTT samples and the
+            // rate's interval differ by tens of percent, not by more.
+            window_limits_throughput: WindowLimitsThroughput { enabled: true, cap_pct: 80.0 },
         }
     }
 }
@@ -357,6 +372,13 @@ impl Thresholds {
             "flow_control_drops" => {
                 let s = &mut self.flow_control_drops;
                 vec![("enabled", Field::Flag(&mut s.enabled)), ("quiet_ms", ms(&mut s.quiet_ms))]
+            }
+            "window_limits_throughput" => {
+                let s = &mut self.window_limits_throughput;
+                vec![
+                    ("enabled", Field::Flag(&mut s.enabled)),
+                    ("cap_pct", Field::Percent(&mut s.cap_pct)),
+                ]
             }
             _ => return None,
         })

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use super::config::ReceiverLimited;
-use crate::events::model::{Body, Event, SenderState, Side};
+use crate::events::model::{Body, Event, SenderState, Side, WindowChoice};
 use crate::timeline::fmt::ns_to_ms;
 use crate::timeline::{Conn, FourTuple};
 
@@ -44,6 +44,11 @@ pub(super) struct Info {
     /// False when the local zero window in progress was set under TCP memory pressure (not
     /// counted in TCPToZeroWindowAdv).
     pub local_counted: Option<bool>,
+    /// Why the latest local window had its size, and the clamp then.
+    pub local_choice: Option<WindowChoice>,
+    pub window_clamp: Option<u32>,
+    /// The sender's congestion window in bytes (cwnd x MSS).
+    pub cwnd_bytes: Option<u64>,
 }
 
 impl Info {
@@ -83,6 +88,13 @@ impl Info {
             unsent: c.sender.as_ref().map(|s| s.unsent),
             episode_probes: c.peer.open().map_or(0, |e| e.probes),
             local_counted: c.local.open().and_then(|e| e.counted),
+            local_choice: receiver.and_then(|r| r.choice),
+            window_clamp: receiver.map(|r| r.window_clamp),
+            cwnd_bytes: c
+                .sender
+                .as_ref()
+                .and_then(|s| Some(u64::from(s.limits?.cwnd) * u64::from(s.mss)))
+                .filter(|&b| b > 0),
         }
     }
 }
@@ -107,6 +119,17 @@ pub(super) struct Interval {
     pub unsent: u32,
     /// At or above the receiver_limited share, with data waiting to be sent.
     pub limited: bool,
+    /// Bytes the peer acknowledged per second over the interval (None where the kernel's
+    /// count was not read: older recordings).
+    pub delivered_bps: Option<f64>,
+}
+
+/// A read report as the rules need it.
+pub(super) struct ReadSeen {
+    /// Bytes per second the application read.
+    pub rate: f64,
+    pub rcv_rtt_us: Option<u32>,
+    pub rcv_wnd: Option<u32>,
 }
 
 /// One thing an event showed about a live connection. An event's observations come in this
@@ -129,6 +152,8 @@ pub(super) enum Seen<'e> {
     RcvbufLocked,
     /// A segment was dropped for lack of receive space.
     Drop { reason: &'e str, bytes: u32 },
+    /// The reading process's report.
+    Read(ReadSeen),
     /// Everything the event changed is in.
     Settled,
 }
@@ -143,6 +168,7 @@ impl Seen<'_> {
     pub(super) const RCVBUF_LOCKED: u16 = 1 << 6;
     pub(super) const DROP: u16 = 1 << 7;
     pub(super) const SETTLED: u16 = 1 << 8;
+    pub(super) const READ: u16 = 1 << 9;
 
     /// This observation's kind, as one of the bits a rule's `Check::sees` combines.
     pub(super) fn bit(&self) -> u16 {
@@ -156,6 +182,7 @@ impl Seen<'_> {
             Seen::RcvbufLocked => Self::RCVBUF_LOCKED,
             Seen::Drop { .. } => Self::DROP,
             Seen::Settled => Self::SETTLED,
+            Seen::Read(_) => Self::READ,
         }
     }
 }
@@ -169,6 +196,7 @@ pub(super) type SeenList<'e> = SmallVec<[Seen<'e>; 8]>;
 struct Sample {
     ts_ns: u64,
     rwnd_limited_ms: u64,
+    bytes_acked: Option<u64>,
 }
 
 /// What the rules share about one connection between its events.
@@ -258,6 +286,11 @@ impl Facts {
             }
             Body::RcvSpace { rcvbuf_locked: true, .. } => seen.push(Seen::RcvbufLocked),
             Body::Drop { reason, bytes } => seen.push(Seen::Drop { reason, bytes: *bytes }),
+            Body::Read { rate, rcv_rtt_us, rcv_wnd, .. } => seen.push(Seen::Read(ReadSeen {
+                rate: *rate,
+                rcv_rtt_us: *rcv_rtt_us,
+                rcv_wnd: *rcv_wnd,
+            })),
             _ => {}
         }
         seen.push(Seen::Settled);
@@ -303,7 +336,8 @@ impl Facts {
         ts: u64,
         seen: &mut SeenList<'_>,
     ) {
-        let now = Sample { ts_ns: ts, rwnd_limited_ms: s.rwnd_limited_ms };
+        let bytes_acked = s.limits.map(|l| l.bytes_acked);
+        let now = Sample { ts_ns: ts, rwnd_limited_ms: s.rwnd_limited_ms, bytes_acked };
         let start = match self.interval_start {
             // A counter going backwards is a reset: start a new interval.
             Some(start) if s.rwnd_limited_ms >= start.rwnd_limited_ms => start,
@@ -324,6 +358,10 @@ impl Facts {
         let waits = s.in_flight > 0 || s.unsent > 0;
         self.receiver_limited = pct >= limits.limited_pct && waits;
         self.last_limited_pct = Some(pct);
+        let delivered_bps = match (start.bytes_acked, now.bytes_acked) {
+            (Some(from), Some(to)) if to > from => Some((to - from) as f64 * 1e9 / wall_ns as f64),
+            _ => None,
+        };
         seen.push(Seen::Interval(Interval {
             pct,
             limited_ms,
@@ -331,6 +369,7 @@ impl Facts {
             in_flight: s.in_flight,
             unsent: s.unsent,
             limited: self.receiver_limited,
+            delivered_bps,
         }));
     }
 }

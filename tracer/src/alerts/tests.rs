@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use proptest::prelude::*;
 
 use super::*;
-use crate::events::model::{Event, Side};
+use crate::events::model::{Body, Event, Side};
 use crate::timeline::testutil::*;
 use crate::timeline::{ConnTable, Limits};
 
@@ -549,7 +549,7 @@ fn thresholds_file_errors_name_file_line_and_key() {
         err("\n[zero_window_stal]\nwarning_ms = 1\n"),
         "/etc/tracer.toml:2: unknown section [zero_window_stal] (known: zero_window_stall, \
          persist_backoff, receiver_limited, window_scaling_missing, silly_window, \
-         rcvbuf_pinned, flow_control_drops)"
+         rcvbuf_pinned, flow_control_drops, window_limits_throughput)"
     );
     assert_eq!(
         err("[zero_window_stall]\nwarning_ms = \"1s\"\n"),
@@ -768,4 +768,104 @@ proptest! {
         }
         let _ = table.summaries(0);
     }
+}
+
+/// A sender sample `s` seconds in: 800 ms of each second held by the peer's window, `acked_per_s`
+/// bytes acknowledged each second, a congestion window of `cwnd` segments.
+fn held_sender(s: u64, acked_per_s: u64, cwnd: u32) -> crate::events::model::SenderState {
+    let mut state = sender(60_000, 500_000, s * 800, s * 1000);
+    if let Some(limits) = &mut state.limits {
+        limits.cwnd = cwnd;
+        limits.bytes_acked = s * acked_per_s;
+    }
+    state
+}
+
+#[test]
+fn window_limits_throughput_on_the_sender_names_the_cap_and_the_bdp() {
+    let mut r = Run::new(Thresholds::default());
+    // 64 KiB window, 40 ms RTT: a cap of 1.6 MB/s; 1.5 MB/s delivered, cwnd 100 x 1448 bytes.
+    for s in 0..=5 {
+        r.feed(at(s * 1000, 1, inflight(65535, held_sender(s, 1_500_000, 100))));
+    }
+    let fired = r.of_rule(Rule::WindowLimitsThroughput);
+    assert_eq!(fired.len(), 1, "{:?}", r.brief());
+    let a = fired[0];
+    assert_eq!((a.kind, a.side, a.ts_ns), (Fired, Some(Side::Peer), 5000 * MS));
+    assert_eq!(a.evidence["cap_bps"], 1_638_375.0);
+    assert_eq!(a.evidence["delivered_bps"], 1_500_000.0);
+    assert!(a.explanation.contains("caps the transfer at 1.6 MiB/s"), "{}", a.explanation);
+    // BDP at the congestion window's rate is the congestion window: 2 x 144,800 bytes.
+    assert!(a.fix.contains("2 x BDP = 282.8 KiB"), "{}", a.fix);
+    // Delivering a tenth of the cap: not the window's doing any more.
+    for s in 6..=10 {
+        r.feed(at(s * 1000, 1, inflight(65535, held_sender(s, 150_000, 100))));
+    }
+    let all = r.of_rule(Rule::WindowLimitsThroughput);
+    assert_eq!(all.len(), 2);
+    assert_eq!((all[1].kind, all[1].ts_ns), (Resolved, 10_000 * MS));
+}
+
+#[test]
+fn window_limits_throughput_needs_a_congestion_window_that_would_carry_more() {
+    let mut r = Run::new(Thresholds::default());
+    // cwnd 10 x 1448 = 14 KiB, below the 64 KiB window: the network, not the window, limits.
+    for s in 0..=5 {
+        r.feed(at(s * 1000, 1, inflight(65535, held_sender(s, 1_500_000, 10))));
+    }
+    assert!(r.of_rule(Rule::WindowLimitsThroughput).is_empty(), "{:?}", r.brief());
+}
+
+#[test]
+fn window_limits_throughput_on_the_receiver_names_the_setting() {
+    use crate::events::model::{Limit, WindowChoice};
+    let mut r = Run::new(Thresholds::default());
+    let mut state = local_state(32_768, 0, 32_768);
+    state.choice = Some(WindowChoice {
+        limited_by: Limit::BufferMax,
+        wanted: 32_768,
+        wanted_exact: false,
+        rcv_mss: 1448,
+        advmss: 1448,
+        backlog: 0,
+        rcvbuf_locked: true,
+        memory_pressure: false,
+        rmem_max: Some(6 << 20),
+        scaling_ratio: None,
+    });
+    r.feed(at(0, 1, open(true, 1448)));
+    r.feed(at(
+        10,
+        1,
+        Body::Window {
+            side: Side::Local,
+            window: 32_768,
+            raw_window: 256,
+            wscale: 7,
+            local: Some(state),
+            sender: None,
+        },
+    ));
+    // 32 KiB per 40 ms is 819 KB/s; the reader takes 800 KB/s, then 100 KB/s.
+    let mut report = |ms: u64, bytes: u64| {
+        let mut body = read(bytes);
+        if let Body::Read { rate, rcv_rtt_us, rcv_wnd, .. } = &mut body {
+            *rate = bytes as f64;
+            *rcv_rtt_us = Some(40_000);
+            *rcv_wnd = Some(32_768);
+        }
+        r.feed(at(ms, 1, body));
+    };
+    report(1000, 800_000);
+    report(2000, 100_000);
+    let all = r.of_rule(Rule::WindowLimitsThroughput);
+    assert_eq!(all.len(), 2, "{:?}", r.brief());
+    let a = all[0];
+    assert_eq!((a.kind, a.side), (Fired, Some(Side::Local)));
+    assert_eq!(a.evidence["limited_by"], "buffer_max");
+    assert_eq!(
+        a.fix,
+        "remove SO_RCVBUF=16.0 KiB from reader (pid 42): a pinned buffer cannot autotune"
+    );
+    assert_eq!((all[1].kind, all[1].ts_ns), (Resolved, 2000 * MS));
 }

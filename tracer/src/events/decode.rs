@@ -12,7 +12,7 @@ use std::{
 use compact_str::{format_compact, CompactString};
 
 use super::limit;
-pub use super::model::{Body, Event, LocalState, SenderState, Side};
+pub use super::model::{Body, Event, LocalState, SendLimits, SenderState, Side};
 
 use tracer_common::event::{
     DropEvent, EventHeader, LifecycleEvent, OwnerEvent, PeerEvent, ProbeEvent, RcvSpaceEvent,
@@ -201,11 +201,13 @@ impl Decoder {
                     srtt_us: p.srtt_us,
                     rwnd_limited_ms: self.facts.jiffies_ms(p.rwnd_limited_jiffies),
                     busy_ms: self.facts.jiffies_ms(p.busy_jiffies),
-                    sndbuf_limited_ms: self.facts.jiffies_ms(p.sndbuf_limited_jiffies),
-                    sndbuf: p.sndbuf,
-                    sndbuf_locked: p.sndbuf_locked != 0,
-                    cwnd: p.snd_cwnd,
-                    bytes_acked: p.bytes_acked,
+                    limits: Some(SendLimits {
+                        sndbuf_limited_ms: self.facts.jiffies_ms(p.sndbuf_limited_jiffies),
+                        sndbuf: p.sndbuf,
+                        sndbuf_locked: p.sndbuf_locked != 0,
+                        cwnd: p.snd_cwnd,
+                        bytes_acked: p.bytes_acked,
+                    }),
                 };
                 out.push(if p.periodic != 0 {
                     self.event(&header, Body::Inflight { window: p.window, sender: sender.clone() })

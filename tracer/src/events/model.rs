@@ -65,7 +65,7 @@ pub struct LocalState {
 
 /// The kernel's window choice (`__tcp_select_window`, then tcp_select_window's no-shrink rule):
 /// what held the window at its size, with the inputs that say so.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WindowChoice {
     pub limited_by: Limit,
     /// The window the kernel wanted before the no-shrink rule (bytes).
@@ -181,20 +181,23 @@ pub struct SenderState {
     /// it opened (the kernel's tcp_info rwnd_limited and busy_time), in ms.
     pub rwnd_limited_ms: u64,
     pub busy_ms: u64,
-    /// Time it waited for its own send buffer (tcp_info sndbuf_limited), ms. This and what
-    /// follows are absent from recordings made before the tracer read them (then 0).
-    #[serde(default)]
+    /// What else held the sender, and what it delivered. Absent from recordings made before
+    /// the tracer read them.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<SendLimits>,
+}
+
+/// The sender's own limits and progress, next to the peer's window.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SendLimits {
+    /// Time it waited for its own send buffer (tcp_info sndbuf_limited), ms.
     pub sndbuf_limited_ms: u64,
     /// The send buffer (sk_sndbuf), and whether SO_SNDBUF pinned it.
-    #[serde(default)]
     pub sndbuf: u32,
-    #[serde(default)]
     pub sndbuf_locked: bool,
     /// The congestion window, in segments.
-    #[serde(default)]
     pub cwnd: u32,
     /// Bytes the peer acknowledged since the open (tp->bytes_acked).
-    #[serde(default)]
     pub bytes_acked: u64,
 }
 

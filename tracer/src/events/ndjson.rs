@@ -194,12 +194,14 @@ fn sender(out: &mut Vec<u8>, s: &SenderState) {
     field(out, b"srtt_us", s.srtt_us);
     field(out, b"rwnd_limited_ms", s.rwnd_limited_ms);
     field(out, b"busy_ms", s.busy_ms);
-    field(out, b"sndbuf_limited_ms", s.sndbuf_limited_ms);
-    field(out, b"sndbuf", s.sndbuf);
-    key(out, b"sndbuf_locked");
-    boolean(out, s.sndbuf_locked);
-    field(out, b"cwnd", s.cwnd);
-    field(out, b"bytes_acked", s.bytes_acked);
+    if let Some(l) = &s.limits {
+        field(out, b"sndbuf_limited_ms", l.sndbuf_limited_ms);
+        field(out, b"sndbuf", l.sndbuf);
+        key(out, b"sndbuf_locked");
+        boolean(out, l.sndbuf_locked);
+        field(out, b"cwnd", l.cwnd);
+        field(out, b"bytes_acked", l.bytes_acked);
+    }
 }
 
 #[inline(always)]
@@ -319,7 +321,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::events::model::Limit;
+    use crate::events::model::{Limit, SendLimits};
 
     fn name() -> impl Strategy<Value = String> {
         // Mostly plain names, sometimes ones that need escaping or are not ASCII.
@@ -367,20 +369,21 @@ mod tests {
     }
 
     fn sender() -> impl Strategy<Value = SenderState> {
-        (any::<[u32; 6]>(), any::<[u64; 4]>(), any::<bool>()).prop_map(|(v, l, locked)| {
-            SenderState {
-                in_flight: v[0],
-                unsent: v[1],
-                mss: v[2],
-                srtt_us: v[3],
-                rwnd_limited_ms: l[0],
-                busy_ms: l[1],
-                sndbuf_limited_ms: l[2],
-                sndbuf: v[4],
+        let limits = proptest::option::of((any::<[u32; 2]>(), any::<[u64; 2]>(), any::<bool>()));
+        (any::<[u32; 4]>(), any::<[u64; 2]>(), limits).prop_map(|(v, l, limits)| SenderState {
+            in_flight: v[0],
+            unsent: v[1],
+            mss: v[2],
+            srtt_us: v[3],
+            rwnd_limited_ms: l[0],
+            busy_ms: l[1],
+            limits: limits.map(|(n, m, locked)| SendLimits {
+                sndbuf_limited_ms: m[0],
+                sndbuf: n[0],
                 sndbuf_locked: locked,
-                cwnd: v[5],
-                bytes_acked: l[3],
-            }
+                cwnd: n[1],
+                bytes_acked: m[1],
+            }),
         })
     }
 

@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use proptest::prelude::*;
 
-use crate::events::model::{Body, Event, LocalState, SenderState, Side};
+use crate::events::model::{Body, Event, LocalState, SendLimits, SenderState, Side};
 
 /// One millisecond in nanoseconds.
 pub const MS: u64 = 1_000_000;
@@ -105,11 +105,13 @@ pub fn sender(in_flight: u32, unsent: u32, rwnd_limited_ms: u64, busy_ms: u64) -
         srtt_us: 40_000,
         rwnd_limited_ms,
         busy_ms,
-        sndbuf_limited_ms: 0,
-        sndbuf: 87040,
-        sndbuf_locked: false,
-        cwnd: 10,
-        bytes_acked: 0,
+        limits: Some(SendLimits {
+            sndbuf_limited_ms: 0,
+            sndbuf: 87040,
+            sndbuf_locked: false,
+            cwnd: 10,
+            bytes_acked: 0,
+        }),
     }
 }
 

@@ -6,6 +6,7 @@ mod persist_backoff;
 mod rcvbuf_pinned;
 mod receiver_limited;
 mod silly_window;
+mod window_limits_throughput;
 mod window_scaling_missing;
 mod zero_window_stall;
 
@@ -22,5 +23,8 @@ pub(super) fn all(th: &Thresholds) -> Vec<Box<dyn Check>> {
         Box::new(silly_window::SillyWindow::new(&th.silly_window)),
         Box::new(rcvbuf_pinned::RcvbufPinned::new(&th.rcvbuf_pinned)),
         Box::new(flow_control_drops::FlowControlDrops::new(&th.flow_control_drops)),
+        Box::new(window_limits_throughput::WindowLimitsThroughput::new(
+            &th.window_limits_throughput,
+        )),
     ]
 }

@@ -34,7 +34,7 @@ impl Check for ReceiverLimited {
         if !self.cfg.enabled {
             return;
         }
-        let Interval { pct, limited_ms, interval_ms, in_flight, unsent, limited } = *iv;
+        let Interval { pct, limited_ms, interval_ms, in_flight, unsent, limited, .. } = *iv;
         let info = cx.info();
         if limited {
             cx.fire(Some(Side::Peer), Severity::Warning, ts, || {
