@@ -1286,3 +1286,115 @@ fn a_window_clamp_is_named_with_its_size() {
     let verdict = summary["verdict"].as_str().unwrap_or("");
     assert!(verdict.contains("window_clamp at 16.0 KiB"), "{verdict}");
 }
+
+/// Whether netem could delay `lo` here (the 6.1 guest loads it; this host's kernel has none).
+fn netem_delay(ms: u32) -> bool {
+    let out = Command::new("tc")
+        .args(["qdisc", "add", "dev", "lo", "root", "netem", "delay", &format!("{ms}ms")])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => true,
+        Ok(o) => {
+            eprintln!("netem is not available: {}", String::from_utf8_lossy(&o.stderr).trim());
+            false
+        }
+        Err(e) => {
+            eprintln!("tc is not available: {e}");
+            false
+        }
+    }
+}
+
+/// The case: a path with a real RTT (netem, 40 ms) and a small tcp_rmem max. The
+/// receiving end's window is held by the buffer at its maximum and the transfer runs at
+/// window / RTT: window_limits_throughput names tcp_rmem and its value, its cap agrees with the
+/// rate the application received, and raising the sysctl resolves it.
+#[test]
+#[ignore = "needs root and a live kernel: run through `cargo xtask test`"]
+fn a_buffer_at_tcp_rmem_max_caps_the_transfer_and_is_named() {
+    if !in_guest() {
+        eprintln!(
+            "skipped: needs netem, which only the 6.1 guest has (this host's kernel lacks it)"
+        );
+        return;
+    }
+    let port = test_port() + 32;
+    let tracer = Tracer::start(&["--port", &port.to_string()]);
+    let received = in_new_netns(move || {
+        assert!(netem_delay(20), "the 6.1 guest must have netem (sch_netem.ko, tc)");
+        std::fs::write("/proc/sys/net/ipv4/tcp_rmem", "4096 131072 262144").expect("tcp_rmem");
+        let addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let listener = TcpListener::bind((addr, port)).expect("bind");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let sender = thread::spawn(move || {
+            let mut s = TcpStream::connect((addr, port)).expect("connect");
+            let chunk = vec![0x5a_u8; 64 * 1024];
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                if s.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        });
+        let (mut conn, _) = listener.accept().expect("accept");
+        // Bytes received in each whole second: the rate the wire carried to the application.
+        let mut per_second = Vec::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let start = Instant::now();
+        let mut second = (0, 0u64);
+        while start.elapsed() < Duration::from_secs(12) {
+            if start.elapsed() >= Duration::from_secs(7) && second.0 == 6 {
+                // Room to grow: the buffer autotunes past the old maximum.
+                std::fs::write("/proc/sys/net/ipv4/tcp_rmem", "4096 131072 8388608")
+                    .expect("raise tcp_rmem");
+            }
+            let n = conn.read(&mut buf).expect("read");
+            let now = start.elapsed().as_secs();
+            if now != second.0 {
+                per_second.push(second);
+                second = (now, 0);
+            }
+            second.1 += n as u64;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(conn);
+        let _ = sender.join();
+        per_second
+    });
+    thread::sleep(Duration::from_millis(300));
+    let events = tracer.stop();
+    let fired: Vec<&Value> = alerts(&events, "window_limits_throughput")
+        .into_iter()
+        .filter(|a| a["sport"] == port && a["side"] == "local")
+        .collect();
+    assert!(!fired.is_empty(), "window_limits_throughput did not fire for the receiver");
+    let a = fired[0];
+    assert_eq!(a["evidence"]["limited_by"], "buffer_max", "{a}");
+    assert_eq!(a["evidence"]["rmem_max"], 262_144, "{a}");
+    let fix = a["fix"].as_str().unwrap_or("");
+    assert!(fix.contains("net.ipv4.tcp_rmem max (now 256.0 KiB)"), "{fix}");
+    // The cap against what the application received in the seconds before the alert.
+    let cap = a["evidence"]["cap_bps"].as_f64().expect("cap_bps");
+    let fired_s = (a["ts_ns"].as_u64().unwrap_or(0)
+        - events.iter().find(|e| kind(e) == "open").and_then(|e| e["ts_ns"].as_u64()).unwrap_or(0))
+        / 1_000_000_000;
+    let wire: Vec<f64> = received
+        .iter()
+        .filter(|(s, _)| *s >= 2 && *s < 7 && *s <= fired_s + 1)
+        .map(|(_, b)| *b as f64)
+        .collect();
+    assert!(!wire.is_empty(), "no whole second before the alert: {received:?}");
+    let mean = wire.iter().sum::<f64>() / wire.len() as f64;
+    assert!(
+        (cap - mean).abs() <= 0.10 * mean,
+        "cap {cap} B/s vs {mean} B/s received ({received:?})"
+    );
+    let resolved = events.iter().any(|e| {
+        kind(e) == "alert_resolved"
+            && e["rule"] == "window_limits_throughput"
+            && e["sport"] == port
+            && e["side"] == "local"
+            && e["ts_ns"].as_u64() > a["ts_ns"].as_u64()
+    });
+    assert!(resolved, "raising tcp_rmem did not resolve the alert");
+}

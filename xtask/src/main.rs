@@ -44,8 +44,12 @@ enum Cmd {
     /// Run every test: unit tests, kernel tests on this host, kernel tests in a 6.1 QEMU guest.
     Test {
         /// Skip the QEMU guest.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "vm_only")]
         no_vm: bool,
+        /// Only the QEMU guest's kernel tests, optionally only those whose name contains
+        /// FILTER (for working on one kernel test; CI runs everything).
+        #[arg(long, value_name = "FILTER", num_args = 0..=1, default_missing_value = "")]
+        vm_only: Option<String>,
     },
     /// Measure the tracer's overhead beside a bpftrace script of the same hooks and tcpdump, on
     /// loopback bulk (iperf3), a new connection per HTTP request (nginx, ab) and 20,000 held
@@ -89,7 +93,10 @@ fn main() -> ExitCode {
         Cmd::Build => setup::all().and_then(|()| build::tracer().map(drop)),
         Cmd::KernelPrograms { out_dir } => build::kernel_programs_into(&out_dir),
         Cmd::Run { args } => setup::all().and_then(|()| build::run(&args)),
-        Cmd::Test { no_vm } => setup::all().and_then(|()| test::all(!no_vm)),
+        Cmd::Test { no_vm, vm_only: None } => setup::all().and_then(|()| test::all(!no_vm)),
+        Cmd::Test { vm_only: Some(filter), .. } => {
+            setup::all().and_then(|()| test::guest_only(&filter))
+        }
         Cmd::Bench { memory: true, .. } => {
             setup::all().and_then(|()| build::tracer()).and_then(|t| bench_memory::run(&t))
         }

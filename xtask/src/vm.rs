@@ -38,6 +38,8 @@ pub struct Kernel {
     pub config: PathBuf,
     /// `uname -r` in the guest, e.g. "6.1.0-56-cloud-amd64".
     pub release: String,
+    /// The package's netem qdisc module (delay and loss for the tests), when it has one.
+    pub netem: Option<PathBuf>,
 }
 
 /// Ensures qemu, busybox-static and cpio are installed and returns the newest Debian 12 cloud
@@ -157,8 +159,10 @@ fn kernel_in(dir: &Path) -> Result<Kernel> {
         let dir = dir.display();
         bail!("{dir} lacks boot/vmlinuz-{release} or its config; delete it to extract again");
     }
+    let netem = dir.join(format!("lib/modules/{release}/kernel/net/sched/sch_netem.ko"));
+    let netem = netem.is_file().then_some(netem);
     let release = release.to_owned();
-    Ok(Kernel { vmlinuz, config, release })
+    Ok(Kernel { vmlinuz, config, release, netem })
 }
 
 /// Writes a gzip'd newc cpio initramfs to `out`: static busybox with its applets in /bin, each

@@ -16,6 +16,8 @@ pub enum Sort {
     Connection,
     Process,
     LocalWindow,
+    /// What holds the local window (the kernel's order of tests).
+    Limit,
     PeerWindow,
     InFlight,
     State,
@@ -27,11 +29,12 @@ pub enum Sort {
 }
 
 impl Sort {
-    const ORDER: [Sort; 12] = [
+    const ORDER: [Sort; 13] = [
         Sort::Worst,
         Sort::Connection,
         Sort::Process,
         Sort::LocalWindow,
+        Sort::Limit,
         Sort::PeerWindow,
         Sort::InFlight,
         Sort::State,
@@ -55,6 +58,7 @@ impl Sort {
             Sort::Connection => "connection",
             Sort::Process => "process",
             Sort::LocalWindow => "local window",
+            Sort::Limit => "window limit",
             Sort::PeerWindow => "peer window",
             Sort::InFlight => "in flight",
             Sort::State => "state",
@@ -81,6 +85,11 @@ impl Sort {
                 .cmp(&(b.tuple.saddr, b.tuple.sport, b.tuple.daddr, b.tuple.dport)),
             Sort::Process => a.process.cmp(&b.process),
             Sort::LocalWindow => small_first(a.local_window, b.local_window),
+            // By name, connections without an explained window last.
+            Sort::Limit => match (a.local_limit, b.local_limit) {
+                (Some(x), Some(y)) => x.as_str().cmp(y.as_str()),
+                (x, y) => y.is_some().cmp(&x.is_some()),
+            },
             Sort::PeerWindow => small_first(a.peer_window, b.peer_window),
             Sort::InFlight => b.in_flight.cmp(&a.in_flight),
             Sort::State => b.state.badness().cmp(&a.state.badness()),

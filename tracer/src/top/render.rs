@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     alerts::{AlertKind, Severity},
-    events::model::Side,
+    events::model::{Limit, Side},
     timeline::fmt::{bytes_tight, duration_ms, endpoint, who_short},
 };
 
@@ -38,6 +38,7 @@ enum Col {
     Conn,
     Process,
     LocalWindow,
+    Limit,
     PeerWindow,
     InFlight,
     State,
@@ -49,10 +50,11 @@ enum Col {
 }
 
 impl Col {
-    const DISPLAY: [Col; 11] = [
+    const DISPLAY: [Col; 12] = [
         Col::Conn,
         Col::Process,
         Col::LocalWindow,
+        Col::Limit,
         Col::PeerWindow,
         Col::InFlight,
         Col::State,
@@ -64,7 +66,7 @@ impl Col {
     ];
     /// What a narrow terminal keeps, most important first; the sparkline comes after `Rwnd`
     /// (see `fit_columns`) and takes what is left.
-    const PRIORITY: [Col; 11] = [
+    const PRIORITY: [Col; 12] = [
         Col::Conn,
         Col::State,
         Col::Zero,
@@ -74,6 +76,7 @@ impl Col {
         Col::Probes,
         Col::Drops,
         Col::Rwnd,
+        Col::Limit,
         Col::InFlight,
         Col::Backoff,
     ];
@@ -84,6 +87,7 @@ impl Col {
             Col::Conn => ("connection (local > peer)", 0, false, Sort::Connection),
             Col::Process => ("process", 16, false, Sort::Process),
             Col::LocalWindow => ("local wnd", 9, true, Sort::LocalWindow),
+            Col::Limit => ("limited by", 15, false, Sort::Limit),
             Col::PeerWindow => ("peer wnd", 9, true, Sort::PeerWindow),
             Col::InFlight => ("in flight", 9, true, Sort::InFlight),
             Col::State => ("state", 14, false, Sort::State),
@@ -345,6 +349,7 @@ fn cell(col: Col, row: &Row, theme: Theme) -> Cell<'static> {
         Col::Conn => Cell::from(format!("{} > {}", row.local, row.peer)),
         Col::Process => Cell::from(keep_pid(&row.process, usize::from(Col::Process.spec().1))),
         Col::LocalWindow => window(row.local_window),
+        Col::Limit => Cell::from(row.local_limit.map_or("-", Limit::as_str)),
         Col::PeerWindow => window(row.peer_window),
         Col::InFlight => {
             aligned(row.in_flight.map_or("-".to_string(), |n| bytes_tight(u64::from(n))), true)

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::{
-    events::model::Side,
+    events::model::{Limit, Side},
     timeline::{
         fmt::{endpoint, ns_to_ms, who_short},
         Conn, ConnKey, ConnTable, FourTuple,
@@ -93,6 +93,8 @@ pub struct Row {
     /// "comm/pid" as the summary prints it.
     pub process: String,
     pub local_window: Option<u32>,
+    /// What held the latest local window.
+    pub local_limit: Option<Limit>,
     pub peer_window: Option<u32>,
     /// This host's unacknowledged bytes (latest sample).
     pub in_flight: Option<u32>,
@@ -131,6 +133,7 @@ impl Row {
             peer: peer_end,
             process,
             local_window: local.window,
+            local_limit: local.receiver.as_ref().and_then(|r| r.choice).map(|c| c.limited_by),
             peer_window: peer.window,
             in_flight: conn.sender.as_ref().map(|s| s.in_flight),
             state,

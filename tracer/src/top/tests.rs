@@ -125,6 +125,9 @@ fn sort_cycles_and_reverses() {
     m.apply(Action::SortNext);
     assert_eq!(m.sort(), (Sort::LocalWindow, false));
     assert_eq!(order(&m)[..2], [port_of(1), port_of(2)]);
+    // What holds the local window: by name, connections without one last.
+    m.apply(Action::SortNext);
+    assert_eq!(m.sort(), (Sort::Limit, false));
     // Around the cycle back to the default.
     for _ in 0..9 {
         m.apply(Action::SortNext);
