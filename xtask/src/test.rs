@@ -220,18 +220,21 @@ fn guest_tests(filter: &str) -> Result<Tally> {
         (tracer, "/bin/tracer".to_string()),
         (tests, "/bin/kernel-tests".to_string()),
         (nstat, "/usr/bin/nstat".to_string()),
-        (ss, "/usr/bin/ss".to_string()),
-        (tc, "/usr/sbin/tc".to_string()),
+        // In /bin, ahead of busybox's own tc applet.
+        (ss, "/bin/ss".to_string()),
+        (tc, "/bin/tc".to_string()),
         // /init installs it as /boot/config-$(uname -r): the agent reads CONFIG_HZ there.
         (kernel.config.clone(), "/boot/config".to_string()),
     ];
     let runs = [("auto", "fentry"), ("kprobe", "kprobe"), ("packet", "cgroup_skb")];
     // TRACER_IN_GUEST: tests that change host-wide settings (tcp_mem) run only here.
     let mut script = String::from("export TRACER_BIN=/bin/tracer TRACER_IN_GUEST=1\nrc=0\n");
-    // netem gives the tests a real round-trip time on lo; a test that needs it says so if absent.
-    if let Some(netem) = &kernel.netem {
-        files.push((netem.clone(), "/lib/modules/sch_netem.ko".to_string()));
-        script.push_str("insmod /lib/modules/sch_netem.ko || echo \"insmod sch_netem failed\"\n");
+    // ss needs the diag modules; netem gives the tests a real round-trip time on lo. A test
+    // that needs one says so if it is missing.
+    for module in &kernel.modules {
+        let name = module.file_name().and_then(|n| n.to_str()).unwrap_or("module.ko");
+        files.push((module.clone(), format!("/lib/modules/{name}")));
+        script.push_str(&format!("insmod /lib/modules/{name} || echo \"insmod {name} failed\"\n"));
     }
     for (hooks, expect) in runs {
         script.push_str(&format!(

@@ -38,8 +38,9 @@ pub struct Kernel {
     pub config: PathBuf,
     /// `uname -r` in the guest, e.g. "6.1.0-56-cloud-amd64".
     pub release: String,
-    /// The package's netem qdisc module (delay and loss for the tests), when it has one.
-    pub netem: Option<PathBuf>,
+    /// Modules the tests load, in load order, where the package has them: inet_diag and
+    /// tcp_diag (what `ss` asks), sch_netem (delay and loss).
+    pub modules: Vec<PathBuf>,
 }
 
 /// Ensures qemu, busybox-static and cpio are installed and returns the newest Debian 12 cloud
@@ -159,10 +160,13 @@ fn kernel_in(dir: &Path) -> Result<Kernel> {
         let dir = dir.display();
         bail!("{dir} lacks boot/vmlinuz-{release} or its config; delete it to extract again");
     }
-    let netem = dir.join(format!("lib/modules/{release}/kernel/net/sched/sch_netem.ko"));
-    let netem = netem.is_file().then_some(netem);
+    let modules = ["net/ipv4/inet_diag.ko", "net/ipv4/tcp_diag.ko", "net/sched/sch_netem.ko"]
+        .iter()
+        .map(|m| dir.join(format!("lib/modules/{release}/kernel/{m}")))
+        .filter(|m| m.is_file())
+        .collect();
     let release = release.to_owned();
-    Ok(Kernel { vmlinuz, config, release, netem })
+    Ok(Kernel { vmlinuz, config, release, modules })
 }
 
 /// Writes a gzip'd newc cpio initramfs to `out`: static busybox with its applets in /bin, each
