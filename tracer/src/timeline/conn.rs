@@ -80,9 +80,6 @@ pub struct Conn {
     pub local: Direction,
     /// Windows the peer advertised (this host sends).
     pub peer: Direction,
-    /// The table's recency stamp of its latest update while live; 0 once no longer live.
-    #[serde(skip)]
-    pub(super) tick: u64,
 }
 
 impl Conn {
@@ -111,7 +108,6 @@ impl Conn {
             reader: None,
             local: Direction::new(Side::Local, episode_cap),
             peer: Direction::new(Side::Peer, episode_cap),
-            tick: 0,
         }
     }
 

@@ -76,7 +76,7 @@ impl ConnTable {
     /// then the share of sending time limited by the peer's window, then probes.
     pub fn summaries(&self, now_ns: u64) -> Vec<ConnSummary> {
         let mut rows: Vec<ConnSummary> =
-            self.iter().map(|(key, conn)| ConnSummary::of(*key, conn, now_ns)).collect();
+            self.iter().map(|(key, conn)| ConnSummary::of(key, conn, now_ns)).collect();
         // Keys are unique, so the order is total and an in-place unstable sort gives the same
         // rows without a stable sort's scratch copy (tens of MB at 100,000 connections).
         rows.sort_unstable_by(worst_first);

@@ -1,11 +1,16 @@
 //! The connection table: finds (or creates) the connection each event belongs to and keeps
 //! memory bounded — every live connection up to a cap (least recently updated evicted first),
 //! plus a bounded number of recently closed ones (oldest closed evicted first).
+//!
+//! Connections sit in a slab: an event reaches its connection through one hash lookup (socket
+//! address to slot) and the slot, and the recency order is a list linked through the slots, so
+//! the per-event work does not grow with the number of connections.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 
+use foldhash::HashMap;
 use serde::Serialize;
 
 use super::conn::{Conn, ConnId, FourTuple};
@@ -13,14 +18,39 @@ use super::names::Names;
 use crate::events::model::{Body, Event};
 
 /// A connection's handle in the table. Serial numbers, not socket addresses: the kernel reuses
-/// a socket's address for a later connection, and both may be in the table (one closed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct ConnKey(u64);
+/// a socket's address for a later connection, and both may be in the table (one closed). The
+/// slot says where it sits; keys order (and print) by serial number alone, as the slot is
+/// decided by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnKey {
+    serial: u64,
+    slot: u32,
+}
 
 impl fmt::Display for ConnKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", self.0)
+        write!(f, "#{}", self.serial)
     }
+}
+
+impl Serialize for ConnKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.serial)
+    }
+}
+
+/// No slot: the end of the recency list.
+const NIL: u32 = u32::MAX;
+
+/// One place in the slab: a connection (None while free) and its links in the recency list.
+#[derive(Debug)]
+struct Entry {
+    key: ConnKey,
+    conn: Option<Box<Conn>>,
+    /// In the recency list (live), with its neighbours there: `prev` updated less recently.
+    live: bool,
+    prev: u32,
+    next: u32,
 }
 
 /// How much the table keeps.
@@ -78,25 +108,27 @@ const ENDED_LOG_CAPACITY: usize = 4096;
 /// Every connection seen, live and recently closed. Pure: time comes only from events.
 ///
 /// Memory per live connection is what a busy host pays: the connection itself (boxed, so the
-/// ordered map holds pointers), one entry in each of the two identity indexes, and one or two
-/// entries in the recency queue.
-#[derive(Debug, Default)]
+/// slab holds pointers), its slot, one entry in the serial-ordered index and one in each of the
+/// two identity indexes.
+#[derive(Debug)]
 pub struct ConnTable {
     limits: Limits,
-    conns: BTreeMap<ConnKey, Box<Conn>>,
+    slots: Vec<Entry>,
+    /// Slots free for reuse.
+    free: Vec<u32>,
+    /// Every connection kept, by serial number: the order of first sighting.
+    order: BTreeMap<u64, u32>,
     next_key: u64,
     /// Live connections by socket address, by 4-tuple for those the kernel named no socket for,
-    /// and by the hash of their 4-tuple (`tuple_hash`) for drops that name no socket.
-    live_socks: HashMap<u64, ConnKey>,
-    live_tuples: HashMap<FourTuple, ConnKey>,
-    by_tuple: HashMap<u64, ConnKey>,
-    /// Live connections now (those whose `Conn::tick` is not 0).
+    /// and by the hash of their 4-tuple (`tuple_hash`) for drops that name no socket: slots.
+    live_socks: HashMap<u64, u32>,
+    live_tuples: HashMap<FourTuple, u32>,
+    by_tuple: HashMap<u64, u32>,
+    /// Live connections now (those in the recency list).
     live_len: usize,
-    /// Recency of live connections, oldest first: (tick, key) at each update. An entry whose
-    /// tick is no longer its connection's is stale and skipped; stale ones are swept out when
-    /// they make up a third of the queue.
-    recency: VecDeque<(u64, ConnKey)>,
-    tick: u64,
+    /// The recency list of live connections: least and most recently updated.
+    oldest: u32,
+    newest: u32,
     /// Process names, shared by the connections.
     names: Names,
     /// Closed connections still kept, by identity (late events), and in closing order.
@@ -106,6 +138,30 @@ pub struct ConnTable {
     ended_seq: u64,
     /// Live connections evicted to stay within `live_capacity`, in all.
     evicted: u64,
+}
+
+impl Default for ConnTable {
+    fn default() -> Self {
+        ConnTable {
+            limits: Limits::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            order: BTreeMap::new(),
+            next_key: 0,
+            live_socks: HashMap::default(),
+            live_tuples: HashMap::default(),
+            by_tuple: HashMap::default(),
+            live_len: 0,
+            oldest: NIL,
+            newest: NIL,
+            names: Names::default(),
+            closed: HashMap::default(),
+            closed_order: VecDeque::new(),
+            ended: VecDeque::new(),
+            ended_seq: 0,
+            evicted: 0,
+        }
+    }
 }
 
 impl ConnTable {
@@ -122,17 +178,18 @@ impl ConnTable {
     /// Update the connection `e` belongs to and return its key. The key of a connection closed
     /// by `e` may already be gone when `closed_capacity` is 0.
     pub fn apply(&mut self, e: &Event) -> ConnKey {
-        self.tick += 1;
         let key = self.locate(e);
         let mut live = false;
-        if let Some(conn) = self.conns.get_mut(&key) {
-            live = conn.tick != 0;
-            conn.apply(e, &mut self.names);
+        if let Some(entry) = self.slots.get_mut(key.slot as usize).filter(|s| s.key == key) {
+            if let Some(conn) = entry.conn.as_deref_mut() {
+                live = entry.live;
+                conn.apply(e, &mut self.names);
+            }
         }
         if live && matches!(e.body, Body::Close { .. }) {
             self.retire(key, e.ts_ns);
         } else if live {
-            self.touch(key);
+            self.touch(key.slot);
         }
         while self.live_len > self.limits.live_capacity {
             let Some(oldest) = self.least_recent() else { break };
@@ -142,7 +199,11 @@ impl ConnTable {
     }
 
     pub fn get(&self, key: &ConnKey) -> Option<&Conn> {
-        self.conns.get(key).map(|c| &**c)
+        self.slots.get(key.slot as usize).filter(|s| s.key == *key)?.conn.as_deref()
+    }
+
+    fn get_mut(&mut self, key: &ConnKey) -> Option<&mut Conn> {
+        self.slots.get_mut(key.slot as usize).filter(|s| s.key == *key)?.conn.as_deref_mut()
     }
 
     #[cfg(test)]
@@ -152,19 +213,30 @@ impl ConnTable {
     }
 
     /// Every connection kept, in order of first sighting.
-    pub fn iter(&self) -> impl Iterator<Item = (&ConnKey, &Conn)> {
-        self.conns.iter().map(|(k, c)| (k, &**c))
+    pub fn iter(&self) -> impl Iterator<Item = (ConnKey, &Conn)> {
+        self.order.values().filter_map(|&slot| {
+            let entry = &self.slots[slot as usize];
+            entry.conn.as_deref().map(|c| (entry.key, c))
+        })
     }
 
     #[cfg(test)]
     /// Connections kept, live and closed.
     pub fn len(&self) -> usize {
-        self.conns.len()
+        self.order.len()
     }
 
     #[cfg(test)]
-    pub fn recency_len(&self) -> usize {
-        self.recency.len()
+    /// The recency list, least recently updated first.
+    pub fn recency(&self) -> Vec<ConnKey> {
+        let mut out = Vec::new();
+        let mut at = self.oldest;
+        while at != NIL {
+            let entry = &self.slots[at as usize];
+            out.push(entry.key);
+            at = entry.next;
+        }
+        out
     }
 
     #[cfg(test)]
@@ -220,7 +292,7 @@ impl ConnTable {
             if !is_open {
                 return key;
             }
-            match self.conns.get_mut(&key) {
+            match self.get_mut(&key) {
                 // Events that arrived before the open of the same connection.
                 Some(c) if c.open_ns.is_none() && c.tuple == tuple => return key,
                 // A late open sent twice (two CPUs reported the quiet connection at once).
@@ -234,7 +306,7 @@ impl ConnTable {
         } else if !is_open {
             // A late event of a connection that just closed.
             if let Some(&key) = self.closed.get(&id) {
-                if self.conns.get(&key).is_some_and(|c| c.tuple == tuple) {
+                if self.get(&key).is_some_and(|c| c.tuple == tuple) {
                     return key;
                 }
             }
@@ -243,72 +315,104 @@ impl ConnTable {
     }
 
     fn create(&mut self, id: ConnId, e: &Event) -> ConnKey {
-        let key = ConnKey(self.next_key);
+        let conn = Box::new(Conn::new(id, e, self.limits.episodes_per_side));
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(Entry {
+                    key: ConnKey { serial: 0, slot: 0 },
+                    conn: None,
+                    live: false,
+                    prev: NIL,
+                    next: NIL,
+                });
+                // Slots past u32::MAX - 1 cannot be named: more connections than memory holds.
+                u32::try_from(self.slots.len() - 1).expect("fewer than 4 G connections kept")
+            }
+        };
+        let key = ConnKey { serial: self.next_key, slot };
         self.next_key += 1;
-        let conn = Conn::new(id, e, self.limits.episodes_per_side);
-        self.by_tuple.insert(tuple_hash(&conn.tuple), key);
-        self.conns.insert(key, Box::new(conn));
+        self.by_tuple.insert(tuple_hash(&conn.tuple), slot);
+        let entry = &mut self.slots[slot as usize];
+        *entry = Entry { key, conn: Some(conn), live: true, prev: NIL, next: NIL };
+        self.order.insert(key.serial, slot);
         match id {
-            ConnId::Sock(sk) => self.live_socks.insert(sk, key),
-            ConnId::Tuple(tuple) => self.live_tuples.insert(tuple, key),
+            ConnId::Sock(sk) => self.live_socks.insert(sk, slot),
+            ConnId::Tuple(tuple) => self.live_tuples.insert(tuple, slot),
         };
         self.live_len += 1;
-        self.touch(key);
+        self.link_newest(slot);
         key
     }
 
     /// The live connection an identity names.
     fn live_get(&self, id: &ConnId) -> Option<ConnKey> {
-        match id {
+        let slot = match id {
             ConnId::Sock(sk) => self.live_socks.get(sk),
             ConnId::Tuple(tuple) => self.live_tuples.get(tuple),
-        }
-        .copied()
+        }?;
+        Some(self.slots[*slot as usize].key)
     }
 
     /// The live connection on a 4-tuple.
     fn live_on(&self, tuple: &FourTuple) -> Option<ConnKey> {
-        let key = *self.by_tuple.get(&tuple_hash(tuple))?;
+        let slot = *self.by_tuple.get(&tuple_hash(tuple))?;
+        let entry = &self.slots[slot as usize];
         // Another 4-tuple with the same hash took the entry: as if not found.
-        self.conns.get(&key).filter(|c| c.tuple == *tuple).map(|_| key)
+        entry.conn.as_ref().filter(|c| c.tuple == *tuple).map(|_| entry.key)
     }
 
-    /// Mark a live connection updated now.
-    fn touch(&mut self, key: ConnKey) {
-        let Some(conn) = self.conns.get_mut(&key) else { return };
-        // Touched twice by one event (made, then updated): one entry, or the sweep could never
-        // bring the queue under its bound and would run at every touch.
-        if conn.tick == self.tick {
+    /// Mark a live connection updated now: it moves to the newest end of the recency list.
+    fn touch(&mut self, slot: u32) {
+        if self.newest == slot {
             return;
         }
-        conn.tick = self.tick;
-        self.recency.push_back((self.tick, key));
-        // Sweep the stale entries once they are a third of the queue: amortised O(1) a touch,
-        // and the queue stays within 1.5 entries per live connection.
-        if self.recency.len() > 1024 && self.recency.len() > self.live_len + self.live_len / 2 {
-            let conns = &self.conns;
-            self.recency.retain(|(tick, key)| conns.get(key).is_some_and(|c| c.tick == *tick));
+        self.unlink(slot);
+        self.link_newest(slot);
+    }
+
+    fn link_newest(&mut self, slot: u32) {
+        let newest = self.newest;
+        let entry = &mut self.slots[slot as usize];
+        entry.prev = newest;
+        entry.next = NIL;
+        match newest {
+            NIL => self.oldest = slot,
+            n => self.slots[n as usize].next = slot,
+        }
+        self.newest = slot;
+    }
+
+    fn unlink(&mut self, slot: u32) {
+        let (prev, next) = {
+            let entry = &self.slots[slot as usize];
+            (entry.prev, entry.next)
+        };
+        match prev {
+            NIL => self.oldest = next,
+            p => self.slots[p as usize].next = next,
+        }
+        match next {
+            NIL => self.newest = prev,
+            n => self.slots[n as usize].prev = prev,
         }
     }
 
-    /// The least recently updated live connection, taken out of the recency queue.
-    fn least_recent(&mut self) -> Option<ConnKey> {
-        while let Some((tick, key)) = self.recency.pop_front() {
-            if self.conns.get(&key).is_some_and(|c| c.tick == tick) {
-                return Some(key);
-            }
-        }
-        None
+    /// The least recently updated live connection.
+    fn least_recent(&self) -> Option<ConnKey> {
+        (self.oldest != NIL).then(|| self.slots[self.oldest as usize].key)
     }
 
-    /// Stop indexing a connection as live (its stale recency entries are skipped later).
+    /// Stop indexing a connection as live.
     fn unindex_live(&mut self, key: ConnKey) -> Option<ConnId> {
-        let conn = self.conns.get_mut(&key)?;
-        if conn.tick != 0 {
-            conn.tick = 0;
+        let entry = self.slots.get_mut(key.slot as usize).filter(|s| s.key == key)?;
+        let was_live = std::mem::replace(&mut entry.live, false);
+        let conn = entry.conn.as_deref()?;
+        let (id, tuple) = (conn.id(), conn.tuple);
+        if was_live {
+            self.unlink(key.slot);
             self.live_len -= 1;
         }
-        let (id, tuple) = (conn.id(), conn.tuple);
         // Another connection may have taken over the identity or the 4-tuple since.
         if self.live_get(&id) == Some(key) {
             match id {
@@ -317,10 +421,19 @@ impl ConnTable {
             };
         }
         let hash = tuple_hash(&tuple);
-        if self.by_tuple.get(&hash) == Some(&key) {
+        if self.by_tuple.get(&hash) == Some(&key.slot) {
             self.by_tuple.remove(&hash);
         }
         Some(id)
+    }
+
+    /// Take a connection out of the table, freeing its slot.
+    fn remove(&mut self, key: ConnKey) -> Option<Box<Conn>> {
+        let entry = self.slots.get_mut(key.slot as usize).filter(|s| s.key == key)?;
+        let conn = entry.conn.take()?;
+        self.order.remove(&key.serial);
+        self.free.push(key.slot);
+        Some(conn)
     }
 
     /// Move a connection from live to closed, forgetting the oldest closed ones past the cap.
@@ -331,7 +444,7 @@ impl ConnTable {
         }
         while self.closed_order.len() > self.limits.closed_capacity {
             let Some(oldest) = self.closed_order.pop_front() else { break };
-            if let Some(conn) = self.conns.remove(&oldest) {
+            if let Some(conn) = self.remove(oldest) {
                 if self.closed.get(&conn.id()) == Some(&oldest) {
                     self.closed.remove(&conn.id());
                 }
@@ -343,7 +456,7 @@ impl ConnTable {
     fn evict(&mut self, key: ConnKey, ts_ns: u64) {
         self.evicted += 1;
         self.unindex_live(key);
-        self.conns.remove(&key);
+        self.remove(key);
         self.log(key, ts_ns, EndReason::Evicted);
     }
 

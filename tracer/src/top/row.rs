@@ -157,7 +157,7 @@ pub fn rows(table: &ConnTable, now_ns: u64, scope: &Scope) -> Vec<Row> {
         .iter()
         .filter(|(_, c)| c.close_ns.is_none_or(|at| now_ns.saturating_sub(at) <= CLOSED_LINGER_NS))
         .filter(|(_, c)| scope.admits(&c.tuple, c.pid))
-        .map(|(key, conn)| Row::of(*key, conn, now_ns))
+        .map(|(key, conn)| Row::of(key, conn, now_ns))
         .collect()
 }
 
