@@ -2,8 +2,6 @@
 //! every rule, runs the rules' timers, resolves a connection's alerts when it ends, and hands
 //! back alerts in time order. It owns the active alerts and publishes them (`active`).
 
-use foldhash::HashMap;
-
 #[cfg(test)]
 use super::alert::Alert;
 use super::book::{ActiveAlert, Book, Change};
@@ -12,7 +10,7 @@ use super::config::{ReceiverLimited, Thresholds};
 use super::facts::Facts;
 use super::{rules, text};
 use crate::events::model::{Body, Event};
-use crate::timeline::{ConnKey, ConnSummary, ConnTable, EndReason};
+use crate::timeline::{Conn, ConnKey, ConnSummary, ConnTable, EndReason};
 
 /// Turns connection-table updates into alerts. Feed it every event after `ConnTable::apply`,
 /// and call `advance` with non-decreasing times: before each event with the event's time, and
@@ -26,9 +24,11 @@ pub struct Engine {
     /// What each of `checks` sees (`Check::sees`), in the same order.
     sees: Vec<u16>,
     book: Book,
-    /// The facts of each connection with anything to watch (boxed: the map's spare slots then
-    /// cost a pointer each, not a whole record).
-    watches: HashMap<ConnKey, Box<Facts>>,
+    /// The facts of each watched connection, at its table slot (`ConnKey::slot`): an event
+    /// finds them without hashing. Slots are reused, so each holds the key it is for.
+    watches: Vec<Option<(ConnKey, Facts)>>,
+    /// Connections watched now.
+    watched: usize,
     /// How far the timers have run.
     clock_ns: u64,
     /// Position in the table's end log.
@@ -45,7 +45,8 @@ impl Engine {
             checks,
             sees,
             book: Book::default(),
-            watches: HashMap::default(),
+            watches: Vec::new(),
+            watched: 0,
             clock_ns: 0,
             ended_cursor: 0,
         }
@@ -71,7 +72,10 @@ impl Engine {
         let Some(conn) = table.get(key).filter(|c| !c.is_closed()) else {
             return self.book.take();
         };
-        let facts = self.watches.entry(*key).or_insert_with(|| Box::new(Facts::new(conn)));
+        self.watch(*key, conn);
+        let Some(Some((_, facts))) = self.watches.get_mut(key.slot()) else {
+            return self.book.take();
+        };
         let seen = facts.update(&self.limits, conn, e);
         let facts = &*facts;
         for s in &seen {
@@ -142,13 +146,13 @@ impl Engine {
     #[cfg(test)]
     pub(super) fn state_sizes(&self) -> (usize, usize, usize) {
         let (timers, fired) = self.book.sizes();
-        (self.watches.len(), timers, fired)
+        (self.watched, timers, fired)
     }
 
     fn run_timers(&mut self, now_ns: u64) {
         self.clock_ns = self.clock_ns.max(now_ns);
         while let Some((due, slot)) = self.book.next_due(self.clock_ns) {
-            let Some(facts) = self.watches.get(&slot.key) else { continue };
+            let Some(facts) = facts_of(&self.watches, &slot.key) else { continue };
             let Some(check) = self.checks.iter_mut().find(|c| c.rule() == slot.rule) else {
                 continue;
             };
@@ -160,10 +164,38 @@ impl Engine {
     /// The connection `key` ended (`why`: close, superseded, evicted): its alerts resolve, and
     /// the rules forget it.
     fn end_watch(&mut self, key: ConnKey, ts_ns: u64, why: &str) {
-        let Some(facts) = self.watches.remove(&key) else { return };
+        let Some(place) =
+            self.watches.get_mut(key.slot()).filter(|w| w.as_ref().is_some_and(|(k, _)| *k == key))
+        else {
+            return;
+        };
+        let Some((_, facts)) = place.take() else { return };
+        self.watched -= 1;
         self.book.end_conn(key, ts_ns, why, |rule| text::ended(&facts.info, rule, why));
         for check in &mut self.checks {
             check.forget(key);
+        }
+    }
+
+    /// Watch the live connection `key` (now `conn`) from now on, if it was not watched yet: its
+    /// facts are then at `key.slot()`.
+    fn watch(&mut self, key: ConnKey, conn: &Conn) {
+        let slot = key.slot();
+        if self.watches.len() <= slot {
+            self.watches.resize_with(slot + 1, || None);
+        }
+        // The table reuses a slot only after its connection ended, which `collect_ended` has
+        // seen by now: another key here is only a leftover, ended as `collect_ended` would.
+        if let Some((other, _)) = &self.watches[slot] {
+            if *other != key {
+                let other = *other;
+                self.end_watch(other, self.clock_ns, "evicted");
+            }
+        }
+        let place = &mut self.watches[slot];
+        if place.is_none() {
+            self.watched += 1;
+            *place = Some((key, Facts::new(conn)));
         }
     }
 
@@ -186,9 +218,10 @@ impl Engine {
             // The log overflowed past us: check every watched connection directly.
             let mut gone: Vec<ConnKey> = self
                 .watches
-                .keys()
+                .iter()
+                .flatten()
+                .map(|(k, _)| *k)
                 .filter(|k| table.get(k).is_none_or(|c| c.is_closed()))
-                .copied()
                 .collect();
             // In connection order, as alerts of the same time always come out.
             gone.sort_unstable();
@@ -198,6 +231,14 @@ impl Engine {
             self.book.retain_fired(|k| table.get(k).is_some());
         }
         self.ended_cursor = table.ended_seq();
+    }
+}
+
+/// The facts of the watched connection `key`, in the engine's `watches`.
+fn facts_of<'a>(watches: &'a [Option<(ConnKey, Facts)>], key: &ConnKey) -> Option<&'a Facts> {
+    match watches.get(key.slot())? {
+        Some((k, facts)) if k == key => Some(facts),
+        _ => None,
     }
 }
 

@@ -33,6 +33,14 @@ impl fmt::Display for ConnKey {
     }
 }
 
+impl ConnKey {
+    /// Where it sits in the table: a small index, reused once the connection leaves, that a
+    /// consumer may use for its own per-connection slab (checking the key it stored there).
+    pub fn slot(&self) -> usize {
+        self.slot as usize
+    }
+}
+
 impl Serialize for ConnKey {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(self.serial)
