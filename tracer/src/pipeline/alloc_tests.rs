@@ -99,7 +99,9 @@ fn steady_connections_cost_no_allocation_per_event() {
 
 #[test]
 fn the_counter_sees_allocations() {
-    // New connections do allocate (their table entry, timelines, facts): the count shows it.
+    // New connections do allocate (the table's slab, indexes and ordered map growing, the
+    // sender counters of those that sent): the count shows it. Their entries and facts sit in
+    // place in slabs, so it is not one allocation or more each (1,294 here when written).
     let n = allocations_feeding(Generator::steady(2_000), 0, 4_000);
-    assert!(n >= 2_000, "only {n} allocations counted for 2000 new connections");
+    assert!(n >= 1_000, "only {n} allocations counted for 2000 new connections");
 }

@@ -54,7 +54,7 @@ const NIL: u32 = u32::MAX;
 #[derive(Debug)]
 struct Entry {
     key: ConnKey,
-    conn: Option<Box<Conn>>,
+    conn: Option<Conn>,
     /// In the recency list (live), with its neighbours there: `prev` updated less recently.
     live: bool,
     prev: u32,
@@ -115,9 +115,9 @@ const ENDED_LOG_CAPACITY: usize = 4096;
 
 /// Every connection seen, live and recently closed. Pure: time comes only from events.
 ///
-/// Memory per live connection is what a busy host pays: the connection itself (boxed, so the
-/// slab holds pointers), its slot, one entry in the serial-ordered index and one in each of the
-/// two identity indexes.
+/// Memory per live connection is what a busy host pays: its slot with the connection itself (in
+/// place: no allocation of its own, and no pointer to follow per event), one entry in the
+/// serial-ordered index and one in each of the two identity indexes.
 #[derive(Debug)]
 pub struct ConnTable {
     limits: Limits,
@@ -189,7 +189,7 @@ impl ConnTable {
         let key = self.locate(e);
         let mut live = false;
         if let Some(entry) = self.slots.get_mut(key.slot as usize).filter(|s| s.key == key) {
-            if let Some(conn) = entry.conn.as_deref_mut() {
+            if let Some(conn) = entry.conn.as_mut() {
                 live = entry.live;
                 conn.apply(e, &mut self.names);
             }
@@ -207,11 +207,11 @@ impl ConnTable {
     }
 
     pub fn get(&self, key: &ConnKey) -> Option<&Conn> {
-        self.slots.get(key.slot as usize).filter(|s| s.key == *key)?.conn.as_deref()
+        self.slots.get(key.slot as usize).filter(|s| s.key == *key)?.conn.as_ref()
     }
 
     fn get_mut(&mut self, key: &ConnKey) -> Option<&mut Conn> {
-        self.slots.get_mut(key.slot as usize).filter(|s| s.key == *key)?.conn.as_deref_mut()
+        self.slots.get_mut(key.slot as usize).filter(|s| s.key == *key)?.conn.as_mut()
     }
 
     #[cfg(test)]
@@ -224,7 +224,7 @@ impl ConnTable {
     pub fn iter(&self) -> impl Iterator<Item = (ConnKey, &Conn)> {
         self.order.values().filter_map(|&slot| {
             let entry = &self.slots[slot as usize];
-            entry.conn.as_deref().map(|c| (entry.key, c))
+            entry.conn.as_ref().map(|c| (entry.key, c))
         })
     }
 
@@ -323,7 +323,7 @@ impl ConnTable {
     }
 
     fn create(&mut self, id: ConnId, e: &Event) -> ConnKey {
-        let conn = Box::new(Conn::new(id, e, self.limits.episodes_per_side));
+        let conn = Conn::new(id, e, self.limits.episodes_per_side);
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
@@ -415,7 +415,7 @@ impl ConnTable {
     fn unindex_live(&mut self, key: ConnKey) -> Option<ConnId> {
         let entry = self.slots.get_mut(key.slot as usize).filter(|s| s.key == key)?;
         let was_live = std::mem::replace(&mut entry.live, false);
-        let conn = entry.conn.as_deref()?;
+        let conn = entry.conn.as_ref()?;
         let (id, tuple) = (conn.id(), conn.tuple);
         if was_live {
             self.unlink(key.slot);
@@ -436,7 +436,7 @@ impl ConnTable {
     }
 
     /// Take a connection out of the table, freeing its slot.
-    fn remove(&mut self, key: ConnKey) -> Option<Box<Conn>> {
+    fn remove(&mut self, key: ConnKey) -> Option<Conn> {
         let entry = self.slots.get_mut(key.slot as usize).filter(|s| s.key == key)?;
         let conn = entry.conn.take()?;
         self.order.remove(&key.serial);
