@@ -129,6 +129,11 @@ impl Book {
         self.holds(slot) && self.active.contains_key(slot)
     }
 
+    /// Whether an alert is active or a timer set for the connection `key`.
+    pub(super) fn holds_any(&self, key: &ConnKey) -> bool {
+        self.held.get(key.slot()).is_some_and(|&n| n > 0)
+    }
+
     /// Whether `active` or `deadlines` may hold `slot`: false means surely not.
     fn holds(&self, slot: &Slot) -> bool {
         self.held.get(slot.key.slot()).is_some_and(|&n| n > 0)

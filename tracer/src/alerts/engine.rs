@@ -7,10 +7,10 @@ use super::alert::Alert;
 use super::book::{ActiveAlert, Book, Change};
 use super::check::{Check, Cx};
 use super::config::{ReceiverLimited, Thresholds};
-use super::facts::Facts;
+use super::facts::{Facts, Info};
 use super::{rules, text};
 use crate::events::model::{Body, Event};
-use crate::timeline::{Conn, ConnKey, ConnSummary, ConnTable, EndReason};
+use crate::timeline::{ConnKey, ConnSummary, ConnTable, EndReason};
 
 /// Turns connection-table updates into alerts. Feed it every event after `ConnTable::apply`,
 /// and call `advance` with non-decreasing times: before each event with the event's time, and
@@ -72,19 +72,25 @@ impl Engine {
         let Some(conn) = table.get(key).filter(|c| !c.is_closed()) else {
             return self.book.take();
         };
-        self.watch(*key, conn);
+        self.watch(*key);
         let Some(Some((_, facts))) = self.watches.get_mut(key.slot()) else {
             return self.book.take();
         };
         let seen = facts.update(&self.limits, conn, e);
+        let info = Info::of(conn);
         let facts = &*facts;
         for s in &seen {
             let bit = s.bit();
             for (check, _) in self.checks.iter_mut().zip(&self.sees).filter(|(_, &m)| m & bit != 0)
             {
-                let mut cx = Cx::new(*key, check.rule(), facts, &mut self.book);
+                let mut cx = Cx::new(*key, check.rule(), facts, &info, &mut self.book);
                 check.observe(&mut cx, s, ts);
             }
+        }
+        // What the book holds for it is written from the connection as it is now, later.
+        let held = self.book.holds_any(key);
+        if let Some(Some((_, facts))) = self.watches.get_mut(key.slot()) {
+            facts.keep(held.then_some(info));
         }
         self.book.take()
     }
@@ -149,14 +155,22 @@ impl Engine {
         (self.watched, timers, fired)
     }
 
+    /// Watched connections whose latest state is kept (for an alert or a timer held).
+    #[cfg(test)]
+    pub(super) fn kept_infos(&self) -> usize {
+        self.watches.iter().flatten().filter(|(_, f)| f.info().is_some()).count()
+    }
+
     fn run_timers(&mut self, now_ns: u64) {
         self.clock_ns = self.clock_ns.max(now_ns);
         while let Some((due, slot)) = self.book.next_due(self.clock_ns) {
             let Some(facts) = facts_of(&self.watches, &slot.key) else { continue };
+            // A timer is held by the book, so the connection as of its latest event is kept.
+            let Some(info) = facts.info() else { continue };
             let Some(check) = self.checks.iter_mut().find(|c| c.rule() == slot.rule) else {
                 continue;
             };
-            let mut cx = Cx::new(slot.key, slot.rule, facts, &mut self.book);
+            let mut cx = Cx::new(slot.key, slot.rule, facts, info, &mut self.book);
             check.on_timer(&mut cx, slot.side(), due);
         }
     }
@@ -171,15 +185,19 @@ impl Engine {
         };
         let Some((_, facts)) = place.take() else { return };
         self.watched -= 1;
-        self.book.end_conn(key, ts_ns, why, |rule| text::ended(&facts.info, rule, why));
+        // Only active alerts are explained, and the book holds those, so `info` is kept.
+        self.book.end_conn(key, ts_ns, why, |rule| match facts.info() {
+            Some(info) => text::ended(info, rule, why),
+            None => format!("{} ends: the connection {why}", rule.as_str()),
+        });
         for check in &mut self.checks {
             check.forget(key);
         }
     }
 
-    /// Watch the live connection `key` (now `conn`) from now on, if it was not watched yet: its
-    /// facts are then at `key.slot()`.
-    fn watch(&mut self, key: ConnKey, conn: &Conn) {
+    /// Watch the live connection `key` from now on, if it was not watched yet: its facts are
+    /// then at `key.slot()`.
+    fn watch(&mut self, key: ConnKey) {
         let slot = key.slot();
         if self.watches.len() <= slot {
             self.watches.resize_with(slot + 1, || None);
@@ -195,7 +213,7 @@ impl Engine {
         let place = &mut self.watches[slot];
         if place.is_none() {
             self.watched += 1;
-            *place = Some((key, Facts::new(conn)));
+            *place = Some((key, Facts::new()));
         }
     }
 
