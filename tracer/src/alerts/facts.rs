@@ -59,7 +59,7 @@ impl Info {
         comm: Option<Arc<str>>,
         reader: Option<(Arc<str>, Option<u32>)>,
     ) -> Self {
-        let receiver = c.local.receiver.as_ref();
+        let receiver = c.receiver.as_ref();
         Info {
             tuple: c.tuple,
             pid: c.pid,

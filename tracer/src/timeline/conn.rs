@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::direction::{Direction, LastProbe};
 use super::names::Names;
-use crate::events::model::{Body, Event, SenderState, Side};
+use crate::events::model::{Body, Event, LocalState, SenderState, Side};
 
 /// The 4-tuple as this host sees it: `saddr:sport` is this host's end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -74,6 +74,8 @@ pub struct Conn {
     pub mss: Option<u32>,
     /// This host's latest send-side sample.
     pub sender: Option<SenderState>,
+    /// This host's receive state at its latest advertisement (the local direction's).
+    pub receiver: Option<LocalState>,
     /// Boxed: only connections whose reads were reported have one.
     pub reader: Option<Box<ReadStats>>,
     /// Windows this host advertised (this host receives).
@@ -105,6 +107,7 @@ impl Conn {
             rcvbuf_locked: None,
             mss: None,
             sender: None,
+            receiver: None,
             reader: None,
             local: Direction::new(Side::Local, episode_cap),
             peer: Direction::new(Side::Peer, episode_cap),
@@ -173,6 +176,7 @@ impl Conn {
                 self.side_mut(*side).window(ts, *window);
                 if let Some(l) = local {
                     self.local.receiver_state(l);
+                    self.receiver = Some(l.clone());
                 }
                 if let Some(s) = sender {
                     self.sender_sample(ts, s);
@@ -182,6 +186,7 @@ impl Conn {
                 self.side_mut(*side).zero_start(ts, *counted);
                 if let Some(l) = local {
                     self.local.receiver_state(l);
+                    self.receiver = Some(l.clone());
                 }
                 if let Some(s) = sender {
                     self.sender_sample(ts, s);

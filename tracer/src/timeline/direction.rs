@@ -174,8 +174,6 @@ pub struct Direction {
     pub max_window: Option<u32>,
     /// Peer side: the sender counters (boxed: only a sending connection has them).
     pub rwnd: Option<Box<RwndCounters>>,
-    /// Local side: this host's receive state at the latest advertisement.
-    pub receiver: Option<LocalState>,
     trouble: Option<Box<Trouble>>,
     #[serde(skip)]
     low_since_episode: Option<u32>,
@@ -193,7 +191,6 @@ impl Direction {
             min_window: None,
             max_window: None,
             rwnd: None,
-            receiver: None,
             trouble: None,
             low_since_episode: None,
             episode_cap,
@@ -344,14 +341,14 @@ impl Direction {
         }
     }
 
-    /// This host's receive state at an advertisement (applied after the window itself); the open
-    /// episode takes the one that came with its zero advertisement.
+    /// This host's receive state at an advertisement (applied after the window itself): the
+    /// open episode takes the one that came with its zero advertisement. (The latest one is
+    /// the connection's `receiver`: only the local side has one.)
     pub(super) fn receiver_state(&mut self, state: &LocalState) {
         if let Some(open) = self.open_mut() {
             open.unread.get_or_insert(state.unread);
             open.rcvbuf.get_or_insert(state.rcvbuf);
         }
-        self.receiver = Some(state.clone());
     }
 
     /// A sample of the kernel's cumulative sender counters.
