@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::direction::{Direction, LastProbe};
+use super::direction::{Direction, LastProbe, RwndCounters};
 use super::names::Names;
 use crate::events::model::{Body, Event, LocalState, SenderState, Side};
 
@@ -76,6 +76,9 @@ pub struct Conn {
     pub sender: Option<SenderState>,
     /// This host's receive state at its latest advertisement (the local direction's).
     pub receiver: Option<LocalState>,
+    /// This host's sender counters (held back by the peer direction's window), in place:
+    /// nearly every connection sends, and a box would cost more than it saves.
+    pub rwnd: Option<RwndCounters>,
     /// Boxed: only connections whose reads were reported have one.
     pub reader: Option<Box<ReadStats>>,
     /// Windows this host advertised (this host receives).
@@ -108,6 +111,7 @@ impl Conn {
             mss: None,
             sender: None,
             receiver: None,
+            rwnd: None,
             reader: None,
             local: Direction::new(Side::Local, episode_cap),
             peer: Direction::new(Side::Peer, episode_cap),
@@ -142,12 +146,12 @@ impl Conn {
 
     /// Sender time limited by the peer's window while watched (kernel rwnd_limited delta).
     pub fn rwnd_limited_ms(&self) -> Option<u64> {
-        self.peer.rwnd.as_ref().map(|c| c.limited_ms())
+        self.rwnd.as_ref().map(|c| c.limited_ms())
     }
 
     /// Share (0..=1) of the sender's busy time limited by the peer's window.
     pub fn rwnd_limited_share(&self) -> Option<f64> {
-        self.peer.rwnd.as_ref().and_then(|c| c.share())
+        self.rwnd.as_ref().and_then(|c| c.share())
     }
 
     /// `now_ns`, or the close time for a closed connection: open episodes end there.
@@ -276,7 +280,7 @@ impl Conn {
         if s.mss > 0 {
             self.mss = Some(s.mss);
         }
-        self.peer.sender_sample(ts, s);
+        RwndCounters::sample(&mut self.rwnd, ts, s);
         self.sender = Some(s.clone());
     }
 }

@@ -110,7 +110,6 @@ fn inflight_and_sender_counters() {
     assert_eq!(c.rwnd_limited_ms(), Some(600));
     assert_eq!(c.rwnd_limited_share(), Some(0.6));
     assert_eq!(c.mss, Some(1448));
-    assert_eq!(c.peer.limited_ms(0), 600);
 }
 
 #[test]
