@@ -6,7 +6,7 @@
 //! address to slot) and the slot, and the recency order is a list linked through the slots, so
 //! the per-event work does not grow with the number of connections.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 
@@ -50,13 +50,12 @@ impl Serialize for ConnKey {
 /// No slot: the end of the recency list.
 const NIL: u32 = u32::MAX;
 
-/// One place in the slab: a connection (None while free) and its links in the recency list.
+/// One place in the slab: a connection (None while free), its serial number, and its links in
+/// the recency list while live (`prev` updated less recently; both NIL when not in it).
 #[derive(Debug)]
 struct Entry {
-    key: ConnKey,
+    serial: u64,
     conn: Option<Conn>,
-    /// In the recency list (live), with its neighbours there: `prev` updated less recently.
-    live: bool,
     prev: u32,
     next: u32,
 }
@@ -117,15 +116,15 @@ const ENDED_LOG_CAPACITY: usize = 4096;
 ///
 /// Memory per live connection is what a busy host pays: its slot with the connection itself (in
 /// place: no allocation of its own, and no pointer to follow per event), one entry in the
-/// serial-ordered index and one in each of the two identity indexes.
+/// one entry in each of the two identity indexes.
 #[derive(Debug)]
 pub struct ConnTable {
     limits: Limits,
     slots: Vec<Entry>,
     /// Slots free for reuse.
     free: Vec<u32>,
-    /// Every connection kept, by serial number: the order of first sighting.
-    order: BTreeMap<u64, u32>,
+    /// Connections kept, live and closed.
+    kept: usize,
     next_key: u64,
     /// Live connections by socket address, by 4-tuple for those the kernel named no socket for,
     /// and by the hash of their 4-tuple (`tuple_hash`) for drops that name no socket: slots.
@@ -154,7 +153,7 @@ impl Default for ConnTable {
             limits: Limits::default(),
             slots: Vec::new(),
             free: Vec::new(),
-            order: BTreeMap::new(),
+            kept: 0,
             next_key: 0,
             live_socks: HashMap::default(),
             live_tuples: HashMap::default(),
@@ -188,9 +187,12 @@ impl ConnTable {
     pub fn apply(&mut self, e: &Event) -> ConnKey {
         let key = self.locate(e);
         let mut live = false;
-        if let Some(entry) = self.slots.get_mut(key.slot as usize).filter(|s| s.key == key) {
+        let linked = self.is_linked(key.slot);
+        if let Some(entry) =
+            self.slots.get_mut(key.slot as usize).filter(|s| s.serial == key.serial)
+        {
             if let Some(conn) = entry.conn.as_mut() {
-                live = entry.live;
+                live = linked;
                 conn.apply(e, &mut self.names);
             }
         }
@@ -207,11 +209,11 @@ impl ConnTable {
     }
 
     pub fn get(&self, key: &ConnKey) -> Option<&Conn> {
-        self.slots.get(key.slot as usize).filter(|s| s.key == *key)?.conn.as_ref()
+        self.slots.get(key.slot as usize).filter(|s| s.serial == key.serial)?.conn.as_ref()
     }
 
     fn get_mut(&mut self, key: &ConnKey) -> Option<&mut Conn> {
-        self.slots.get_mut(key.slot as usize).filter(|s| s.key == *key)?.conn.as_mut()
+        self.slots.get_mut(key.slot as usize).filter(|s| s.serial == key.serial)?.conn.as_mut()
     }
 
     #[cfg(test)]
@@ -220,18 +222,22 @@ impl ConnTable {
         self.live_get(id).or_else(|| self.closed.get(id).copied())
     }
 
-    /// Every connection kept, in order of first sighting.
+    /// Every connection kept, in order of first sighting. Slots are reused, so this sorts them
+    /// (views and scrapes call it, not events: an index kept in order would cost every
+    /// connection its entry).
     pub fn iter(&self) -> impl Iterator<Item = (ConnKey, &Conn)> {
-        self.order.values().filter_map(|&slot| {
-            let entry = &self.slots[slot as usize];
-            entry.conn.as_ref().map(|c| (entry.key, c))
-        })
+        let mut kept: Vec<(ConnKey, &Conn)> = Vec::with_capacity(self.kept);
+        kept.extend(self.slots.iter().zip(0..).filter_map(|(e, slot)| {
+            e.conn.as_ref().map(|c| (ConnKey { serial: e.serial, slot }, c))
+        }));
+        kept.sort_unstable_by_key(|(key, _)| *key);
+        kept.into_iter()
     }
 
     #[cfg(test)]
     /// Connections kept, live and closed.
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.kept
     }
 
     #[cfg(test)]
@@ -240,9 +246,8 @@ impl ConnTable {
         let mut out = Vec::new();
         let mut at = self.oldest;
         while at != NIL {
-            let entry = &self.slots[at as usize];
-            out.push(entry.key);
-            at = entry.next;
+            out.push(self.key_at(at));
+            at = self.slots[at as usize].next;
         }
         out
     }
@@ -327,13 +332,7 @@ impl ConnTable {
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
-                self.slots.push(Entry {
-                    key: ConnKey { serial: 0, slot: 0 },
-                    conn: None,
-                    live: false,
-                    prev: NIL,
-                    next: NIL,
-                });
+                self.slots.push(Entry { serial: 0, conn: None, prev: NIL, next: NIL });
                 // Slots past u32::MAX - 1 cannot be named: more connections than memory holds.
                 u32::try_from(self.slots.len() - 1).expect("fewer than 4 G connections kept")
             }
@@ -342,8 +341,8 @@ impl ConnTable {
         self.next_key += 1;
         self.by_tuple.insert(tuple_hash(&conn.tuple), slot);
         let entry = &mut self.slots[slot as usize];
-        *entry = Entry { key, conn: Some(conn), live: true, prev: NIL, next: NIL };
-        self.order.insert(key.serial, slot);
+        *entry = Entry { serial: key.serial, conn: Some(conn), prev: NIL, next: NIL };
+        self.kept += 1;
         match id {
             ConnId::Sock(sk) => self.live_socks.insert(sk, slot),
             ConnId::Tuple(tuple) => self.live_tuples.insert(tuple, slot),
@@ -359,7 +358,7 @@ impl ConnTable {
             ConnId::Sock(sk) => self.live_socks.get(sk),
             ConnId::Tuple(tuple) => self.live_tuples.get(tuple),
         }?;
-        Some(self.slots[*slot as usize].key)
+        Some(self.key_at(*slot))
     }
 
     /// The live connection on a 4-tuple.
@@ -367,7 +366,7 @@ impl ConnTable {
         let slot = *self.by_tuple.get(&tuple_hash(tuple))?;
         let entry = &self.slots[slot as usize];
         // Another 4-tuple with the same hash took the entry: as if not found.
-        entry.conn.as_ref().filter(|c| c.tuple == *tuple).map(|_| entry.key)
+        entry.conn.as_ref().filter(|c| c.tuple == *tuple).map(|_| self.key_at(slot))
     }
 
     /// Mark a live connection updated now: it moves to the newest end of the recency list.
@@ -404,17 +403,31 @@ impl ConnTable {
             NIL => self.newest = prev,
             n => self.slots[n as usize].prev = prev,
         }
+        let entry = &mut self.slots[slot as usize];
+        entry.prev = NIL;
+        entry.next = NIL;
+    }
+
+    /// Whether `slot` is in the recency list (its connection is live).
+    fn is_linked(&self, slot: u32) -> bool {
+        self.slots.get(slot as usize).is_some_and(|e| e.prev != NIL || e.next != NIL)
+            || (self.oldest == slot && slot != NIL)
+    }
+
+    /// The key of the connection in `slot`.
+    fn key_at(&self, slot: u32) -> ConnKey {
+        ConnKey { serial: self.slots[slot as usize].serial, slot }
     }
 
     /// The least recently updated live connection.
     fn least_recent(&self) -> Option<ConnKey> {
-        (self.oldest != NIL).then(|| self.slots[self.oldest as usize].key)
+        (self.oldest != NIL).then(|| self.key_at(self.oldest))
     }
 
     /// Stop indexing a connection as live.
     fn unindex_live(&mut self, key: ConnKey) -> Option<ConnId> {
-        let entry = self.slots.get_mut(key.slot as usize).filter(|s| s.key == key)?;
-        let was_live = std::mem::replace(&mut entry.live, false);
+        let was_live = self.is_linked(key.slot);
+        let entry = self.slots.get(key.slot as usize).filter(|s| s.serial == key.serial)?;
         let conn = entry.conn.as_ref()?;
         let (id, tuple) = (conn.id(), conn.tuple);
         if was_live {
@@ -437,9 +450,9 @@ impl ConnTable {
 
     /// Take a connection out of the table, freeing its slot.
     fn remove(&mut self, key: ConnKey) -> Option<Conn> {
-        let entry = self.slots.get_mut(key.slot as usize).filter(|s| s.key == key)?;
+        let entry = self.slots.get_mut(key.slot as usize).filter(|s| s.serial == key.serial)?;
         let conn = entry.conn.take()?;
-        self.order.remove(&key.serial);
+        self.kept -= 1;
         self.free.push(key.slot);
         Some(conn)
     }
