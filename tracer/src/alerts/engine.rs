@@ -25,8 +25,9 @@ pub struct Engine {
     sees: Vec<u16>,
     book: Book,
     /// The facts of each watched connection, at its table slot (`ConnKey::slot`): an event
-    /// finds them without hashing. Slots are reused, so each holds the key it is for.
-    watches: Vec<Option<(ConnKey, Facts)>>,
+    /// finds them without hashing. Slots are reused, so each holds the serial number of the
+    /// key it is for.
+    watches: Vec<Option<(u64, Facts)>>,
     /// Connections watched now.
     watched: usize,
     /// How far the timers have run.
@@ -178,8 +179,10 @@ impl Engine {
     /// The connection `key` ended (`why`: close, superseded, evicted): its alerts resolve, and
     /// the rules forget it.
     fn end_watch(&mut self, key: ConnKey, ts_ns: u64, why: &str) {
-        let Some(place) =
-            self.watches.get_mut(key.slot()).filter(|w| w.as_ref().is_some_and(|(k, _)| *k == key))
+        let Some(place) = self
+            .watches
+            .get_mut(key.slot())
+            .filter(|w| w.as_ref().is_some_and(|(s, _)| *s == key.serial()))
         else {
             return;
         };
@@ -205,15 +208,15 @@ impl Engine {
         // The table reuses a slot only after its connection ended, which `collect_ended` has
         // seen by now: another key here is only a leftover, ended as `collect_ended` would.
         if let Some((other, _)) = &self.watches[slot] {
-            if *other != key {
-                let other = *other;
+            if *other != key.serial() {
+                let other = ConnKey::of(*other, slot);
                 self.end_watch(other, self.clock_ns, "evicted");
             }
         }
         let place = &mut self.watches[slot];
         if place.is_none() {
             self.watched += 1;
-            *place = Some((key, Facts::new()));
+            *place = Some((key.serial(), Facts::new()));
         }
     }
 
@@ -237,8 +240,8 @@ impl Engine {
             let mut gone: Vec<ConnKey> = self
                 .watches
                 .iter()
-                .flatten()
-                .map(|(k, _)| *k)
+                .enumerate()
+                .filter_map(|(slot, w)| w.as_ref().map(|(serial, _)| ConnKey::of(*serial, slot)))
                 .filter(|k| table.get(k).is_none_or(|c| c.is_closed()))
                 .collect();
             // In connection order, as alerts of the same time always come out.
@@ -253,9 +256,9 @@ impl Engine {
 }
 
 /// The facts of the watched connection `key`, in the engine's `watches`.
-fn facts_of<'a>(watches: &'a [Option<(ConnKey, Facts)>], key: &ConnKey) -> Option<&'a Facts> {
+fn facts_of<'a>(watches: &'a [Option<(u64, Facts)>], key: &ConnKey) -> Option<&'a Facts> {
     match watches.get(key.slot())? {
-        Some((k, facts)) if k == key => Some(facts),
+        Some((serial, facts)) if *serial == key.serial() => Some(facts),
         _ => None,
     }
 }

@@ -39,6 +39,17 @@ impl ConnKey {
     pub fn slot(&self) -> usize {
         self.slot as usize
     }
+
+    /// Its serial number: with `slot`, the whole key (such a slab can keep this alone).
+    pub fn serial(&self) -> u64 {
+        self.serial
+    }
+
+    /// The key that `serial()` and `slot()` of some key gave.
+    pub fn of(serial: u64, slot: usize) -> Self {
+        // Slots come from `slot()`, which widened a u32.
+        ConnKey { serial, slot: u32::try_from(slot).unwrap_or(NIL) }
+    }
 }
 
 impl Serialize for ConnKey {
