@@ -118,11 +118,41 @@ pub(super) struct Book {
     deadlines: BTreeMap<Slot, u64>,
     fired: BTreeMap<ConnKey, u32>,
     out: Vec<Change>,
+    /// Entries of `active` and `deadlines` per table slot (`ConnKey::slot`), whichever
+    /// connection holds it: where it is 0 there is nothing to find, so the resolve and cancel
+    /// that rules call at most observations skip both searches.
+    held: Vec<u16>,
 }
 
 impl Book {
     pub(super) fn is_active(&self, slot: &Slot) -> bool {
-        self.active.contains_key(slot)
+        self.holds(slot) && self.active.contains_key(slot)
+    }
+
+    /// Whether an alert is active or a timer set for the connection `key`.
+    pub(super) fn holds_any(&self, key: &ConnKey) -> bool {
+        self.held.get(key.slot()).is_some_and(|&n| n > 0)
+    }
+
+    /// Whether `active` or `deadlines` may hold `slot`: false means surely not.
+    fn holds(&self, slot: &Slot) -> bool {
+        self.held.get(slot.key.slot()).is_some_and(|&n| n > 0)
+    }
+
+    /// An entry for `slot` went into `active` or `deadlines`.
+    fn hold(&mut self, slot: &Slot) {
+        let at = slot.key.slot();
+        if self.held.len() <= at {
+            self.held.resize(at + 1, 0);
+        }
+        self.held[at] += 1;
+    }
+
+    /// An entry for `slot` left `active` or `deadlines`.
+    fn release(&mut self, slot: &Slot) {
+        if let Some(n) = self.held.get_mut(slot.key.slot()) {
+            *n = n.saturating_sub(1);
+        }
     }
 
     /// Fire `slot` at `severity`, unless it is already active at that severity or higher (a
@@ -135,7 +165,8 @@ impl Book {
         info: &Info,
         finding: impl FnOnce() -> Finding,
     ) {
-        if self.active.get(&slot).is_some_and(|a| a.alert.severity >= severity) {
+        if self.holds(&slot) && self.active.get(&slot).is_some_and(|a| a.alert.severity >= severity)
+        {
             return;
         }
         let f = finding();
@@ -161,6 +192,7 @@ impl Book {
             None => {
                 *self.fired.entry(slot.key).or_default() += 1;
                 self.active.insert(slot, Active { since_ns: ts_ns, alert: alert.clone() });
+                self.hold(&slot);
             }
         }
         self.out.push(Change { id: slot.id(), alert });
@@ -176,8 +208,12 @@ impl Book {
         explanation: impl FnOnce() -> String,
         extra: impl FnOnce() -> Map<String, Value>,
     ) {
+        if !self.holds(&slot) {
+            return;
+        }
         self.cancel(slot);
         let Some(active) = self.active.remove(&slot) else { return };
+        self.release(&slot);
         let mut alert = active.alert;
         let ts_ns = ts_ns.max(active.since_ns);
         alert.ts_ns = ts_ns;
@@ -194,11 +230,16 @@ impl Book {
         self.cancel(slot);
         self.deadlines.insert(slot, due_ns);
         self.timers.insert((due_ns, slot));
+        self.hold(&slot);
     }
 
     pub(super) fn cancel(&mut self, slot: Slot) {
+        if !self.holds(&slot) {
+            return;
+        }
         if let Some(due) = self.deadlines.remove(&slot) {
             self.timers.remove(&(due, slot));
+            self.release(&slot);
         }
     }
 
@@ -206,7 +247,9 @@ impl Book {
     pub(super) fn next_due(&mut self, now_ns: u64) -> Option<(u64, Slot)> {
         let &(due, slot) = self.timers.first().filter(|(due, _)| *due <= now_ns)?;
         self.timers.remove(&(due, slot));
-        self.deadlines.remove(&slot);
+        if self.deadlines.remove(&slot).is_some() {
+            self.release(&slot);
+        }
         Some((due, slot))
     }
 

@@ -31,17 +31,25 @@ pub(super) trait Check {
     fn forget(&mut self, _key: ConnKey) {}
 }
 
-/// One rule's hands on one connection: its facts, and that rule's alerts and timers there.
+/// One rule's hands on one connection: its facts (`info`: the connection as of its latest
+/// event), and that rule's alerts and timers there.
 pub(super) struct Cx<'a> {
     key: ConnKey,
     rule: Rule,
     facts: &'a Facts,
+    info: &'a Info,
     book: &'a mut Book,
 }
 
 impl<'a> Cx<'a> {
-    pub(super) fn new(key: ConnKey, rule: Rule, facts: &'a Facts, book: &'a mut Book) -> Self {
-        Cx { key, rule, facts, book }
+    pub(super) fn new(
+        key: ConnKey,
+        rule: Rule,
+        facts: &'a Facts,
+        info: &'a Info,
+        book: &'a mut Book,
+    ) -> Self {
+        Cx { key, rule, facts, info, book }
     }
 
     pub(super) fn key(&self) -> ConnKey {
@@ -53,7 +61,7 @@ impl<'a> Cx<'a> {
     }
 
     pub(super) fn info(&self) -> &'a Info {
-        &self.facts.info
+        self.info
     }
 
     /// This rule's alert for `side` is active.
@@ -71,7 +79,7 @@ impl<'a> Cx<'a> {
         finding: impl FnOnce() -> Finding,
     ) {
         let slot = self.slot(side);
-        self.book.fire(slot, severity, ts_ns, &self.facts.info, finding);
+        self.book.fire(slot, severity, ts_ns, self.info, finding);
     }
 
     /// Resolve this rule's alert for `side` if active, `why` in its evidence with `extra`

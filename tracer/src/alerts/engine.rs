@@ -2,14 +2,12 @@
 //! every rule, runs the rules' timers, resolves a connection's alerts when it ends, and hands
 //! back alerts in time order. It owns the active alerts and publishes them (`active`).
 
-use foldhash::HashMap;
-
 #[cfg(test)]
 use super::alert::Alert;
 use super::book::{ActiveAlert, Book, Change};
 use super::check::{Check, Cx};
 use super::config::{ReceiverLimited, Thresholds};
-use super::facts::Facts;
+use super::facts::{Facts, Info};
 use super::{rules, text};
 use crate::events::model::{Body, Event};
 use crate::timeline::{ConnKey, ConnSummary, ConnTable, EndReason};
@@ -26,9 +24,12 @@ pub struct Engine {
     /// What each of `checks` sees (`Check::sees`), in the same order.
     sees: Vec<u16>,
     book: Book,
-    /// The facts of each connection with anything to watch (boxed: the map's spare slots then
-    /// cost a pointer each, not a whole record).
-    watches: HashMap<ConnKey, Box<Facts>>,
+    /// The facts of each watched connection, at its table slot (`ConnKey::slot`): an event
+    /// finds them without hashing. Slots are reused, so each holds the serial number of the
+    /// key it is for.
+    watches: Vec<Option<(u64, Facts)>>,
+    /// Connections watched now.
+    watched: usize,
     /// How far the timers have run.
     clock_ns: u64,
     /// Position in the table's end log.
@@ -45,7 +46,8 @@ impl Engine {
             checks,
             sees,
             book: Book::default(),
-            watches: HashMap::default(),
+            watches: Vec::new(),
+            watched: 0,
             clock_ns: 0,
             ended_cursor: 0,
         }
@@ -71,16 +73,25 @@ impl Engine {
         let Some(conn) = table.get(key).filter(|c| !c.is_closed()) else {
             return self.book.take();
         };
-        let facts = self.watches.entry(*key).or_insert_with(|| Box::new(Facts::new(conn)));
+        self.watch(*key);
+        let Some(Some((_, facts))) = self.watches.get_mut(key.slot()) else {
+            return self.book.take();
+        };
         let seen = facts.update(&self.limits, conn, e);
+        let info = Info::of(conn);
         let facts = &*facts;
         for s in &seen {
             let bit = s.bit();
             for (check, _) in self.checks.iter_mut().zip(&self.sees).filter(|(_, &m)| m & bit != 0)
             {
-                let mut cx = Cx::new(*key, check.rule(), facts, &mut self.book);
+                let mut cx = Cx::new(*key, check.rule(), facts, &info, &mut self.book);
                 check.observe(&mut cx, s, ts);
             }
+        }
+        // What the book holds for it is written from the connection as it is now, later.
+        let held = self.book.holds_any(key);
+        if let Some(Some((_, facts))) = self.watches.get_mut(key.slot()) {
+            facts.keep(held.then_some(info));
         }
         self.book.take()
     }
@@ -142,17 +153,25 @@ impl Engine {
     #[cfg(test)]
     pub(super) fn state_sizes(&self) -> (usize, usize, usize) {
         let (timers, fired) = self.book.sizes();
-        (self.watches.len(), timers, fired)
+        (self.watched, timers, fired)
+    }
+
+    /// Watched connections whose latest state is kept (for an alert or a timer held).
+    #[cfg(test)]
+    pub(super) fn kept_infos(&self) -> usize {
+        self.watches.iter().flatten().filter(|(_, f)| f.info().is_some()).count()
     }
 
     fn run_timers(&mut self, now_ns: u64) {
         self.clock_ns = self.clock_ns.max(now_ns);
         while let Some((due, slot)) = self.book.next_due(self.clock_ns) {
-            let Some(facts) = self.watches.get(&slot.key) else { continue };
+            let Some(facts) = facts_of(&self.watches, &slot.key) else { continue };
+            // A timer is held by the book, so the connection as of its latest event is kept.
+            let Some(info) = facts.info() else { continue };
             let Some(check) = self.checks.iter_mut().find(|c| c.rule() == slot.rule) else {
                 continue;
             };
-            let mut cx = Cx::new(slot.key, slot.rule, facts, &mut self.book);
+            let mut cx = Cx::new(slot.key, slot.rule, facts, info, &mut self.book);
             check.on_timer(&mut cx, slot.side(), due);
         }
     }
@@ -160,10 +179,44 @@ impl Engine {
     /// The connection `key` ended (`why`: close, superseded, evicted): its alerts resolve, and
     /// the rules forget it.
     fn end_watch(&mut self, key: ConnKey, ts_ns: u64, why: &str) {
-        let Some(facts) = self.watches.remove(&key) else { return };
-        self.book.end_conn(key, ts_ns, why, |rule| text::ended(&facts.info, rule, why));
+        let Some(place) = self
+            .watches
+            .get_mut(key.slot())
+            .filter(|w| w.as_ref().is_some_and(|(s, _)| *s == key.serial()))
+        else {
+            return;
+        };
+        let Some((_, facts)) = place.take() else { return };
+        self.watched -= 1;
+        // Only active alerts are explained, and the book holds those, so `info` is kept.
+        self.book.end_conn(key, ts_ns, why, |rule| match facts.info() {
+            Some(info) => text::ended(info, rule, why),
+            None => format!("{} ends: the connection {why}", rule.as_str()),
+        });
         for check in &mut self.checks {
             check.forget(key);
+        }
+    }
+
+    /// Watch the live connection `key` from now on, if it was not watched yet: its facts are
+    /// then at `key.slot()`.
+    fn watch(&mut self, key: ConnKey) {
+        let slot = key.slot();
+        if self.watches.len() <= slot {
+            self.watches.resize_with(slot + 1, || None);
+        }
+        // The table reuses a slot only after its connection ended, which `collect_ended` has
+        // seen by now: another key here is only a leftover, ended as `collect_ended` would.
+        if let Some((other, _)) = &self.watches[slot] {
+            if *other != key.serial() {
+                let other = ConnKey::of(*other, slot);
+                self.end_watch(other, self.clock_ns, "evicted");
+            }
+        }
+        let place = &mut self.watches[slot];
+        if place.is_none() {
+            self.watched += 1;
+            *place = Some((key.serial(), Facts::new()));
         }
     }
 
@@ -186,9 +239,10 @@ impl Engine {
             // The log overflowed past us: check every watched connection directly.
             let mut gone: Vec<ConnKey> = self
                 .watches
-                .keys()
+                .iter()
+                .enumerate()
+                .filter_map(|(slot, w)| w.as_ref().map(|(serial, _)| ConnKey::of(*serial, slot)))
                 .filter(|k| table.get(k).is_none_or(|c| c.is_closed()))
-                .copied()
                 .collect();
             // In connection order, as alerts of the same time always come out.
             gone.sort_unstable();
@@ -198,6 +252,14 @@ impl Engine {
             self.book.retain_fired(|k| table.get(k).is_some());
         }
         self.ended_cursor = table.ended_seq();
+    }
+}
+
+/// The facts of the watched connection `key`, in the engine's `watches`.
+fn facts_of<'a>(watches: &'a [Option<(u64, Facts)>], key: &ConnKey) -> Option<&'a Facts> {
+    match watches.get(key.slot())? {
+        Some((serial, facts)) if *serial == key.serial() => Some(facts),
+        _ => None,
     }
 }
 

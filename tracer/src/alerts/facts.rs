@@ -52,15 +52,11 @@ pub(super) struct Info {
 }
 
 impl Info {
-    fn of(c: &Conn) -> Self {
+    /// The connection `c` as alerts see it. Every event makes one: the names are shared
+    /// (`Arc`), so it copies pointers and allocates nothing.
+    pub(super) fn of(c: &Conn) -> Self {
         let reader = c.reader.as_ref().filter(|r| !r.comm.is_empty());
         Info::with_names(c, c.comm.clone(), reader.map(|r| (r.comm.clone(), r.pid)))
-    }
-
-    /// Brings this up to date with `c`. Every event does this: the names are shared (`Arc`),
-    /// so it copies pointers and allocates nothing.
-    fn refresh(&mut self, c: &Conn) {
-        *self = Info::of(c);
     }
 
     fn with_names(
@@ -68,7 +64,7 @@ impl Info {
         comm: Option<Arc<str>>,
         reader: Option<(Arc<str>, Option<u32>)>,
     ) -> Self {
-        let receiver = c.local.receiver.as_ref();
+        let receiver = c.receiver.as_ref();
         Info {
             tuple: c.tuple,
             pid: c.pid,
@@ -201,7 +197,10 @@ struct Sample {
 
 /// What the rules share about one connection between its events.
 pub(super) struct Facts {
-    pub info: Info,
+    /// The connection as of its latest event, kept only while the alert book holds an alert or
+    /// a timer for it: their texts are written from it later (a timer's, an end's). Most
+    /// connections never have one, and this is most of what facts would weigh.
+    info: Option<Box<Info>>,
     /// Start of each side's zero-window episode in progress, as last seen in the table.
     local_zero_since: Option<u64>,
     peer_zero_since: Option<u64>,
@@ -213,14 +212,27 @@ pub(super) struct Facts {
 }
 
 impl Facts {
-    pub(super) fn new(c: &Conn) -> Self {
+    pub(super) fn new() -> Self {
         Facts {
-            info: Info::of(c),
+            info: None,
             local_zero_since: None,
             peer_zero_since: None,
             interval_start: None,
             receiver_limited: false,
             last_limited_pct: None,
+        }
+    }
+
+    /// The connection as of its latest event, if kept (`keep`).
+    pub(super) fn info(&self) -> Option<&Info> {
+        self.info.as_deref()
+    }
+
+    /// Keep `info`, the connection as of this event, or nothing.
+    pub(super) fn keep(&mut self, info: Option<Info>) {
+        match (&mut self.info, info) {
+            (Some(kept), Some(info)) => **kept = info,
+            (kept, info) => *kept = info.map(Box::new),
         }
     }
 
@@ -252,7 +264,6 @@ impl Facts {
     ) -> SeenList<'e> {
         let ts = e.ts_ns;
         let mut seen = SeenList::new();
-        self.info.refresh(conn);
         for side in [Side::Local, Side::Peer] {
             self.sync_episode(conn, side, ts, &mut seen);
         }

@@ -53,6 +53,24 @@ use AlertKind::{Alert as Fired, AlertResolved as Resolved};
 use Severity::{Critical, Warning};
 
 #[test]
+fn a_connection_is_kept_as_of_its_latest_event_only_while_an_alert_or_timer_is_held() {
+    let mut r = Run::new(Thresholds::default());
+    r.feed(at(0, 1, open(true, 1460))).feed(at(0, 2, open(true, 1460)));
+    r.feed(at(10, 2, local_window(65_535, 0, 131_072)));
+    assert_eq!(r.engine.kept_infos(), 0, "quiet connections keep nothing");
+    // A zero window arms the stall timer: the alert's text will be written from this state.
+    r.feed(at(1000, 1, local_window(0, 4096, 8192)));
+    assert_eq!(r.engine.kept_infos(), 1);
+    r.advance_ms(3000);
+    assert_eq!(r.brief(), vec![(2000, Fired, Rule::ZeroWindowStall, Warning, Some(Side::Local))]);
+    // The window reopens: the alert resolves, and the next event lets the state go.
+    r.feed(at(4000, 1, local_window(65_535, 0, 8192)));
+    assert_eq!(r.of_rule(Rule::ZeroWindowStall).last().map(|a| a.kind), Some(Resolved));
+    r.feed(at(5000, 1, local_window(65_535, 0, 8192)));
+    assert_eq!(r.engine.kept_infos(), 0);
+}
+
+#[test]
 fn stall_warns_then_escalates_at_crossing_times_even_when_advanced_late() {
     let mut r = Run::new(Thresholds::default());
     r.feed(at(0, 1, open(true, 1460))).feed(at(1000, 1, local_window(0, 4096, 8192))).feed(at(

@@ -351,7 +351,7 @@ impl Metrics {
                 sides,
                 probes: conn.peer.totals().probes,
                 drops: conn.local.totals().drops,
-                unread: conn.local.receiver.as_ref().map(|r| r.unread),
+                unread: conn.receiver.as_ref().map(|r| r.unread),
             });
         }
         let mut h = self.health.lock();

@@ -99,7 +99,13 @@ fn steady_connections_cost_no_allocation_per_event() {
 
 #[test]
 fn the_counter_sees_allocations() {
-    // New connections do allocate (their table entry, timelines, facts): the count shows it.
+    // One boxed value is one allocation.
+    let before = allocations();
+    let boxed = std::hint::black_box(Box::new([0u8; 64]));
+    assert_eq!(allocations() - before, 1);
+    drop(boxed);
+    // New connections still allocate through the pipeline (its indexes and slabs grow from
+    // empty), though their entries sit in place: the harness counts the pipeline's thread.
     let n = allocations_feeding(Generator::steady(2_000), 0, 4_000);
-    assert!(n >= 2_000, "only {n} allocations counted for 2000 new connections");
+    assert!(n > 0, "no allocation counted for 2000 new connections");
 }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::direction::{Direction, LastProbe};
+use super::direction::{Direction, LastProbe, RwndCounters};
 use super::names::Names;
-use crate::events::model::{Body, Event, SenderState, Side};
+use crate::events::model::{Body, Event, LocalState, SenderState, Side};
 
 /// The 4-tuple as this host sees it: `saddr:sport` is this host's end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -74,15 +74,17 @@ pub struct Conn {
     pub mss: Option<u32>,
     /// This host's latest send-side sample.
     pub sender: Option<SenderState>,
+    /// This host's receive state at its latest advertisement (the local direction's).
+    pub receiver: Option<LocalState>,
+    /// This host's sender counters (held back by the peer direction's window), in place:
+    /// nearly every connection sends, and a box would cost more than it saves.
+    pub rwnd: Option<RwndCounters>,
     /// Boxed: only connections whose reads were reported have one.
     pub reader: Option<Box<ReadStats>>,
     /// Windows this host advertised (this host receives).
     pub local: Direction,
     /// Windows the peer advertised (this host sends).
     pub peer: Direction,
-    /// The table's recency stamp of its latest update while live; 0 once no longer live.
-    #[serde(skip)]
-    pub(super) tick: u64,
 }
 
 impl Conn {
@@ -108,10 +110,11 @@ impl Conn {
             rcvbuf_locked: None,
             mss: None,
             sender: None,
+            receiver: None,
+            rwnd: None,
             reader: None,
             local: Direction::new(Side::Local, episode_cap),
             peer: Direction::new(Side::Peer, episode_cap),
-            tick: 0,
         }
     }
 
@@ -143,12 +146,12 @@ impl Conn {
 
     /// Sender time limited by the peer's window while watched (kernel rwnd_limited delta).
     pub fn rwnd_limited_ms(&self) -> Option<u64> {
-        self.peer.rwnd.as_ref().map(|c| c.limited_ms())
+        self.rwnd.as_ref().map(|c| c.limited_ms())
     }
 
     /// Share (0..=1) of the sender's busy time limited by the peer's window.
     pub fn rwnd_limited_share(&self) -> Option<f64> {
-        self.peer.rwnd.as_ref().and_then(|c| c.share())
+        self.rwnd.as_ref().and_then(|c| c.share())
     }
 
     /// `now_ns`, or the close time for a closed connection: open episodes end there.
@@ -177,6 +180,7 @@ impl Conn {
                 self.side_mut(*side).window(ts, *window);
                 if let Some(l) = local {
                     self.local.receiver_state(ts, l);
+                    self.receiver = Some(l.clone());
                 }
                 if let Some(s) = sender {
                     self.sender_sample(ts, s);
@@ -186,6 +190,7 @@ impl Conn {
                 self.side_mut(*side).zero_start(ts, *counted);
                 if let Some(l) = local {
                     self.local.receiver_state(ts, l);
+                    self.receiver = Some(l.clone());
                 }
                 if let Some(s) = sender {
                     self.sender_sample(ts, s);
@@ -275,7 +280,7 @@ impl Conn {
         if s.mss > 0 {
             self.mss = Some(s.mss);
         }
-        self.peer.sender_sample(ts, s);
+        RwndCounters::sample(&mut self.rwnd, ts, s);
         self.sender = Some(s.clone());
     }
 }

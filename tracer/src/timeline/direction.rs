@@ -101,6 +101,28 @@ pub struct RwndCounters {
 }
 
 impl RwndCounters {
+    /// Take in a sample of the kernel's cumulative sender counters.
+    pub(super) fn sample(counters: &mut Option<Self>, ts_ns: u64, s: &SenderState) {
+        match counters {
+            // A counter going backwards means a different socket state: start over.
+            Some(c) if s.rwnd_limited_ms >= c.last_rwnd_limited_ms => {
+                c.last_ts_ns = ts_ns;
+                c.last_rwnd_limited_ms = s.rwnd_limited_ms;
+                c.last_busy_ms = s.busy_ms.max(c.last_busy_ms);
+            }
+            _ => {
+                *counters = Some(RwndCounters {
+                    first_ts_ns: ts_ns,
+                    first_rwnd_limited_ms: s.rwnd_limited_ms,
+                    first_busy_ms: s.busy_ms,
+                    last_ts_ns: ts_ns,
+                    last_rwnd_limited_ms: s.rwnd_limited_ms,
+                    last_busy_ms: s.busy_ms,
+                })
+            }
+        }
+    }
+
     /// Time the sender was held back by the peer's window while watched.
     pub fn limited_ms(&self) -> u64 {
         self.last_rwnd_limited_ms.saturating_sub(self.first_rwnd_limited_ms)
@@ -172,10 +194,6 @@ pub struct Direction {
     pub window: Option<u32>,
     pub min_window: Option<u32>,
     pub max_window: Option<u32>,
-    /// Peer side: the sender counters (boxed: only a sending connection has them).
-    pub rwnd: Option<Box<RwndCounters>>,
-    /// Local side: this host's receive state at the latest advertisement.
-    pub receiver: Option<LocalState>,
     /// Local side: how long each limit held the window (boxed: only an explained window).
     #[serde(skip)]
     limits: Option<Box<LimitTimes>>,
@@ -195,8 +213,6 @@ impl Direction {
             window: None,
             min_window: None,
             max_window: None,
-            rwnd: None,
-            receiver: None,
             limits: None,
             trouble: None,
             low_since_episode: None,
@@ -240,17 +256,6 @@ impl Direction {
     pub fn longest_zero_ns(&self, now_ns: u64) -> u64 {
         let open = self.open().map_or(0, |e| e.duration_ns(now_ns));
         self.totals().longest_zero_ns.max(open)
-    }
-
-    /// Time this direction's receiver held the sender back: the kernel's rwnd_limited delta
-    /// on the peer side; time at zero window on the local side (the kernel has no counter for
-    /// what this host's window did to the peer's sender).
-    #[cfg(test)]
-    pub fn limited_ms(&self, now_ns: u64) -> u64 {
-        match self.side {
-            Side::Peer => self.rwnd.as_deref().map_or(0, RwndCounters::limited_ms),
-            Side::Local => self.zero_ns(now_ns) / 1_000_000,
-        }
     }
 
     /// Every episode kept, closed ones oldest first, then the open one.
@@ -354,8 +359,10 @@ impl Direction {
         }
     }
 
-    /// This host's receive state at an advertisement (applied after the window itself); the open
-    /// episode takes the one that came with its zero advertisement.
+    /// This host's receive state at an advertisement (applied after the window itself): the
+    /// open episode takes the one that came with its zero advertisement, and the window's
+    /// limit starts its time. (The latest state is the connection's `receiver`: only the local
+    /// side has one.)
     pub(super) fn receiver_state(&mut self, ts_ns: u64, state: &LocalState) {
         if let Some(open) = self.open_mut() {
             open.unread.get_or_insert(state.unread);
@@ -365,29 +372,6 @@ impl Direction {
             match &mut self.limits {
                 Some(times) => times.change(ts_ns, choice.limited_by),
                 None => self.limits = Some(Box::new(LimitTimes::new(ts_ns, choice.limited_by))),
-            }
-        }
-        self.receiver = Some(state.clone());
-    }
-
-    /// A sample of the kernel's cumulative sender counters.
-    pub(super) fn sender_sample(&mut self, ts_ns: u64, s: &SenderState) {
-        match &mut self.rwnd {
-            // A counter going backwards means a different socket state: start over.
-            Some(c) if s.rwnd_limited_ms >= c.last_rwnd_limited_ms => {
-                c.last_ts_ns = ts_ns;
-                c.last_rwnd_limited_ms = s.rwnd_limited_ms;
-                c.last_busy_ms = s.busy_ms.max(c.last_busy_ms);
-            }
-            _ => {
-                self.rwnd = Some(Box::new(RwndCounters {
-                    first_ts_ns: ts_ns,
-                    first_rwnd_limited_ms: s.rwnd_limited_ms,
-                    first_busy_ms: s.busy_ms,
-                    last_ts_ns: ts_ns,
-                    last_rwnd_limited_ms: s.rwnd_limited_ms,
-                    last_busy_ms: s.busy_ms,
-                }))
             }
         }
     }

@@ -87,7 +87,7 @@ impl ConnTable {
     /// then the share of sending time limited by the peer's window, then probes.
     pub fn summaries(&self, now_ns: u64) -> Vec<ConnSummary> {
         let mut rows: Vec<ConnSummary> =
-            self.iter().map(|(key, conn)| ConnSummary::of(*key, conn, now_ns)).collect();
+            self.iter().map(|(key, conn)| ConnSummary::of(key, conn, now_ns)).collect();
         // Keys are unique, so the order is total and an in-place unstable sort gives the same
         // rows without a stable sort's scratch copy (tens of MB at 100,000 connections).
         rows.sort_unstable_by(worst_first);
@@ -309,7 +309,7 @@ fn window_cap(c: &Conn, until: u64) -> Option<String> {
     if share < 0.5 {
         return None;
     }
-    let state = c.local.receiver.as_ref()?;
+    let state = c.receiver.as_ref()?;
     let choice = state.choice.as_ref()?;
     let why = match limit {
         Limit::BufferMax if choice.rcvbuf_locked => {

@@ -1,11 +1,16 @@
 //! The connection table: finds (or creates) the connection each event belongs to and keeps
 //! memory bounded — every live connection up to a cap (least recently updated evicted first),
 //! plus a bounded number of recently closed ones (oldest closed evicted first).
+//!
+//! Connections sit in a slab: an event reaches its connection through one hash lookup (socket
+//! address to slot) and the slot, and the recency order is a list linked through the slots, so
+//! the per-event work does not grow with the number of connections.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 
+use foldhash::HashMap;
 use serde::Serialize;
 
 use super::conn::{Conn, ConnId, FourTuple};
@@ -13,14 +18,57 @@ use super::names::Names;
 use crate::events::model::{Body, Event};
 
 /// A connection's handle in the table. Serial numbers, not socket addresses: the kernel reuses
-/// a socket's address for a later connection, and both may be in the table (one closed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct ConnKey(u64);
+/// a socket's address for a later connection, and both may be in the table (one closed). The
+/// slot says where it sits; keys order (and print) by serial number alone, as the slot is
+/// decided by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnKey {
+    serial: u64,
+    slot: u32,
+}
 
 impl fmt::Display for ConnKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", self.0)
+        write!(f, "#{}", self.serial)
     }
+}
+
+impl ConnKey {
+    /// Where it sits in the table: a small index, reused once the connection leaves, that a
+    /// consumer may use for its own per-connection slab (checking the key it stored there).
+    pub fn slot(&self) -> usize {
+        self.slot as usize
+    }
+
+    /// Its serial number: with `slot`, the whole key (such a slab can keep this alone).
+    pub fn serial(&self) -> u64 {
+        self.serial
+    }
+
+    /// The key that `serial()` and `slot()` of some key gave.
+    pub fn of(serial: u64, slot: usize) -> Self {
+        // Slots come from `slot()`, which widened a u32.
+        ConnKey { serial, slot: u32::try_from(slot).unwrap_or(NIL) }
+    }
+}
+
+impl Serialize for ConnKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.serial)
+    }
+}
+
+/// No slot: the end of the recency list.
+const NIL: u32 = u32::MAX;
+
+/// One place in the slab: a connection (None while free), its serial number, and its links in
+/// the recency list while live (`prev` updated less recently; both NIL when not in it).
+#[derive(Debug)]
+struct Entry {
+    serial: u64,
+    conn: Option<Conn>,
+    prev: u32,
+    next: u32,
 }
 
 /// How much the table keeps.
@@ -77,26 +125,28 @@ const ENDED_LOG_CAPACITY: usize = 4096;
 
 /// Every connection seen, live and recently closed. Pure: time comes only from events.
 ///
-/// Memory per live connection is what a busy host pays: the connection itself (boxed, so the
-/// ordered map holds pointers), one entry in each of the two identity indexes, and one or two
-/// entries in the recency queue.
-#[derive(Debug, Default)]
+/// Memory per live connection is what a busy host pays: its slot with the connection itself (in
+/// place: no allocation of its own, and no pointer to follow per event), one entry in the
+/// one entry in each of the two identity indexes.
+#[derive(Debug)]
 pub struct ConnTable {
     limits: Limits,
-    conns: BTreeMap<ConnKey, Box<Conn>>,
+    slots: Vec<Entry>,
+    /// Slots free for reuse.
+    free: Vec<u32>,
+    /// Connections kept, live and closed.
+    kept: usize,
     next_key: u64,
     /// Live connections by socket address, by 4-tuple for those the kernel named no socket for,
-    /// and by the hash of their 4-tuple (`tuple_hash`) for drops that name no socket.
-    live_socks: HashMap<u64, ConnKey>,
-    live_tuples: HashMap<FourTuple, ConnKey>,
-    by_tuple: HashMap<u64, ConnKey>,
-    /// Live connections now (those whose `Conn::tick` is not 0).
+    /// and by the hash of their 4-tuple (`tuple_hash`) for drops that name no socket: slots.
+    live_socks: HashMap<u64, u32>,
+    live_tuples: HashMap<FourTuple, u32>,
+    by_tuple: HashMap<u64, u32>,
+    /// Live connections now (those in the recency list).
     live_len: usize,
-    /// Recency of live connections, oldest first: (tick, key) at each update. An entry whose
-    /// tick is no longer its connection's is stale and skipped; stale ones are swept out when
-    /// they make up a third of the queue.
-    recency: VecDeque<(u64, ConnKey)>,
-    tick: u64,
+    /// The recency list of live connections: least and most recently updated.
+    oldest: u32,
+    newest: u32,
     /// Process names, shared by the connections.
     names: Names,
     /// Closed connections still kept, by identity (late events), and in closing order.
@@ -106,6 +156,30 @@ pub struct ConnTable {
     ended_seq: u64,
     /// Live connections evicted to stay within `live_capacity`, in all.
     evicted: u64,
+}
+
+impl Default for ConnTable {
+    fn default() -> Self {
+        ConnTable {
+            limits: Limits::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            kept: 0,
+            next_key: 0,
+            live_socks: HashMap::default(),
+            live_tuples: HashMap::default(),
+            by_tuple: HashMap::default(),
+            live_len: 0,
+            oldest: NIL,
+            newest: NIL,
+            names: Names::default(),
+            closed: HashMap::default(),
+            closed_order: VecDeque::new(),
+            ended: VecDeque::new(),
+            ended_seq: 0,
+            evicted: 0,
+        }
+    }
 }
 
 impl ConnTable {
@@ -122,17 +196,21 @@ impl ConnTable {
     /// Update the connection `e` belongs to and return its key. The key of a connection closed
     /// by `e` may already be gone when `closed_capacity` is 0.
     pub fn apply(&mut self, e: &Event) -> ConnKey {
-        self.tick += 1;
         let key = self.locate(e);
         let mut live = false;
-        if let Some(conn) = self.conns.get_mut(&key) {
-            live = conn.tick != 0;
-            conn.apply(e, &mut self.names);
+        let linked = self.is_linked(key.slot);
+        if let Some(entry) =
+            self.slots.get_mut(key.slot as usize).filter(|s| s.serial == key.serial)
+        {
+            if let Some(conn) = entry.conn.as_mut() {
+                live = linked;
+                conn.apply(e, &mut self.names);
+            }
         }
         if live && matches!(e.body, Body::Close { .. }) {
             self.retire(key, e.ts_ns);
         } else if live {
-            self.touch(key);
+            self.touch(key.slot);
         }
         while self.live_len > self.limits.live_capacity {
             let Some(oldest) = self.least_recent() else { break };
@@ -142,7 +220,11 @@ impl ConnTable {
     }
 
     pub fn get(&self, key: &ConnKey) -> Option<&Conn> {
-        self.conns.get(key).map(|c| &**c)
+        self.slots.get(key.slot as usize).filter(|s| s.serial == key.serial)?.conn.as_ref()
+    }
+
+    fn get_mut(&mut self, key: &ConnKey) -> Option<&mut Conn> {
+        self.slots.get_mut(key.slot as usize).filter(|s| s.serial == key.serial)?.conn.as_mut()
     }
 
     #[cfg(test)]
@@ -151,20 +233,34 @@ impl ConnTable {
         self.live_get(id).or_else(|| self.closed.get(id).copied())
     }
 
-    /// Every connection kept, in order of first sighting.
-    pub fn iter(&self) -> impl Iterator<Item = (&ConnKey, &Conn)> {
-        self.conns.iter().map(|(k, c)| (k, &**c))
+    /// Every connection kept, in order of first sighting. Slots are reused, so this sorts them
+    /// (views and scrapes call it, not events: an index kept in order would cost every
+    /// connection its entry).
+    pub fn iter(&self) -> impl Iterator<Item = (ConnKey, &Conn)> {
+        let mut kept: Vec<(ConnKey, &Conn)> = Vec::with_capacity(self.kept);
+        kept.extend(self.slots.iter().zip(0..).filter_map(|(e, slot)| {
+            e.conn.as_ref().map(|c| (ConnKey { serial: e.serial, slot }, c))
+        }));
+        kept.sort_unstable_by_key(|(key, _)| *key);
+        kept.into_iter()
     }
 
     #[cfg(test)]
     /// Connections kept, live and closed.
     pub fn len(&self) -> usize {
-        self.conns.len()
+        self.kept
     }
 
     #[cfg(test)]
-    pub fn recency_len(&self) -> usize {
-        self.recency.len()
+    /// The recency list, least recently updated first.
+    pub fn recency(&self) -> Vec<ConnKey> {
+        let mut out = Vec::new();
+        let mut at = self.oldest;
+        while at != NIL {
+            out.push(self.key_at(at));
+            at = self.slots[at as usize].next;
+        }
+        out
     }
 
     #[cfg(test)]
@@ -220,7 +316,7 @@ impl ConnTable {
             if !is_open {
                 return key;
             }
-            match self.conns.get_mut(&key) {
+            match self.get_mut(&key) {
                 // Events that arrived before the open of the same connection.
                 Some(c) if c.open_ns.is_none() && c.tuple == tuple => return key,
                 // A late open sent twice (two CPUs reported the quiet connection at once).
@@ -234,7 +330,7 @@ impl ConnTable {
         } else if !is_open {
             // A late event of a connection that just closed.
             if let Some(&key) = self.closed.get(&id) {
-                if self.conns.get(&key).is_some_and(|c| c.tuple == tuple) {
+                if self.get(&key).is_some_and(|c| c.tuple == tuple) {
                     return key;
                 }
             }
@@ -243,72 +339,112 @@ impl ConnTable {
     }
 
     fn create(&mut self, id: ConnId, e: &Event) -> ConnKey {
-        let key = ConnKey(self.next_key);
-        self.next_key += 1;
         let conn = Conn::new(id, e, self.limits.episodes_per_side);
-        self.by_tuple.insert(tuple_hash(&conn.tuple), key);
-        self.conns.insert(key, Box::new(conn));
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(Entry { serial: 0, conn: None, prev: NIL, next: NIL });
+                // Slots past u32::MAX - 1 cannot be named: more connections than memory holds.
+                u32::try_from(self.slots.len() - 1).expect("fewer than 4 G connections kept")
+            }
+        };
+        let key = ConnKey { serial: self.next_key, slot };
+        self.next_key += 1;
+        self.by_tuple.insert(tuple_hash(&conn.tuple), slot);
+        let entry = &mut self.slots[slot as usize];
+        *entry = Entry { serial: key.serial, conn: Some(conn), prev: NIL, next: NIL };
+        self.kept += 1;
         match id {
-            ConnId::Sock(sk) => self.live_socks.insert(sk, key),
-            ConnId::Tuple(tuple) => self.live_tuples.insert(tuple, key),
+            ConnId::Sock(sk) => self.live_socks.insert(sk, slot),
+            ConnId::Tuple(tuple) => self.live_tuples.insert(tuple, slot),
         };
         self.live_len += 1;
-        self.touch(key);
+        self.link_newest(slot);
         key
     }
 
     /// The live connection an identity names.
     fn live_get(&self, id: &ConnId) -> Option<ConnKey> {
-        match id {
+        let slot = match id {
             ConnId::Sock(sk) => self.live_socks.get(sk),
             ConnId::Tuple(tuple) => self.live_tuples.get(tuple),
-        }
-        .copied()
+        }?;
+        Some(self.key_at(*slot))
     }
 
     /// The live connection on a 4-tuple.
     fn live_on(&self, tuple: &FourTuple) -> Option<ConnKey> {
-        let key = *self.by_tuple.get(&tuple_hash(tuple))?;
+        let slot = *self.by_tuple.get(&tuple_hash(tuple))?;
+        let entry = &self.slots[slot as usize];
         // Another 4-tuple with the same hash took the entry: as if not found.
-        self.conns.get(&key).filter(|c| c.tuple == *tuple).map(|_| key)
+        entry.conn.as_ref().filter(|c| c.tuple == *tuple).map(|_| self.key_at(slot))
     }
 
-    /// Mark a live connection updated now.
-    fn touch(&mut self, key: ConnKey) {
-        let Some(conn) = self.conns.get_mut(&key) else { return };
-        // Touched twice by one event (made, then updated): one entry, or the sweep could never
-        // bring the queue under its bound and would run at every touch.
-        if conn.tick == self.tick {
+    /// Mark a live connection updated now: it moves to the newest end of the recency list.
+    fn touch(&mut self, slot: u32) {
+        if self.newest == slot {
             return;
         }
-        conn.tick = self.tick;
-        self.recency.push_back((self.tick, key));
-        // Sweep the stale entries once they are a third of the queue: amortised O(1) a touch,
-        // and the queue stays within 1.5 entries per live connection.
-        if self.recency.len() > 1024 && self.recency.len() > self.live_len + self.live_len / 2 {
-            let conns = &self.conns;
-            self.recency.retain(|(tick, key)| conns.get(key).is_some_and(|c| c.tick == *tick));
-        }
+        self.unlink(slot);
+        self.link_newest(slot);
     }
 
-    /// The least recently updated live connection, taken out of the recency queue.
-    fn least_recent(&mut self) -> Option<ConnKey> {
-        while let Some((tick, key)) = self.recency.pop_front() {
-            if self.conns.get(&key).is_some_and(|c| c.tick == tick) {
-                return Some(key);
-            }
+    fn link_newest(&mut self, slot: u32) {
+        let newest = self.newest;
+        let entry = &mut self.slots[slot as usize];
+        entry.prev = newest;
+        entry.next = NIL;
+        match newest {
+            NIL => self.oldest = slot,
+            n => self.slots[n as usize].next = slot,
         }
-        None
+        self.newest = slot;
     }
 
-    /// Stop indexing a connection as live (its stale recency entries are skipped later).
+    fn unlink(&mut self, slot: u32) {
+        let (prev, next) = {
+            let entry = &self.slots[slot as usize];
+            (entry.prev, entry.next)
+        };
+        match prev {
+            NIL => self.oldest = next,
+            p => self.slots[p as usize].next = next,
+        }
+        match next {
+            NIL => self.newest = prev,
+            n => self.slots[n as usize].prev = prev,
+        }
+        let entry = &mut self.slots[slot as usize];
+        entry.prev = NIL;
+        entry.next = NIL;
+    }
+
+    /// Whether `slot` is in the recency list (its connection is live).
+    fn is_linked(&self, slot: u32) -> bool {
+        self.slots.get(slot as usize).is_some_and(|e| e.prev != NIL || e.next != NIL)
+            || (self.oldest == slot && slot != NIL)
+    }
+
+    /// The key of the connection in `slot`.
+    fn key_at(&self, slot: u32) -> ConnKey {
+        ConnKey { serial: self.slots[slot as usize].serial, slot }
+    }
+
+    /// The least recently updated live connection.
+    fn least_recent(&self) -> Option<ConnKey> {
+        (self.oldest != NIL).then(|| self.key_at(self.oldest))
+    }
+
+    /// Stop indexing a connection as live.
     fn unindex_live(&mut self, key: ConnKey) -> Option<ConnId> {
-        let conn = self.conns.get_mut(&key)?;
-        if conn.tick != 0 {
-            conn.tick = 0;
+        let was_live = self.is_linked(key.slot);
+        let entry = self.slots.get(key.slot as usize).filter(|s| s.serial == key.serial)?;
+        let conn = entry.conn.as_ref()?;
+        let (id, tuple) = (conn.id(), conn.tuple);
+        if was_live {
+            self.unlink(key.slot);
             self.live_len -= 1;
         }
-        let (id, tuple) = (conn.id(), conn.tuple);
         // Another connection may have taken over the identity or the 4-tuple since.
         if self.live_get(&id) == Some(key) {
             match id {
@@ -317,10 +453,19 @@ impl ConnTable {
             };
         }
         let hash = tuple_hash(&tuple);
-        if self.by_tuple.get(&hash) == Some(&key) {
+        if self.by_tuple.get(&hash) == Some(&key.slot) {
             self.by_tuple.remove(&hash);
         }
         Some(id)
+    }
+
+    /// Take a connection out of the table, freeing its slot.
+    fn remove(&mut self, key: ConnKey) -> Option<Conn> {
+        let entry = self.slots.get_mut(key.slot as usize).filter(|s| s.serial == key.serial)?;
+        let conn = entry.conn.take()?;
+        self.kept -= 1;
+        self.free.push(key.slot);
+        Some(conn)
     }
 
     /// Move a connection from live to closed, forgetting the oldest closed ones past the cap.
@@ -331,7 +476,7 @@ impl ConnTable {
         }
         while self.closed_order.len() > self.limits.closed_capacity {
             let Some(oldest) = self.closed_order.pop_front() else { break };
-            if let Some(conn) = self.conns.remove(&oldest) {
+            if let Some(conn) = self.remove(oldest) {
                 if self.closed.get(&conn.id()) == Some(&oldest) {
                     self.closed.remove(&conn.id());
                 }
@@ -343,7 +488,7 @@ impl ConnTable {
     fn evict(&mut self, key: ConnKey, ts_ns: u64) {
         self.evicted += 1;
         self.unindex_live(key);
-        self.conns.remove(&key);
+        self.remove(key);
         self.log(key, ts_ns, EndReason::Evicted);
     }
 

@@ -133,7 +133,7 @@ impl Row {
             peer: peer_end,
             process,
             local_window: local.window,
-            local_limit: local.receiver.as_ref().and_then(|r| r.choice).map(|c| c.limited_by),
+            local_limit: conn.receiver.as_ref().and_then(|r| r.choice).map(|c| c.limited_by),
             peer_window: peer.window,
             in_flight: conn.sender.as_ref().map(|s| s.in_flight),
             state,
@@ -160,7 +160,7 @@ pub fn rows(table: &ConnTable, now_ns: u64, scope: &Scope) -> Vec<Row> {
         .iter()
         .filter(|(_, c)| c.close_ns.is_none_or(|at| now_ns.saturating_sub(at) <= CLOSED_LINGER_NS))
         .filter(|(_, c)| scope.admits(&c.tuple, c.pid))
-        .map(|(key, conn)| Row::of(*key, conn, now_ns))
+        .map(|(key, conn)| Row::of(key, conn, now_ns))
         .collect()
 }
 
