@@ -28,10 +28,12 @@ pub enum Rule {
     RcvbufPinned,
     /// Segments dropped for lack of receive space.
     FlowControlDrops,
+    /// Much of an interval at zero window, in many short episodes (a reader in bursts).
+    ZeroWindowDutyCycle,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 7] = [
+    pub const ALL: [Rule; 8] = [
         Rule::ZeroWindowStall,
         Rule::PersistBackoff,
         Rule::ReceiverLimited,
@@ -39,6 +41,7 @@ impl Rule {
         Rule::SillyWindow,
         Rule::RcvbufPinned,
         Rule::FlowControlDrops,
+        Rule::ZeroWindowDutyCycle,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +53,7 @@ impl Rule {
             Rule::SillyWindow => "silly_window",
             Rule::RcvbufPinned => "rcvbuf_pinned",
             Rule::FlowControlDrops => "flow_control_drops",
+            Rule::ZeroWindowDutyCycle => "zero_window_duty_cycle",
         }
     }
 }
@@ -99,6 +103,16 @@ pub struct QuietRule {
     pub quiet_ms: u64,
 }
 
+/// `[zero_window_duty_cycle]`: a side at zero window at least `zero_pct` of an interval of
+/// `interval_ms`, in at least `episodes` episodes that began in it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZeroWindowDutyCycle {
+    pub enabled: bool,
+    pub interval_ms: u64,
+    pub zero_pct: f64,
+    pub episodes: u64,
+}
+
 /// Every rule's switch and thresholds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Thresholds {
@@ -109,6 +123,7 @@ pub struct Thresholds {
     pub silly_window: SillyWindow,
     pub rcvbuf_pinned: QuietRule,
     pub flow_control_drops: QuietRule,
+    pub zero_window_duty_cycle: ZeroWindowDutyCycle,
 }
 
 impl Default for Thresholds {
@@ -131,6 +146,17 @@ impl Default for Thresholds {
             silly_window: SillyWindow { enabled: true, repeats: 3 },
             rcvbuf_pinned: QuietRule { enabled: true, quiet_ms: 10_000 },
             flow_control_drops: QuietRule { enabled: true, quiet_ms: 10_000 },
+            // 5 s, as receiver_limited: many burst cycles of a reader that wakes every few
+            // hundred ms, and still an alert while the transfer runs. 50 %: the sender stood
+            // still half the time, so a steady reader would get at least twice the throughput.
+            // 5 episodes: half of 5 s in fewer episodes averages 0.5 s or more each, which is
+            // zero_window_stall's ground (1 s); five or more short ones are a pattern.
+            zero_window_duty_cycle: ZeroWindowDutyCycle {
+                enabled: true,
+                interval_ms: 5000,
+                zero_pct: 50.0,
+                episodes: 5,
+            },
         }
     }
 }
@@ -357,6 +383,18 @@ impl Thresholds {
             "flow_control_drops" => {
                 let s = &mut self.flow_control_drops;
                 vec![("enabled", Field::Flag(&mut s.enabled)), ("quiet_ms", ms(&mut s.quiet_ms))]
+            }
+            "zero_window_duty_cycle" => {
+                let s = &mut self.zero_window_duty_cycle;
+                vec![
+                    ("enabled", Field::Flag(&mut s.enabled)),
+                    (
+                        "interval_ms",
+                        Field::Int { value: &mut s.interval_ms, min: 1, unit: "milliseconds" },
+                    ),
+                    ("zero_pct", Field::Percent(&mut s.zero_pct)),
+                    ("episodes", Field::Int { value: &mut s.episodes, min: 1, unit: "episodes" }),
+                ]
             }
             _ => return None,
         })

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use super::config::ReceiverLimited;
+use super::other_end::OtherEnd;
 use crate::events::model::{Body, Event, SenderState, Side};
 use crate::timeline::fmt::ns_to_ms;
 use crate::timeline::{Conn, FourTuple};
@@ -18,6 +19,7 @@ use crate::timeline::{Conn, FourTuple};
 pub(super) const MS: u64 = 1_000_000;
 
 /// What alerts say about a connection, as of its latest event.
+#[derive(Clone)]
 pub(super) struct Info {
     pub tuple: FourTuple,
     pub pid: Option<u32>,
@@ -44,6 +46,8 @@ pub(super) struct Info {
     /// False when the local zero window in progress was set under TCP memory pressure (not
     /// counted in TCPToZeroWindowAdv).
     pub local_counted: Option<bool>,
+    /// Who is at the other end: filled in only when an alert fires (`Cx::fire`).
+    pub other_end: OtherEnd,
 }
 
 impl Info {
@@ -83,6 +87,7 @@ impl Info {
             unsent: c.sender.as_ref().map(|s| s.unsent),
             episode_probes: c.peer.open().map_or(0, |e| e.probes),
             local_counted: c.local.open().and_then(|e| e.counted),
+            other_end: OtherEnd::Remote,
         }
     }
 }

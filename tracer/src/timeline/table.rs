@@ -267,7 +267,7 @@ impl ConnTable {
     }
 
     /// The live connection on a 4-tuple.
-    fn live_on(&self, tuple: &FourTuple) -> Option<ConnKey> {
+    pub(super) fn live_on(&self, tuple: &FourTuple) -> Option<ConnKey> {
         let key = *self.by_tuple.get(&tuple_hash(tuple))?;
         // Another 4-tuple with the same hash took the entry: as if not found.
         self.conns.get(&key).filter(|c| c.tuple == *tuple).map(|_| key)

@@ -7,6 +7,7 @@ mod rcvbuf_pinned;
 mod receiver_limited;
 mod silly_window;
 mod window_scaling_missing;
+mod zero_window_duty_cycle;
 mod zero_window_stall;
 
 use super::check::Check;
@@ -22,5 +23,6 @@ pub(super) fn all(th: &Thresholds) -> Vec<Box<dyn Check>> {
         Box::new(silly_window::SillyWindow::new(&th.silly_window)),
         Box::new(rcvbuf_pinned::RcvbufPinned::new(&th.rcvbuf_pinned)),
         Box::new(flow_control_drops::FlowControlDrops::new(&th.flow_control_drops)),
+        Box::new(zero_window_duty_cycle::ZeroWindowDutyCycle::new(&th.zero_window_duty_cycle)),
     ]
 }
