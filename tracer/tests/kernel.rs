@@ -1180,6 +1180,7 @@ fn bursty_reader_duty_cycle_names_the_reader_at_both_ends() {
     assert!(!alerts(&events, "zero_window_stall").iter().any(|a| a["sport"] == port));
 
     let fired = local.first().expect("zero_window_duty_cycle for the reader's end");
+    eprintln!("the reader's alert: {fired}");
     assert_eq!(fired["pid"], reader, "the alert names the reader's process: {fired}");
     assert!(fired["comm"].as_str().is_some_and(|c| !c.is_empty()), "{fired}");
     assert!(fired["explanation"].as_str().is_some_and(|t| t.contains(&format!("pid {reader}"))));

@@ -27,7 +27,8 @@ pub(super) enum OtherEnd {
 impl OtherEnd {
     /// The other end of the connection on `tuple`, as `table` knows it now.
     pub(super) fn of(table: &ConnTable, tuple: &FourTuple) -> OtherEnd {
-        match table.peer_of(tuple) {
+        // A socket connected to itself (a simultaneous open on one port) is its own mirror.
+        match table.peer_of(tuple).filter(|(_, c)| c.tuple != *tuple) {
             Some((_, c)) => {
                 let reader = c.reader.as_ref().filter(|r| !r.comm.is_empty());
                 match reader {

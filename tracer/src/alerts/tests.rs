@@ -461,8 +461,8 @@ fn duty_cycle_fires_on_many_short_episodes_and_resolves_when_the_share_falls() {
         a.explanation,
         "python3 (pid 42) on 127.0.0.1:40001 kept its receive window at zero 60% of the last \
          5.0 s (3.0 s) in 25 episodes, the longest 120 ms: it reads in bursts, and the sender \
-         at 127.0.0.2:7777 (on this host, its socket not seen) stands still between them; 4.0 \
-         KiB sit unread in a 8.0 KiB buffer"
+         at 127.0.0.2:7777 (on this host, its socket not seen) stands still between them; its \
+         receive buffer is 8.0 KiB"
     );
     assert!(a.fix.contains("make python3 read steadily"), "{}", a.fix);
     // Then 60 ms of every 200 ms: 30 % of [10100, 15100) resolves it there.

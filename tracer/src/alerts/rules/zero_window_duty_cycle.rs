@@ -13,9 +13,7 @@ use crate::alerts::alert::Severity;
 use crate::alerts::check::{after, Check, Cx, Evidence, Finding};
 use crate::alerts::config::{self, Rule};
 use crate::alerts::facts::{Info, Seen, MS};
-use crate::alerts::text::{
-    app, buffer_state, kib, local, owner, peer, peer_app, peer_reader, reader,
-};
+use crate::alerts::text::{app, kib, local, owner, peer, peer_app, peer_reader, reader};
 use crate::events::model::Side;
 use crate::timeline::fmt::{duration_ms, ns_to_ms};
 use crate::timeline::ConnKey;
@@ -139,7 +137,6 @@ impl Check for ZeroWindowDutyCycle {
                     .with("interval_ms", m.interval_ms)
                     .with("episodes", m.episodes)
                     .with("longest_episode_ms", m.longest_ms)
-                    .maybe("unread", info.unread.filter(|_| local))
                     .maybe("rcvbuf", info.rcvbuf.filter(|_| local))
                     .maybe("rcvbuf_locked", info.rcvbuf_locked.filter(|_| local))
                     .maybe("in_flight", info.in_flight.filter(|_| !local))
@@ -179,6 +176,13 @@ impl Check for ZeroWindowDutyCycle {
     }
 }
 
+/// "; its receive buffer is 256.0 KiB, pinned by SO_RCVBUF", as far as known. Not what is
+/// unread: at an interval's end that is wherever the latest burst left it.
+fn buffer(i: &Info) -> String {
+    let pinned = if i.rcvbuf_locked == Some(true) { ", pinned by SO_RCVBUF" } else { "" };
+    i.rcvbuf.map_or(String::new(), |b| format!("; its receive buffer is {}{pinned}", kib(b)))
+}
+
 /// What the alert says: (explanation, fix).
 fn fired(i: &Info, side: Side, m: &Measured) -> (String, String) {
     let share = format!(
@@ -197,7 +201,7 @@ fn fired(i: &Info, side: Side, m: &Measured) -> (String, String) {
                 reader(i),
                 local(i),
                 peer(i),
-                buffer_state(i)
+                buffer(i)
             );
             let pinned = i.rcvbuf_locked == Some(true);
             let buffer = match (pinned, i.rcvbuf) {
