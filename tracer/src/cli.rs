@@ -183,6 +183,15 @@ pub struct AlertArgs {
     pub config: Option<std::path::PathBuf>,
     /// Override one threshold, e.g. `--alert zero_window_stall.warning_ms=2000` (repeatable;
     /// applied after --config).
+    ///
+    /// Every rule takes `enabled`; the other keys, with their defaults:
+    /// zero_window_stall.warning_ms=1000, .critical_ms=10000; persist_backoff.probes_out=5,
+    /// .interval_ms=10000; receiver_limited.interval_ms=5000, .limited_pct=50;
+    /// window_scaling_missing.window_bytes=61440; silly_window.repeats=3;
+    /// rcvbuf_pinned.quiet_ms=10000; flow_control_drops.quiet_ms=10000;
+    /// zero_window_duty_cycle.interval_ms=5000, .zero_pct=50, .episodes=5 (a side at zero
+    /// window that share of each interval, in that many episodes or more);
+    /// window_limits_throughput.cap_pct=80 (a transfer at that share of window / RTT).
     #[arg(long = "alert", value_name = "RULE.KEY=VALUE")]
     pub alerts: Vec<String>,
     /// Do not print the per-connection summary at the end.

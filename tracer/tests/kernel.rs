@@ -121,6 +121,14 @@ fn zero_window_stall_matches_kernel_counters(addr: IpAddr, port: u16) {
     assert_alert_cycle(&events, "rcvbuf_pinned", Some("local"), port);
     let sender_port = probes[0]["sport"].as_u64().expect("sender port") as u16;
     assert_alert_cycle(&events, "zero_window_stall", Some("peer"), sender_port);
+    // Both ends are this process: the sender's stall names the reader at the other end.
+    let peer_stall = events
+        .iter()
+        .find(|e| kind(e) == "alert" && e["rule"] == "zero_window_stall" && e["side"] == "peer")
+        .expect("a peer zero_window_stall alert");
+    assert_eq!(peer_stall["evidence"]["peer_pid"], std::process::id(), "{peer_stall}");
+    let named = format!("pid {}", std::process::id());
+    assert!(peer_stall["fix"].as_str().is_some_and(|f| f.contains(&named)), "{peer_stall}");
     assert_alert_cycle(&events, "persist_backoff", None, sender_port);
     // 2-4 KiB windows against a 64 KiB loopback MSS, again and again.
     assert_alert_cycle(&events, "silly_window", Some("local"), port);
@@ -244,6 +252,11 @@ fn receiver_limited_sender_alert() {
         .and_then(|e| e["sport"].as_u64())
         .expect("the sender's open event") as u16;
     assert_alert_cycle(&events, "receiver_limited", Some("peer"), sender_port);
+    // The receiver is on this host (this process): the sender's alert names it.
+    let limited = alerts(&events, "receiver_limited");
+    let limited = limited.iter().find(|a| a["sport"] == sender_port).expect("receiver_limited");
+    assert_eq!(limited["evidence"]["peer_pid"], std::process::id(), "{limited}");
+    assert_eq!(limited["evidence"]["peer_local"], true, "{limited}");
 }
 
 #[test]
@@ -1397,4 +1410,178 @@ fn a_buffer_at_tcp_rmem_max_caps_the_transfer_and_is_named() {
             && e["ts_ns"].as_u64() > a["ts_ns"].as_u64()
     });
     assert!(resolved, "raising tcp_rmem did not resolve the alert");
+}
+
+/// A reader in another process that sleeps and then drains its socket in one burst, again and
+/// again: the window closes several times a second, each time for less than the 1 s of
+/// zero_window_stall. zero_window_duty_cycle fires on both ends and names the reader's pid;
+/// its episode count is the zero_window_start events of its interval, and every start is one
+/// of nstat's TCPToZeroWindowAdv. The sender's alerts name the reader at the other end.
+#[test]
+#[ignore = "needs root and a live kernel: run through `cargo xtask test`"]
+fn bursty_reader_duty_cycle_names_the_reader_at_both_ends() {
+    // With loopback's 64 KiB MSS, a small buffer's windows are below one MSS and the sender
+    // waits for its persist timer (the reader no longer sets the pace). At an Ethernet MTU, a
+    // burst takes all of the 256 KiB buffer, and the sender fills it again in some 85 ms
+    // (measured here): the window is then at zero for the rest of each 250 ms nap, about two
+    // thirds of the time, four episodes a second.
+    const NAP_MS: i64 = 250;
+    let port = test_port() + 21;
+    let tracer = Tracer::start(&["--port", &port.to_string()]);
+    let (reader, before, after) = in_new_netns(move || {
+        run(Command::new("ip").args(["link", "set", "lo", "mtu", "1500"]));
+        let before = nstat();
+        let reader = bursty_transfer(port, Duration::from_millis(6500), NAP_MS);
+        thread::sleep(Duration::from_millis(300));
+        (reader, before, nstat())
+    });
+    thread::sleep(Duration::from_millis(200));
+    let events = tracer.stop();
+
+    let starts: Vec<u64> = events
+        .iter()
+        .filter(|e| kind(e) == "zero_window_start" && e["side"] == "local" && e["sport"] == port)
+        .filter_map(|e| e["ts_ns"].as_u64())
+        .collect();
+    let to_zero = delta(&before, &after, "TcpExtTCPToZeroWindowAdv");
+    let duty = alerts(&events, "zero_window_duty_cycle");
+    let local: Vec<&&Value> =
+        duty.iter().filter(|a| a["side"] == "local" && a["sport"] == port).collect();
+    let summary: Vec<String> =
+        duty.iter().map(|a| format!("{} {}: {}", a["side"], a["ts_ns"], a["evidence"])).collect();
+    eprintln!(
+        "reader pid {reader}: {} local zero_window_start, nstat TCPToZeroWindowAdv +{to_zero}; \
+         duty-cycle alerts: {summary:?}",
+        starts.len()
+    );
+    assert_eq!(starts.len() as u64, to_zero, "zero-window starts vs TCPToZeroWindowAdv");
+    assert!(!alerts(&events, "zero_window_stall").iter().any(|a| a["sport"] == port));
+
+    let fired = local.first().expect("zero_window_duty_cycle for the reader's end");
+    eprintln!("the reader's alert: {fired}");
+    assert_eq!(fired["pid"], reader, "the alert names the reader's process: {fired}");
+    assert!(fired["comm"].as_str().is_some_and(|c| !c.is_empty()), "{fired}");
+    assert!(fired["explanation"].as_str().is_some_and(|t| t.contains(&format!("pid {reader}"))));
+    let ev = &fired["evidence"];
+    let episodes = ev["episodes"].as_u64().expect("episodes");
+    let interval_ms = ev["interval_ms"].as_u64().expect("interval_ms");
+    assert_eq!(interval_ms, 5000, "the default interval");
+    assert!(episodes >= 5 && ev["zero_pct"].as_f64() >= Some(50.0), "{fired}");
+    assert!(ev["longest_episode_ms"].as_u64() < Some(1000), "short episodes: {fired}");
+    // The interval ends at the alert and began interval_ms before: the starts inside it.
+    let end = fired["ts_ns"].as_u64().expect("ts_ns");
+    let begin = end - interval_ms * 1_000_000;
+    let inside = starts.iter().filter(|&&t| t >= begin && t < end).count() as u64;
+    assert_eq!(episodes, inside, "episodes vs zero_window_start events in [{begin}, {end})");
+    assert_alert_cycle_of(&events, "zero_window_duty_cycle", Some("local"), port, reader);
+
+    // The sender's end: same episodes seen as the peer's, and its alerts name the reader.
+    let sender_port = events
+        .iter()
+        .find(|e| kind(e) == "open" && e["dport"] == port)
+        .and_then(|e| e["sport"].as_u64())
+        .expect("the sender's open event") as u16;
+    let peer = duty
+        .iter()
+        .find(|a| a["side"] == "peer" && a["sport"] == sender_port)
+        .expect("zero_window_duty_cycle on the sender's end");
+    assert_eq!(peer["pid"], std::process::id(), "the sender is this process: {peer}");
+    assert_eq!(peer["evidence"]["peer_pid"], reader, "the reader at the other end: {peer}");
+    for key in ["explanation", "fix"] {
+        let text = peer[key].as_str().unwrap_or_default();
+        assert!(text.contains(&format!("pid {reader}")), "{key} names the reader: {peer}");
+    }
+    let limited = alerts(&events, "receiver_limited");
+    let limited = limited.iter().find(|a| a["sport"] == sender_port).expect("receiver_limited");
+    assert_eq!(limited["evidence"]["peer_pid"], reader, "{limited}");
+    assert!(limited["fix"].as_str().is_some_and(|t| t.contains(&format!("pid {reader}"))));
+}
+
+/// `assert_alert_cycle` for an alert of another process than the test's.
+fn assert_alert_cycle_of(events: &[Value], rule: &str, side: Option<&str>, port: u16, pid: u32) {
+    let of_rule = |k: &str| {
+        events
+            .iter()
+            .filter(|e| kind(e) == k && e["rule"] == rule && e["sport"] == port)
+            .filter(|e| side.is_none_or(|s| e["side"] == s))
+            .collect::<Vec<_>>()
+    };
+    let fired = of_rule("alert");
+    assert!(!fired.is_empty(), "{rule} did not fire for port {port}");
+    assert!(fired.iter().all(|a| a["pid"] == pid), "{rule} names pid {pid}: {fired:?}");
+    let at = fired[0]["ts_ns"].as_u64();
+    let resolved = of_rule("alert_resolved");
+    assert!(resolved.iter().any(|a| a["ts_ns"].as_u64() >= at), "{rule} never resolved");
+}
+
+/// Listens on `port` with a pinned 256 KiB buffer; a forked child accepts and, for `bursts`,
+/// sleeps `nap_ms` then reads whatever is there, then reads to the end. This thread sends as
+/// fast as it can meanwhile. Returns the reader's pid once it exited.
+fn bursty_transfer(port: u16, bursts: Duration, nap_ms: i64) -> u32 {
+    let addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let listener = TcpListener::bind((addr, port)).expect("bind");
+    set_rcvbuf(&listener, 128 * 1024);
+    let mut buf = vec![0u8; 1 << 20];
+    let deadline = monotonic_ns() + bursts.as_nanos() as i64;
+    // SAFETY: fork; the child only makes async-signal-safe system calls on memory allocated
+    // before the fork, then _exit()s.
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0, "fork: {}", std::io::Error::last_os_error());
+    if child == 0 {
+        // SAFETY: as above: the listener's fd and `buf` were made before the fork.
+        unsafe { bursty_reader(listener.as_raw_fd(), &mut buf, deadline, nap_ms) }
+    }
+    drop(listener);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let sender = thread::spawn(move || {
+        let mut s = TcpStream::connect((addr, port)).expect("connect");
+        let chunk = vec![0x5a_u8; 16 * 1024];
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            s.write_all(&chunk).expect("send");
+        }
+    });
+    thread::sleep(bursts + Duration::from_millis(200));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sender.join().expect("sender");
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    let waited = unsafe { libc::waitpid(child, &mut status, 0) };
+    assert_eq!(waited, child, "waitpid: {}", std::io::Error::last_os_error());
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "reader: {status}");
+    child as u32
+}
+
+fn monotonic_ns() -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime fills a timespec we own; it is async-signal-safe.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+/// The forked reader: accept, then until `deadline` nap and take what is queued, then read to
+/// the end and exit. Exit status 1 if accept fails.
+///
+/// # Safety
+/// Only in a forked child: system calls only, and `_exit`.
+unsafe fn bursty_reader(listener: i32, buf: &mut [u8], deadline: i64, nap_ms: i64) -> ! {
+    // SAFETY: plain system calls on our own fds and buffer, each below.
+    unsafe {
+        let fd = libc::accept(listener, std::ptr::null_mut(), std::ptr::null_mut());
+        if fd < 0 {
+            libc::_exit(1);
+        }
+        let nap = libc::timespec { tv_sec: 0, tv_nsec: nap_ms * 1_000_000 };
+        while monotonic_ns() < deadline {
+            libc::nanosleep(&nap, std::ptr::null_mut());
+            // One call takes all that is queued: the window opens once per burst (reading on
+            // until the socket is empty would race the sender refilling it).
+            if libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) == 0 {
+                libc::_exit(0);
+            }
+        }
+        while libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) > 0 {}
+        libc::close(fd);
+        libc::_exit(0)
+    }
 }

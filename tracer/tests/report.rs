@@ -75,8 +75,16 @@ fn the_zero_window_run_renders_one_chart_per_connection_with_its_story() {
     assert_self_contained(&page);
     assert_eq!(page.matches("<svg").count(), 2, "one chart per connection");
     for title in ["127.0.0.1:7777 &gt; 127.0.0.1:43386", "127.0.0.1:43386 &gt; 127.0.0.1:7777"] {
-        assert!(page.contains(&format!("<title>{title} · python3 (pid 16334)</title>")), "{title}");
+        // Both ends are on this host: each chart names the other end's process.
+        let heading = format!(
+            "<title>{title} · python3 (pid 16334) · other end on this host: python3 (pid \
+             16334)</title>"
+        );
+        assert!(page.contains(&heading), "{title}");
     }
+    // The two ends are listed one under the other, the second marked.
+    assert_eq!(page.matches("<tr><td>└ <a href=\"#conn-2\">").count(), 1);
+    assert_eq!(page.matches("<tr><td><a href=\"#conn-1\">").count(), 1);
     assert!(page.contains("6.18.44-fc-v595"), "the kernel is on the page");
     assert!(page.contains("cgroup_skb egress (packet headers)"), "the hooks are on the page");
     assert!(page.contains("receiver-limited: the local reader python3 (pid 16334)"), "verdict");

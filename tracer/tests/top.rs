@@ -158,8 +158,13 @@ fn top_command(args: &str) -> String {
 }
 
 /// Table rows on the screen (they start with an address), top to bottom.
+/// The connection rows, without the mark of a row that is the other end of the one above.
 fn rows(screen: &str) -> Vec<&str> {
-    screen.lines().filter(|l| l.starts_with("127.0.0.1:")).collect()
+    screen
+        .lines()
+        .map(|l| l.strip_prefix("└ ").unwrap_or(l))
+        .filter(|l| l.starts_with("127.0.0.1:"))
+        .collect()
 }
 
 fn row<'a>(screen: &'a str, conn: &str) -> &'a str {
@@ -193,8 +198,11 @@ fn shows_a_recording_sorts_filters_and_restores_the_terminal() {
         screen.lines().any(|l| l.starts_with('│') && l.contains("zero_window_stall")),
         "no zero_window_stall in the alert pane:\n{screen}"
     );
-    // Worst first: the client (100% limited by the peer's window, probing) leads.
+    // Worst first: the client (100% limited by the peer's window, probing) leads, and the
+    // server, the other end of the same connection on this host, hangs under it.
     assert!(rows(&screen)[0].starts_with(CLIENT), "{screen}");
+    let marked = format!("└ {SERVER}");
+    assert!(screen.lines().any(|l| l.starts_with(&marked)), "{screen}");
 
     // s: sort by connection (addresses, then ports as numbers): 7777 before 43386.
     tmux.keys(&["s"]);

@@ -8,8 +8,9 @@ pub(super) use super::book::Finding;
 use super::book::{Book, Slot};
 use super::config::Rule;
 use super::facts::{Facts, Info, Seen, MS};
+use super::other_end::OtherEnd;
 use crate::events::model::Side;
-use crate::timeline::ConnKey;
+use crate::timeline::{ConnKey, ConnTable};
 
 /// One alert rule: when its alerts fire and resolve. Rules never see each other; what several
 /// need (zero-window episodes, receiver-limited intervals) is in the connection's `Facts`.
@@ -39,6 +40,8 @@ pub(super) struct Cx<'a> {
     facts: &'a Facts,
     info: &'a Info,
     book: &'a mut Book,
+    /// Read only when an alert fires, to name the other end (`OtherEnd`).
+    table: &'a ConnTable,
 }
 
 impl<'a> Cx<'a> {
@@ -48,8 +51,9 @@ impl<'a> Cx<'a> {
         facts: &'a Facts,
         info: &'a Info,
         book: &'a mut Book,
+        table: &'a ConnTable,
     ) -> Self {
-        Cx { key, rule, facts, info, book }
+        Cx { key, rule, facts, info, book, table }
     }
 
     pub(super) fn key(&self) -> ConnKey {
@@ -70,16 +74,24 @@ impl<'a> Cx<'a> {
     }
 
     /// Fire this rule's alert for `side` at `severity`, unless it is active at that severity
-    /// or higher already (a warning escalates once). `finding` is only built when it fires.
+    /// or higher already (a warning escalates once). `finding` is only built when it fires,
+    /// from the connection's `Info` with its other end looked up (`Info::other_end`); that end
+    /// goes into the evidence too.
     pub(super) fn fire(
         &mut self,
         side: Option<Side>,
         severity: Severity,
         ts_ns: u64,
-        finding: impl FnOnce() -> Finding,
+        finding: impl FnOnce(&Info) -> Finding,
     ) {
         let slot = self.slot(side);
-        self.book.fire(slot, severity, ts_ns, self.info, finding);
+        let (info, table) = (self.info, self.table);
+        self.book.fire(slot, severity, ts_ns, info, || {
+            let joined = Info { other_end: OtherEnd::of(table, &info.tuple), ..info.clone() };
+            let mut f = finding(&joined);
+            joined.other_end.add_evidence(&mut f.evidence);
+            f
+        });
     }
 
     /// Resolve this rule's alert for `side` if active, `why` in its evidence with `extra`

@@ -30,10 +30,12 @@ pub enum Rule {
     FlowControlDrops,
     /// A transfer runs at the cap its receive window sets (window / RTT).
     WindowLimitsThroughput,
+    /// Much of an interval at zero window, in many short episodes (a reader in bursts).
+    ZeroWindowDutyCycle,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 8] = [
+    pub const ALL: [Rule; 9] = [
         Rule::ZeroWindowStall,
         Rule::PersistBackoff,
         Rule::ReceiverLimited,
@@ -42,6 +44,7 @@ impl Rule {
         Rule::RcvbufPinned,
         Rule::FlowControlDrops,
         Rule::WindowLimitsThroughput,
+        Rule::ZeroWindowDutyCycle,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +57,7 @@ impl Rule {
             Rule::RcvbufPinned => "rcvbuf_pinned",
             Rule::FlowControlDrops => "flow_control_drops",
             Rule::WindowLimitsThroughput => "window_limits_throughput",
+            Rule::ZeroWindowDutyCycle => "zero_window_duty_cycle",
         }
     }
 }
@@ -110,6 +114,16 @@ pub struct QuietRule {
     pub quiet_ms: u64,
 }
 
+/// `[zero_window_duty_cycle]`: a side at zero window at least `zero_pct` of an interval of
+/// `interval_ms`, in at least `episodes` episodes that began in it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZeroWindowDutyCycle {
+    pub enabled: bool,
+    pub interval_ms: u64,
+    pub zero_pct: f64,
+    pub episodes: u64,
+}
+
 /// Every rule's switch and thresholds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Thresholds {
@@ -121,6 +135,7 @@ pub struct Thresholds {
     pub rcvbuf_pinned: QuietRule,
     pub flow_control_drops: QuietRule,
     pub window_limits_throughput: WindowLimitsThroughput,
+    pub zero_window_duty_cycle: ZeroWindowDutyCycle,
 }
 
 impl Default for Thresholds {
@@ -146,6 +161,17 @@ impl Default for Thresholds {
             // A transfer at 80 % of window / RTT runs at the window's cap: RTT samples and the
             // rate's interval differ by tens of percent, not by more.
             window_limits_throughput: WindowLimitsThroughput { enabled: true, cap_pct: 80.0 },
+            // 5 s, as receiver_limited: many burst cycles of a reader that wakes every few
+            // hundred ms, and still an alert while the transfer runs. 50 %: the sender stood
+            // still half the time, so a steady reader would get at least twice the throughput.
+            // 5 episodes: half of 5 s in fewer episodes averages 0.5 s or more each, which is
+            // zero_window_stall's ground (1 s); five or more short ones are a pattern.
+            zero_window_duty_cycle: ZeroWindowDutyCycle {
+                enabled: true,
+                interval_ms: 5000,
+                zero_pct: 50.0,
+                episodes: 5,
+            },
         }
     }
 }
@@ -378,6 +404,18 @@ impl Thresholds {
                 vec![
                     ("enabled", Field::Flag(&mut s.enabled)),
                     ("cap_pct", Field::Percent(&mut s.cap_pct)),
+                ]
+            }
+            "zero_window_duty_cycle" => {
+                let s = &mut self.zero_window_duty_cycle;
+                vec![
+                    ("enabled", Field::Flag(&mut s.enabled)),
+                    (
+                        "interval_ms",
+                        Field::Int { value: &mut s.interval_ms, min: 1, unit: "milliseconds" },
+                    ),
+                    ("zero_pct", Field::Percent(&mut s.zero_pct)),
+                    ("episodes", Field::Int { value: &mut s.episodes, min: 1, unit: "episodes" }),
                 ]
             }
             _ => return None,

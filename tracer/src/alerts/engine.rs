@@ -62,7 +62,7 @@ impl Engine {
 
     /// `on_event`, each alert with the id it fired or resolved under.
     pub fn on_event_changes(&mut self, table: &ConnTable, key: &ConnKey, e: &Event) -> Vec<Change> {
-        self.run_timers(e.ts_ns);
+        self.run_timers(table, e.ts_ns);
         self.collect_ended(table);
         let ts = e.ts_ns;
         if matches!(e.body, Body::Close { .. }) {
@@ -84,7 +84,7 @@ impl Engine {
             let bit = s.bit();
             for (check, _) in self.checks.iter_mut().zip(&self.sees).filter(|(_, &m)| m & bit != 0)
             {
-                let mut cx = Cx::new(*key, check.rule(), facts, &info, &mut self.book);
+                let mut cx = Cx::new(*key, check.rule(), facts, &info, &mut self.book, table);
                 check.observe(&mut cx, s, ts);
             }
         }
@@ -107,7 +107,7 @@ impl Engine {
 
     /// `advance`, each alert with the id it fired or resolved under.
     pub fn advance_changes(&mut self, table: &ConnTable, now_ns: u64) -> Vec<Change> {
-        self.run_timers(now_ns);
+        self.run_timers(table, now_ns);
         self.collect_ended(table);
         self.book.take()
     }
@@ -162,7 +162,7 @@ impl Engine {
         self.watches.iter().flatten().filter(|(_, f)| f.info().is_some()).count()
     }
 
-    fn run_timers(&mut self, now_ns: u64) {
+    fn run_timers(&mut self, table: &ConnTable, now_ns: u64) {
         self.clock_ns = self.clock_ns.max(now_ns);
         while let Some((due, slot)) = self.book.next_due(self.clock_ns) {
             let Some(facts) = facts_of(&self.watches, &slot.key) else { continue };
@@ -171,7 +171,7 @@ impl Engine {
             let Some(check) = self.checks.iter_mut().find(|c| c.rule() == slot.rule) else {
                 continue;
             };
-            let mut cx = Cx::new(slot.key, slot.rule, facts, info, &mut self.book);
+            let mut cx = Cx::new(slot.key, slot.rule, facts, info, &mut self.book, table);
             check.on_timer(&mut cx, slot.side(), due);
         }
     }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use super::config::ReceiverLimited;
+use super::other_end::OtherEnd;
 use crate::events::model::{Body, Event, SenderState, Side, WindowChoice};
 use crate::timeline::fmt::ns_to_ms;
 use crate::timeline::{Conn, FourTuple};
@@ -18,6 +19,7 @@ use crate::timeline::{Conn, FourTuple};
 pub(super) const MS: u64 = 1_000_000;
 
 /// What alerts say about a connection, as of its latest event.
+#[derive(Clone)]
 pub(super) struct Info {
     pub tuple: FourTuple,
     pub pid: Option<u32>,
@@ -49,6 +51,8 @@ pub(super) struct Info {
     pub window_clamp: Option<u32>,
     /// The sender's congestion window in bytes (cwnd x MSS).
     pub cwnd_bytes: Option<u64>,
+    /// Who is at the other end: filled in only when an alert fires (`Cx::fire`).
+    pub other_end: OtherEnd,
 }
 
 impl Info {
@@ -91,6 +95,7 @@ impl Info {
                 .as_ref()
                 .and_then(|s| Some(u64::from(s.limits?.cwnd) * u64::from(s.mss)))
                 .filter(|&b| b > 0),
+            other_end: OtherEnd::Remote,
         }
     }
 }

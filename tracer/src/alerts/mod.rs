@@ -11,6 +11,7 @@
 //! - `text`: phrases the rules' texts share;
 //! - `facts`: what rules see of a connection: its state, zero-window episodes, receiver-limited
 //!   intervals, and each event as observations;
+//! - `other_end`: who is at the other end when both ends are on this host;
 //! - `alert`: the alert record;
 //! - `config`: the rules by name, and their thresholds (defaults, a TOML file, overrides).
 //!
@@ -25,6 +26,7 @@ mod check;
 mod config;
 mod engine;
 mod facts;
+mod other_end;
 mod rules;
 #[cfg(test)]
 mod tests;

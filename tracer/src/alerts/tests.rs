@@ -67,6 +67,11 @@ fn a_connection_is_kept_as_of_its_latest_event_only_while_an_alert_or_timer_is_h
     r.feed(at(4000, 1, local_window(65_535, 0, 8192)));
     assert_eq!(r.of_rule(Rule::ZeroWindowStall).last().map(|a| a.kind), Some(Resolved));
     r.feed(at(5000, 1, local_window(65_535, 0, 8192)));
+    // zero_window_duty_cycle still measures its interval (1 s to 6 s), then one without an
+    // episode (to 11 s): its timer holds the state until then.
+    assert_eq!(r.engine.kept_infos(), 1);
+    r.advance_ms(11_000);
+    r.feed(at(12_000, 1, local_window(65_535, 0, 8192)));
     assert_eq!(r.engine.kept_infos(), 0);
 }
 
@@ -92,8 +97,8 @@ fn stall_warns_then_escalates_at_crossing_times_even_when_advanced_late() {
     assert_eq!(
         warning.explanation,
         "python3 (pid 42) on 127.0.0.1:40001 has advertised a zero window for 1.0 s: it is not \
-         reading; 4.0 KiB sit unread in a 8.0 KiB buffer, and the sender at 127.0.0.2:7777 is \
-         stalled"
+         reading; 4.0 KiB sit unread in a 8.0 KiB buffer, and the sender at 127.0.0.2:7777 (on \
+         this host, its socket not seen) is stalled"
     );
     assert!(warning.fix.contains("net.ipv4.tcp_rmem"), "{}", warning.fix);
     assert_eq!(warning.evidence["zero_window_ms"], 1000);
@@ -144,7 +149,10 @@ fn short_zero_window_raises_nothing_and_peer_stall_resolves_at_close() {
         ]
     );
     let fired = &r.alerts[0];
-    assert!(fired.explanation.starts_with("the peer 127.0.0.2:7777 has advertised a zero window"));
+    // 127.0.0.2 is a loopback address: on this host, though no socket of it was seen.
+    assert!(fired.explanation.starts_with(
+        "the peer 127.0.0.2:7777 (on this host, its socket not seen) has advertised a zero window"
+    ));
     assert!(fired.explanation.contains("19.5 KiB wait to be sent here; 1 persist probe(s)"));
     assert_eq!(fired.evidence["probes"], 1);
     assert_eq!(r.alerts[1].evidence["resolved_by"], "close");
@@ -161,7 +169,9 @@ fn persist_backoff_by_unanswered_probes_resolves_on_reopen() {
     assert_eq!(persist.len(), 1, "one alert while active");
     assert_eq!(persist[0].ts_ns, 6200 * MS);
     assert_eq!(persist[0].evidence["probes_out"], 5);
-    assert!(persist[0].explanation.contains("5 zero-window probes to 127.0.0.2:7777 unanswered"));
+    assert!(persist[0].explanation.contains(
+        "5 zero-window probes to 127.0.0.2:7777 (on this host, its socket not seen) unanswered"
+    ));
     assert!(persist[0].fix.contains("net.ipv4.tcp_retries2"));
     r.feed(at(9500, 1, peer_window(65535, sender(0, 1, 0, 0))));
     let persist = r.of_rule(Rule::PersistBackoff);
@@ -429,6 +439,307 @@ fn alert_ndjson_shape() {
     assert!(r.alerts[1].line().contains("resolved flow_control_drops (local), active 10 ms: "));
 }
 
+/// A reader that lets its window close for `zero_ms` of every `period_ms`, from `from_ms`
+/// until `to_ms` (episodes starting before it), on socket `sk`'s `side`.
+fn bursts(
+    r: &mut Run,
+    sk: u64,
+    side: Side,
+    from_ms: u64,
+    to_ms: u64,
+    period_ms: u64,
+    zero_ms: u64,
+) {
+    let mut t = from_ms;
+    while t < to_ms {
+        let (closed, open) = match side {
+            Side::Local => (zero_start_local(8192, 8192), local_window(4096, 4096, 8192)),
+            Side::Peer => (peer_window(0, sender(0, 50_000, 0, 0)), window(Side::Peer, 4096)),
+        };
+        r.feed(at(t, sk, closed)).feed(at(t + zero_ms, sk, open));
+        t += period_ms;
+    }
+}
+
+#[test]
+fn duty_cycle_fires_on_many_short_episodes_and_resolves_when_the_share_falls() {
+    let mut r = Run::new(Thresholds::default());
+    r.feed(at(0, 1, open(true, 1460)));
+    // 120 ms of every 200 ms at zero from 100 ms: the first interval is [100, 5100).
+    bursts(&mut r, 1, Side::Local, 100, 10_100, 200, 120);
+    assert_eq!(
+        r.brief(),
+        vec![(5100, Fired, Rule::ZeroWindowDutyCycle, Warning, Some(Side::Local))],
+        "one alert while active, and no zero_window_stall: every episode is 120 ms"
+    );
+    let a = &r.alerts[0];
+    assert_eq!(a.evidence["episodes"], 25);
+    assert_eq!(a.evidence["zero_window_ms"], 3000);
+    assert_eq!(a.evidence["zero_pct"], 60.0);
+    assert_eq!(a.evidence["interval_ms"], 5000);
+    assert_eq!(a.evidence["longest_episode_ms"], 120);
+    assert_eq!(a.evidence["rcvbuf"], 8192);
+    assert_eq!((a.pid, a.comm.as_deref()), (Some(42), Some("python3")));
+    assert_eq!(
+        a.explanation,
+        "python3 (pid 42) on 127.0.0.1:40001 kept its receive window at zero 60% of the last \
+         5.0 s (3.0 s) in 25 episodes, the longest 120 ms: it reads in bursts, and the sender \
+         at 127.0.0.2:7777 (on this host, its socket not seen) stands still between them; its \
+         receive buffer is 8.0 KiB"
+    );
+    assert!(a.fix.contains("make python3 read steadily"), "{}", a.fix);
+    // Then 60 ms of every 200 ms: 30 % of [10100, 15100) resolves it there.
+    bursts(&mut r, 1, Side::Local, 10_100, 15_100, 200, 60);
+    r.advance_ms(15_100);
+    assert_eq!(r.alerts.len(), 2, "{:?}", r.brief());
+    let resolved = r.alerts[1].clone();
+    assert_eq!((resolved.kind, resolved.ts_ns), (Resolved, 15_100 * MS));
+    assert_eq!(resolved.evidence["zero_pct"], 30.0);
+    assert_eq!(resolved.evidence["episodes"], 25);
+    assert_eq!(resolved.evidence["resolved_by"], "below_threshold");
+    assert_eq!(resolved.duration_ms, Some(10_000));
+    // The intervals go on while episodes begin, and stop after one without any.
+    r.advance_ms(60_000);
+    assert_eq!(r.alerts.len(), 2);
+    assert_eq!(r.engine.state_sizes().1, 0, "no timer left");
+}
+
+#[test]
+fn duty_cycle_needs_both_the_share_and_the_episodes() {
+    // At the thresholds: 5 episodes of 500 ms in 5 s is 50 %.
+    let mut r = Run::new(Thresholds::default());
+    bursts(&mut r, 1, Side::Local, 0, 5000, 1000, 500);
+    r.advance_ms(5000);
+    assert_eq!(
+        r.brief(),
+        vec![(5000, Fired, Rule::ZeroWindowDutyCycle, Warning, Some(Side::Local))]
+    );
+    assert_eq!(r.alerts[0].evidence["episodes"], 5);
+    // Just under the share: 499 ms each.
+    let mut r = Run::new(Thresholds::default());
+    bursts(&mut r, 1, Side::Local, 0, 5000, 1000, 499);
+    r.advance_ms(20_000);
+    assert!(r.alerts.is_empty(), "{:?}", r.brief());
+    // 54 % in 3 long episodes (900 ms: not a stall either): not a duty cycle.
+    let mut r = Run::new(Thresholds::default());
+    bursts(&mut r, 1, Side::Local, 0, 4500, 1500, 900);
+    r.advance_ms(20_000);
+    assert!(r.alerts.is_empty(), "{:?}", r.brief());
+    // Many episodes, small share: 25 of 40 ms.
+    let mut r = Run::new(Thresholds::default());
+    bursts(&mut r, 1, Side::Local, 0, 5000, 200, 40);
+    r.advance_ms(20_000);
+    assert!(r.alerts.is_empty(), "{:?}", r.brief());
+    // Thresholds from flags, and off.
+    let mut th = Thresholds::default();
+    th.apply_overrides(&[
+        "zero_window_duty_cycle.zero_pct=15",
+        "zero_window_duty_cycle.episodes=20",
+    ])
+    .unwrap();
+    let mut r = Run::new(th.clone());
+    bursts(&mut r, 1, Side::Local, 0, 5000, 200, 40);
+    r.advance_ms(20_000);
+    assert_eq!(r.of_rule(Rule::ZeroWindowDutyCycle).len(), 2, "fired at 20 %, resolved after");
+    th.zero_window_duty_cycle.enabled = false;
+    let mut r = Run::new(th);
+    bursts(&mut r, 1, Side::Local, 0, 5000, 200, 40);
+    r.advance_ms(20_000);
+    assert!(r.alerts.is_empty());
+}
+
+#[test]
+fn duty_cycle_counts_an_episode_across_intervals_once_and_its_time_in_both() {
+    let mut th = Thresholds::default();
+    th.zero_window_duty_cycle.interval_ms = 1000;
+    th.zero_window_duty_cycle.episodes = 2;
+    th.zero_window_stall.enabled = false;
+    let mut r = Run::new(th);
+    // [0, 1000): episodes at 0 (200 ms) and 400 (until 1600: 600 ms inside) = 80 %, 2 episodes.
+    r.feed(at(0, 1, zero_start(Side::Local)))
+        .feed(at(200, 1, window(Side::Local, 1000)))
+        .feed(at(400, 1, zero_start(Side::Local)))
+        .feed(at(1600, 1, window(Side::Local, 1000)))
+        .advance_ms(3000);
+    let duty = r.of_rule(Rule::ZeroWindowDutyCycle);
+    assert_eq!(duty.len(), 2, "{:?}", r.brief());
+    assert_eq!(duty[0].ts_ns, 1000 * MS);
+    assert_eq!(duty[0].evidence["zero_window_ms"], 800);
+    assert_eq!(duty[0].evidence["episodes"], 2);
+    assert_eq!(duty[0].evidence["longest_episode_ms"], 600, "in progress: as long as so far");
+    // [1000, 2000): 600 ms of the carried episode, no new one: resolved.
+    assert_eq!(duty[1].ts_ns, 2000 * MS);
+    assert_eq!(duty[1].evidence["zero_pct"], 60.0);
+    assert_eq!(duty[1].evidence["episodes"], 0);
+}
+
+#[test]
+fn duty_cycle_on_the_peer_side_names_the_reader_at_the_other_end() {
+    let mut r = Run::new(Thresholds::default());
+    // This host's sender (socket 1, 127.0.0.1:40001) and the receiver it sends to, also on
+    // this host: pid 77, whose 4-tuple is the mirror.
+    r.feed(at(0, 1, open(true, 1460)).with_loopback_peer());
+    r.feed(receiver_end(at(0, 2, open(true, 1460))));
+    r.feed(receiver_end(at(1, 2, read(100))));
+    let mut t = 100;
+    while t < 5100 {
+        r.feed(at(t, 1, peer_window(0, sender(0, 50_000, 0, 0))).with_loopback_peer());
+        r.feed(at(t + 150, 1, window(Side::Peer, 4096)).with_loopback_peer());
+        t += 200;
+    }
+    r.advance_ms(5100);
+    let duty = r.of_rule(Rule::ZeroWindowDutyCycle);
+    assert_eq!(duty.len(), 1, "{:?}", r.brief());
+    let a = duty[0];
+    assert_eq!(a.side, Some(Side::Peer));
+    assert_eq!((a.pid, a.sport, a.dport), (Some(42), 40001, 7777), "the sender's connection");
+    assert_eq!(a.evidence["peer_pid"], 77);
+    assert_eq!(a.evidence["peer_comm"], "reader");
+    assert_eq!(a.evidence["episodes"], 25);
+    assert_eq!(a.evidence["zero_pct"], 75.0);
+    assert!(
+        a.explanation.starts_with(
+            "the peer 127.0.0.1:7777 (reader, pid 77, on this host) kept its window to python3 \
+             (pid 42) on 127.0.0.1:40001 at zero 75% of the last 5.0 s (3.8 s) in 25 episodes"
+        ),
+        "{}",
+        a.explanation
+    );
+    assert!(a.explanation.contains(": reader (pid 77) reads in bursts"), "{}", a.explanation);
+    assert!(a.fix.starts_with("make reader (pid 77), the reader at 127.0.0.1:7777 on this host"));
+}
+
+/// The same event on the other end of socket 1's connection: 127.0.0.1:7777 > 127.0.0.1:40001,
+/// owned by pid 77 ("reader").
+fn receiver_end(mut e: Event) -> Event {
+    e.daddr = e.saddr;
+    (e.sport, e.dport) = (7777, port_of(1));
+    e.pid = Some(77);
+    if let crate::events::model::Body::Read { comm, .. } = &mut e.body {
+        *comm = "reader".into();
+    }
+    e
+}
+
+/// Events of socket 1 with the peer at 127.0.0.1:7777.
+trait LoopbackPeer {
+    fn with_loopback_peer(self) -> Self;
+}
+
+impl LoopbackPeer for Event {
+    fn with_loopback_peer(mut self) -> Self {
+        self.daddr = self.saddr;
+        self
+    }
+}
+
+#[test]
+fn alerts_name_the_process_at_the_other_end_when_it_is_on_this_host() {
+    let mut r = Run::new(Thresholds::default());
+    r.feed(at(0, 1, open(true, 1460)).with_loopback_peer());
+    r.feed(receiver_end(at(0, 2, open(true, 1460))));
+    r.feed(receiver_end(at(5, 2, read(10))));
+    // The receiver's window closes; the sender sees it as the peer's.
+    r.feed(receiver_end(at(10, 2, zero_start_local(4096, 8192))));
+    r.feed(at(10, 1, peer_window(0, sender(0, 9000, 0, 0))).with_loopback_peer());
+    r.advance_ms(1010);
+    let stalls = r.of_rule(Rule::ZeroWindowStall);
+    assert_eq!(stalls.len(), 2, "{:?}", r.brief());
+    let side = |s: Side| *stalls.iter().find(|a| a.side == Some(s)).expect("a stall alert");
+    let (local, peer) = (side(Side::Local), side(Side::Peer));
+    assert_eq!((local.side, local.pid, local.sport), (Some(Side::Local), Some(77), 7777));
+    assert_eq!(
+        local.explanation,
+        "reader (pid 77) on 127.0.0.1:7777 has advertised a zero window for 1.0 s: it is not \
+         reading; 4.0 KiB sit unread in a 8.0 KiB buffer, and the sender at 127.0.0.1:40001 \
+         (python3, pid 42, on this host) is stalled"
+    );
+    assert_eq!(local.evidence["peer_pid"], 42);
+    assert_eq!(local.evidence["peer_comm"], "python3");
+    assert_eq!((peer.side, peer.pid, peer.sport), (Some(Side::Peer), Some(42), 40001));
+    assert_eq!(
+        peer.explanation,
+        "the peer 127.0.0.1:7777 (reader, pid 77, on this host) has advertised a zero window to \
+         python3 (pid 42) on 127.0.0.1:40001 for 1.0 s: reader (pid 77) is not keeping up; 8.8 \
+         KiB wait to be sent here"
+    );
+    assert_eq!(
+        peer.fix,
+        "look at reader (pid 77), the reader at 127.0.0.1:7777 on this host, not at the \
+         network: `ss -tm` there shows its Recv-Q growing; make it read faster or give it more \
+         buffer (its net.ipv4.tcp_rmem, no SO_RCVBUF pin)"
+    );
+    assert_eq!(peer.evidence["peer_pid"], 77);
+    assert_eq!(peer.evidence["peer_local"], true);
+    // The resolved alert keeps what the fired one said of the other end.
+    r.feed(receiver_end(at(1500, 2, local_window(4096, 0, 8192))));
+    r.feed(at(1500, 1, window(Side::Peer, 4096)).with_loopback_peer());
+    let resolved = r.alerts.iter().filter(|a| a.kind == Resolved).count();
+    assert_eq!(resolved, 2);
+    assert!(r
+        .alerts
+        .iter()
+        .filter(|a| a.kind == Resolved)
+        .all(|a| a.evidence["peer_pid"].is_u64()));
+}
+
+#[test]
+fn a_local_peer_not_seen_is_said_to_be_local_and_a_remote_one_is_not_named() {
+    // Receiver-limited toward 127.0.0.1:7777, whose socket the tracer never saw (quiet).
+    let mut r = Run::new(Thresholds::default());
+    for s in 0..=5 {
+        r.feed(
+            at(s * 1000, 1, inflight(65535, sender(60_000, 500_000, s * 800, s * 1000)))
+                .with_loopback_peer(),
+        );
+    }
+    let a = &r.of_rule(Rule::ReceiverLimited)[0];
+    assert!(
+        a.explanation.contains("sending to 127.0.0.1:7777 (on this host, its socket not seen)"),
+        "{}",
+        a.explanation
+    );
+    assert!(
+        a.fix.starts_with(
+            "make the receiving application at 127.0.0.1:7777 on this host (`ss -tpn src \
+             127.0.0.1:7777` names it) read faster"
+        ),
+        "{}",
+        a.fix
+    );
+    assert_eq!(a.evidence["peer_local"], true);
+    assert!(a.evidence.get("peer_pid").is_none());
+    // A remote peer: no claim about it.
+    let mut r = Run::new(Thresholds::default());
+    for s in 0..=5 {
+        let mut e = at(s * 1000, 1, inflight(65535, sender(60_000, 500_000, s * 800, s * 1000)));
+        e.daddr = "10.0.0.2".parse().unwrap();
+        r.feed(e);
+    }
+    let a = &r.of_rule(Rule::ReceiverLimited)[0];
+    assert!(a.explanation.contains("sending to 10.0.0.2:7777 was held back"), "{}", a.explanation);
+    assert!(
+        a.fix.starts_with("make the receiving application on 10.0.0.2 read faster"),
+        "{}",
+        a.fix
+    );
+    assert!(a.evidence.get("peer_local").is_none());
+}
+
+#[test]
+fn the_table_finds_the_other_end_by_the_mirror_tuple_while_it_lives() {
+    let mut table = ConnTable::new();
+    let sender_key = table.apply(&at(0, 1, open(true, 1460)).with_loopback_peer());
+    assert!(table.peer_of(&table.get(&sender_key).unwrap().tuple).is_none());
+    let receiver_key = table.apply(&receiver_end(at(0, 2, open(true, 1460))));
+    let sender = table.get(&sender_key).unwrap().tuple;
+    let (found, conn) = table.peer_of(&sender).expect("the receiver's end");
+    assert_eq!((found, conn.pid), (receiver_key, Some(77)));
+    assert_eq!(table.peer_of(&conn.tuple).map(|(k, _)| k), Some(sender_key));
+    table.apply(&receiver_end(at(10, 2, close())));
+    assert!(table.peer_of(&sender).is_none(), "closed: no longer the live other end");
+}
+
 fn disabled_stall() -> ZeroWindowStall {
     ZeroWindowStall { enabled: false, ..Thresholds::default().zero_window_stall }
 }
@@ -567,7 +878,7 @@ fn thresholds_file_errors_name_file_line_and_key() {
         err("\n[zero_window_stal]\nwarning_ms = 1\n"),
         "/etc/tracer.toml:2: unknown section [zero_window_stal] (known: zero_window_stall, \
          persist_backoff, receiver_limited, window_scaling_missing, silly_window, \
-         rcvbuf_pinned, flow_control_drops, window_limits_throughput)"
+         rcvbuf_pinned, flow_control_drops, window_limits_throughput, zero_window_duty_cycle)"
     );
     assert_eq!(
         err("[zero_window_stall]\nwarning_ms = \"1s\"\n"),
@@ -713,7 +1024,7 @@ proptest! {
             // The engine's own memory follows the table's.
             let (watched, timers, counted) = engine.state_sizes();
             prop_assert!(watched <= table.live_len());
-            prop_assert!(timers <= 7 * watched);
+            prop_assert!(timers <= 2 * Rule::ALL.len() * watched);
             prop_assert!(counted <= table.len());
         }
         let end = events.last().map_or(0, |e| e.ts_ns) + 100_000 * MS;
@@ -886,4 +1197,37 @@ fn window_limits_throughput_on_the_receiver_names_the_setting() {
         "remove SO_RCVBUF=16.0 KiB from reader (pid 42): a pinned buffer cannot autotune"
     );
     assert_eq!((all[1].kind, all[1].ts_ns), (Resolved, 2000 * MS));
+}
+
+/// The `--alert` help (and so the man pages) lists every threshold with its default.
+#[test]
+fn the_alert_flag_help_lists_every_threshold_and_its_default() {
+    use clap::CommandFactory;
+    let cli = crate::cli::Cli::command();
+    let watch = cli.find_subcommand("watch").expect("watch");
+    let arg = watch.get_arguments().find(|a| a.get_id() == "alerts").expect("--alert");
+    let help = arg.get_long_help().expect("long help").to_string();
+    let listed = help.split("defaults:").nth(1).expect("a list of defaults");
+    let mut th = Thresholds::default();
+    let mut section = "";
+    let mut keys = 0;
+    for item in listed.split([';', ',', ' ']).filter(|w| w.contains('=')) {
+        let (key, value) = item.split_once('=').unwrap();
+        let key = match key.split_once('.') {
+            Some(("", k)) => format!("{section}.{k}"),
+            Some((s, _)) => {
+                section = s;
+                key.to_string()
+            }
+            None => panic!("{key} is not RULE.KEY"),
+        };
+        th.set(&key, value).unwrap_or_else(|e| panic!("{key}={value}: {e}"));
+        keys += 1;
+    }
+    assert_eq!(th, Thresholds::default(), "every listed value is the default");
+    // Every rule's section is there.
+    for rule in Rule::ALL {
+        assert!(listed.contains(&format!("{}.", rule.as_str())), "{} not listed", rule.as_str());
+    }
+    assert_eq!(keys, 14, "every key but `enabled`");
 }

@@ -5,14 +5,50 @@
 
 use super::config::Rule;
 use super::facts::Info;
+use super::other_end::OtherEnd;
 use crate::timeline::fmt::{bytes, endpoint, who};
 
 pub(super) fn local(i: &Info) -> String {
     endpoint(&i.tuple.saddr, i.tuple.sport)
 }
 
+/// The peer's endpoint, and who is there when it is on this host: "127.0.0.1:7777 (python3,
+/// pid 7, on this host)".
 pub(super) fn peer(i: &Info) -> String {
-    endpoint(&i.tuple.daddr, i.tuple.dport)
+    let at = endpoint(&i.tuple.daddr, i.tuple.dport);
+    match &i.other_end {
+        OtherEnd::Remote => at,
+        OtherEnd::LocalUnseen => format!("{at} (on this host, its socket not seen)"),
+        OtherEnd::Local { comm, pid } => {
+            let name = comm.as_deref().filter(|c| !c.is_empty());
+            match (name, pid) {
+                (Some(c), Some(p)) => format!("{at} ({c}, pid {p}, on this host)"),
+                (None, Some(p)) => format!("{at} (pid {p}, on this host)"),
+                (Some(c), None) => format!("{at} ({c}, on this host)"),
+                (None, None) => format!("{at} (on this host)"),
+            }
+        }
+    }
+}
+
+/// Who reads at the peer's end, in an explanation: "python3 (pid 7)" on this host, else "the
+/// application reading on 10.0.0.2".
+pub(super) fn peer_reader(i: &Info) -> String {
+    i.other_end.who().unwrap_or_else(|| format!("the application reading on {}", peer_host(i)))
+}
+
+/// The application reading at the peer's end, for a fix: "the receiving application on
+/// 10.0.0.2", or on this host "python3 (pid 7), the reader at 127.0.0.1:7777 on this host";
+/// when that socket was not seen, the `ss` command that names it.
+pub(super) fn peer_app(i: &Info) -> String {
+    let at = endpoint(&i.tuple.daddr, i.tuple.dport);
+    match (&i.other_end, i.other_end.who()) {
+        (OtherEnd::Local { .. }, Some(who)) => format!("{who}, the reader at {at} on this host"),
+        (OtherEnd::Remote, _) => format!("the receiving application on {}", peer_host(i)),
+        _ => {
+            format!("the receiving application at {at} on this host (`ss -tpn src {at}` names it)")
+        }
+    }
 }
 
 pub(super) fn peer_host(i: &Info) -> String {

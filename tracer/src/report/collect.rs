@@ -14,7 +14,7 @@ use crate::{
         player::{Note, Player},
         Broken, Header,
     },
-    timeline::{ConnKey, ConnSummary, FourTuple},
+    timeline::{fmt::who, pair_ends, ConnKey, ConnSummary, FourTuple},
 };
 
 /// One connection to chart.
@@ -25,6 +25,16 @@ pub struct Chart {
     pub summary: Option<ConnSummary>,
     /// Where its time axis ends, ns since the epoch.
     pub end_ns: u64,
+    /// The other end of the connection when it is on this host and charted too.
+    pub other_end: Option<OtherEnd>,
+}
+
+/// The chart of a connection's other end (both ends on this host).
+pub struct OtherEnd {
+    /// Its position in `Recording::charts`: next to this one.
+    pub index: usize,
+    /// Its process, "python3 (pid 7)".
+    pub who: String,
 }
 
 /// What a recording holds, ready to draw.
@@ -101,6 +111,20 @@ pub fn collect(path: &Path, thresholds: Thresholds) -> Result<Recording> {
     // Connections the table had to forget still have their data.
     charts.extend(conns.into_values().map(|d| chart(d, None, last_ns)));
     charts.retain(|c| c.data.has_content());
+    // The two ends of a connection on this host one after the other, worst end first.
+    let pairs = pair_ends(&mut charts, |c| c.data.tuple);
+    let others: Vec<Option<OtherEnd>> = pairs
+        .iter()
+        .map(|p| {
+            p.map(|index| {
+                let d = &charts[index].data;
+                OtherEnd { index, who: who(d.comm.as_deref(), d.pid) }
+            })
+        })
+        .collect();
+    for (c, other) in charts.iter_mut().zip(others) {
+        c.other_end = other;
+    }
     Ok(Recording {
         header: player.header().clone(),
         charts,
@@ -115,5 +139,5 @@ pub fn collect(path: &Path, thresholds: Thresholds) -> Result<Recording> {
 fn chart(mut data: ConnData, summary: Option<ConnSummary>, last_ns: u64) -> Chart {
     data.settle();
     let end_ns = data.end_ns(last_ns);
-    Chart { data, summary, end_ns }
+    Chart { data, summary, end_ns, other_end: None }
 }

@@ -90,9 +90,12 @@ pub fn page(rec: &Recording, file: &str) -> String {
                   <th>process</th><th>alerts</th><th>verdict</th></tr>\n");
     for (i, c) in rec.charts.iter().enumerate() {
         let d = &c.data;
+        // The second end of a connection on this host hangs under the first.
+        let second = c.other_end.as_ref().is_some_and(|o| o.index < i);
         let _ = writeln!(
             out,
-            "<tr><td><a href=\"#conn-{}\">{}</a></td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            "<tr><td>{}<a href=\"#conn-{}\">{}</a></td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            if second { "└ " } else { "" },
             i + 1,
             escape(&conn_name(&d.tuple)),
             escape(&who_short(d.comm.as_deref(), d.pid)),

@@ -9,7 +9,7 @@ use super::{
     collect::Chart,
     downsample::{downsample, BUCKETS, MAX_POINTS},
     scale::{time_ticks, YScale},
-    series::{ConnData, Line, Span},
+    series::{Line, Span},
     text::{conn_name, escape, wrap},
 };
 use crate::{
@@ -321,9 +321,15 @@ fn facts(c: &Chart) -> String {
     parts.join(" · ")
 }
 
-/// The chart's heading: 4-tuple and process.
-fn heading(d: &ConnData) -> String {
-    format!("{} · {}", conn_name(&d.tuple), who(d.comm.as_deref(), d.pid))
+/// The chart's heading: 4-tuple and process, and the process at the other end when it is on
+/// this host.
+fn heading(c: &Chart) -> String {
+    let d = &c.data;
+    let mut h = format!("{} · {}", conn_name(&d.tuple), who(d.comm.as_deref(), d.pid));
+    if let Some(other) = &c.other_end {
+        h.push_str(&format!(" · other end on this host: {}", other.who));
+    }
+    h
 }
 
 /// What a legend entry's swatch looks like.
@@ -427,7 +433,7 @@ fn drop_marker(out: &mut String, x: f64, top: f64, bottom: f64) {
 pub fn chart(c: &Chart, src: &Source) -> String {
     let d = &c.data;
     let mut out = String::new();
-    let heading = heading(d);
+    let heading = heading(c);
     let verdict = c.summary.as_ref().map_or_else(
         || "no summary: the connection table had already forgotten this connection".to_string(),
         |s| s.verdict.clone(),

@@ -8,6 +8,7 @@ mod conn;
 mod direction;
 pub mod fmt;
 mod names;
+mod peer;
 mod summary;
 mod table;
 #[cfg(test)]
@@ -18,5 +19,6 @@ pub(crate) mod testutil;
 #[cfg(test)]
 pub use conn::ConnId;
 pub use conn::{Conn, FourTuple};
+pub use peer::pair_ends;
 pub use summary::ConnSummary;
 pub use table::{ConnKey, ConnTable, EndReason, Limits, DEFAULT_LIVE_CAPACITY};

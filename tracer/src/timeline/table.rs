@@ -373,7 +373,7 @@ impl ConnTable {
     }
 
     /// The live connection on a 4-tuple.
-    fn live_on(&self, tuple: &FourTuple) -> Option<ConnKey> {
+    pub(super) fn live_on(&self, tuple: &FourTuple) -> Option<ConnKey> {
         let slot = *self.by_tuple.get(&tuple_hash(tuple))?;
         let entry = &self.slots[slot as usize];
         // Another 4-tuple with the same hash took the entry: as if not found.

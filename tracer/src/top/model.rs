@@ -4,8 +4,14 @@
 
 use std::{cmp::Ordering, collections::HashMap};
 
-use super::{history::Sparks, row::Row};
-use crate::{alerts::Alert, timeline::ConnKey};
+use super::{
+    history::Sparks,
+    row::{OtherEnd, Row},
+};
+use crate::{
+    alerts::Alert,
+    timeline::{pair_ends, ConnKey},
+};
 
 /// The columns `s` cycles through, starting with the default order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -439,7 +445,8 @@ impl Model {
         self.quit
     }
 
-    /// Sort all rows, then filter.
+    /// Sort all rows, keep the two ends of a connection on this host together (in the place
+    /// of the one that sorts first), then filter.
     fn reorder(&mut self) {
         let (sort, reverse) = (self.sort, self.reverse);
         self.rows.sort_by(|a, b| {
@@ -448,6 +455,14 @@ impl Model {
             // Ties in the chosen column fall back to the default order.
             o.then_with(|| worst_first(a, b))
         });
+        let pairs = pair_ends(&mut self.rows, |r| r.tuple);
+        for (i, (row, pair)) in self.rows.iter_mut().zip(pairs).enumerate() {
+            row.other_end = match pair {
+                Some(j) if j > i => OtherEnd::Below,
+                Some(_) => OtherEnd::Above,
+                None => OtherEnd::None,
+            };
+        }
         self.refilter();
     }
 

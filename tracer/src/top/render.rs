@@ -13,7 +13,7 @@ use super::{
     history::{buckets, glyphs, Sample, Sparks},
     input::HELP,
     model::{Model, Sort, SparkSide},
-    row::{Row, State},
+    row::{OtherEnd, Row, State},
     theme::Theme,
 };
 use crate::{
@@ -261,7 +261,7 @@ fn draw_table(frame: &mut Frame, area: Rect, model: &Model, theme: Theme) {
     let visible: Vec<(&Row, bool)> = model.visible().collect();
     let conn_width = visible
         .iter()
-        .map(|(r, _)| (r.local.len() + r.peer.len() + 3) as u16)
+        .map(|(r, _)| (r.local.len() + r.peer.len() + 5) as u16)
         .max()
         .unwrap_or(0)
         .clamp(CONN_MIN, CONN_MAX);
@@ -346,6 +346,10 @@ fn cell(col: Col, row: &Row, theme: Theme) -> Cell<'static> {
     };
     let count = |n: u64| aligned(if n == 0 { "-".to_string() } else { n.to_string() }, true);
     match col {
+        // The other end of the row above (both ends on this host) hangs under it.
+        Col::Conn if row.other_end == OtherEnd::Above => {
+            Cell::from(format!("└ {} > {}", row.local, row.peer))
+        }
         Col::Conn => Cell::from(format!("{} > {}", row.local, row.peer)),
         Col::Process => Cell::from(keep_pid(&row.process, usize::from(Col::Process.spec().1))),
         Col::LocalWindow => window(row.local_window),

@@ -114,6 +114,21 @@ pub struct Row {
     pub closed: bool,
     /// Lower-case text the filter searches: endpoints, ports, process.
     pub search: String,
+    /// Where the other end of this connection is, when it is a row too (both ends on this
+    /// host): set by the model's ordering, which keeps the two together.
+    pub other_end: OtherEnd,
+}
+
+/// A row's place next to the other end of its connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OtherEnd {
+    /// Not among the rows (remote, or not reported).
+    #[default]
+    None,
+    /// The row just below is the other end.
+    Below,
+    /// The row just above is the other end: drawn marked.
+    Above,
 }
 
 impl Row {
@@ -149,6 +164,7 @@ impl Row {
             rwnd_pct: conn.rwnd_limited_share().map(|s| s * 100.0),
             closed: conn.is_closed(),
             search,
+            other_end: OtherEnd::None,
         }
     }
 }

@@ -5,7 +5,7 @@ use super::{
     feed::{AlertLog, EventRate},
     history::{buckets, glyphs, Histories, Sample, Series, EMPTY, SPAN_SECS, ZERO},
     model::{Action, Mode, Model, Sort, Stats},
-    row::{rows, Row, Scope, State, CLOSED_LINGER_NS},
+    row::{rows, OtherEnd, Row, Scope, State, CLOSED_LINGER_NS},
 };
 use crate::{
     alerts::{Alert, AlertKind, Rule, Severity},
@@ -104,6 +104,40 @@ fn default_order_is_worst_first() {
     let m = model(rows, 10);
     let expected: Vec<u16> = (1..=6).map(port_of).collect();
     assert_eq!(order(&m), expected);
+}
+
+/// An event of the other end of socket `sk`'s connection (127.0.0.2:7777 > 127.0.0.1:port),
+/// on socket `other`.
+fn other_end_of(sk: u64, other: u64, mut e: Event) -> Event {
+    e.sk = other;
+    (e.saddr, e.daddr) = (e.daddr, e.saddr);
+    (e.sport, e.dport) = (7777, port_of(sk));
+    e
+}
+
+#[test]
+fn the_two_ends_on_this_host_sit_together_the_second_marked() {
+    let mut events = six();
+    // The receiver at the other end of socket 6 (healthy, last) is at zero now, so it sorts
+    // second (after socket 1, at zero longer) and pulls socket 6 up under it.
+    events.push(other_end_of(6, 7, at(0, 7, open(true, 1460))));
+    events.push(other_end_of(6, 7, at(9500, 7, zero_start_local(4096, 8192))));
+    let mut m = model(rows_at(&events, 10_000), 10);
+    let ends = |m: &Model| m.visible().map(|(r, _)| r.other_end).collect::<Vec<_>>();
+    let expected: Vec<u16> = [1, 0, 6, 2, 3, 4, 5]
+        .into_iter()
+        .map(|sk| if sk == 0 { 7777 } else { port_of(sk) })
+        .collect();
+    assert_eq!(order(&m), expected);
+    use OtherEnd::{Above, Below, None as Alone};
+    assert_eq!(ends(&m), vec![Alone, Below, Above, Alone, Alone, Alone, Alone]);
+    // Sorted by another column, the pair still sits together where its first end sorts.
+    m.apply(Action::SortNext);
+    assert_eq!(m.sort().0, Sort::Connection);
+    let o = order(&m);
+    let at = o.iter().position(|&p| p == port_of(6)).expect("socket 6");
+    assert_eq!(o.get(at + 1), Some(&7777), "{o:?}");
+    assert_eq!(ends(&m)[at + 1], Above);
 }
 
 #[test]

@@ -42,8 +42,7 @@ impl FlowControlDrops {
         }
         dropped.drops += 1;
         dropped.bytes += u64::from(size);
-        let info = cx.info();
-        cx.fire(SIDE, Severity::Warning, ts, || {
+        cx.fire(SIDE, Severity::Warning, ts, |info| {
             let evidence = Evidence::new()
                 .with("drops", 1u64)
                 .with("dropped_bytes", size)

@@ -8,6 +8,7 @@ mod receiver_limited;
 mod silly_window;
 mod window_limits_throughput;
 mod window_scaling_missing;
+mod zero_window_duty_cycle;
 mod zero_window_stall;
 
 use super::check::Check;
@@ -26,5 +27,6 @@ pub(super) fn all(th: &Thresholds) -> Vec<Box<dyn Check>> {
         Box::new(window_limits_throughput::WindowLimitsThroughput::new(
             &th.window_limits_throughput,
         )),
+        Box::new(zero_window_duty_cycle::ZeroWindowDutyCycle::new(&th.zero_window_duty_cycle)),
     ]
 }

@@ -7,7 +7,7 @@ use crate::alerts::alert::Severity;
 use crate::alerts::check::{Check, Cx, Evidence, Finding};
 use crate::alerts::config::{self, Rule};
 use crate::alerts::facts::{Info, ProbeSeen, Seen};
-use crate::alerts::text::{app, local, owner, peer, peer_host};
+use crate::alerts::text::{app, local, owner, peer, peer_app};
 use crate::events::model::Side;
 use crate::timeline::fmt::duration_ms;
 
@@ -31,8 +31,7 @@ impl PersistBackoff {
         if !(by_count || by_interval) {
             return;
         }
-        let info = cx.info();
-        cx.fire(Some(Side::Peer), Severity::Warning, ts, || {
+        cx.fire(Some(Side::Peer), Severity::Warning, ts, |info| {
             let evidence = Evidence::new()
                 .with("probes_out", p.probes_out)
                 .with("backoff", p.backoff)
@@ -87,10 +86,10 @@ fn fired(i: &Info, p: &ProbeSeen, by_count: bool) -> (String, String) {
             next.map_or(String::new(), |n| format!(", next in {n}"))
         );
         let fix = format!(
-            "check that {} is alive and its application reads (`ss -tm` there); the kernel \
-             aborts after net.ipv4.tcp_retries2 unanswered probes: set TCP_USER_TIMEOUT in {} \
-             to give up sooner",
-            peer_host(i),
+            "check that {} is alive and reads (`ss -tm` there); the kernel aborts after \
+             net.ipv4.tcp_retries2 unanswered probes: set TCP_USER_TIMEOUT in {} to give up \
+             sooner",
+            peer_app(i),
             app(i)
         );
         (explanation, fix)
@@ -106,9 +105,9 @@ fn fired(i: &Info, p: &ProbeSeen, by_count: bool) -> (String, String) {
             p.backoff
         );
         let fix = format!(
-            "find why the application on {} stopped reading (`ss -tm` there: Recv-Q full); the \
-             probe interval doubles per backoff up to TCP_RTO_MAX (120 s) and needs no tuning",
-            peer_host(i)
+            "find why {} stopped reading (`ss -tm` there: Recv-Q full); the probe interval \
+             doubles per backoff up to TCP_RTO_MAX (120 s) and needs no tuning",
+            peer_app(i)
         );
         (explanation, fix)
     }

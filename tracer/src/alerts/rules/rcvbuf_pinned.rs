@@ -31,7 +31,7 @@ impl RcvbufPinned {
             return;
         }
         let at_zero = cx.facts().zero_since(Side::Local).is_some();
-        cx.fire(SIDE, Severity::Warning, ts, || {
+        cx.fire(SIDE, Severity::Warning, ts, |info| {
             let evidence = Evidence::new()
                 .maybe("rcvbuf", info.rcvbuf)
                 .maybe("unread", info.unread)

@@ -6,7 +6,7 @@ use crate::alerts::alert::Severity;
 use crate::alerts::check::{Check, Cx, Evidence, Finding};
 use crate::alerts::config::{self, Rule};
 use crate::alerts::facts::{Info, Interval, Seen};
-use crate::alerts::text::{kib, local, owner, peer, peer_host};
+use crate::alerts::text::{kib, local, owner, peer, peer_app};
 use crate::events::model::Side;
 use crate::timeline::fmt::duration_ms;
 
@@ -37,7 +37,7 @@ impl Check for ReceiverLimited {
         let Interval { pct, limited_ms, interval_ms, in_flight, unsent, limited, .. } = *iv;
         let info = cx.info();
         if limited {
-            cx.fire(Some(Side::Peer), Severity::Warning, ts, || {
+            cx.fire(Some(Side::Peer), Severity::Warning, ts, |info| {
                 let evidence = Evidence::new()
                     .with("rwnd_limited_pct", pct)
                     .with("rwnd_limited_ms", limited_ms)
@@ -79,10 +79,9 @@ fn fired(i: &Info, pct: f64, interval_ms: u64, limited_ms: u64) -> (String, Stri
         duration_ms(limited_ms)
     );
     let fix = format!(
-        "on {}: make the receiving application read faster or let its buffer grow \
-         (net.ipv4.tcp_rmem max, no SO_RCVBUF pin, net.ipv4.tcp_window_scaling=1); `ss -ti` \
-         here shows rwnd_limited growing",
-        peer_host(i)
+        "make {} read faster or let its buffer grow (net.ipv4.tcp_rmem max, no SO_RCVBUF pin, \
+         net.ipv4.tcp_window_scaling=1); `ss -ti` here shows rwnd_limited growing",
+        peer_app(i)
     );
     (explanation, fix)
 }

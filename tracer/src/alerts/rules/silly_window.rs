@@ -7,7 +7,7 @@ use crate::alerts::alert::Severity;
 use crate::alerts::check::{Check, Cx, Evidence, Finding};
 use crate::alerts::config::{self, Rule};
 use crate::alerts::facts::{Info, Seen};
-use crate::alerts::text::{app, kib, local, owner, peer, peer_host, reader};
+use crate::alerts::text::{app, kib, local, owner, peer, peer_app, reader};
 use crate::events::model::Side;
 use crate::timeline::ConnKey;
 
@@ -51,7 +51,7 @@ impl SillyWindow {
         if run < self.cfg.repeats {
             return;
         }
-        cx.fire(Some(side), Severity::Warning, ts, || {
+        cx.fire(Some(side), Severity::Warning, ts, |info| {
             let evidence = Evidence::new()
                 .with("window", window)
                 .with("mss", mss)
@@ -105,7 +105,7 @@ fn fired(i: &Info, side: Side, window: u32, mss: u32, run: u64) -> (String, Stri
                 _ => String::new(),
             };
             let explanation = format!(
-                "{} on {} keeps advertising windows smaller than one MSS to {} ({latest}): the \
+                "{} on {} keeps advertising windows smaller than one MSS ({latest}) to {}: the \
                  peer can only send tiny segments (silly window syndrome){buffer}",
                 reader(i),
                 local(i),
@@ -128,10 +128,10 @@ fn fired(i: &Info, side: Side, window: u32, mss: u32, run: u64) -> (String, Stri
                 local(i)
             );
             let fix = format!(
-                "on {}: give the receiving socket a bigger buffer and read in larger chunks; a \
-                 stack without receiver-side silly-window avoidance (RFC 1122 4.2.3.3) \
-                 advertises such windows",
-                peer_host(i)
+                "give the socket of {} a bigger buffer and read in larger chunks; a stack \
+                 without receiver-side silly-window avoidance (RFC 1122 4.2.3.3) advertises \
+                 such windows",
+                peer_app(i)
             );
             (explanation, fix)
         }

@@ -42,7 +42,9 @@ impl WindowLimitsThroughput {
             matches!((info.cwnd_bytes, info.peer_window), (Some(c), Some(w)) if c > u64::from(w));
         match (iv.delivered_bps, cap) {
             (Some(delivered), Some(cap)) if iv.limited && more && self.at_cap(delivered, cap) => {
-                cx.fire(side, Severity::Warning, ts, || sender_finding(info, iv, delivered, cap));
+                cx.fire(side, Severity::Warning, ts, |info| {
+                    sender_finding(info, iv, delivered, cap)
+                });
             }
             _ => {
                 let pct = iv.pct;
@@ -78,7 +80,7 @@ impl WindowLimitsThroughput {
         match (held, window, cap) {
             (Some(choice), Some(window), Some(cap)) if self.at_cap(read.rate, cap) => {
                 let rtt_us = read.rcv_rtt_us.unwrap_or(0);
-                cx.fire(side, Severity::Warning, ts, || {
+                cx.fire(side, Severity::Warning, ts, |info| {
                     receiver_finding(info, &choice, window, rtt_us, read.rate, cap)
                 });
             }

@@ -44,7 +44,7 @@ impl Check for WindowScalingMissing {
             return;
         }
         let pct = facts.last_limited_pct();
-        cx.fire(None, Severity::Warning, ts, || {
+        cx.fire(None, Severity::Warning, ts, |info| {
             let max_rate = info.srtt_us.map(|us| UNSCALED_MAX as f64 * 1e6 / f64::from(us));
             let evidence = Evidence::new()
                 .with("ceiling_bytes", UNSCALED_MAX)

@@ -5,7 +5,10 @@ use crate::alerts::alert::Severity;
 use crate::alerts::check::{after, Check, Cx, Evidence, Finding};
 use crate::alerts::config::{self, Rule};
 use crate::alerts::facts::{Info, Seen};
-use crate::alerts::text::{app, buffer_state, kib, local, owner, peer, peer_host, reader};
+use crate::alerts::other_end::OtherEnd;
+use crate::alerts::text::{
+    app, buffer_state, kib, local, owner, peer, peer_app, peer_reader, reader,
+};
 use crate::events::model::Side;
 use crate::timeline::fmt::{duration_ms, ns_to_ms};
 
@@ -56,8 +59,7 @@ impl Check for ZeroWindowStall {
         let zero_ms = ns_to_ms(due.saturating_sub(start));
         let severity =
             if zero_ms >= cfg.critical_ms { Severity::Critical } else { Severity::Warning };
-        let info = cx.info();
-        cx.fire(Some(side), severity, due, || {
+        cx.fire(Some(side), severity, due, |info| {
             let evidence = Evidence::new()
                 .with("zero_window_ms", zero_ms)
                 .with(
@@ -138,18 +140,19 @@ fn fired(i: &Info, side: Side, zero_ms: u64) -> (String, String) {
                 n => format!("; {n} persist probe(s) sent so far"),
             };
             let explanation = format!(
-                "the peer {} has advertised a zero window to {} on {} for {d}: the application \
-                 reading on {} is not keeping up{waiting}{probes}",
+                "the peer {} has advertised a zero window to {} on {} for {d}: {} is not \
+                 keeping up{waiting}{probes}",
                 peer(i),
                 owner(i),
                 local(i),
-                peer_host(i)
+                peer_reader(i)
             );
+            let not_here = if i.other_end == OtherEnd::Remote { " or this host" } else { "" };
             let fix = format!(
-                "look at the receiving application on {}, not at the network or this host: \
-                 `ss -tm` there shows its Recv-Q growing; make it read faster or give it more \
-                 buffer (its net.ipv4.tcp_rmem, no SO_RCVBUF pin)",
-                peer_host(i)
+                "look at {}, not at the network{not_here}: `ss -tm` there shows its Recv-Q \
+                 growing; make it read faster or give it more buffer (its net.ipv4.tcp_rmem, \
+                 no SO_RCVBUF pin)",
+                peer_app(i)
             );
             (explanation, fix)
         }
