@@ -40,6 +40,15 @@ pub struct SideSummary {
     /// Local side: what held the window, with its share of the time (percent), largest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub limited_by: Vec<LimitShare>,
+    /// Peer side, this host's sender as the kernel counts it since the open (`ss -ti`): the
+    /// share of its busy time it waited for its own send buffer, the cap the peer's latest
+    /// window sets (window / smoothed RTT, bytes/s), and what it delivered per second busy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sndbuf_limited_pct: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_cap_bps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered_bps: Option<f64>,
 }
 
 /// One limit and the share of the time it held the window.
@@ -193,6 +202,9 @@ impl ConnSummary {
 
 fn side_summary(d: &Direction, sender_of: Option<&Conn>, until: u64) -> SideSummary {
     let share = sender_of.and_then(Conn::rwnd_limited_share);
+    let sending = sender_of.and_then(|c| c.sender.as_ref());
+    let send = sending.and_then(|s| Some((s, s.limits?)));
+    let tenths = |x: f64| (x * 10.0).round() / 10.0;
     SideSummary {
         state: d.state,
         window: d.window,
@@ -214,6 +226,16 @@ fn side_summary(d: &Direction, sender_of: Option<&Conn>, until: u64) -> SideSumm
             // Moments too short to show as a tenth of a percent say nothing here.
             .filter(|s| s.pct > 0.0)
             .collect(),
+        sndbuf_limited_pct: send
+            .filter(|(s, _)| s.busy_ms > 0)
+            .map(|(s, l)| tenths(l.sndbuf_limited_ms as f64 * 100.0 / s.busy_ms as f64)),
+        window_cap_bps: sending
+            .zip(d.window)
+            .filter(|(s, _)| s.srtt_us > 0)
+            .map(|(s, w)| (f64::from(w) * 1e6 / f64::from(s.srtt_us)).round()),
+        delivered_bps: send
+            .filter(|(s, _)| s.busy_ms > 0)
+            .map(|(s, l)| (l.bytes_acked as f64 * 1000.0 / s.busy_ms as f64).round()),
     }
 }
 
@@ -291,6 +313,9 @@ fn verdict(c: &Conn, until: u64) -> String {
             ));
         }
     }
+    if let Some(text) = send_buffer_held(c) {
+        findings.push(text);
+    }
     if c.wscale_ok == Some(false) {
         findings.push("no window scaling negotiated: windows top out at 64 KiB".to_string());
     }
@@ -340,5 +365,25 @@ fn window_cap(c: &Conn, until: u64) -> Option<String> {
         "local window held by {why} {:.0}% of the time (largest {})",
         share * 100.0,
         c.local.max_window.map_or("-".to_string(), |w| bytes(w.into()))
+    ))
+}
+
+/// This host's sender waited for its own send buffer most of its busy time (the kernel's
+/// sndbuf_limited, since the open): the application's SO_SNDBUF when it pinned one.
+fn send_buffer_held(c: &Conn) -> Option<String> {
+    let s = c.sender.as_ref()?;
+    let l = s.limits?;
+    if s.busy_ms == 0 || l.sndbuf_limited_ms * 2 < s.busy_ms {
+        return None;
+    }
+    let share = l.sndbuf_limited_ms as f64 * 100.0 / s.busy_ms as f64;
+    let whose = if l.sndbuf_locked {
+        format!("pinned at {} by SO_SNDBUF", bytes(l.sndbuf.into()))
+    } else {
+        format!("{}, autotuned (net.ipv4.tcp_wmem)", bytes(l.sndbuf.into()))
+    };
+    Some(format!(
+        "sender held back by its own send buffer ({whose}) {share:.0}% of its busy time ({})",
+        duration_ms(l.sndbuf_limited_ms)
     ))
 }

@@ -405,3 +405,31 @@ fn a_window_held_by_the_kernel_at_work_is_not_a_verdict() {
     assert_eq!(rows[0].local.limited_by[0].limit, Limit::RcvSsthresh);
     assert_eq!(rows[0].verdict, "no flow-control limit seen");
 }
+
+#[test]
+fn a_sender_held_by_its_pinned_send_buffer_is_named_with_the_cap_and_rate() {
+    let mut t = ConnTable::new();
+    t.apply(&at(0, 1, open(true, 1460)));
+    let mut s = sender(16_384, 0, 100, 5000);
+    if let Some(l) = &mut s.limits {
+        l.sndbuf_limited_ms = 4000;
+        l.sndbuf = 16_384;
+        l.sndbuf_locked = true;
+        l.bytes_acked = 50_000_000;
+    }
+    t.apply(&at(5000, 1, peer_window(1_048_576, s)));
+    let rows = t.summaries(6000 * MS);
+    let peer = &rows[0].peer;
+    assert_eq!(peer.sndbuf_limited_pct, Some(80.0));
+    // 1 MiB / 40 ms; 50 MB over 5 s busy.
+    assert_eq!(peer.window_cap_bps, Some(26_214_400.0));
+    assert_eq!(peer.delivered_bps, Some(10_000_000.0));
+    assert_eq!(
+        rows[0].verdict,
+        "sender held back by its own send buffer (pinned at 16.0 KiB by SO_SNDBUF) 80% of its \
+         busy time (4.0 s)"
+    );
+    let json = serde_json::to_value(&rows[0]).unwrap();
+    assert_eq!(json["peer"]["sndbuf_limited_pct"], 80.0);
+    assert!(json["local"].get("sndbuf_limited_pct").is_none());
+}
