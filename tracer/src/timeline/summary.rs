@@ -330,6 +330,10 @@ fn verdict(c: &Conn, until: u64) -> String {
 /// or should know: a pinned or maxed-out buffer, a clamp, memory pressure. (A window held by a
 /// buffer autotuning is still growing, or by rcv_ssthresh, is the kernel at work.)
 fn window_cap(c: &Conn, until: u64) -> Option<String> {
+    // Only where this end received data: a sender's own window holds nothing back.
+    if c.reader.as_ref().is_none_or(|r| r.bytes == 0) {
+        return None;
+    }
     let (limit, share) = *c.local.limit_shares(until).first()?;
     if share < 0.5 {
         return None;
@@ -350,12 +354,14 @@ fn window_cap(c: &Conn, until: u64) -> Option<String> {
         },
         Limit::WindowClamp => format!("window_clamp at {}", bytes(state.window_clamp.into())),
         Limit::MemoryPressure => "TCP memory pressure".to_string(),
-        Limit::NoShrink => "older, larger offers (the window may not shrink)".to_string(),
         Limit::ScaleCeiling => match c.rcv_wscale {
             Some(0) | None => "the 64 KiB ceiling of a window without scaling".to_string(),
             Some(scale) => format!("the ceiling of window scale {scale}"),
         },
-        Limit::AppNotReading
+        // An older offer carried is a moment, not a setting: it holds only until the next
+        // segment, and an unchanged window sends no event to say when it stopped.
+        Limit::NoShrink
+        | Limit::AppNotReading
         | Limit::SillyWindow
         | Limit::OutOfOrder
         | Limit::RcvSsthresh

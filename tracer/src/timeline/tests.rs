@@ -376,6 +376,7 @@ fn the_limit_that_held_the_window_longest_is_the_verdict() {
     t.apply(&at(1000, 1, explained_window(16_384, Limit::BufferMax, true)));
     t.apply(&at(4000, 1, explained_window(4_096, Limit::AppNotReading, true)));
     t.apply(&at(5000, 1, explained_window(16_384, Limit::BufferMax, true)));
+    t.apply(&at(6000, 1, read(100_000)));
     t.apply(&at(9000, 1, close()));
     let rows = t.summaries(20_000 * MS);
     let shares: Vec<(Limit, f64)> =
@@ -393,6 +394,17 @@ fn the_limit_that_held_the_window_longest_is_the_verdict() {
     let json = serde_json::to_value(&rows[0]).unwrap();
     assert_eq!(json["local"]["limited_by"][0]["limit"], "buffer_max");
     assert!(json["peer"].get("limited_by").is_none());
+}
+
+#[test]
+fn a_window_on_an_end_that_received_nothing_is_not_a_verdict() {
+    // A sender's own window, pinned or not, holds nothing back.
+    let mut t = ConnTable::new();
+    t.apply(&at(0, 1, open(true, 1460)));
+    t.apply(&at(0, 1, explained_window(16_384, Limit::BufferMax, true)));
+    let rows = t.summaries(5_000 * MS);
+    assert_eq!(rows[0].local.limited_by[0].limit, Limit::BufferMax);
+    assert_eq!(rows[0].verdict, "no flow-control limit seen");
 }
 
 #[test]
