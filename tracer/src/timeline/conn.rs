@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::direction::{Direction, LastProbe, RwndCounters};
 use super::names::Names;
-use crate::events::model::{Body, Event, LocalState, SenderState, Side};
+use crate::events::model::{Body, Event, Limit, LocalState, SenderState, Side};
 
 /// The 4-tuple as this host sees it: `saddr:sport` is this host's end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -81,6 +81,9 @@ pub struct Conn {
     pub rwnd: Option<RwndCounters>,
     /// Boxed: only connections whose reads were reported have one.
     pub reader: Option<Box<ReadStats>>,
+    /// How long each limit held this host's window (from the first explained one).
+    #[serde(skip)]
+    pub limits: Option<LimitTimes>,
     /// Windows this host advertised (this host receives).
     pub local: Direction,
     /// Windows the peer advertised (this host sends).
@@ -113,6 +116,7 @@ impl Conn {
             receiver: None,
             rwnd: None,
             reader: None,
+            limits: None,
             local: Direction::new(Side::Local, episode_cap),
             peer: Direction::new(Side::Peer, episode_cap),
         }
@@ -179,7 +183,8 @@ impl Conn {
             Body::Window { side, window, local, sender, .. } => {
                 self.side_mut(*side).window(ts, *window);
                 if let Some(l) = local {
-                    self.local.receiver_state(ts, l);
+                    self.local.receiver_state(l);
+                    self.held_by(ts, l);
                     self.receiver = Some(l.clone());
                 }
                 if let Some(s) = sender {
@@ -189,7 +194,8 @@ impl Conn {
             Body::ZeroWindowStart { side, counted, local, sender } => {
                 self.side_mut(*side).zero_start(ts, *counted);
                 if let Some(l) = local {
-                    self.local.receiver_state(ts, l);
+                    self.local.receiver_state(l);
+                    self.held_by(ts, l);
                     self.receiver = Some(l.clone());
                 }
                 if let Some(s) = sender {
@@ -276,11 +282,76 @@ impl Conn {
         self.peer.close(ts_ns);
     }
 
+    /// The limit of an explained local window holds from `ts` until the next one.
+    fn held_by(&mut self, ts: u64, state: &LocalState) {
+        let Some(choice) = &state.choice else { return };
+        match &mut self.limits {
+            Some(times) => times.change(ts, choice.limited_by),
+            None => self.limits = Some(LimitTimes::new(ts, choice.limited_by)),
+        }
+    }
+
+    /// The share of time each limit held this host's window, from the first explained window
+    /// to `until_ns`, largest first (ties in the order of `Limit::ALL`).
+    pub fn limit_shares(&self, until_ns: u64) -> Vec<(Limit, f64)> {
+        self.limits.as_ref().map_or_else(Vec::new, |t| t.shares(until_ns))
+    }
+
     fn sender_sample(&mut self, ts: u64, s: &SenderState) {
         if s.mss > 0 {
             self.mss = Some(s.mss);
         }
         RwndCounters::sample(&mut self.rwnd, ts, s);
         self.sender = Some(s.clone());
+    }
+}
+
+/// Time each limit held this host's window: the limit of each explained window holds until the
+/// next one. The table of earlier limits is allocated at the first change (a window held by one
+/// limit throughout needs none), in milliseconds to stay small.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LimitTimes {
+    current: Limit,
+    since_ns: u64,
+    held_ms: Option<Box<[u32; Limit::ALL.len()]>>,
+}
+
+impl LimitTimes {
+    fn new(ts_ns: u64, limit: Limit) -> Self {
+        LimitTimes { current: limit, since_ns: ts_ns, held_ms: None }
+    }
+
+    fn change(&mut self, ts_ns: u64, limit: Limit) {
+        if limit == self.current {
+            return;
+        }
+        let held = self.held_ms.get_or_insert_with(|| Box::new([0; Limit::ALL.len()]));
+        let ms = ts_ns.saturating_sub(self.since_ns) / 1_000_000;
+        let slot = &mut held[self.current as usize];
+        *slot = slot.saturating_add(u32::try_from(ms).unwrap_or(u32::MAX));
+        self.current = limit;
+        self.since_ns = self.since_ns.max(ts_ns);
+    }
+
+    fn shares(&self, until_ns: u64) -> Vec<(Limit, f64)> {
+        let mut held: [u64; Limit::ALL.len()] = [0; Limit::ALL.len()];
+        if let Some(earlier) = &self.held_ms {
+            for (h, ms) in held.iter_mut().zip(earlier.iter()) {
+                *h = u64::from(*ms) * 1_000_000;
+            }
+        }
+        held[self.current as usize] += until_ns.saturating_sub(self.since_ns);
+        let total: u64 = held.iter().sum();
+        if total == 0 {
+            return vec![(self.current, 1.0)];
+        }
+        let mut shares: Vec<(Limit, f64)> = Limit::ALL
+            .iter()
+            .zip(held)
+            .filter(|(_, ns)| *ns > 0)
+            .map(|(limit, ns)| (*limit, ns as f64 / total as f64))
+            .collect();
+        shares.sort_by(|a, b| b.1.total_cmp(&a.1));
+        shares
     }
 }

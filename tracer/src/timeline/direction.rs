@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use serde::Serialize;
 
-use crate::events::model::{Limit, LocalState, SenderState, Side};
+use crate::events::model::{LocalState, SenderState, Side};
 
 /// Where a direction's window stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -194,9 +194,6 @@ pub struct Direction {
     pub window: Option<u32>,
     pub min_window: Option<u32>,
     pub max_window: Option<u32>,
-    /// Local side: how long each limit held the window (boxed: only an explained window).
-    #[serde(skip)]
-    limits: Option<Box<LimitTimes>>,
     trouble: Option<Box<Trouble>>,
     #[serde(skip)]
     low_since_episode: Option<u32>,
@@ -213,17 +210,10 @@ impl Direction {
             window: None,
             min_window: None,
             max_window: None,
-            limits: None,
             trouble: None,
             low_since_episode: None,
             episode_cap,
         }
-    }
-
-    /// Local side: the share of time each limit held the window, from the first explained
-    /// window to `until_ns`, largest first.
-    pub fn limit_shares(&self, until_ns: u64) -> Vec<(Limit, f64)> {
-        self.limits.as_ref().map_or_else(Vec::new, |t| t.shares(until_ns))
     }
 
     /// The zero-window episode in progress.
@@ -360,19 +350,12 @@ impl Direction {
     }
 
     /// This host's receive state at an advertisement (applied after the window itself): the
-    /// open episode takes the one that came with its zero advertisement, and the window's
-    /// limit starts its time. (The latest state is the connection's `receiver`: only the local
-    /// side has one.)
-    pub(super) fn receiver_state(&mut self, ts_ns: u64, state: &LocalState) {
+    /// open episode takes the one that came with its zero advertisement. (The latest state and
+    /// the time each limit held the window are the connection's: only the local side has them.)
+    pub(super) fn receiver_state(&mut self, state: &LocalState) {
         if let Some(open) = self.open_mut() {
             open.unread.get_or_insert(state.unread);
             open.rcvbuf.get_or_insert(state.rcvbuf);
-        }
-        if let Some(choice) = &state.choice {
-            match &mut self.limits {
-                Some(times) => times.change(ts_ns, choice.limited_by),
-                None => self.limits = Some(Box::new(LimitTimes::new(ts_ns, choice.limited_by))),
-            }
         }
     }
 
@@ -429,43 +412,5 @@ impl Direction {
         while t.episodes.len() > cap {
             t.episodes.pop_front();
         }
-    }
-}
-
-/// Time each limit held this host's window: the limit of each explained window holds until the
-/// next one.
-#[derive(Clone, Debug, PartialEq)]
-struct LimitTimes {
-    current: Limit,
-    since_ns: u64,
-    held_ns: [u64; Limit::ALL.len()],
-}
-
-impl LimitTimes {
-    fn new(ts_ns: u64, limit: Limit) -> Self {
-        LimitTimes { current: limit, since_ns: ts_ns, held_ns: [0; Limit::ALL.len()] }
-    }
-
-    fn change(&mut self, ts_ns: u64, limit: Limit) {
-        self.held_ns[self.current as usize] += ts_ns.saturating_sub(self.since_ns);
-        self.current = limit;
-        self.since_ns = self.since_ns.max(ts_ns);
-    }
-
-    fn shares(&self, until_ns: u64) -> Vec<(Limit, f64)> {
-        let mut held = self.held_ns;
-        held[self.current as usize] += until_ns.saturating_sub(self.since_ns);
-        let total: u64 = held.iter().sum();
-        if total == 0 {
-            return vec![(self.current, 1.0)];
-        }
-        let mut shares: Vec<(Limit, f64)> = Limit::ALL
-            .iter()
-            .zip(held)
-            .filter(|(_, ns)| *ns > 0)
-            .map(|(limit, ns)| (*limit, ns as f64 / total as f64))
-            .collect();
-        shares.sort_by(|a, b| b.1.total_cmp(&a.1));
-        shares
     }
 }

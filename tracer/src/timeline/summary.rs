@@ -141,8 +141,8 @@ impl ConnSummary {
             rcvbuf_locked: conn.rcvbuf_locked,
             reader: reader.map(|r| who_short(Some(&r.comm), r.pid)),
             read_bytes: reader.map(|r| r.bytes),
-            local: side_summary(&conn.local, None, until),
-            peer: side_summary(&conn.peer, Some(conn), until),
+            local: side_summary(&conn.local, None, until, conn.limit_shares(until)),
+            peer: side_summary(&conn.peer, Some(conn), until, Vec::new()),
             alerts: 0,
             verdict: verdict(conn, until),
         }
@@ -200,7 +200,13 @@ impl ConnSummary {
     }
 }
 
-fn side_summary(d: &Direction, sender_of: Option<&Conn>, until: u64) -> SideSummary {
+/// One side; `limits` (the local side's) as `Conn::limit_shares` gives them.
+fn side_summary(
+    d: &Direction,
+    sender_of: Option<&Conn>,
+    until: u64,
+    limits: Vec<(Limit, f64)>,
+) -> SideSummary {
     let share = sender_of.and_then(Conn::rwnd_limited_share);
     let sending = sender_of.and_then(|c| c.sender.as_ref());
     let send = sending.and_then(|s| Some((s, s.limits?)));
@@ -219,8 +225,7 @@ fn side_summary(d: &Direction, sender_of: Option<&Conn>, until: u64) -> SideSumm
         rwnd_limited_ms: sender_of.and_then(Conn::rwnd_limited_ms),
         // Whole tenths of a percent keep the JSON readable.
         rwnd_limited_pct: share.map(|s| (s * 1000.0).round() / 10.0),
-        limited_by: d
-            .limit_shares(until)
+        limited_by: limits
             .into_iter()
             .map(|(limit, share)| LimitShare { limit, pct: (share * 1000.0).round() / 10.0 })
             // Moments too short to show as a tenth of a percent say nothing here.
@@ -334,7 +339,7 @@ fn window_cap(c: &Conn, until: u64) -> Option<String> {
     if c.reader.as_ref().is_none_or(|r| r.bytes == 0) {
         return None;
     }
-    let (limit, share) = *c.local.limit_shares(until).first()?;
+    let (limit, share) = *c.limit_shares(until).first()?;
     if share < 0.5 {
         return None;
     }
