@@ -154,11 +154,11 @@ impl Limit {
     /// A few words for a person.
     pub fn describe(self) -> &'static str {
         match self {
-            Limit::AppNotReading => "the application is not reading",
-            Limit::RcvSsthresh => "rcv_ssthresh has not grown yet",
+            Limit::AppNotReading => "the application not reading",
+            Limit::RcvSsthresh => "rcv_ssthresh, not grown yet",
             Limit::WindowClamp => "window_clamp",
-            Limit::BufferMax => "the receive buffer is at its maximum",
-            Limit::BufferGrowing => "the receive buffer has not grown yet",
+            Limit::BufferMax => "the receive buffer at its maximum",
+            Limit::BufferGrowing => "the receive buffer, not grown yet",
             Limit::MemoryPressure => "TCP memory pressure",
             Limit::SillyWindow => "silly-window avoidance (free space below one MSS)",
             Limit::NoShrink => "an older, larger offer (the window may not shrink)",
