@@ -1172,15 +1172,7 @@ fn window_limit_run(
         let addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let listener = TcpListener::bind((addr, port)).expect("bind");
         setup(&listener);
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
-        let sender = thread::spawn(move || {
-            let mut s = TcpStream::connect((addr, port)).expect("connect");
-            let chunk = vec![0x5a_u8; 64 * 1024];
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                s.write_all(&chunk).expect("send");
-            }
-        });
+        let sender = SteadySender::start(addr, port, 64 * 1024);
         let (mut conn, _) = listener.accept().expect("accept");
         after_accept(&conn);
         let start = Instant::now();
@@ -1194,9 +1186,9 @@ fn window_limit_run(
                 ss = Some(ss_view(port));
             }
         }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        sender.ask_to_stop();
         while conn.read(&mut buf).expect("drain") > 0 {}
-        sender.join().expect("sender");
+        sender.join();
         let fields = ["tcp.window_size"];
         let wire = capture.map(|c| c.stop().rows(&format!("tcp.srcport == {port}"), &fields));
         (ss.expect("ss was read during the run"), wire)
@@ -1338,17 +1330,7 @@ fn a_buffer_at_tcp_rmem_max_caps_the_transfer_and_is_named() {
         std::fs::write("/proc/sys/net/ipv4/tcp_rmem", "4096 131072 262144").expect("tcp_rmem");
         let addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let listener = TcpListener::bind((addr, port)).expect("bind");
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
-        let sender = thread::spawn(move || {
-            let mut s = TcpStream::connect((addr, port)).expect("connect");
-            let chunk = vec![0x5a_u8; 64 * 1024];
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                if s.write_all(&chunk).is_err() {
-                    break;
-                }
-            }
-        });
+        let sender = SteadySender::start(addr, port, 64 * 1024);
         let (mut conn, _) = listener.accept().expect("accept");
         // Bytes received in each whole second: the rate the wire carried to the application.
         let mut per_second = Vec::new();
@@ -1369,9 +1351,9 @@ fn a_buffer_at_tcp_rmem_max_caps_the_transfer_and_is_named() {
             }
             second.1 += n as u64;
         }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        sender.ask_to_stop();
         drop(conn);
-        let _ = sender.join();
+        sender.join();
         per_second
     });
     thread::sleep(Duration::from_millis(300));
@@ -1538,18 +1520,9 @@ fn bursty_transfer(port: u16, bursts: Duration, nap_ms: i64) -> u32 {
         unsafe { bursty_reader(listener.as_raw_fd(), &mut buf, deadline, nap_ms) }
     }
     drop(listener);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = stop.clone();
-    let sender = thread::spawn(move || {
-        let mut s = TcpStream::connect((addr, port)).expect("connect");
-        let chunk = vec![0x5a_u8; 16 * 1024];
-        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-            s.write_all(&chunk).expect("send");
-        }
-    });
+    let sender = SteadySender::start(addr, port, 16 * 1024);
     thread::sleep(bursts + Duration::from_millis(200));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    sender.join().expect("sender");
+    sender.join();
     let mut status = 0;
     // SAFETY: waits for our own child.
     let waited = unsafe { libc::waitpid(child, &mut status, 0) };

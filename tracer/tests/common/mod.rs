@@ -237,21 +237,48 @@ pub fn drop_transfer(port: u16) {
     sender.join().expect("sender");
 }
 
+/// A sender thread writing `chunk` bytes at a time to `addr:port` as fast as it can, until
+/// asked to stop. A write error before that fails the test; after it (the receiver closed with
+/// data unread) it ends the thread.
+pub struct SteadySender {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: thread::JoinHandle<()>,
+}
+
+impl SteadySender {
+    pub fn start(addr: IpAddr, port: u16, chunk: usize) -> SteadySender {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = thread::spawn(move || {
+            let mut s = TcpStream::connect((addr, port)).expect("connect");
+            let chunk = vec![0x5a_u8; chunk];
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Err(e) = s.write_all(&chunk) {
+                    assert!(flag.load(std::sync::atomic::Ordering::Relaxed), "send: {e}");
+                }
+            }
+        });
+        SteadySender { stop, thread }
+    }
+
+    /// No write starts after this; one under way finishes when the receiver reads or closes.
+    pub fn ask_to_stop(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn join(self) {
+        self.ask_to_stop();
+        self.thread.join().expect("sender");
+    }
+}
+
 /// A receiver with a small pinned buffer that keeps reading small pieces: never a long zero
 /// window, but the sender waits on the window most of the time.
 pub fn window_limited_transfer(port: u16, seconds: u64) {
     let addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let listener = TcpListener::bind((addr, port)).expect("bind");
     set_rcvbuf(&listener, 8192);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = stop.clone();
-    let sender = thread::spawn(move || {
-        let mut s = TcpStream::connect((addr, port)).expect("connect");
-        let chunk = vec![0x5a_u8; 64 * 1024];
-        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-            s.write_all(&chunk).expect("send");
-        }
-    });
+    let sender = SteadySender::start(addr, port, 64 * 1024);
     let (mut conn, _) = listener.accept().expect("accept");
     let end = Instant::now() + Duration::from_secs(seconds);
     let mut buf = vec![0u8; 64 * 1024];
@@ -259,9 +286,9 @@ pub fn window_limited_transfer(port: u16, seconds: u64) {
         conn.read_exact(&mut buf[..4096]).expect("read");
         thread::sleep(Duration::from_millis(5));
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sender.ask_to_stop();
     while conn.read(&mut buf).expect("drain") > 0 {}
-    sender.join().expect("sender");
+    sender.join();
 }
 
 /// A bulk transfer in a namespace where net.ipv4.tcp_window_scaling=0: windows top out at 64 KiB.

@@ -140,9 +140,10 @@ fn sender_finding(i: &Info, iv: &Interval, delivered: f64, cap: f64) -> Finding 
     let window = i.peer_window.unwrap_or(0);
     let rtt_us = i.srtt_us.unwrap_or(0);
     let cwnd = i.cwnd_bytes.unwrap_or(0);
-    // What the congestion window would carry: the path's rate as the sender sees it now.
+    // What the congestion window would carry: the path's rate as the sender sees it now. At
+    // that rate the bandwidth-delay product is the congestion window itself.
     let path_bps = cwnd as f64 * 1e6 / f64::from(rtt_us.max(1));
-    let bdp = (path_bps * f64::from(rtt_us) / 1e6) as u64;
+    let bdp = cwnd;
     let evidence = Evidence::new()
         .with("peer_window", window)
         .with("srtt_us", rtt_us)
