@@ -1172,9 +1172,12 @@ fn window_limit_run(
         let addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let listener = TcpListener::bind((addr, port)).expect("bind");
         setup(&listener);
-        let sender = SteadySender::start(addr, port, 64 * 1024);
+        // The receiver is set up before any data flows: data that arrives first grows the
+        // window (and, with autotuning, the clamp) before a late setting can hold it.
+        let client = TcpStream::connect((addr, port)).expect("connect");
         let (mut conn, _) = listener.accept().expect("accept");
         after_accept(&conn);
+        let sender = SteadySender::on(client, 64 * 1024);
         let start = Instant::now();
         let mut ss = None;
         let mut buf = vec![0u8; 256 * 1024];

@@ -247,10 +247,19 @@ pub struct SteadySender {
 
 impl SteadySender {
     pub fn start(addr: IpAddr, port: u16, chunk: usize) -> SteadySender {
+        Self::spawn(move || TcpStream::connect((addr, port)).expect("connect"), chunk)
+    }
+
+    /// The same on a stream already connected (to set up the receiver before data flows).
+    pub fn on(stream: TcpStream, chunk: usize) -> SteadySender {
+        Self::spawn(move || stream, chunk)
+    }
+
+    fn spawn(connect: impl FnOnce() -> TcpStream + Send + 'static, chunk: usize) -> SteadySender {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let thread = thread::spawn(move || {
-            let mut s = TcpStream::connect((addr, port)).expect("connect");
+            let mut s = connect();
             let chunk = vec![0x5a_u8; chunk];
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                 if let Err(e) = s.write_all(&chunk) {
