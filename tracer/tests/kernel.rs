@@ -1271,6 +1271,14 @@ fn a_pinned_receive_buffer_is_named_with_its_size() {
 #[test]
 #[ignore = "needs root and a live kernel: run through `cargo xtask test`"]
 fn a_window_clamp_is_named_with_its_size() {
+    // On this host's 6.18.44 a clamp does not hold through a fast transfer: receive-buffer
+    // autotuning sets window_clamp back to the buffer's window, SO_RCVBUF pinned or not
+    // (getsockopt TCP_WINDOW_CLAMP: 16384, then 2064384 within a second), and the tracer reports
+    // that window_clamp. 6.1 keeps the clamp.
+    if !in_guest() {
+        eprintln!("skipped on this host: its kernel's autotuning overrides TCP_WINDOW_CLAMP");
+        return;
+    }
     const TCP_WINDOW_CLAMP: libc::c_int = 10;
     let port = test_port() + 31;
     let tracer = Tracer::start(&["--port", &port.to_string()]);
