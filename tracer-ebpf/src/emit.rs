@@ -15,12 +15,7 @@ pub fn send<T: 'static>(kind: u16, event: T) {
             entry.write(event);
             entry.submit(BPF_RB_NO_WAKEUP);
         }
-        None => {
-            if let Some(lost) = LOST.get_ptr_mut(kind as u32) {
-                // SAFETY: per-CPU slot, no concurrent writer on this CPU.
-                unsafe { *lost += 1 };
-            }
-        }
+        None => count_lost(kind),
     }
 }
 
@@ -39,11 +34,15 @@ pub fn fill<T: 'static>(kind: u16, fill: impl FnOnce(&mut T)) {
             }
             entry.submit(BPF_RB_NO_WAKEUP);
         }
-        None => {
-            if let Some(lost) = LOST.get_ptr_mut(kind as u32) {
-                // SAFETY: per-CPU slot, no concurrent writer on this CPU.
-                unsafe { *lost += 1 };
-            }
-        }
+        None => count_lost(kind),
+    }
+}
+
+/// A record of `kind` that did not fit in the ring.
+#[inline(always)]
+fn count_lost(kind: u16) {
+    if let Some(lost) = LOST.get_ptr_mut(kind as u32) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *lost += 1 };
     }
 }

@@ -116,6 +116,17 @@ pub fn shared(sk: u64) -> Option<*mut SockState> {
     SOCKS.get_ptr_mut(&sk)
 }
 
+/// sk_userlocks bits set by setsockopt(SO_SNDBUF) and setsockopt(SO_RCVBUF): that buffer is
+/// the application's size, not autotuned.
+pub const SOCK_SNDBUF_LOCK: u64 = 1;
+pub const SOCK_RCVBUF_LOCK: u64 = 2;
+
+/// The buffer locks (SOCK_*_LOCK bits) the application set on `sk`.
+#[inline(always)]
+pub fn userlocks(sk: u64) -> u64 {
+    read::field(sk, global!(OFFSETS.sk_userlocks)).unwrap_or(0)
+}
+
 /// The service port of `sk` for the host totals, from its open (kept in the hash record); 0
 /// when unknown. Only called at rare moments (a zero window, a probe, a drop).
 #[inline(always)]

@@ -3,10 +3,13 @@
 
 use tracer_common::event::{RcvSpaceEvent, KIND_RCV_SPACE};
 
-use crate::{emit, filter, header, maps::global, read, report, state::SockState};
-
-/// sk_userlocks bit set by setsockopt(SO_RCVBUF): autotuning is off for this socket.
-const SOCK_RCVBUF_LOCK: u64 = 2;
+use crate::{
+    emit, filter, header,
+    maps::global,
+    read, report,
+    socket::{self, SOCK_RCVBUF_LOCK},
+    state::SockState,
+};
 
 /// Reports the socket's autotuning values if they moved since the last report. `st` is the
 /// hash record.
@@ -32,7 +35,7 @@ pub fn changed(sk: u64, st: &mut SockState, hook: u8) {
     if !filter::wanted(st) {
         return;
     }
-    let locks = read::field(sk, global!(OFFSETS.sk_userlocks)).unwrap_or(0);
+    let locks = socket::userlocks(sk);
     emit::send(
         KIND_RCV_SPACE,
         RcvSpaceEvent {

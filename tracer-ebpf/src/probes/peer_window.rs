@@ -23,8 +23,6 @@ use crate::{emit, filter, header, maps::global, read, report, socket, totals};
 /// enum tcp_chrono: the sender is stalled by the receive window.
 const TCP_CHRONO_RWND_LIMITED: u64 = 2;
 const TCP_CHRONO_SNDBUF_LIMITED: u64 = 3;
-/// sk_userlocks: SO_SNDBUF set by the application.
-const SOCK_SNDBUF_LOCK: u64 = 1;
 
 /// Always lets the packet through: this program only observes.
 #[cgroup_skb(ingress)]
@@ -126,8 +124,7 @@ fn advertised(seg: &Segment) {
         chrono(sk, e);
         e.sndbuf = read::u32_field(sk, global!(OFFSETS.sk_sndbuf));
         e.snd_cwnd = read::u32_field(sk, global!(OFFSETS.snd_cwnd));
-        let userlocks = read::field(sk, global!(OFFSETS.sk_userlocks)).unwrap_or(0);
-        e.sndbuf_locked = (userlocks & SOCK_SNDBUF_LOCK != 0) as u8;
+        e.sndbuf_locked = (socket::userlocks(sk) & socket::SOCK_SNDBUF_LOCK != 0) as u8;
         e.bytes_acked = read::field(sk, global!(OFFSETS.bytes_acked)).unwrap_or(0);
     });
 }

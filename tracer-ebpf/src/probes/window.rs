@@ -183,9 +183,8 @@ fn send_window(sk: u64, st: &SockState, raw: u32, transition: u8, hook: u8) {
 /// for a window that is reported, never per segment.
 #[inline(always)]
 fn decision_inputs(sk: u64, hook: u8, event: &mut WindowEvent) {
-    const SOCK_RCVBUF_LOCK: u64 = 2;
     let mut flags = 0;
-    if read::field(sk, global!(OFFSETS.sk_userlocks)).unwrap_or(0) & SOCK_RCVBUF_LOCK != 0 {
+    if socket::userlocks(sk) & socket::SOCK_RCVBUF_LOCK != 0 {
         flags |= WINDOW_RCVBUF_LOCKED;
     }
     if event.transition == TRANSITION_TO_ZERO_UNCOUNTED {

@@ -158,6 +158,14 @@ impl Conn {
         self.rwnd.as_ref().and_then(|c| c.share())
     }
 
+    /// Share (0..=1) of the sender's busy time it waited for its own send buffer (the kernel's
+    /// counts since the open).
+    pub fn sndbuf_limited_share(&self) -> Option<f64> {
+        let s = self.sender.as_ref()?;
+        let limits = s.limits?;
+        (s.busy_ms > 0).then(|| limits.sndbuf_limited_ms as f64 / s.busy_ms as f64)
+    }
+
     /// `now_ns`, or the close time for a closed connection: open episodes end there.
     pub fn until(&self, now_ns: u64) -> u64 {
         self.close_ns.unwrap_or(now_ns)

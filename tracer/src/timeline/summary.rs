@@ -210,7 +210,6 @@ fn side_summary(
     let share = sender_of.and_then(Conn::rwnd_limited_share);
     let sending = sender_of.and_then(|c| c.sender.as_ref());
     let send = sending.and_then(|s| Some((s, s.limits?)));
-    let tenths = |x: f64| (x * 10.0).round() / 10.0;
     SideSummary {
         state: d.state,
         window: d.window,
@@ -223,17 +222,14 @@ fn side_summary(
         drops: d.totals().drops,
         dropped_bytes: d.totals().dropped_bytes,
         rwnd_limited_ms: sender_of.and_then(Conn::rwnd_limited_ms),
-        // Whole tenths of a percent keep the JSON readable.
-        rwnd_limited_pct: share.map(|s| (s * 1000.0).round() / 10.0),
+        rwnd_limited_pct: share.map(percent),
         limited_by: limits
             .into_iter()
-            .map(|(limit, share)| LimitShare { limit, pct: (share * 1000.0).round() / 10.0 })
+            .map(|(limit, share)| LimitShare { limit, pct: percent(share) })
             // Moments too short to show as a tenth of a percent say nothing here.
             .filter(|s| s.pct > 0.0)
             .collect(),
-        sndbuf_limited_pct: send
-            .filter(|(s, _)| s.busy_ms > 0)
-            .map(|(s, l)| tenths(l.sndbuf_limited_ms as f64 * 100.0 / s.busy_ms as f64)),
+        sndbuf_limited_pct: sender_of.and_then(Conn::sndbuf_limited_share).map(percent),
         window_cap_bps: sending
             .zip(d.window)
             .filter(|(s, _)| s.srtt_us > 0)
@@ -382,12 +378,8 @@ fn window_cap(c: &Conn, until: u64) -> Option<String> {
 /// This host's sender waited for its own send buffer most of its busy time (the kernel's
 /// sndbuf_limited, since the open): the application's SO_SNDBUF when it pinned one.
 fn send_buffer_held(c: &Conn) -> Option<String> {
-    let s = c.sender.as_ref()?;
-    let l = s.limits?;
-    if s.busy_ms == 0 || l.sndbuf_limited_ms * 2 < s.busy_ms {
-        return None;
-    }
-    let share = l.sndbuf_limited_ms as f64 * 100.0 / s.busy_ms as f64;
+    let share = c.sndbuf_limited_share().filter(|&s| s >= 0.5)? * 100.0;
+    let l = c.sender.as_ref()?.limits?;
     let whose = if l.sndbuf_locked {
         format!("pinned at {} by SO_SNDBUF", bytes(l.sndbuf.into()))
     } else {
@@ -397,4 +389,9 @@ fn send_buffer_held(c: &Conn) -> Option<String> {
         "sender held back by its own send buffer ({whose}) {share:.0}% of its busy time ({})",
         duration_ms(l.sndbuf_limited_ms)
     ))
+}
+
+/// A share (0..=1) as a percentage in whole tenths: that keeps the JSON readable.
+fn percent(share: f64) -> f64 {
+    (share * 1000.0).round() / 10.0
 }
