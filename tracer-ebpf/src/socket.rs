@@ -162,23 +162,36 @@ pub fn forget(sk: u64) {
     let _ = SOCKS.remove(&sk);
 }
 
+/// Whether socket `sk` has reached TCP_CLOSE.
+#[inline(always)]
+pub fn is_closed(sk: u64) -> bool {
+    read::field(sk, global!(OFFSETS.skc_state)) == Some(u64::from(TCP_CLOSE))
+}
+
+/// The sk_storage state of socket `sk` if it has one; never creates it.
+#[inline(always)]
+pub fn local_existing(sk: u64) -> Option<&'static mut SockState> {
+    let map = core::ptr::addr_of!(SK_STATE) as *mut core::ffi::c_void;
+    // SAFETY: the helper checks its arguments; a NULL value with no flags only looks up.
+    let found = unsafe { bpf_sk_storage_get(map, sk as *mut _, core::ptr::null_mut(), 0) };
+    // SAFETY: the kernel keeps the storage alive while the socket is, which outlives the
+    // program's run.
+    (!found.is_null()).then(|| unsafe { &mut *found.cast::<SockState>() })
+}
+
 /// The sk_storage state of socket `sk`, created on first sight of a live connection. Only for
 /// programs whose `sk` is a socket pointer the verifier knows (cgroup_skb, fentry/fexit).
 #[inline(always)]
 pub fn local(sk: u64) -> Option<&'static mut SockState> {
-    let map = core::ptr::addr_of!(SK_STATE) as *mut core::ffi::c_void;
-    // SAFETY: the helper checks its arguments; a NULL value with no flags only looks up.
-    let found = unsafe { bpf_sk_storage_get(map, sk as *mut _, core::ptr::null_mut(), 0) };
-    if !found.is_null() {
-        // SAFETY: the kernel keeps the storage alive while the socket is, which outlives the
-        // program's run.
-        return Some(unsafe { &mut *found.cast::<SockState>() });
+    if let Some(found) = local_existing(sk) {
+        return Some(found);
     }
     if !is_connection(sk) {
         return None;
     }
+    let map = core::ptr::addr_of!(SK_STATE) as *mut core::ffi::c_void;
     let mut fresh = fresh(sk);
-    // SAFETY: as above; the kernel copies `fresh` into the new storage.
+    // SAFETY: the helper checks its arguments; the kernel copies `fresh` into the new storage.
     let made = unsafe {
         bpf_sk_storage_get(
             map,
@@ -190,7 +203,7 @@ pub fn local(sk: u64) -> Option<&'static mut SockState> {
     if made.is_null() {
         return None;
     }
-    // SAFETY: as above.
+    // SAFETY: as in `local_existing`.
     Some(unsafe { &mut *made.cast::<SockState>() })
 }
 

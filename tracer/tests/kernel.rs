@@ -434,9 +434,11 @@ fn reader_closing_with_unread_data_leaves_nothing_behind() {
         );
         thread::sleep(Duration::from_millis(300));
         let after = nstat();
+        // The raw window of each RST the receiver sent.
         let wire_rsts = capture.map(|c| {
             let filter = format!("tcp.flags.reset == 1 && tcp.srcport == {port}");
-            c.stop().rows(&filter, &["tcp.srcport"]).len()
+            let rows = c.stop().rows(&filter, &["tcp.window_size_value"]);
+            rows.iter().map(|r| r[0].parse::<u32>().expect("a window")).collect::<Vec<_>>()
         });
         (before, after, wire_rsts)
     });
@@ -445,17 +447,21 @@ fn reader_closing_with_unread_data_leaves_nothing_behind() {
 
     let aborts = delta(&before, &after, "TcpExtTCPAbortOnClose");
     let to_zero = delta(&before, &after, "TcpExtTCPToZeroWindowAdv");
+    let from_zero = delta(&before, &after, "TcpExtTCPFromZeroWindowAdv");
     eprintln!(
-        "nstat: TCPAbortOnClose +{aborts}, TCPToZeroWindowAdv +{to_zero}; wire RSTs from the \
-         receiver: {wire_rsts:?}"
+        "nstat: TCPAbortOnClose +{aborts}, TCPToZeroWindowAdv +{to_zero}, \
+         TCPFromZeroWindowAdv +{from_zero}; raw windows of the receiver's RSTs on the wire: \
+         {wire_rsts:?}"
     );
     assert!(aborts >= 1, "expected TCPAbortOnClose +1 or more, nstat saw +{aborts}");
-    if let Some(rsts) = wire_rsts {
-        assert!(rsts >= 1, "expected a RST from port {port} on the wire, saw none");
+    if let Some(rsts) = &wire_rsts {
+        assert!(!rsts.is_empty(), "expected a RST from port {port} on the wire, saw none");
     }
     assert_no_phantom_endpoints(&events);
-    // The receiving socket's close is its last word: the RST it sends while closing is no new
-    // window, and no later segment belongs to it.
+    // The receiving socket's close is nearly its last word. tcp_close() sends its RST after
+    // TCP_CLOSE, and that RST's window goes through tcp_select_window: if it leaves zero, the
+    // kernel counts TCPFromZeroWindowAdv, and the tracer says so (a local window and
+    // zero_window_end). Nothing else, and no later segment belongs to it.
     let from_kernel = |e: &Value| !matches!(kind(e), "alert" | "alert_resolved" | "summary");
     let receiver: Vec<(usize, &Value)> = events
         .iter()
@@ -472,15 +478,34 @@ fn reader_closing_with_unread_data_leaves_nothing_behind() {
         .filter(|(i, e)| *i > close_at || e["ts_ns"].as_u64() > close_ts)
         .map(|(_, e)| *e)
         .collect();
+    let reset_window =
+        |e: &&Value| matches!(kind(e), "window" | "zero_window_end") && e["side"] == "local";
     assert!(
-        after_close.is_empty(),
-        "expected nothing from local port {port} after its close {close}, saw {after_close:?}"
+        after_close.iter().all(reset_window),
+        "expected nothing from local port {port} after its close {close} but the end of its \
+         zero window in the RST, saw {after_close:?}"
     );
-    let starts = receiver
-        .iter()
-        .filter(|(_, e)| kind(e) == "zero_window_start" && e["side"] == "local")
-        .count() as u64;
-    assert_eq!(starts, to_zero, "local zero_window_start events vs TCPToZeroWindowAdv");
+    let local = |k: &str| {
+        receiver.iter().filter(|(_, e)| kind(e) == k && e["side"] == "local").count() as u64
+    };
+    assert_eq!(
+        local("zero_window_start"),
+        to_zero,
+        "local zero_window_start vs TCPToZeroWindowAdv"
+    );
+    assert_eq!(
+        local("zero_window_end"),
+        from_zero,
+        "local zero_window_end vs TCPFromZeroWindowAdv"
+    );
+    let ended_in_reset = after_close.iter().any(|e| kind(e) == "zero_window_end");
+    if let (true, Some(rsts)) = (ended_in_reset, &wire_rsts) {
+        assert!(
+            rsts.iter().any(|&raw| raw > 0),
+            "a zero_window_end after the close needs a RST with an open window on the wire, \
+             saw raw windows {rsts:?}"
+        );
+    }
 }
 
 /// A keepalive into a zero window leaves the wire exactly like a zero-window probe (a pure ACK
@@ -712,7 +737,7 @@ fn socket_reuse_keeps_zero_window_counts_exact() {
     let port = test_port() + 13;
     // Thousands of freed sockets hand their memory (and so their kernel address) to new ones.
     let connections = if in_guest() { 300 } else { 3000 };
-    let aborted = if in_guest() { 50 } else { 200 };
+    let aborted = if in_guest() { 30 } else { 100 };
     let tracer = Tracer::start(&["--port", &port.to_string()]);
     let (before, after) = in_new_netns(move || {
         let addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -730,6 +755,12 @@ fn socket_reuse_keeps_zero_window_counts_exact() {
     assert_eq!(lost, 0, "events lost by the tracer (the counts cannot be compared)");
     assert_no_phantom_endpoints(&events);
     assert_zero_window_counts(&events, &before, &after);
+    // Each aborted reader reached a zero window, whose end the kernel counts in its RST.
+    let to_zero = delta(&before, &after, "TcpExtTCPToZeroWindowAdv");
+    assert!(
+        in_guest() || to_zero > aborted as u64,
+        "expected the {aborted} aborted readers at a zero window, TCPToZeroWindowAdv +{to_zero}"
+    );
 }
 
 #[test]

@@ -39,11 +39,17 @@ fn observe(ctx: &SkBuffContext) -> Option<()> {
         return None;
     }
     let seg = packet::segment(ctx)?;
-    // A SYN's window is never scaled; an RST's is not an offer (a reset carries 0).
-    if seg.flags & (TCP_FLAG_SYN | TCP_FLAG_RST) != 0 {
+    // A SYN's window is never scaled.
+    if seg.flags & TCP_FLAG_SYN != 0 {
         return None;
     }
     let sk = seg.sk;
+    if seg.flags & TCP_FLAG_RST != 0 {
+        if signals & EGRESS_WINDOW != 0 {
+            window::reset_sent(sk, socket::local_existing(sk)?, seg.raw_window, HOOK_CGROUP_SKB);
+        }
+        return None;
+    }
     let st = socket::local(sk)?;
     if signals & EGRESS_WINDOW != 0 {
         window::advertised(sk, st, seg.raw_window, HOOK_CGROUP_SKB);

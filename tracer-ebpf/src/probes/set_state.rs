@@ -41,7 +41,11 @@ pub fn set_state_raw_tp(ctx: RawTracePointContext) -> i32 {
             if old != TCP_LISTEN && old != TCP_SYN_SENT && old != TCP_SYN_RECV {
                 closed(sk, old);
             }
-            socket::forget(sk);
+            // A window closed at zero may reopen in the reset tcp_close sends next: the kprobe
+            // window program (whose state is this record) forgets it then.
+            if !socket::find(sk).is_some_and(|st| st.last_raw == 0) {
+                socket::forget(sk);
+            }
         }
         _ => {}
     }

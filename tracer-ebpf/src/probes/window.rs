@@ -43,10 +43,13 @@ pub fn window_v6_fentry(ctx: FEntryContext) -> u32 {
 #[inline(always)]
 fn send_check_fentry(ctx: &FEntryContext) {
     let sk = ctx.arg::<u64>(0);
-    if let Some(seg) = header(sk, ctx.arg::<u64>(1)) {
-        if let Some(st) = socket::local(sk) {
-            sent(sk, st, seg, HOOK_FENTRY);
+    let Some(seg) = header(sk, ctx.arg::<u64>(1)) else { return };
+    if seg.reset {
+        if let Some(st) = socket::local_existing(sk) {
+            reset_sent(sk, st, seg.raw, HOOK_FENTRY);
         }
+    } else if let Some(st) = socket::local(sk) {
+        sent(sk, st, seg, HOOK_FENTRY);
     }
 }
 
@@ -56,7 +59,15 @@ fn send_check_fentry(ctx: &FEntryContext) {
 pub fn window_kprobe(ctx: ProbeContext) -> u32 {
     if let (Some(sk), Some(skb)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1)) {
         if let Some(seg) = header(sk, skb) {
-            if let Some(st) = socket::get(sk) {
+            if seg.reset {
+                if let Some(st) = socket::find(sk) {
+                    reset_sent(sk, st, seg.raw, HOOK_KPROBE);
+                    // The record TCP_CLOSE kept for this reset (see set_state).
+                    if socket::is_closed(sk) {
+                        socket::forget(sk);
+                    }
+                }
+            } else if let Some(st) = socket::get(sk) {
                 sent(sk, st, seg, HOOK_KPROBE);
             }
         }
@@ -70,10 +81,11 @@ struct Sent {
     skb: u64,
     th: u64,
     raw: u16,
+    /// An RST: see `reset_sent`.
+    reset: bool,
 }
 
-/// The segment's window, unless it is a SYN (never scaled, not chosen by tcp_select_window) or
-/// an RST (its window is not an offer: a reset after close carries 0).
+/// The segment's window, unless it is a SYN (never scaled, not chosen by tcp_select_window).
 #[inline(always)]
 fn header(sk: u64, skb: u64) -> Option<Sent> {
     if sk == 0 {
@@ -82,10 +94,23 @@ fn header(sk: u64, skb: u64) -> Option<Sent> {
     let th = read::field(skb, global!(OFFSETS.skb_data))?;
     // Bytes 12..16 of the TCP header: data offset, flags, window (network order).
     let hdr = read::bytes::<4>(th + 12);
-    if hdr[1] & (TCP_FLAG_SYN | TCP_FLAG_RST) != 0 {
+    if hdr[1] & TCP_FLAG_SYN != 0 {
         return None;
     }
-    Some(Sent { skb, th, raw: u16::from_be_bytes([hdr[2], hdr[3]]) })
+    let reset = hdr[1] & TCP_FLAG_RST != 0;
+    Some(Sent { skb, th, raw: u16::from_be_bytes([hdr[2], hdr[3]]), reset })
+}
+
+/// A reset socket `sk` sent itself (tcp_send_active_reset; `tcp_close` with unread data sends it
+/// just after TCP_CLOSE). Its window went through tcp_select_window like any other, so when it
+/// leaves zero the kernel counts TCPFromZeroWindowAdv: that end of an episode is taken from it,
+/// and nothing else (a reset is no offer; the control socket's resets, and those of sockets
+/// never seen, have no state here).
+#[inline(always)]
+pub fn reset_sent(sk: u64, st: &mut SockState, raw: u16, hook: u8) {
+    if st.last_raw == 0 && raw != 0 && st.reported != 0 {
+        advertised(sk, st, raw, hook);
+    }
 }
 
 #[inline(always)]

@@ -66,6 +66,9 @@ pub struct Decoder {
     facts: KernelFacts,
     /// When each socket's window, per side, went to zero (monotonic ns).
     zero_since: foldhash::HashMap<(u64, Side), u64>,
+    /// When the local window of a socket that closed at zero went to zero: tcp_close() sends its
+    /// RST after the close, and that RST may end the episode (see probes/window.rs).
+    closed_at_zero: foldhash::HashMap<u64, u64>,
     /// cgroup id -> path below the cgroup-v2 root (None: not found).
     cgroups: HashMap<u64, Option<Arc<str>>>,
     /// pid -> the process's name (/proc/PID/comm), looked up once.
@@ -85,6 +88,7 @@ impl Decoder {
             drop_reasons,
             facts,
             zero_since: Default::default(),
+            closed_at_zero: Default::default(),
             cgroups: HashMap::new(),
             processes: HashMap::new(),
         }
@@ -177,6 +181,7 @@ impl Decoder {
             }
             KIND_OPEN => {
                 let l: LifecycleEvent = read(bytes)?;
+                self.closed_at_zero.remove(&header.sk);
                 let name = opt_comm(&l.comm).map(|c| self.process_name(header.pid, c));
                 out.push(self.event(
                     &header,
@@ -268,7 +273,13 @@ impl Decoder {
             }
             KIND_CLOSE => {
                 let l: LifecycleEvent = read(bytes)?;
-                self.zero_since.remove(&(header.sk, Side::Local));
+                if let Some(since) = self.zero_since.remove(&(header.sk, Side::Local)) {
+                    // Bounded: most such sockets send no RST after all.
+                    if self.closed_at_zero.len() >= NAMES_KEPT {
+                        self.closed_at_zero.clear();
+                    }
+                    self.closed_at_zero.insert(header.sk, since);
+                }
                 self.zero_since.remove(&(header.sk, Side::Peer));
                 let name = opt_comm(&l.comm).map(|c| self.process_name(header.pid, c));
                 let from_state = CompactString::const_new(tcp_state(l.oldstate));
@@ -297,7 +308,10 @@ impl Decoder {
                 Body::ZeroWindowStart { side, counted, local, sender }
             }
             TRANSITION_FROM_ZERO => {
-                let since = self.zero_since.remove(&key);
+                let since = self.zero_since.remove(&key).or_else(|| match side {
+                    Side::Local => self.closed_at_zero.remove(&h.sk),
+                    Side::Peer => None,
+                });
                 let duration_ns = since.map(|s| h.ts_ns.saturating_sub(s));
                 Body::ZeroWindowEnd { side, window, duration_ns }
             }
@@ -536,6 +550,28 @@ mod tests {
             }
             other => panic!("expected zero_window_end, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn an_episode_ended_by_the_reset_after_close_keeps_its_duration() {
+        let mut d = Decoder::new(facts());
+        d.decode(&window(5_000, 0, TRANSITION_TO_ZERO)).unwrap();
+        let close = LifecycleEvent {
+            header: header(KIND_CLOSE, tracer_common::event::HOOK_RAW_TP, 7_000),
+            oldstate: 1,
+            newstate: 7,
+            snd_wscale: 7,
+            rcv_wscale: 7,
+            advmss: 1448,
+            rcvbuf: 0,
+            wscale_ok: 1,
+            deferred: 0,
+            _pad: [0; 2],
+            comm: [0; 16],
+        };
+        d.decode(&bytes(&close)).unwrap();
+        let end = d.decode(&window(8_000, 32, TRANSITION_FROM_ZERO)).unwrap();
+        assert!(matches!(end[1].body, Body::ZeroWindowEnd { duration_ns: Some(3_000), .. }));
     }
 
     #[test]

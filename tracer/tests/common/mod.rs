@@ -517,7 +517,9 @@ pub fn aborted_at_zero_window(addr: IpAddr, port: u16, count: usize) {
         client.set_nonblocking(true).expect("non-blocking sender");
         // Far more than the 4 KiB window: the window closes, the rest waits in the sender.
         let _ = client.write(&[0x5a_u8; 64 * 1024]);
-        thread::sleep(Duration::from_millis(10));
+        // The zero window goes out with the delayed ACK (at least 40 ms, TCP_ATO_MIN); the RST
+        // of the close reopens it, which the kernel counts as TCPFromZeroWindowAdv.
+        thread::sleep(Duration::from_millis(60));
         drop(server);
     }
 }
