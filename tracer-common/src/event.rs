@@ -212,6 +212,16 @@ pub struct PeerEvent {
     pub _pad2: [u8; 3],
     /// tp->bytes_acked: bytes the peer acknowledged since the open (the delivery rate's count).
     pub bytes_acked: u64,
+    /// tp->bytes_sent and tp->data_segs_out: data bytes and segments sent since the open,
+    /// retransmissions included (tcp_info's; the mean segment size between two samples).
+    pub bytes_sent: u64,
+    pub data_segs_out: u32,
+    /// tp->max_window: the largest window the peer offered.
+    pub max_window: u32,
+    /// tp->rx_opt.mss_clamp: the MSS the peer announced (`mss` is mss_cache, which the kernel
+    /// cuts to half the largest window when the peer's window is small).
+    pub mss_clamp: u16,
+    pub _pad3: [u8; 6],
 }
 
 /// A segment dropped for lack of receive space (kfree_skb with one of the reasons the agent
@@ -262,7 +272,7 @@ pub struct OwnerEvent {
 pub const PEER_SAMPLE_NS: u64 = 500_000_000;
 pub const READ_REPORT_NS: u64 = 1_000_000_000;
 
-const _: () = assert!(core::mem::size_of::<PeerEvent>() == 128);
+const _: () = assert!(core::mem::size_of::<PeerEvent>() == 152);
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 72);
 const _: () = assert!(core::mem::size_of::<ReadEvent>() == 120);
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 64);

@@ -87,6 +87,14 @@ pub struct KernelOffsets {
     pub chrono_stat: FieldLoc,
     pub chrono_type: FieldLoc,
     pub bytes_acked: FieldLoc,
+    /// tp->bytes_sent and tp->data_segs_out (tcp_info's): the mean size of the segments sent.
+    pub bytes_sent: FieldLoc,
+    pub data_segs_out: FieldLoc,
+    /// tp->max_window: the largest window the peer offered.
+    pub max_window: FieldLoc,
+    /// tp->rx_opt.mss_clamp: the MSS the peer announced (capped by TCP_MAXSEG), before the
+    /// kernel cuts mss_cache to half a small window.
+    pub mss_clamp: FieldLoc,
     pub snd_cwnd: FieldLoc,
     pub sk_sndbuf: FieldLoc,
     /// rcv_rtt_est.rtt_us: the receiver's RTT estimate, in microseconds << 3.
@@ -160,6 +168,10 @@ impl KernelOffsets {
         chrono_stat: FieldLoc::MISSING,
         chrono_type: FieldLoc::MISSING,
         bytes_acked: FieldLoc::MISSING,
+        bytes_sent: FieldLoc::MISSING,
+        data_segs_out: FieldLoc::MISSING,
+        max_window: FieldLoc::MISSING,
+        mss_clamp: FieldLoc::MISSING,
         snd_cwnd: FieldLoc::MISSING,
         sk_sndbuf: FieldLoc::MISSING,
         rcv_rtt: FieldLoc::MISSING,
@@ -180,7 +192,7 @@ impl KernelOffsets {
 }
 
 const _: () = assert!(core::mem::size_of::<FieldLoc>() == 8);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 63 * 8);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 67 * 8);
 
 #[cfg(feature = "user")]
 // SAFETY: plain old data: integers only, no padding beyond the explicit `_pad` fields.

@@ -191,7 +191,9 @@ pub struct AlertArgs {
     /// rcvbuf_pinned.quiet_ms=10000; flow_control_drops.quiet_ms=10000;
     /// zero_window_duty_cycle.interval_ms=5000, .zero_pct=50, .episodes=5 (a side at zero
     /// window that share of each interval, in that many episodes or more);
-    /// window_limits_throughput.cap_pct=80 (a transfer at that share of window / RTT).
+    /// window_limits_throughput.cap_pct=80 (a transfer at that share of window / RTT);
+    /// sender_silly_window.segment_pct=25, .segments=20 (that many data segments in an interval,
+    /// their mean at most that share of the MSS).
     #[arg(long = "alert", value_name = "RULE.KEY=VALUE")]
     pub alerts: Vec<String>,
     /// Do not print the per-connection summary at the end.

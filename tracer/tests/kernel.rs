@@ -1606,3 +1606,101 @@ unsafe fn bursty_reader(listener: i32, buf: &mut [u8], deadline: i64, nap_ms: i6
         libc::_exit(0)
     }
 }
+
+/// `ss -tinH` of the socket whose remote port is `port`: tcp_info's bytes_sent, data_segs_out
+/// and mss (the kernel's current one).
+fn ss_segments(port: u16) -> (u64, u64, u64) {
+    let out = run(Command::new("ss").args(["-tinH", "dport", "=", &format!(":{port}")]));
+    let number = |prefix: &str| -> u64 {
+        let at = out.find(prefix).unwrap_or_else(|| panic!("ss shows no {prefix}: {out}"));
+        out[at + prefix.len()..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap_or_else(|_| panic!("ss's {prefix} is not a number: {out}"))
+    };
+    (number(" bytes_sent:"), number(" data_segs_out:"), number(" mss:"))
+}
+
+/// A receiver pinned to the smallest buffer offers at most 2 KiB: this host's sender cuts its
+/// segments to half of that (tcp_bound_to_half_wnd), far below loopback's 64 KiB MSS.
+/// `sender_silly_window` names the mean segment, which agrees with `ss` (bytes_sent /
+/// data_segs_out) and with the data on the wire, and a tiny largest window of the peer.
+#[test]
+#[ignore = "needs root and a live kernel: run through `cargo xtask test`"]
+fn a_sender_held_to_tiny_segments_is_named_with_their_size() {
+    let port = test_port() + 34;
+    let tracer = Tracer::start(&[
+        "--port",
+        &port.to_string(),
+        "--alert",
+        "receiver_limited.interval_ms=1500",
+    ]);
+    let (ss, wire_segments) = in_new_netns(move || {
+        // The sender's segments: their sizes, not their count, are compared (tshark may miss
+        // some at this rate without skewing the mean).
+        let data = Capture::start(&format!("tcp dst port {port}"));
+        let addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let listener = TcpListener::bind((addr, port)).expect("bind");
+        set_rcvbuf(&listener, 2048);
+        let client = TcpStream::connect((addr, port)).expect("connect");
+        let (mut conn, _) = listener.accept().expect("accept");
+        let sender = SteadySender::on(client, 64 * 1024);
+        let start = Instant::now();
+        let mut ss = None;
+        let mut buf = vec![0u8; 64 * 1024];
+        while start.elapsed() < Duration::from_millis(2500) {
+            if conn.read(&mut buf).expect("read") == 0 {
+                break;
+            }
+            if ss.is_none() && start.elapsed() > Duration::from_millis(2000) {
+                ss = Some(ss_segments(port));
+            }
+        }
+        sender.ask_to_stop();
+        while conn.read(&mut buf).expect("drain") > 0 {}
+        sender.join();
+        let segments = data.map(|c| {
+            let filter = format!("tcp.dstport == {port} && tcp.len > 0");
+            let rows = c.stop().rows(&filter, &["tcp.len"]);
+            rows.iter().map(|r| r[0].parse::<u64>().expect("a length")).collect::<Vec<_>>()
+        });
+        (ss.expect("ss was read during the run"), segments)
+    });
+    thread::sleep(Duration::from_millis(200));
+    let events = tracer.stop();
+    let fired: Vec<&Value> = events
+        .iter()
+        .filter(|e| kind(e) == "alert" && e["rule"] == "sender_silly_window" && e["dport"] == port)
+        .collect();
+    assert!(!fired.is_empty(), "sender_silly_window did not fire for the sender to {port}");
+    let alert = fired[0];
+    assert_eq!(alert["side"], "peer", "{alert}");
+    assert_eq!(alert["pid"], std::process::id(), "it names this process: {alert}");
+    let evidence = &alert["evidence"];
+    let mean = evidence["mean_segment"].as_u64().expect("mean_segment");
+    let (bytes_sent, segs, mss_now) = ss;
+    let ss_mean = bytes_sent / segs.max(1);
+    eprintln!(
+        "sender_silly_window: mean {mean} B, MSS {}, peer max window {}; ss: {bytes_sent} B in \
+         {segs} data segments = {ss_mean} B",
+        evidence["mss"], evidence["peer_max_window"]
+    );
+    let near = |a: u64, b: u64| a.abs_diff(b) * 10 <= b;
+    assert!(near(mean, ss_mean), "mean segment {mean} B vs ss's {ss_mean} B");
+    assert!(evidence["mss"].as_u64() >= Some(4 * mean), "far below the MSS: {evidence}");
+    assert!(evidence["peer_max_window"].as_u64() <= Some(4096), "a tiny window: {evidence}");
+    if let Some(packets) = wire_segments {
+        assert!(packets.len() >= 20, "data packets on the wire: {}", packets.len());
+        // Loopback carries GSO packets unsplit: each is ceil(len / mss) segments, as a NIC
+        // would send it and as the kernel counts it (tcp_skb_pcount).
+        let segments: u64 = packets.iter().map(|len| len.div_ceil(mss_now.max(1))).sum();
+        let wire_mean = packets.iter().sum::<u64>() / segments;
+        eprintln!(
+            "wire: {} data packets, {segments} segments of at most {mss_now} B, mean {wire_mean} B",
+            packets.len()
+        );
+        assert!(near(mean, wire_mean), "mean segment {mean} B vs the wire's {wire_mean} B");
+    }
+}

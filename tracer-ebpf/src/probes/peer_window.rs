@@ -126,6 +126,10 @@ fn advertised(seg: &Segment) {
         e.snd_cwnd = read::u32_field(sk, global!(OFFSETS.snd_cwnd));
         e.sndbuf_locked = (socket::userlocks(sk) & socket::SOCK_SNDBUF_LOCK != 0) as u8;
         e.bytes_acked = read::field(sk, global!(OFFSETS.bytes_acked)).unwrap_or(0);
+        e.bytes_sent = read::field(sk, global!(OFFSETS.bytes_sent)).unwrap_or(0);
+        e.data_segs_out = read::u32_field(sk, global!(OFFSETS.data_segs_out));
+        e.max_window = read::u32_field(sk, global!(OFFSETS.max_window));
+        e.mss_clamp = read::field(sk, global!(OFFSETS.mss_clamp)).unwrap_or(0) as u16;
     });
 }
 

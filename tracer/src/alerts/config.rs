@@ -32,10 +32,12 @@ pub enum Rule {
     WindowLimitsThroughput,
     /// Much of an interval at zero window, in many short episodes (a reader in bursts).
     ZeroWindowDutyCycle,
+    /// This host's sender sends segments far below the MSS into a small window.
+    SenderSillyWindow,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 9] = [
+    pub const ALL: [Rule; 10] = [
         Rule::ZeroWindowStall,
         Rule::PersistBackoff,
         Rule::ReceiverLimited,
@@ -45,6 +47,7 @@ impl Rule {
         Rule::FlowControlDrops,
         Rule::WindowLimitsThroughput,
         Rule::ZeroWindowDutyCycle,
+        Rule::SenderSillyWindow,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +61,7 @@ impl Rule {
             Rule::FlowControlDrops => "flow_control_drops",
             Rule::WindowLimitsThroughput => "window_limits_throughput",
             Rule::ZeroWindowDutyCycle => "zero_window_duty_cycle",
+            Rule::SenderSillyWindow => "sender_silly_window",
         }
     }
 }
@@ -124,6 +128,15 @@ pub struct ZeroWindowDutyCycle {
     pub episodes: u64,
 }
 
+/// `[sender_silly_window]`: over a receiver_limited interval, at least `segments` data segments
+/// whose mean size is at most `segment_pct` of the MSS.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SenderSillyWindow {
+    pub enabled: bool,
+    pub segment_pct: f64,
+    pub segments: u64,
+}
+
 /// Every rule's switch and thresholds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Thresholds {
@@ -136,6 +149,7 @@ pub struct Thresholds {
     pub flow_control_drops: QuietRule,
     pub window_limits_throughput: WindowLimitsThroughput,
     pub zero_window_duty_cycle: ZeroWindowDutyCycle,
+    pub sender_silly_window: SenderSillyWindow,
 }
 
 impl Default for Thresholds {
@@ -171,6 +185,15 @@ impl Default for Thresholds {
                 interval_ms: 5000,
                 zero_pct: 50.0,
                 episodes: 5,
+            },
+            // A quarter of the MSS: segments of half the largest window are the kernel's own
+            // silly-window avoidance (tcp_bound_to_half_wnd) and not tiny; a quarter or less
+            // spends at least four segments' headers where one would do. 20 segments: a
+            // pattern, not a transfer's last odd segments.
+            sender_silly_window: SenderSillyWindow {
+                enabled: true,
+                segment_pct: 25.0,
+                segments: 20,
             },
         }
     }
@@ -416,6 +439,14 @@ impl Thresholds {
                     ),
                     ("zero_pct", Field::Percent(&mut s.zero_pct)),
                     ("episodes", Field::Int { value: &mut s.episodes, min: 1, unit: "episodes" }),
+                ]
+            }
+            "sender_silly_window" => {
+                let s = &mut self.sender_silly_window;
+                vec![
+                    ("enabled", Field::Flag(&mut s.enabled)),
+                    ("segment_pct", Field::Percent(&mut s.segment_pct)),
+                    ("segments", Field::Int { value: &mut s.segments, min: 1, unit: "segments" }),
                 ]
             }
             _ => return None,

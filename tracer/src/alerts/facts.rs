@@ -12,7 +12,7 @@ use smallvec::SmallVec;
 
 use super::config::ReceiverLimited;
 use super::other_end::OtherEnd;
-use crate::events::model::{Body, Event, SenderState, Side, WindowChoice};
+use crate::events::model::{Body, Event, SenderState, SentSegments, Side, WindowChoice};
 use crate::timeline::fmt::ns_to_ms;
 use crate::timeline::{Conn, FourTuple};
 
@@ -123,6 +123,24 @@ pub(super) struct Interval {
     /// Bytes the peer acknowledged per second over the interval (None where the kernel's
     /// count was not read: older recordings).
     pub delivered_bps: Option<f64>,
+    /// The data segments sent in the interval (None in older recordings).
+    pub segments: Option<SegmentsSent>,
+}
+
+/// The data segments a sender sent over an interval, and the peer's largest window.
+pub(super) struct SegmentsSent {
+    pub count: u64,
+    pub bytes: u64,
+    pub max_window: u32,
+    /// The MSS the peer announced (0 where unknown).
+    pub peer_mss: u32,
+}
+
+impl SegmentsSent {
+    /// Mean payload per segment, in bytes (0 without segments).
+    pub fn mean(&self) -> u64 {
+        self.bytes.checked_div(self.count).unwrap_or(0)
+    }
 }
 
 /// A read report as the rules need it.
@@ -198,6 +216,7 @@ struct Sample {
     ts_ns: u64,
     rwnd_limited_ms: u64,
     bytes_acked: Option<u64>,
+    segments: Option<SentSegments>,
 }
 
 /// What the rules share about one connection between its events.
@@ -353,7 +372,8 @@ impl Facts {
         seen: &mut SeenList<'_>,
     ) {
         let bytes_acked = s.limits.map(|l| l.bytes_acked);
-        let now = Sample { ts_ns: ts, rwnd_limited_ms: s.rwnd_limited_ms, bytes_acked };
+        let segments = s.limits.and_then(|l| l.segments);
+        let now = Sample { ts_ns: ts, rwnd_limited_ms: s.rwnd_limited_ms, bytes_acked, segments };
         let start = match self.interval_start {
             // A counter going backwards is a reset: start a new interval.
             Some(start) if s.rwnd_limited_ms >= start.rwnd_limited_ms => start,
@@ -378,6 +398,20 @@ impl Facts {
             (Some(from), Some(to)) if to > from => Some((to - from) as f64 * 1e9 / wall_ns as f64),
             _ => None,
         };
+        // Counters that went backwards (a reused socket address) tell nothing.
+        let segments = match (start.segments, now.segments) {
+            (Some(from), Some(to))
+                if to.bytes_sent >= from.bytes_sent && to.data_segs_out >= from.data_segs_out =>
+            {
+                Some(SegmentsSent {
+                    count: u64::from(to.data_segs_out - from.data_segs_out),
+                    bytes: to.bytes_sent - from.bytes_sent,
+                    max_window: to.max_window,
+                    peer_mss: to.peer_mss,
+                })
+            }
+            _ => None,
+        };
         seen.push(Seen::Interval(Interval {
             pct,
             limited_ms,
@@ -386,6 +420,7 @@ impl Facts {
             unsent: s.unsent,
             limited: self.receiver_limited,
             delivered_bps,
+            segments,
         }));
     }
 }

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use proptest::prelude::*;
 
 use super::*;
-use crate::events::model::{Body, Event, Side};
+use crate::events::model::{Body, Event, SenderState, SentSegments, Side};
 use crate::timeline::testutil::*;
 use crate::timeline::{ConnTable, Limits};
 
@@ -878,7 +878,8 @@ fn thresholds_file_errors_name_file_line_and_key() {
         err("\n[zero_window_stal]\nwarning_ms = 1\n"),
         "/etc/tracer.toml:2: unknown section [zero_window_stal] (known: zero_window_stall, \
          persist_backoff, receiver_limited, window_scaling_missing, silly_window, \
-         rcvbuf_pinned, flow_control_drops, window_limits_throughput, zero_window_duty_cycle)"
+         rcvbuf_pinned, flow_control_drops, window_limits_throughput, zero_window_duty_cycle, \
+         sender_silly_window)"
     );
     assert_eq!(
         err("[zero_window_stall]\nwarning_ms = \"1s\"\n"),
@@ -1101,7 +1102,7 @@ proptest! {
 
 /// A sender sample `s` seconds in: 800 ms of each second held by the peer's window, `acked_per_s`
 /// bytes acknowledged each second, a congestion window of `cwnd` segments.
-fn held_sender(s: u64, acked_per_s: u64, cwnd: u32) -> crate::events::model::SenderState {
+fn held_sender(s: u64, acked_per_s: u64, cwnd: u32) -> SenderState {
     let mut state = sender(60_000, 500_000, s * 800, s * 1000);
     if let Some(limits) = &mut state.limits {
         limits.cwnd = cwnd;
@@ -1229,5 +1230,67 @@ fn the_alert_flag_help_lists_every_threshold_and_its_default() {
     for rule in Rule::ALL {
         assert!(listed.contains(&format!("{}.", rule.as_str())), "{} not listed", rule.as_str());
     }
-    assert_eq!(keys, 14, "every key but `enabled`");
+    assert_eq!(keys, 16, "every key but `enabled`");
+}
+
+/// A sender sample `s` seconds in, held by the peer's window 800 ms of each second, that has
+/// sent `segs_per_s` data segments of `segment` bytes each second into a peer window of at
+/// most `max_window`.
+fn segment_sender(s: u64, segs_per_s: u32, segment: u64, max_window: u32) -> SenderState {
+    let mut state = held_sender(s, segment * u64::from(segs_per_s), 100);
+    if let Some(limits) = &mut state.limits {
+        limits.segments = Some(SentSegments {
+            bytes_sent: s * u64::from(segs_per_s) * segment,
+            data_segs_out: s as u32 * segs_per_s,
+            max_window,
+            peer_mss: 1448,
+        });
+    }
+    state
+}
+
+#[test]
+fn sender_silly_window_names_the_segment_sizes_and_the_window() {
+    let mut r = Run::new(Thresholds::default());
+    // 100 segments a second of 300 bytes (MSS 1448) into a window never above 2,000 bytes.
+    for s in 0..=5 {
+        r.feed(at(s * 1000, 1, inflight(2000, segment_sender(s, 100, 300, 2000))));
+    }
+    let fired = r.of_rule(Rule::SenderSillyWindow);
+    assert_eq!(fired.len(), 1, "{:?}", r.brief());
+    let a = fired[0];
+    assert_eq!((a.kind, a.side, a.ts_ns), (Fired, Some(Side::Peer), 5000 * MS));
+    assert_eq!(a.evidence["mean_segment"], 300);
+    assert_eq!(a.evidence["segments"], 500);
+    assert_eq!(a.evidence["peer_max_window"], 2000);
+    assert!(a.explanation.contains("500 data segments"), "{}", a.explanation);
+    assert!(a.explanation.contains("averaged 300 B (MSS 1.4 KiB)"), "{}", a.explanation);
+    assert!(a.fix.contains("at least 2 x MSS = 2.8 KiB"), "{}", a.fix);
+    // Full segments again: resolved at the next interval's end.
+    for s in 6..=10 {
+        let mut state = segment_sender(s, 100, 300, 2000);
+        if let Some(g) = state.limits.as_mut().and_then(|l| l.segments.as_mut()) {
+            g.bytes_sent = 5 * 100 * 300 + (s - 5) * 100 * 1448;
+        }
+        r.feed(at(s * 1000, 1, inflight(2000, state)));
+    }
+    let all = r.of_rule(Rule::SenderSillyWindow);
+    assert_eq!(all.len(), 2, "{:?}", r.brief());
+    assert_eq!((all[1].kind, all[1].ts_ns), (Resolved, 10_000 * MS));
+}
+
+#[test]
+fn sender_silly_window_leaves_half_window_segments_and_few_segments_alone() {
+    // 700-byte segments of a 1,448-byte MSS: half the MSS, Linux's own choice in a small window.
+    let mut r = Run::new(Thresholds::default());
+    for s in 0..=5 {
+        r.feed(at(s * 1000, 1, inflight(1400, segment_sender(s, 100, 700, 1400))));
+    }
+    assert!(r.of_rule(Rule::SenderSillyWindow).is_empty(), "{:?}", r.brief());
+    // Tiny segments, but 2 a second: under 20 in the interval.
+    let mut r = Run::new(Thresholds::default());
+    for s in 0..=5 {
+        r.feed(at(s * 1000, 1, inflight(2000, segment_sender(s, 2, 100, 2000))));
+    }
+    assert!(r.of_rule(Rule::SenderSillyWindow).is_empty(), "{:?}", r.brief());
 }

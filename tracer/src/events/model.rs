@@ -199,6 +199,21 @@ pub struct SendLimits {
     pub cwnd: u32,
     /// Bytes the peer acknowledged since the open (tp->bytes_acked).
     pub bytes_acked: u64,
+    /// What it sent, segment by segment. Absent from recordings made before the tracer read it.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub segments: Option<SentSegments>,
+}
+
+/// The sender's data segments since the open (tcp_info's bytes_sent and data_segs_out,
+/// retransmissions included), the largest window the peer offered (tp->max_window), and the
+/// MSS it announced.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SentSegments {
+    pub bytes_sent: u64,
+    pub data_segs_out: u32,
+    pub max_window: u32,
+    /// The MSS the peer announced (tp->rx_opt.mss_clamp): `mss` is cut to half a small window.
+    pub peer_mss: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

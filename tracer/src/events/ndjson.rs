@@ -201,6 +201,12 @@ fn sender(out: &mut Vec<u8>, s: &SenderState) {
         boolean(out, l.sndbuf_locked);
         field(out, b"cwnd", l.cwnd);
         field(out, b"bytes_acked", l.bytes_acked);
+        if let Some(g) = &l.segments {
+            field(out, b"bytes_sent", g.bytes_sent);
+            field(out, b"data_segs_out", g.data_segs_out);
+            field(out, b"max_window", g.max_window);
+            field(out, b"peer_mss", g.peer_mss);
+        }
     }
 }
 
@@ -321,7 +327,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::events::model::{Limit, SendLimits};
+    use crate::events::model::{Limit, SendLimits, SentSegments};
 
     fn name() -> impl Strategy<Value = String> {
         // Mostly plain names, sometimes ones that need escaping or are not ASCII.
@@ -369,7 +375,12 @@ mod tests {
     }
 
     fn sender() -> impl Strategy<Value = SenderState> {
-        let limits = proptest::option::of((any::<[u32; 2]>(), any::<[u64; 2]>(), any::<bool>()));
+        let segments =
+            proptest::option::of((any::<u64>(), any::<[u32; 3]>()).prop_map(|(bytes_sent, n)| {
+                SentSegments { bytes_sent, data_segs_out: n[0], max_window: n[1], peer_mss: n[2] }
+            }));
+        let limits =
+            proptest::option::of((any::<[u32; 2]>(), any::<[u64; 2]>(), any::<bool>(), segments));
         (any::<[u32; 4]>(), any::<[u64; 2]>(), limits).prop_map(|(v, l, limits)| SenderState {
             in_flight: v[0],
             unsent: v[1],
@@ -377,12 +388,13 @@ mod tests {
             srtt_us: v[3],
             rwnd_limited_ms: l[0],
             busy_ms: l[1],
-            limits: limits.map(|(n, m, locked)| SendLimits {
+            limits: limits.map(|(n, m, locked, segments)| SendLimits {
                 sndbuf_limited_ms: m[0],
                 sndbuf: n[0],
                 sndbuf_locked: locked,
                 cwnd: n[1],
                 bytes_acked: m[1],
+                segments,
             }),
         })
     }

@@ -271,6 +271,11 @@ fn peer(
         sndbuf_locked: 0,
         _pad2: [0; 3],
         bytes_acked: slot.busy_jiffies as u64 * 1448,
+        bytes_sent: slot.busy_jiffies as u64 * 1448,
+        data_segs_out: slot.busy_jiffies,
+        max_window: 65536,
+        mss_clamp: 1460,
+        _pad3: [0; 6],
     }
 }
 

@@ -5,6 +5,7 @@ mod flow_control_drops;
 mod persist_backoff;
 mod rcvbuf_pinned;
 mod receiver_limited;
+mod sender_silly_window;
 mod silly_window;
 mod window_limits_throughput;
 mod window_scaling_missing;
@@ -28,5 +29,6 @@ pub(super) fn all(th: &Thresholds) -> Vec<Box<dyn Check>> {
             &th.window_limits_throughput,
         )),
         Box::new(zero_window_duty_cycle::ZeroWindowDutyCycle::new(&th.zero_window_duty_cycle)),
+        Box::new(sender_silly_window::SenderSillyWindow::new(&th.sender_silly_window)),
     ]
 }
