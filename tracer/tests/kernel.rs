@@ -1704,3 +1704,77 @@ fn a_sender_held_to_tiny_segments_is_named_with_their_size() {
         assert!(near(mean, wire_mean), "mean segment {mean} B vs the wire's {wire_mean} B");
     }
 }
+
+/// `ss -tinH` of the socket whose remote port is `port`: tcp_info's sndbuf_limited and busy
+/// times, in ms.
+fn ss_sndbuf_limited(port: u16) -> (u64, u64) {
+    let out = run(Command::new("ss").args(["-tinH", "dport", "=", &format!(":{port}")]));
+    let ms = |prefix: &str| -> u64 {
+        out.find(prefix).map_or(0, |at| {
+            let digits: String =
+                out[at + prefix.len()..].chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().unwrap_or(0)
+        })
+    };
+    (ms(" sndbuf_limited:"), ms(" busy:"))
+}
+
+/// A sender that pins SO_SNDBUF to 8 KiB on a path with a real RTT (netem, 20 ms each way): it
+/// keeps less than one RTT's worth in flight, waits for its own buffer most of the time, and the
+/// kernel's chrono (`ss -ti`'s sndbuf_limited) says so. The summary gives the same share and
+/// names the pinned buffer.
+#[test]
+#[ignore = "needs root and a live kernel: run through `cargo xtask test`"]
+fn a_pinned_send_buffer_is_named_as_what_held_the_sender() {
+    if !in_guest() {
+        // On loopback without delay each wait lasts microseconds, and the kernel's chrono
+        // counts whole jiffies: ss shows sndbuf_limited near 0 however small the buffer.
+        eprintln!(
+            "skipped: needs netem, which only the 6.1 guest has (this host's kernel lacks it)"
+        );
+        return;
+    }
+    let port = test_port() + 35;
+    let tracer = Tracer::start(&["--port", &port.to_string()]);
+    let ss = in_new_netns(move || {
+        assert!(netem_delay(20), "the 6.1 guest must have netem (sch_netem.ko, tc)");
+        let addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let listener = TcpListener::bind((addr, port)).expect("bind");
+        let client = TcpStream::connect((addr, port)).expect("connect");
+        set_sndbuf(&client, 8 * 1024);
+        let (mut conn, _) = listener.accept().expect("accept");
+        let sender = SteadySender::on(client, 64 * 1024);
+        let mut buf = vec![0u8; 256 * 1024];
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(4) {
+            if conn.read(&mut buf).expect("read") == 0 {
+                break;
+            }
+        }
+        let ss = ss_sndbuf_limited(port);
+        sender.ask_to_stop();
+        while conn.read(&mut buf).expect("drain") > 0 {}
+        sender.join();
+        ss
+    });
+    thread::sleep(Duration::from_millis(300));
+    let events = tracer.stop();
+    let (limited_ms, busy_ms) = ss;
+    let ss_pct = limited_ms as f64 * 100.0 / busy_ms.max(1) as f64;
+    let summary = events
+        .iter()
+        .find(|e| kind(e) == "summary" && e["dport"] == port)
+        .unwrap_or_else(|| panic!("no summary of the sender to port {port}"));
+    let pct = summary["peer"]["sndbuf_limited_pct"].as_f64();
+    eprintln!(
+        "ss: sndbuf_limited {limited_ms} ms of busy {busy_ms} ms ({ss_pct:.1}%); tracer: {pct:?}"
+    );
+    assert!(
+        ss_pct >= 50.0,
+        "the kernel should count the sender as send-buffer limited: {ss_pct:.1}%"
+    );
+    let pct = pct.unwrap_or_else(|| panic!("no sndbuf_limited_pct: {summary}"));
+    assert!((pct - ss_pct).abs() <= 10.0, "tracer {pct}% vs ss {ss_pct:.1}%");
+    let verdict = summary["verdict"].as_str().unwrap_or("");
+    assert!(verdict.contains("pinned at") && verdict.contains("SO_SNDBUF"), "{verdict}");
+}

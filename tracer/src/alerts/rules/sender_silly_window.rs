@@ -107,9 +107,10 @@ fn finding(i: &Info, iv: &Interval, sent: &SegmentsSent, mss: u32) -> Finding {
     );
     let fix = if u64::from(sent.max_window) < 2 * u64::from(mss) {
         format!(
-            "the peer never offered more than {} (under two segments), so each segment is cut to \
-             fit it: {} needs a receive buffer that offers at least 2 x MSS = {} (a pinned \
-             SO_RCVBUF or a window clamp there is the usual cause)",
+            "the peer never offered more than {} (under two segments), so this host's kernel \
+             cuts each segment to half of it (tcp_bound_to_half_wnd): {} needs a receive buffer \
+             that offers at least 2 x MSS = {} (a pinned SO_RCVBUF or a window clamp there is \
+             the usual cause)",
             bytes(u64::from(sent.max_window)),
             peer_app(i),
             bytes(2 * u64::from(mss))
