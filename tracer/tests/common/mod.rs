@@ -177,26 +177,17 @@ pub fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>, name: 
 
 /// SO_RCVBUF on our own socket: pins the buffer and turns autotuning off.
 pub fn set_rcvbuf(fd: &impl AsRawFd, bytes: libc::c_int) {
-    set_buffer(fd, libc::SO_RCVBUF, "SO_RCVBUF", bytes);
-}
-
-/// SO_SNDBUF on our own socket: pins the send buffer.
-pub fn set_sndbuf(fd: &impl AsRawFd, bytes: libc::c_int) {
-    set_buffer(fd, libc::SO_SNDBUF, "SO_SNDBUF", bytes);
-}
-
-fn set_buffer(fd: &impl AsRawFd, option: libc::c_int, name: &str, bytes: libc::c_int) {
     // SAFETY: setsockopt on a socket we own with a valid int.
     let rc = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
             libc::SOL_SOCKET,
-            option,
+            libc::SO_RCVBUF,
             (&bytes as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as u32,
         )
     };
-    assert_eq!(rc, 0, "setsockopt({name}): {}", std::io::Error::last_os_error());
+    assert_eq!(rc, 0, "setsockopt(SO_RCVBUF): {}", std::io::Error::last_os_error());
 }
 
 /// A sender thread writing `total` bytes as fast as it can, then closing.
