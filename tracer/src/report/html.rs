@@ -11,7 +11,10 @@ use super::{
 };
 use crate::{
     alerts::{AlertKind, Severity},
-    timeline::fmt::{duration_ms, utc, who_short},
+    timeline::{
+        fmt::{duration_ms, utc, who_short},
+        ConnSummary,
+    },
 };
 
 const STYLE: &str = "\
@@ -87,14 +90,14 @@ pub fn page(rec: &Recording, file: &str) -> String {
     );
 
     out.push_str("<h2>Connections, worst first</h2>\n<table class=\"index\"><tr><th>connection (local &gt; peer)</th>\
-                  <th>process</th><th>alerts</th><th>verdict</th></tr>\n");
+                  <th>process</th><th>alerts</th><th>window limited by</th><th>verdict</th></tr>\n");
     for (i, c) in rec.charts.iter().enumerate() {
         let d = &c.data;
         // The second end of a connection on this host hangs under the first.
         let second = c.other_end.as_ref().is_some_and(|o| o.index < i);
         let _ = writeln!(
             out,
-            "<tr><td>{}<a href=\"#conn-{}\">{}</a></td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            "<tr><td>{}<a href=\"#conn-{}\">{}</a></td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
             if second { "└ " } else { "" },
             i + 1,
             escape(&conn_name(&d.tuple)),
@@ -103,6 +106,7 @@ pub fn page(rec: &Recording, file: &str) -> String {
                 || c.data.alerts.iter().filter(|a| a.kind == AlertKind::Alert).count() as u32,
                 |s| s.alerts
             ),
+            escape(&c.summary.as_ref().map_or_else(String::new, main_limit)),
             escape(c.summary.as_ref().map_or("", |s| s.verdict.as_str()))
         );
     }
@@ -118,6 +122,15 @@ pub fn page(rec: &Recording, file: &str) -> String {
     }
     out.push_str("</body>\n</html>\n");
     out
+}
+
+/// What held this end's window most of the time (the summary's largest share), in words; only
+/// for an end that received data: a sender's own window holds nothing back.
+fn main_limit(s: &ConnSummary) -> String {
+    match (s.read_bytes, s.local.limited_by.first()) {
+        (Some(read), Some(l)) if read > 0 => format!("{} ({:.0}%)", l.limit.describe(), l.pct),
+        _ => String::new(),
+    }
 }
 
 /// The connection's alerts in words: the chart's markers only say their rule.
