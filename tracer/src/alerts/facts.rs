@@ -12,9 +12,9 @@ use smallvec::SmallVec;
 
 use super::config::ReceiverLimited;
 use super::other_end::OtherEnd;
-use crate::events::model::{Body, Event, SenderState, Side, WindowChoice};
+use crate::events::model::{Body, Event, SenderState, Side};
 use crate::timeline::fmt::ns_to_ms;
-use crate::timeline::{Conn, FourTuple};
+use crate::timeline::{Conn, FourTuple, WindowHeld};
 
 pub(super) const MS: u64 = 1_000_000;
 
@@ -47,7 +47,7 @@ pub(super) struct Info {
     /// counted in TCPToZeroWindowAdv).
     pub local_counted: Option<bool>,
     /// Why the latest local window had its size, and the clamp then.
-    pub local_choice: Option<WindowChoice>,
+    pub local_choice: Option<WindowHeld>,
     pub window_clamp: Option<u32>,
     /// The sender's congestion window in bytes (cwnd x MSS).
     pub cwnd_bytes: Option<u64>,
@@ -88,7 +88,7 @@ impl Info {
             unsent: c.sender.as_ref().map(|s| s.unsent),
             episode_probes: c.peer.open().map_or(0, |e| e.probes),
             local_counted: c.local.open().and_then(|e| e.counted),
-            local_choice: receiver.and_then(|r| r.choice),
+            local_choice: receiver.and_then(|r| r.held),
             window_clamp: receiver.map(|r| r.window_clamp),
             cwnd_bytes: c
                 .sender
@@ -192,10 +192,27 @@ impl Seen<'_> {
 /// event itself, and `Settled`.
 pub(super) type SeenList<'e> = SmallVec<[Seen<'e>; 8]>;
 
-/// A sample of the kernel's cumulative sender counters.
+/// A moment that may be unset, in 8 bytes where `Option<u64>` takes 16: facts are kept for
+/// every live connection. No event is stamped u64::MAX.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Moment(u64);
+
+impl Moment {
+    const UNSET: Moment = Moment(u64::MAX);
+
+    fn of(ts_ns: Option<u64>) -> Self {
+        ts_ns.map_or(Moment::UNSET, Moment)
+    }
+
+    fn get(self) -> Option<u64> {
+        (self != Moment::UNSET).then_some(self.0)
+    }
+}
+
+/// A sample of the kernel's cumulative sender counters (none yet while `ts_ns` is unset).
 #[derive(Clone, Copy)]
 struct Sample {
-    ts_ns: u64,
+    ts_ns: Moment,
     rwnd_limited_ms: u64,
     bytes_acked: Option<u64>,
 }
@@ -207,24 +224,25 @@ pub(super) struct Facts {
     /// connections never have one, and this is most of what facts would weigh.
     info: Option<Box<Info>>,
     /// Start of each side's zero-window episode in progress, as last seen in the table.
-    local_zero_since: Option<u64>,
-    peer_zero_since: Option<u64>,
+    local_zero_since: Moment,
+    peer_zero_since: Moment,
     /// Start of the current receiver-limited interval.
-    interval_start: Option<Sample>,
+    interval_start: Sample,
     /// The latest complete interval was receiver-limited.
     receiver_limited: bool,
-    last_limited_pct: Option<f64>,
+    /// Its limited share in tenths of a percent (the share is rounded to tenths).
+    last_limited_tenths: Option<u16>,
 }
 
 impl Facts {
     pub(super) fn new() -> Self {
         Facts {
             info: None,
-            local_zero_since: None,
-            peer_zero_since: None,
-            interval_start: None,
+            local_zero_since: Moment::UNSET,
+            peer_zero_since: Moment::UNSET,
+            interval_start: Sample { ts_ns: Moment::UNSET, rwnd_limited_ms: 0, bytes_acked: None },
             receiver_limited: false,
-            last_limited_pct: None,
+            last_limited_tenths: None,
         }
     }
 
@@ -244,8 +262,8 @@ impl Facts {
     /// Start of `side`'s zero-window episode in progress.
     pub(super) fn zero_since(&self, side: Side) -> Option<u64> {
         match side {
-            Side::Local => self.local_zero_since,
-            Side::Peer => self.peer_zero_since,
+            Side::Local => self.local_zero_since.get(),
+            Side::Peer => self.peer_zero_since.get(),
         }
     }
 
@@ -256,7 +274,7 @@ impl Facts {
 
     /// The limited share of the latest complete interval.
     pub(super) fn last_limited_pct(&self) -> Option<f64> {
-        self.last_limited_pct
+        self.last_limited_tenths.map(|t| f64::from(t) / 10.0)
     }
 
     /// Take in event `e` of the live connection `conn` (already updated by it), measuring
@@ -313,7 +331,7 @@ impl Facts {
         seen
     }
 
-    fn zero_since_mut(&mut self, side: Side) -> &mut Option<u64> {
+    fn zero_since_mut(&mut self, side: Side) -> &mut Moment {
         match side {
             Side::Local => &mut self.local_zero_since,
             Side::Peer => &mut self.peer_zero_since,
@@ -327,7 +345,7 @@ impl Facts {
         if self.zero_since(side) == open {
             return;
         }
-        if let Some(start) = self.zero_since_mut(side).take() {
+        if let Some(start) = std::mem::replace(self.zero_since_mut(side), Moment::UNSET).get() {
             let end = dir
                 .episodes()
                 .iter()
@@ -339,7 +357,7 @@ impl Facts {
             seen.push(Seen::EpisodeEnded { side, end_ns: end, zero_ms });
         }
         if let Some(start) = open {
-            *self.zero_since_mut(side) = Some(start);
+            *self.zero_since_mut(side) = Moment::of(Some(start));
             seen.push(Seen::EpisodeStarted { side, start_ns: start });
         }
     }
@@ -353,27 +371,28 @@ impl Facts {
         seen: &mut SeenList<'_>,
     ) {
         let bytes_acked = s.limits.map(|l| l.bytes_acked);
-        let now = Sample { ts_ns: ts, rwnd_limited_ms: s.rwnd_limited_ms, bytes_acked };
-        let start = match self.interval_start {
-            // A counter going backwards is a reset: start a new interval.
-            Some(start) if s.rwnd_limited_ms >= start.rwnd_limited_ms => start,
-            _ => {
-                self.interval_start = Some(now);
-                return;
-            }
+        let now =
+            Sample { ts_ns: Moment::of(Some(ts)), rwnd_limited_ms: s.rwnd_limited_ms, bytes_acked };
+        let start = self.interval_start;
+        // A counter going backwards is a reset: start a new interval.
+        let started = start.ts_ns.get().filter(|_| s.rwnd_limited_ms >= start.rwnd_limited_ms);
+        let Some(start_ns) = started else {
+            self.interval_start = now;
+            return;
         };
-        let wall_ns = ts.saturating_sub(start.ts_ns);
+        let wall_ns = ts.saturating_sub(start_ns);
         if wall_ns < limits.interval_ms.saturating_mul(MS) {
             return;
         }
-        self.interval_start = Some(now);
+        self.interval_start = now;
         let limited_ms = s.rwnd_limited_ms - start.rwnd_limited_ms;
         let pct = (limited_ms as f64 * MS as f64 * 100.0 / wall_ns as f64).min(100.0);
         let pct = (pct * 10.0).round() / 10.0;
         // Limited only counts while data waits: a sender with nothing to send is not held back.
         let waits = s.in_flight > 0 || s.unsent > 0;
         self.receiver_limited = pct >= limits.limited_pct && waits;
-        self.last_limited_pct = Some(pct);
+        // 0 to 1000 tenths: the share is at most 100 %, rounded to tenths.
+        self.last_limited_tenths = Some((pct * 10.0).round() as u16);
         let delivered_bps = match (start.bytes_acked, now.bytes_acked) {
             (Some(from), Some(to)) if to > from => Some((to - from) as f64 * 1e9 / wall_ns as f64),
             _ => None,

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::direction::{Direction, LastProbe, RwndCounters};
 use super::names::Names;
-use crate::events::model::{Body, Event, Limit, LocalState, SenderState, Side};
+use crate::events::model::{Body, Event, Limit, LocalState, SendLimits, SenderState, Side};
 
 /// The 4-tuple as this host sees it: `saddr:sport` is this host's end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -73,9 +73,9 @@ pub struct Conn {
     /// The sender's MSS when known, else the advertised MSS.
     pub mss: Option<u32>,
     /// This host's latest send-side sample.
-    pub sender: Option<SenderState>,
+    pub sender: Option<Sending>,
     /// This host's receive state at its latest advertisement (the local direction's).
-    pub receiver: Option<LocalState>,
+    pub receiver: Option<Receiving>,
     /// This host's sender counters (held back by the peer direction's window), in place:
     /// nearly every connection sends, and a box would cost more than it saves.
     pub rwnd: Option<RwndCounters>,
@@ -193,7 +193,7 @@ impl Conn {
                 if let Some(l) = local {
                     self.local.receiver_state(l);
                     self.held_by(ts, l);
-                    self.receiver = Some(l.clone());
+                    self.receiver = Some(Receiving::of(l));
                 }
                 if let Some(s) = sender {
                     self.sender_sample(ts, s);
@@ -204,7 +204,7 @@ impl Conn {
                 if let Some(l) = local {
                     self.local.receiver_state(l);
                     self.held_by(ts, l);
-                    self.receiver = Some(l.clone());
+                    self.receiver = Some(Receiving::of(l));
                 }
                 if let Some(s) = sender {
                     self.sender_sample(ts, s);
@@ -310,8 +310,68 @@ impl Conn {
             self.mss = Some(s.mss);
         }
         RwndCounters::sample(&mut self.rwnd, ts, s);
-        self.sender = Some(s.clone());
+        self.sender = Some(Sending::of(s));
     }
+}
+
+/// This host's send state at its latest sample, as the connection keeps it: what views,
+/// summaries and alerts read later (the rwnd_limited counter is kept by `RwndCounters`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Sending {
+    pub in_flight: u32,
+    pub unsent: u32,
+    pub mss: u32,
+    pub srtt_us: u32,
+    pub busy_ms: u64,
+    pub limits: Option<SendLimits>,
+}
+
+impl Sending {
+    fn of(s: &SenderState) -> Self {
+        Sending {
+            in_flight: s.in_flight,
+            unsent: s.unsent,
+            mss: s.mss,
+            srtt_us: s.srtt_us,
+            busy_ms: s.busy_ms,
+            limits: s.limits,
+        }
+    }
+}
+
+/// This host's receive state at its latest advertisement, as the connection keeps it: a third
+/// of the event's `LocalState`, as only these are read after the event.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Receiving {
+    pub unread: u32,
+    pub rcvbuf: u32,
+    pub window_clamp: u32,
+    /// What held the window, when the event explained it (`WindowChoice`).
+    pub held: Option<WindowHeld>,
+}
+
+impl Receiving {
+    fn of(l: &LocalState) -> Self {
+        Receiving {
+            unread: l.unread,
+            rcvbuf: l.rcvbuf,
+            window_clamp: l.window_clamp,
+            held: l.choice.map(|c| WindowHeld {
+                limited_by: c.limited_by,
+                rcvbuf_locked: c.rcvbuf_locked,
+                rmem_max: c.rmem_max,
+            }),
+        }
+    }
+}
+
+/// Of a window's explanation, what is read after the event: the limit, and the two settings
+/// behind a buffer at its maximum.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct WindowHeld {
+    pub limited_by: Limit,
+    pub rcvbuf_locked: bool,
+    pub rmem_max: Option<u32>,
 }
 
 /// Time each limit held this host's window: the limit of each explained window holds until the

@@ -18,7 +18,7 @@ pub(crate) mod testutil;
 
 #[cfg(test)]
 pub use conn::ConnId;
-pub use conn::{Conn, FourTuple};
+pub use conn::{Conn, FourTuple, WindowHeld};
 pub use peer::pair_ends;
 pub use summary::ConnSummary;
 pub use table::{ConnKey, ConnTable, EndReason, Limits, DEFAULT_LIVE_CAPACITY};

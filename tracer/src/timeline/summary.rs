@@ -340,7 +340,7 @@ fn window_cap(c: &Conn, until: u64) -> Option<String> {
         return None;
     }
     let state = c.receiver.as_ref()?;
-    let choice = state.choice.as_ref()?;
+    let choice = state.held.as_ref()?;
     let why = match limit {
         Limit::BufferMax if choice.rcvbuf_locked => {
             format!("the receive buffer, pinned at {} by SO_RCVBUF", bytes(state.rcvbuf.into()))

@@ -148,7 +148,7 @@ impl Row {
             peer: peer_end,
             process,
             local_window: local.window,
-            local_limit: conn.receiver.as_ref().and_then(|r| r.choice).map(|c| c.limited_by),
+            local_limit: conn.receiver.as_ref().and_then(|r| r.held).map(|c| c.limited_by),
             peer_window: peer.window,
             in_flight: conn.sender.as_ref().map(|s| s.in_flight),
             state,
