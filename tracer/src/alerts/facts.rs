@@ -14,7 +14,7 @@ use super::config::ReceiverLimited;
 use super::other_end::OtherEnd;
 use crate::events::model::{Body, Event, SenderState, Side};
 use crate::timeline::fmt::ns_to_ms;
-use crate::timeline::{Conn, FourTuple, WindowHeld};
+use crate::timeline::{Conn, FourTuple, Moment, WindowHeld};
 
 pub(super) const MS: u64 = 1_000_000;
 
@@ -191,23 +191,6 @@ impl Seen<'_> {
 /// An event's observations, on the stack: at most two per side's episodes, three from the
 /// event itself, and `Settled`.
 pub(super) type SeenList<'e> = SmallVec<[Seen<'e>; 8]>;
-
-/// A moment that may be unset, in 8 bytes where `Option<u64>` takes 16: facts are kept for
-/// every live connection. No event is stamped u64::MAX.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Moment(u64);
-
-impl Moment {
-    const UNSET: Moment = Moment(u64::MAX);
-
-    fn of(ts_ns: Option<u64>) -> Self {
-        ts_ns.map_or(Moment::UNSET, Moment)
-    }
-
-    fn get(self) -> Option<u64> {
-        (self != Moment::UNSET).then_some(self.0)
-    }
-}
 
 /// A sample of the kernel's cumulative sender counters (none yet while `ts_ns` is unset).
 #[derive(Clone, Copy)]

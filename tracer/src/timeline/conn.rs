@@ -25,6 +25,29 @@ impl FourTuple {
     }
 }
 
+/// A moment that may be unset, in 8 bytes where `Option<u64>` takes 16: what is kept for every
+/// live connection is paid a hundred thousand times over. No event is stamped u64::MAX.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Moment(u64);
+
+impl Moment {
+    pub const UNSET: Moment = Moment(u64::MAX);
+
+    pub fn of(ts_ns: Option<u64>) -> Self {
+        ts_ns.map_or(Moment::UNSET, Moment)
+    }
+
+    pub fn get(self) -> Option<u64> {
+        (self != Moment::UNSET).then_some(self.0)
+    }
+}
+
+impl Serialize for Moment {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.get().serialize(s)
+    }
+}
+
 /// What identifies a live connection in the kernel's events: its socket address, or the
 /// 4-tuple when the kernel did not name the socket (drops before socket lookup).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -58,8 +81,8 @@ pub struct Conn {
     pub comm: Option<Arc<str>>,
     pub first_ns: u64,
     pub last_ns: u64,
-    pub open_ns: Option<u64>,
-    pub close_ns: Option<u64>,
+    open_ns: Moment,
+    close_ns: Moment,
     /// The TCP state it closed from.
     pub close_state: Option<Box<str>>,
     pub snd_wscale: Option<u8>,
@@ -102,8 +125,8 @@ impl Conn {
             comm: None,
             first_ns: e.ts_ns,
             last_ns: e.ts_ns,
-            open_ns: None,
-            close_ns: None,
+            open_ns: Moment::UNSET,
+            close_ns: Moment::UNSET,
             close_state: None,
             snd_wscale: None,
             rcv_wscale: None,
@@ -120,6 +143,11 @@ impl Conn {
             local: Direction::new(Side::Local, episode_cap),
             peer: Direction::new(Side::Peer, episode_cap),
         }
+    }
+
+    /// Its socket address (0: the kernel named none).
+    pub(super) fn sk(&self) -> u64 {
+        self.sk
     }
 
     /// What identifies it in the kernel's events.
@@ -144,8 +172,18 @@ impl Conn {
         }
     }
 
+    /// When its open was seen.
+    pub fn open_ns(&self) -> Option<u64> {
+        self.open_ns.get()
+    }
+
+    /// When it closed.
+    pub fn close_ns(&self) -> Option<u64> {
+        self.close_ns.get()
+    }
+
     pub fn is_closed(&self) -> bool {
-        self.close_ns.is_some()
+        self.close_ns().is_some()
     }
 
     /// Sender time limited by the peer's window while watched (kernel rwnd_limited delta).
@@ -168,7 +206,7 @@ impl Conn {
 
     /// `now_ns`, or the close time for a closed connection: open episodes end there.
     pub fn until(&self, now_ns: u64) -> u64 {
-        self.close_ns.unwrap_or(now_ns)
+        self.close_ns().unwrap_or(now_ns)
     }
 
     /// Apply one event of this connection; `names` interns process names. A closed connection
@@ -258,7 +296,9 @@ impl Conn {
             }
             Body::Drop { bytes, .. } => self.local.dropped(ts, *bytes),
             Body::Open { snd_wscale, rcv_wscale, wscale_ok, advmss, rcvbuf, .. } => {
-                self.open_ns.get_or_insert(ts);
+                if self.open_ns().is_none() {
+                    self.open_ns = Moment::of(Some(ts));
+                }
                 self.snd_wscale = Some(*snd_wscale);
                 self.rcv_wscale = Some(*rcv_wscale);
                 self.wscale_ok = Some(*wscale_ok);
@@ -271,7 +311,7 @@ impl Conn {
             // Its name is taken above, like every event's.
             Body::Owner { .. } => {}
             Body::Close { from_state, .. } => {
-                self.close_ns = Some(ts);
+                self.close_ns = Moment::of(Some(ts));
                 self.close_state = Some(from_state.as_str().into());
                 self.local.close(ts);
                 self.peer.close(ts);
@@ -284,7 +324,7 @@ impl Conn {
         if self.is_closed() {
             return;
         }
-        self.close_ns = Some(ts_ns.max(self.first_ns));
+        self.close_ns = Moment::of(Some(ts_ns.max(self.first_ns)));
         self.close_state = Some(why.into());
         self.local.close(ts_ns);
         self.peer.close(ts_ns);

@@ -174,7 +174,9 @@ impl Row {
 pub fn rows(table: &ConnTable, now_ns: u64, scope: &Scope) -> Vec<Row> {
     table
         .iter()
-        .filter(|(_, c)| c.close_ns.is_none_or(|at| now_ns.saturating_sub(at) <= CLOSED_LINGER_NS))
+        .filter(|(_, c)| {
+            c.close_ns().is_none_or(|at| now_ns.saturating_sub(at) <= CLOSED_LINGER_NS)
+        })
         .filter(|(_, c)| scope.admits(&c.tuple, c.pid))
         .map(|(key, conn)| Row::of(key, conn, now_ns))
         .collect()
