@@ -7,7 +7,7 @@ use super::alert::Alert;
 use super::book::{ActiveAlert, Book, Change};
 use super::check::{Check, Cx};
 use super::config::{ReceiverLimited, Thresholds};
-use super::facts::{Facts, Info};
+use super::facts::{Facts, Info, SeenList};
 use super::{rules, text};
 use crate::events::model::{Body, Event};
 use crate::timeline::{ConnKey, ConnSummary, ConnTable, EndReason};
@@ -77,7 +77,8 @@ impl Engine {
         let Some(Some((_, facts))) = self.watches.get_mut(key.slot()) else {
             return self.book.take();
         };
-        let seen = facts.update(&self.limits, conn, e);
+        let mut seen = SeenList::new();
+        facts.update(&self.limits, conn, e, &mut seen);
         let info = Info::of(conn);
         let facts = &*facts;
         for s in &seen {

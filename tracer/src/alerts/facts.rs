@@ -261,17 +261,19 @@ impl Facts {
     }
 
     /// Take in event `e` of the live connection `conn` (already updated by it), measuring
-    /// receiver-limited intervals as `limits` says; returns what the rules should see, in order.
+    /// receiver-limited intervals as `limits` says; puts what the rules should see, in order,
+    /// into `seen` (the caller's, empty: a list returned would be copied out, a few hundred
+    /// bytes an event).
     pub(super) fn update<'e>(
         &mut self,
         limits: &ReceiverLimited,
         conn: &Conn,
         e: &'e Event,
-    ) -> SeenList<'e> {
+        seen: &mut SeenList<'e>,
+    ) {
         let ts = e.ts_ns;
-        let mut seen = SeenList::new();
         for side in [Side::Local, Side::Peer] {
-            self.sync_episode(conn, side, ts, &mut seen);
+            self.sync_episode(conn, side, ts, seen);
         }
         match &e.body {
             Body::Window { side, window, sender, .. } => {
@@ -280,16 +282,16 @@ impl Facts {
                     seen.push(Seen::PeerReopened);
                 }
                 if let Some(s) = sender {
-                    self.sample(limits, s, ts, &mut seen);
+                    self.sample(limits, s, ts, seen);
                 }
             }
-            Body::ZeroWindowStart { sender: Some(s), .. } => self.sample(limits, s, ts, &mut seen),
+            Body::ZeroWindowStart { sender: Some(s), .. } => self.sample(limits, s, ts, seen),
             Body::ZeroWindowEnd { side: Side::Peer, .. } => seen.push(Seen::PeerReopened),
             Body::Inflight { window, sender } => {
                 if *window > 0 {
                     seen.push(Seen::PeerReopened);
                 }
-                self.sample(limits, sender, ts, &mut seen);
+                self.sample(limits, sender, ts, seen);
             }
             Body::Probe { probes_out, backoff, rto_ms, next_probe_ms, snd_wnd, unacked } => {
                 seen.push(Seen::Probe(ProbeSeen {
@@ -311,7 +313,6 @@ impl Facts {
             _ => {}
         }
         seen.push(Seen::Settled);
-        seen
     }
 
     fn zero_since_mut(&mut self, side: Side) -> &mut Moment {
