@@ -229,8 +229,12 @@ fn side(out: &mut Vec<u8>, side: Side) {
 
 #[inline(always)]
 fn uint(out: &mut Vec<u8>, value: impl Into<u64>) {
-    let (digits, len) = decimal(value.into());
-    append_prefix(out, &digits, len);
+    let (text, start) = decimal(value.into());
+    // The digits end at byte 20: the 20 bytes from `start` hold them and what follows.
+    let Some(from) = text.get(start..start + 20) else { return };
+    let at = out.len();
+    out.extend_from_slice(from);
+    out.truncate(at + 20 - start);
 }
 
 /// "00" to "99": two digits at a time.
@@ -245,25 +249,27 @@ const PAIRS: [u8; 200] = {
     pairs
 };
 
-/// The decimal digits of `v`, left-aligned, and how many there are.
+/// The decimal digits of `v`, right-aligned to end at byte 20 of the array, and where they
+/// start (written from the last digit back, so their count need not be known first).
 #[inline(always)]
-fn decimal(mut v: u64) -> ([u8; 20], usize) {
-    let len = v.checked_ilog10().map_or(1, |l| l as usize + 1);
-    let mut digits = [b'0'; 20];
-    let mut at = len;
+fn decimal(mut v: u64) -> ([u8; 40], usize) {
+    let mut text = [b'0'; 40];
+    let mut at = 20;
     while v >= 100 {
         let pair = (v % 100) as usize * 2;
         v /= 100;
         at -= 2;
-        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+        text[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
     }
     if v >= 10 {
         let pair = v as usize * 2;
-        digits[at - 2..at].copy_from_slice(&PAIRS[pair..pair + 2]);
+        at -= 2;
+        text[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
     } else {
-        digits[at - 1] = b'0' + v as u8;
+        at -= 1;
+        text[at] = b'0' + v as u8;
     }
-    (digits, len)
+    (text, at)
 }
 
 /// Appends the first `len` bytes of `bytes`: copying the whole small array (a few moves) and
@@ -333,9 +339,9 @@ fn addr(out: &mut Vec<u8>, a: &IpAddr) {
                     text[len] = b'.';
                     len += 1;
                 }
-                let (digits, n) = decimal(octet.into());
-                text[len..len + 3].copy_from_slice(&digits[..3]);
-                len += n;
+                let (digits, start) = decimal(octet.into());
+                text[len..len + 3].copy_from_slice(&digits[start..start + 3]);
+                len += 20 - start;
             }
             text[len] = b'"';
             append_prefix(out, &text, len + 1);
