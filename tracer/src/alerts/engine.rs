@@ -79,20 +79,30 @@ impl Engine {
         };
         let mut seen = SeenList::new();
         facts.update(&self.limits, conn, e, &mut seen);
-        let info = Info::of(conn);
+        // The connection as of this event: the kept one brought up to date in place (its names
+        // shared already), else a new one.
+        facts.refresh_info(conn);
+        let fresh = facts.info().is_none().then(|| Info::of(conn));
         let facts = &*facts;
-        for s in &seen {
-            let bit = s.bit();
-            for (check, _) in self.checks.iter_mut().zip(&self.sees).filter(|(_, &m)| m & bit != 0)
-            {
-                let mut cx = Cx::new(*key, check.rule(), facts, &info, &mut self.book, table);
-                check.observe(&mut cx, s, ts);
+        if let Some(info) = fresh.as_ref().or(facts.info()) {
+            for s in &seen {
+                let bit = s.bit();
+                for (check, _) in
+                    self.checks.iter_mut().zip(&self.sees).filter(|(_, &m)| m & bit != 0)
+                {
+                    let mut cx = Cx::new(*key, check.rule(), facts, info, &mut self.book, table);
+                    check.observe(&mut cx, s, ts);
+                }
             }
         }
         // What the book holds for it is written from the connection as it is now, later.
         let held = self.book.holds_any(key);
         if let Some(Some((_, facts))) = self.watches.get_mut(key.slot()) {
-            facts.keep(held.then_some(info));
+            match (held, fresh) {
+                (true, Some(info)) => facts.keep(Some(info)),
+                (true, None) => {}
+                (false, _) => facts.keep(None),
+            }
         }
         self.book.take()
     }

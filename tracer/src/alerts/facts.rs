@@ -63,6 +63,16 @@ impl Info {
         Info::with_names(c, c.comm.clone(), reader.map(|r| (r.comm.clone(), r.pid)))
     }
 
+    /// Bring this copy up to date with `c`, as `Info::of(c)` would make it, keeping the names
+    /// it shares already: no reference count changes while they stay the same.
+    fn refresh(&mut self, c: &Conn) {
+        let (kept_comm, kept_reader) = (self.comm.take(), self.reader.take());
+        let comm = c.comm.as_ref().map(|now| shared(kept_comm, now));
+        let reader = c.reader.as_ref().filter(|r| !r.comm.is_empty());
+        let reader = reader.map(|r| (shared(kept_reader.map(|(name, _)| name), &r.comm), r.pid));
+        *self = Info::with_names(c, comm, reader);
+    }
+
     fn with_names(
         c: &Conn,
         comm: Option<Arc<str>>,
@@ -97,6 +107,14 @@ impl Info {
                 .filter(|&b| b > 0),
             other_end: OtherEnd::Remote,
         }
+    }
+}
+
+/// The name `now`: `kept` itself when it is the same shared copy.
+fn shared(kept: Option<Arc<str>>, now: &Arc<str>) -> Arc<str> {
+    match kept {
+        Some(kept) if Arc::ptr_eq(&kept, now) => kept,
+        _ => Arc::clone(now),
     }
 }
 
@@ -232,6 +250,13 @@ impl Facts {
     /// The connection as of its latest event, if kept (`keep`).
     pub(super) fn info(&self) -> Option<&Info> {
         self.info.as_deref()
+    }
+
+    /// Bring the kept copy of the connection, if any, up to date with `conn`.
+    pub(super) fn refresh_info(&mut self, conn: &Conn) {
+        if let Some(info) = &mut self.info {
+            info.refresh(conn);
+        }
     }
 
     /// Keep `info`, the connection as of this event, or nothing.
