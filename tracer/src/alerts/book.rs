@@ -88,7 +88,7 @@ impl Slot {
         AlertId { key: self.key, rule: self.rule, side: self.side() }
     }
 
-    /// Its bit in a connection's `Held` masks: one per rule and side.
+    /// Its bit in a table slot's `held` mask: one per rule and side.
     fn bit(&self) -> u32 {
         1 << (self.rule as u32 * 3 + self.side as u32)
     }
@@ -123,19 +123,12 @@ pub(super) struct Book {
     deadlines: BTreeMap<Slot, u64>,
     fired: BTreeMap<ConnKey, u32>,
     out: Vec<Change>,
-    /// What `active` and `deadlines` hold per table slot (`ConnKey::slot`), whichever
-    /// connection holds it: where a slot's bit is clear there is nothing to find, so the
-    /// resolve and cancel that rules call at most observations skip the searches.
-    held: Vec<Held>,
-}
-
-/// A table slot's alert slots in `active` and in `deadlines`, one bit each (`Slot::bit`). The
-/// engine ends a connection's alerts and timers before its table slot is watched for another,
-/// so at most one connection's are here.
-#[derive(Clone, Copy, Default)]
-struct Held {
-    active: u32,
-    timers: u32,
+    /// The alert slots in `active` or `deadlines` per table slot (`ConnKey::slot`), one bit
+    /// each (`Slot::bit`): where a bit is clear there is nothing to find, so the resolve and
+    /// cancel that rules call at most observations skip the searches. The engine ends a
+    /// connection's alerts and timers before its table slot is watched for another, so the
+    /// bits are one connection's.
+    held: Vec<u32>,
 }
 
 // Every rule's three sides have a bit in a u32.
@@ -143,34 +136,36 @@ const _: () = assert!(Rule::ALL.len() * 3 <= 32);
 
 impl Book {
     pub(super) fn is_active(&self, slot: &Slot) -> bool {
-        self.may_be_active(slot) && self.active.contains_key(slot)
+        self.may_hold(slot) && self.active.contains_key(slot)
     }
 
     /// Whether an alert is active or a timer set for the connection `key`.
     pub(super) fn holds_any(&self, key: &ConnKey) -> bool {
-        self.held.get(key.slot()).is_some_and(|h| h.active | h.timers != 0)
+        self.held.get(key.slot()).is_some_and(|&bits| bits != 0)
     }
 
-    fn held_at(&self, slot: &Slot) -> Held {
-        self.held.get(slot.key.slot()).copied().unwrap_or_default()
+    /// Whether `active` or `deadlines` may hold `slot`: false means surely not.
+    fn may_hold(&self, slot: &Slot) -> bool {
+        self.held.get(slot.key.slot()).is_some_and(|&bits| bits & slot.bit() != 0)
     }
 
-    /// Whether `active` may hold `slot`: false means surely not.
-    fn may_be_active(&self, slot: &Slot) -> bool {
-        self.held_at(slot).active & slot.bit() != 0
-    }
-
-    /// Whether `deadlines` may hold `slot`: false means surely not.
-    fn may_have_timer(&self, slot: &Slot) -> bool {
-        self.held_at(slot).timers & slot.bit() != 0
-    }
-
-    fn held_mut(&mut self, slot: &Slot) -> &mut Held {
+    /// `slot` went into `active` or `deadlines`.
+    fn hold(&mut self, slot: &Slot) {
         let at = slot.key.slot();
         if self.held.len() <= at {
-            self.held.resize(at + 1, Held::default());
+            self.held.resize(at + 1, 0);
         }
-        &mut self.held[at]
+        self.held[at] |= slot.bit();
+    }
+
+    /// `slot` left `active` or `deadlines`: its bit goes once it is in neither.
+    fn release(&mut self, slot: &Slot) {
+        if self.active.contains_key(slot) || self.deadlines.contains_key(slot) {
+            return;
+        }
+        if let Some(bits) = self.held.get_mut(slot.key.slot()) {
+            *bits &= !slot.bit();
+        }
     }
 
     /// Fire `slot` at `severity`, unless it is already active at that severity or higher (a
@@ -183,7 +178,7 @@ impl Book {
         info: &Info,
         finding: impl FnOnce() -> Finding,
     ) {
-        if self.may_be_active(&slot)
+        if self.may_hold(&slot)
             && self.active.get(&slot).is_some_and(|a| a.alert.severity >= severity)
         {
             return;
@@ -211,7 +206,7 @@ impl Book {
             None => {
                 *self.fired.entry(slot.key).or_default() += 1;
                 self.active.insert(slot, Active { since_ns: ts_ns, alert: alert.clone() });
-                self.held_mut(&slot).active |= slot.bit();
+                self.hold(&slot);
             }
         }
         self.out.push(Change { id: slot.id(), alert });
@@ -228,11 +223,11 @@ impl Book {
         extra: impl FnOnce() -> Map<String, Value>,
     ) {
         self.cancel(slot);
-        if !self.may_be_active(&slot) {
+        if !self.may_hold(&slot) {
             return;
         }
         let Some(active) = self.active.remove(&slot) else { return };
-        self.held_mut(&slot).active &= !slot.bit();
+        self.release(&slot);
         let mut alert = active.alert;
         let ts_ns = ts_ns.max(active.since_ns);
         alert.ts_ns = ts_ns;
@@ -249,17 +244,17 @@ impl Book {
         self.cancel(slot);
         self.deadlines.insert(slot, due_ns);
         self.timers.insert((due_ns, slot));
-        self.held_mut(&slot).timers |= slot.bit();
+        self.hold(&slot);
     }
 
     pub(super) fn cancel(&mut self, slot: Slot) {
-        if !self.may_have_timer(&slot) {
+        if !self.may_hold(&slot) {
             return;
         }
         if let Some(due) = self.deadlines.remove(&slot) {
             self.timers.remove(&(due, slot));
+            self.release(&slot);
         }
-        self.held_mut(&slot).timers &= !slot.bit();
     }
 
     /// The earliest timer due at or before `now_ns`, taken off the queue.
@@ -267,7 +262,7 @@ impl Book {
         let &(due, slot) = self.timers.first().filter(|(due, _)| *due <= now_ns)?;
         self.timers.remove(&(due, slot));
         if self.deadlines.remove(&slot).is_some() {
-            self.held_mut(&slot).timers &= !slot.bit();
+            self.release(&slot);
         }
         Some((due, slot))
     }

@@ -101,7 +101,7 @@ pub struct Conn {
     pub receiver: Option<Receiving>,
     /// This host's sender counters (held back by the peer direction's window), in place:
     /// nearly every connection sends, and a box would cost more than it saves.
-    pub rwnd: Option<RwndCounters>,
+    rwnd: RwndCounters,
     /// Boxed: only connections whose reads were reported have one.
     pub reader: Option<Box<ReadStats>>,
     /// How long each limit held this host's window (from the first explained one).
@@ -137,7 +137,7 @@ impl Conn {
             mss: None,
             sender: None,
             receiver: None,
-            rwnd: None,
+            rwnd: RwndCounters::NONE,
             reader: None,
             limits: None,
             local: Direction::new(Side::Local, episode_cap),
@@ -188,12 +188,12 @@ impl Conn {
 
     /// Sender time limited by the peer's window while watched (kernel rwnd_limited delta).
     pub fn rwnd_limited_ms(&self) -> Option<u64> {
-        self.rwnd.as_ref().map(|c| c.limited_ms())
+        self.rwnd.sampled().map(|c| c.limited_ms())
     }
 
     /// Share (0..=1) of the sender's busy time limited by the peer's window.
     pub fn rwnd_limited_share(&self) -> Option<f64> {
-        self.rwnd.as_ref().and_then(|c| c.share())
+        self.rwnd.sampled().and_then(|c| c.share())
     }
 
     /// Share (0..=1) of the sender's busy time it waited for its own send buffer (the kernel's
@@ -349,7 +349,7 @@ impl Conn {
         if s.mss > 0 {
             self.mss = Some(s.mss);
         }
-        RwndCounters::sample(&mut self.rwnd, ts, s);
+        self.rwnd.sample(ts, s);
         self.sender = Some(Sending::of(s));
     }
 }
