@@ -211,11 +211,12 @@ impl Seen<'_> {
 pub(super) type SeenList<'e> = SmallVec<[Seen<'e>; 8]>;
 
 /// A sample of the kernel's cumulative sender counters (none yet while `ts_ns` is unset).
+/// Whether `bytes_acked` was read is kept beside it, in `Facts` (8 bytes a connection).
 #[derive(Clone, Copy)]
 struct Sample {
     ts_ns: Moment,
     rwnd_limited_ms: u64,
-    bytes_acked: Option<u64>,
+    bytes_acked: u64,
 }
 
 /// What the rules share about one connection between its events.
@@ -229,6 +230,8 @@ pub(super) struct Facts {
     peer_zero_since: Moment,
     /// Start of the current receiver-limited interval.
     interval_start: Sample,
+    /// Its `bytes_acked` was read (older recordings lack it).
+    start_acked_read: bool,
     /// The latest complete interval was receiver-limited.
     receiver_limited: bool,
     /// Its limited share in tenths of a percent (the share is rounded to tenths).
@@ -241,7 +244,8 @@ impl Facts {
             info: None,
             local_zero_since: Moment::UNSET,
             peer_zero_since: Moment::UNSET,
-            interval_start: Sample { ts_ns: Moment::UNSET, rwnd_limited_ms: 0, bytes_acked: None },
+            interval_start: Sample { ts_ns: Moment::UNSET, rwnd_limited_ms: 0, bytes_acked: 0 },
+            start_acked_read: false,
             receiver_limited: false,
             last_limited_tenths: None,
         }
@@ -380,20 +384,24 @@ impl Facts {
         seen: &mut SeenList<'_>,
     ) {
         let bytes_acked = s.limits.map(|l| l.bytes_acked);
-        let now =
-            Sample { ts_ns: Moment::of(Some(ts)), rwnd_limited_ms: s.rwnd_limited_ms, bytes_acked };
+        let now = Sample {
+            ts_ns: Moment::of(Some(ts)),
+            rwnd_limited_ms: s.rwnd_limited_ms,
+            bytes_acked: bytes_acked.unwrap_or(0),
+        };
         let start = self.interval_start;
+        let start_acked = self.start_acked_read.then_some(start.bytes_acked);
         // A counter going backwards is a reset: start a new interval.
         let started = start.ts_ns.get().filter(|_| s.rwnd_limited_ms >= start.rwnd_limited_ms);
         let Some(start_ns) = started else {
-            self.interval_start = now;
+            (self.interval_start, self.start_acked_read) = (now, bytes_acked.is_some());
             return;
         };
         let wall_ns = ts.saturating_sub(start_ns);
         if wall_ns < limits.interval_ms.saturating_mul(MS) {
             return;
         }
-        self.interval_start = now;
+        (self.interval_start, self.start_acked_read) = (now, bytes_acked.is_some());
         let limited_ms = s.rwnd_limited_ms - start.rwnd_limited_ms;
         let pct = (limited_ms as f64 * MS as f64 * 100.0 / wall_ns as f64).min(100.0);
         let pct = (pct * 10.0).round() / 10.0;
@@ -402,7 +410,7 @@ impl Facts {
         self.receiver_limited = pct >= limits.limited_pct && waits;
         // 0 to 1000 tenths: the share is at most 100 %, rounded to tenths.
         self.last_limited_tenths = Some((pct * 10.0).round() as u16);
-        let delivered_bps = match (start.bytes_acked, now.bytes_acked) {
+        let delivered_bps = match (start_acked, bytes_acked) {
             (Some(from), Some(to)) if to > from => Some((to - from) as f64 * 1e9 / wall_ns as f64),
             _ => None,
         };
