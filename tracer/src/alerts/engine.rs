@@ -233,6 +233,10 @@ impl Engine {
 
     /// Connections that ended without a close event, or left the table.
     fn collect_ended(&mut self, table: &ConnTable) {
+        // Most events end nothing.
+        if table.ended_seq() == self.ended_cursor {
+            return;
+        }
         let (complete, ended) = table.ended_since(self.ended_cursor);
         for e in ended {
             let why = match e.reason {

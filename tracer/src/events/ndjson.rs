@@ -249,6 +249,22 @@ const PAIRS: [u8; 200] = {
     pairs
 };
 
+/// Each byte's decimal digits, left-aligned, and their count last: an IPv4 address's octets.
+const OCTETS: [[u8; 4]; 256] = {
+    let mut octets = [[0u8; 4]; 256];
+    let mut i = 0;
+    while i < 256 {
+        let (hundreds, tens, ones) = ((i / 100) as u8, (i / 10 % 10) as u8, (i % 10) as u8);
+        octets[i] = match i {
+            0..=9 => [b'0' + ones, 0, 0, 1],
+            10..=99 => [b'0' + tens, b'0' + ones, 0, 2],
+            _ => [b'0' + hundreds, b'0' + tens, b'0' + ones, 3],
+        };
+        i += 1;
+    }
+    octets
+};
+
 /// The decimal digits of `v`, right-aligned to end at byte 20 of the array, and where they
 /// start (written from the last digit back, so their count need not be known first).
 #[inline(always)]
@@ -331,7 +347,7 @@ fn addr(out: &mut Vec<u8>, a: &IpAddr) {
     match a {
         IpAddr::V4(v4) => {
             // "255.255.255.255" with its quotes is 17 bytes: built here, appended at once.
-            let mut text = [0u8; 17];
+            let mut text = [0u8; 20];
             text[0] = b'"';
             let mut len = 1;
             for (i, octet) in v4.octets().into_iter().enumerate() {
@@ -339,9 +355,9 @@ fn addr(out: &mut Vec<u8>, a: &IpAddr) {
                     text[len] = b'.';
                     len += 1;
                 }
-                let (digits, start) = decimal(octet.into());
-                text[len..len + 3].copy_from_slice(&digits[start..start + 3]);
-                len += 20 - start;
+                let [a, b, c, n] = OCTETS[usize::from(octet)];
+                text[len..len + 3].copy_from_slice(&[a, b, c]);
+                len += usize::from(n);
             }
             text[len] = b'"';
             append_prefix(out, &text, len + 1);
