@@ -88,6 +88,11 @@ impl Slot {
         AlertId { key: self.key, rule: self.rule, side: self.side() }
     }
 
+    /// Its bit in a table slot's `held` mask: one per rule and side.
+    fn bit(&self) -> u32 {
+        1 << (self.rule as u32 * 3 + self.side as u32)
+    }
+
     /// Every slot of one connection lies between these two.
     fn first_of(key: ConnKey) -> Self {
         Slot { key, rule: Rule::ALL[0], side: SideTag::Conn }
@@ -118,40 +123,48 @@ pub(super) struct Book {
     deadlines: BTreeMap<Slot, u64>,
     fired: BTreeMap<ConnKey, u32>,
     out: Vec<Change>,
-    /// Entries of `active` and `deadlines` per table slot (`ConnKey::slot`), whichever
-    /// connection holds it: where it is 0 there is nothing to find, so the resolve and cancel
-    /// that rules call at most observations skip both searches.
-    held: Vec<u16>,
+    /// The alert slots in `active` or `deadlines` per table slot (`ConnKey::slot`), one bit
+    /// each (`Slot::bit`): where a bit is clear there is nothing to find, so the resolve and
+    /// cancel that rules call at most observations skip the searches. The engine ends a
+    /// connection's alerts and timers before its table slot is watched for another, so the
+    /// bits are one connection's.
+    held: Vec<u32>,
 }
+
+// Every rule's three sides have a bit in a u32.
+const _: () = assert!(Rule::ALL.len() * 3 <= 32);
 
 impl Book {
     pub(super) fn is_active(&self, slot: &Slot) -> bool {
-        self.holds(slot) && self.active.contains_key(slot)
+        self.may_hold(slot) && self.active.contains_key(slot)
     }
 
     /// Whether an alert is active or a timer set for the connection `key`.
     pub(super) fn holds_any(&self, key: &ConnKey) -> bool {
-        self.held.get(key.slot()).is_some_and(|&n| n > 0)
+        self.held.get(key.slot()).is_some_and(|&bits| bits != 0)
     }
 
     /// Whether `active` or `deadlines` may hold `slot`: false means surely not.
-    fn holds(&self, slot: &Slot) -> bool {
-        self.held.get(slot.key.slot()).is_some_and(|&n| n > 0)
+    fn may_hold(&self, slot: &Slot) -> bool {
+        self.held.get(slot.key.slot()).is_some_and(|&bits| bits & slot.bit() != 0)
     }
 
-    /// An entry for `slot` went into `active` or `deadlines`.
+    /// `slot` went into `active` or `deadlines`.
     fn hold(&mut self, slot: &Slot) {
         let at = slot.key.slot();
         if self.held.len() <= at {
             self.held.resize(at + 1, 0);
         }
-        self.held[at] += 1;
+        self.held[at] |= slot.bit();
     }
 
-    /// An entry for `slot` left `active` or `deadlines`.
+    /// `slot` left `active` or `deadlines`: its bit goes once it is in neither.
     fn release(&mut self, slot: &Slot) {
-        if let Some(n) = self.held.get_mut(slot.key.slot()) {
-            *n = n.saturating_sub(1);
+        if self.active.contains_key(slot) || self.deadlines.contains_key(slot) {
+            return;
+        }
+        if let Some(bits) = self.held.get_mut(slot.key.slot()) {
+            *bits &= !slot.bit();
         }
     }
 
@@ -165,7 +178,8 @@ impl Book {
         info: &Info,
         finding: impl FnOnce() -> Finding,
     ) {
-        if self.holds(&slot) && self.active.get(&slot).is_some_and(|a| a.alert.severity >= severity)
+        if self.may_hold(&slot)
+            && self.active.get(&slot).is_some_and(|a| a.alert.severity >= severity)
         {
             return;
         }
@@ -208,10 +222,10 @@ impl Book {
         explanation: impl FnOnce() -> String,
         extra: impl FnOnce() -> Map<String, Value>,
     ) {
-        if !self.holds(&slot) {
+        self.cancel(slot);
+        if !self.may_hold(&slot) {
             return;
         }
-        self.cancel(slot);
         let Some(active) = self.active.remove(&slot) else { return };
         self.release(&slot);
         let mut alert = active.alert;
@@ -234,7 +248,7 @@ impl Book {
     }
 
     pub(super) fn cancel(&mut self, slot: Slot) {
-        if !self.holds(&slot) {
+        if !self.may_hold(&slot) {
             return;
         }
         if let Some(due) = self.deadlines.remove(&slot) {

@@ -7,7 +7,7 @@ use super::alert::Alert;
 use super::book::{ActiveAlert, Book, Change};
 use super::check::{Check, Cx};
 use super::config::{ReceiverLimited, Thresholds};
-use super::facts::{Facts, Info};
+use super::facts::{Facts, Info, SeenList};
 use super::{rules, text};
 use crate::events::model::{Body, Event};
 use crate::timeline::{ConnKey, ConnSummary, ConnTable, EndReason};
@@ -77,21 +77,32 @@ impl Engine {
         let Some(Some((_, facts))) = self.watches.get_mut(key.slot()) else {
             return self.book.take();
         };
-        let seen = facts.update(&self.limits, conn, e);
-        let info = Info::of(conn);
+        let mut seen = SeenList::new();
+        facts.update(&self.limits, conn, e, &mut seen);
+        // The connection as of this event: the kept one brought up to date in place (its names
+        // shared already), else a new one.
+        facts.refresh_info(conn);
+        let fresh = facts.info().is_none().then(|| Info::of(conn));
         let facts = &*facts;
-        for s in &seen {
-            let bit = s.bit();
-            for (check, _) in self.checks.iter_mut().zip(&self.sees).filter(|(_, &m)| m & bit != 0)
-            {
-                let mut cx = Cx::new(*key, check.rule(), facts, &info, &mut self.book, table);
-                check.observe(&mut cx, s, ts);
+        if let Some(info) = fresh.as_ref().or(facts.info()) {
+            for s in &seen {
+                let bit = s.bit();
+                for (check, _) in
+                    self.checks.iter_mut().zip(&self.sees).filter(|(_, &m)| m & bit != 0)
+                {
+                    let mut cx = Cx::new(*key, check.rule(), facts, info, &mut self.book, table);
+                    check.observe(&mut cx, s, ts);
+                }
             }
         }
         // What the book holds for it is written from the connection as it is now, later.
         let held = self.book.holds_any(key);
         if let Some(Some((_, facts))) = self.watches.get_mut(key.slot()) {
-            facts.keep(held.then_some(info));
+            match (held, fresh) {
+                (true, Some(info)) => facts.keep(Some(info)),
+                (true, None) => {}
+                (false, _) => facts.keep(None),
+            }
         }
         self.book.take()
     }
@@ -222,6 +233,10 @@ impl Engine {
 
     /// Connections that ended without a close event, or left the table.
     fn collect_ended(&mut self, table: &ConnTable) {
+        // Most events end nothing.
+        if table.ended_seq() == self.ended_cursor {
+            return;
+        }
         let (complete, ended) = table.ended_since(self.ended_cursor);
         for e in ended {
             let why = match e.reason {

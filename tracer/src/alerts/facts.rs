@@ -12,9 +12,9 @@ use smallvec::SmallVec;
 
 use super::config::ReceiverLimited;
 use super::other_end::OtherEnd;
-use crate::events::model::{Body, Event, SenderState, SentSegments, Side, WindowChoice};
+use crate::events::model::{Body, Event, SenderState, Side};
 use crate::timeline::fmt::ns_to_ms;
-use crate::timeline::{Conn, FourTuple};
+use crate::timeline::{Conn, FourTuple, Moment, WindowHeld};
 
 pub(super) const MS: u64 = 1_000_000;
 
@@ -47,7 +47,7 @@ pub(super) struct Info {
     /// counted in TCPToZeroWindowAdv).
     pub local_counted: Option<bool>,
     /// Why the latest local window had its size, and the clamp then.
-    pub local_choice: Option<WindowChoice>,
+    pub local_choice: Option<WindowHeld>,
     pub window_clamp: Option<u32>,
     /// The sender's congestion window in bytes (cwnd x MSS).
     pub cwnd_bytes: Option<u64>,
@@ -61,6 +61,16 @@ impl Info {
     pub(super) fn of(c: &Conn) -> Self {
         let reader = c.reader.as_ref().filter(|r| !r.comm.is_empty());
         Info::with_names(c, c.comm.clone(), reader.map(|r| (r.comm.clone(), r.pid)))
+    }
+
+    /// Bring this copy up to date with `c`, as `Info::of(c)` would make it, keeping the names
+    /// it shares already: no reference count changes while they stay the same.
+    fn refresh(&mut self, c: &Conn) {
+        let (kept_comm, kept_reader) = (self.comm.take(), self.reader.take());
+        let comm = c.comm.as_ref().map(|now| shared(kept_comm, now));
+        let reader = c.reader.as_ref().filter(|r| !r.comm.is_empty());
+        let reader = reader.map(|r| (shared(kept_reader.map(|(name, _)| name), &r.comm), r.pid));
+        *self = Info::with_names(c, comm, reader);
     }
 
     fn with_names(
@@ -88,7 +98,7 @@ impl Info {
             unsent: c.sender.as_ref().map(|s| s.unsent),
             episode_probes: c.peer.open().map_or(0, |e| e.probes),
             local_counted: c.local.open().and_then(|e| e.counted),
-            local_choice: receiver.and_then(|r| r.choice),
+            local_choice: receiver.and_then(|r| r.held),
             window_clamp: receiver.map(|r| r.window_clamp),
             cwnd_bytes: c
                 .sender
@@ -97,6 +107,14 @@ impl Info {
                 .filter(|&b| b > 0),
             other_end: OtherEnd::Remote,
         }
+    }
+}
+
+/// The name `now`: `kept` itself when it is the same shared copy.
+fn shared(kept: Option<Arc<str>>, now: &Arc<str>) -> Arc<str> {
+    match kept {
+        Some(kept) if Arc::ptr_eq(&kept, now) => kept,
+        _ => Arc::clone(now),
     }
 }
 
@@ -210,13 +228,16 @@ impl Seen<'_> {
 /// event itself, and `Settled`.
 pub(super) type SeenList<'e> = SmallVec<[Seen<'e>; 8]>;
 
-/// A sample of the kernel's cumulative sender counters.
+/// A sample of the kernel's cumulative sender counters (none yet while `ts_ns` is unset).
+/// Whether `bytes_acked` was read is kept beside it, in `Facts` (8 bytes a connection).
 #[derive(Clone, Copy)]
 struct Sample {
-    ts_ns: u64,
+    ts_ns: Moment,
     rwnd_limited_ms: u64,
-    bytes_acked: Option<u64>,
-    segments: Option<SentSegments>,
+    bytes_acked: u64,
+    /// tcp_info's bytes_sent and data_segs_out (0 where not read: older recordings).
+    bytes_sent: u64,
+    data_segs_out: u32,
 }
 
 /// What the rules share about one connection between its events.
@@ -226,30 +247,47 @@ pub(super) struct Facts {
     /// connections never have one, and this is most of what facts would weigh.
     info: Option<Box<Info>>,
     /// Start of each side's zero-window episode in progress, as last seen in the table.
-    local_zero_since: Option<u64>,
-    peer_zero_since: Option<u64>,
+    local_zero_since: Moment,
+    peer_zero_since: Moment,
     /// Start of the current receiver-limited interval.
-    interval_start: Option<Sample>,
+    interval_start: Sample,
+    /// Its `bytes_acked` was read (older recordings lack it).
+    start_acked_read: bool,
     /// The latest complete interval was receiver-limited.
     receiver_limited: bool,
-    last_limited_pct: Option<f64>,
+    /// Its limited share in tenths of a percent (the share is rounded to tenths).
+    last_limited_tenths: Option<u16>,
 }
 
 impl Facts {
     pub(super) fn new() -> Self {
         Facts {
             info: None,
-            local_zero_since: None,
-            peer_zero_since: None,
-            interval_start: None,
+            local_zero_since: Moment::UNSET,
+            peer_zero_since: Moment::UNSET,
+            interval_start: Sample {
+                ts_ns: Moment::UNSET,
+                rwnd_limited_ms: 0,
+                bytes_acked: 0,
+                bytes_sent: 0,
+                data_segs_out: 0,
+            },
+            start_acked_read: false,
             receiver_limited: false,
-            last_limited_pct: None,
+            last_limited_tenths: None,
         }
     }
 
     /// The connection as of its latest event, if kept (`keep`).
     pub(super) fn info(&self) -> Option<&Info> {
         self.info.as_deref()
+    }
+
+    /// Bring the kept copy of the connection, if any, up to date with `conn`.
+    pub(super) fn refresh_info(&mut self, conn: &Conn) {
+        if let Some(info) = &mut self.info {
+            info.refresh(conn);
+        }
     }
 
     /// Keep `info`, the connection as of this event, or nothing.
@@ -263,8 +301,8 @@ impl Facts {
     /// Start of `side`'s zero-window episode in progress.
     pub(super) fn zero_since(&self, side: Side) -> Option<u64> {
         match side {
-            Side::Local => self.local_zero_since,
-            Side::Peer => self.peer_zero_since,
+            Side::Local => self.local_zero_since.get(),
+            Side::Peer => self.peer_zero_since.get(),
         }
     }
 
@@ -275,21 +313,23 @@ impl Facts {
 
     /// The limited share of the latest complete interval.
     pub(super) fn last_limited_pct(&self) -> Option<f64> {
-        self.last_limited_pct
+        self.last_limited_tenths.map(|t| f64::from(t) / 10.0)
     }
 
     /// Take in event `e` of the live connection `conn` (already updated by it), measuring
-    /// receiver-limited intervals as `limits` says; returns what the rules should see, in order.
+    /// receiver-limited intervals as `limits` says; puts what the rules should see, in order,
+    /// into `seen` (the caller's, empty: a list returned would be copied out, a few hundred
+    /// bytes an event).
     pub(super) fn update<'e>(
         &mut self,
         limits: &ReceiverLimited,
         conn: &Conn,
         e: &'e Event,
-    ) -> SeenList<'e> {
+        seen: &mut SeenList<'e>,
+    ) {
         let ts = e.ts_ns;
-        let mut seen = SeenList::new();
         for side in [Side::Local, Side::Peer] {
-            self.sync_episode(conn, side, ts, &mut seen);
+            self.sync_episode(conn, side, ts, seen);
         }
         match &e.body {
             Body::Window { side, window, sender, .. } => {
@@ -298,16 +338,16 @@ impl Facts {
                     seen.push(Seen::PeerReopened);
                 }
                 if let Some(s) = sender {
-                    self.sample(limits, s, ts, &mut seen);
+                    self.sample(limits, s, ts, seen);
                 }
             }
-            Body::ZeroWindowStart { sender: Some(s), .. } => self.sample(limits, s, ts, &mut seen),
+            Body::ZeroWindowStart { sender: Some(s), .. } => self.sample(limits, s, ts, seen),
             Body::ZeroWindowEnd { side: Side::Peer, .. } => seen.push(Seen::PeerReopened),
             Body::Inflight { window, sender } => {
                 if *window > 0 {
                     seen.push(Seen::PeerReopened);
                 }
-                self.sample(limits, sender, ts, &mut seen);
+                self.sample(limits, sender, ts, seen);
             }
             Body::Probe { probes_out, backoff, rto_ms, next_probe_ms, snd_wnd, unacked } => {
                 seen.push(Seen::Probe(ProbeSeen {
@@ -329,10 +369,9 @@ impl Facts {
             _ => {}
         }
         seen.push(Seen::Settled);
-        seen
     }
 
-    fn zero_since_mut(&mut self, side: Side) -> &mut Option<u64> {
+    fn zero_since_mut(&mut self, side: Side) -> &mut Moment {
         match side {
             Side::Local => &mut self.local_zero_since,
             Side::Peer => &mut self.peer_zero_since,
@@ -346,7 +385,7 @@ impl Facts {
         if self.zero_since(side) == open {
             return;
         }
-        if let Some(start) = self.zero_since_mut(side).take() {
+        if let Some(start) = std::mem::replace(self.zero_since_mut(side), Moment::UNSET).get() {
             let end = dir
                 .episodes()
                 .iter()
@@ -358,7 +397,7 @@ impl Facts {
             seen.push(Seen::EpisodeEnded { side, end_ns: end, zero_ms });
         }
         if let Some(start) = open {
-            *self.zero_since_mut(side) = Some(start);
+            *self.zero_since_mut(side) = Moment::of(Some(start));
             seen.push(Seen::EpisodeStarted { side, start_ns: start });
         }
     }
@@ -372,46 +411,49 @@ impl Facts {
         seen: &mut SeenList<'_>,
     ) {
         let bytes_acked = s.limits.map(|l| l.bytes_acked);
-        let segments = s.limits.and_then(|l| l.segments);
-        let now = Sample { ts_ns: ts, rwnd_limited_ms: s.rwnd_limited_ms, bytes_acked, segments };
-        let start = match self.interval_start {
-            // A counter going backwards is a reset: start a new interval.
-            Some(start) if s.rwnd_limited_ms >= start.rwnd_limited_ms => start,
-            _ => {
-                self.interval_start = Some(now);
-                return;
-            }
+        let segments = s.segments;
+        let now = Sample {
+            ts_ns: Moment::of(Some(ts)),
+            rwnd_limited_ms: s.rwnd_limited_ms,
+            bytes_acked: bytes_acked.unwrap_or(0),
+            bytes_sent: segments.map_or(0, |g| g.bytes_sent),
+            data_segs_out: segments.map_or(0, |g| g.data_segs_out),
         };
-        let wall_ns = ts.saturating_sub(start.ts_ns);
+        let start = self.interval_start;
+        let start_acked = self.start_acked_read.then_some(start.bytes_acked);
+        // A counter going backwards is a reset: start a new interval.
+        let started = start.ts_ns.get().filter(|_| s.rwnd_limited_ms >= start.rwnd_limited_ms);
+        let Some(start_ns) = started else {
+            (self.interval_start, self.start_acked_read) = (now, bytes_acked.is_some());
+            return;
+        };
+        let wall_ns = ts.saturating_sub(start_ns);
         if wall_ns < limits.interval_ms.saturating_mul(MS) {
             return;
         }
-        self.interval_start = Some(now);
+        (self.interval_start, self.start_acked_read) = (now, bytes_acked.is_some());
         let limited_ms = s.rwnd_limited_ms - start.rwnd_limited_ms;
         let pct = (limited_ms as f64 * MS as f64 * 100.0 / wall_ns as f64).min(100.0);
         let pct = (pct * 10.0).round() / 10.0;
         // Limited only counts while data waits: a sender with nothing to send is not held back.
         let waits = s.in_flight > 0 || s.unsent > 0;
         self.receiver_limited = pct >= limits.limited_pct && waits;
-        self.last_limited_pct = Some(pct);
-        let delivered_bps = match (start.bytes_acked, now.bytes_acked) {
+        // 0 to 1000 tenths: the share is at most 100 %, rounded to tenths.
+        self.last_limited_tenths = Some((pct * 10.0).round() as u16);
+        let delivered_bps = match (start_acked, bytes_acked) {
             (Some(from), Some(to)) if to > from => Some((to - from) as f64 * 1e9 / wall_ns as f64),
             _ => None,
         };
-        // Counters that went backwards (a reused socket address) tell nothing.
-        let segments = match (start.segments, now.segments) {
-            (Some(from), Some(to))
-                if to.bytes_sent >= from.bytes_sent && to.data_segs_out >= from.data_segs_out =>
-            {
-                Some(SegmentsSent {
-                    count: u64::from(to.data_segs_out - from.data_segs_out),
-                    bytes: to.bytes_sent - from.bytes_sent,
-                    max_window: to.max_window,
-                    peer_mss: to.peer_mss,
-                })
-            }
-            _ => None,
-        };
+        // Counters that went backwards (a reused socket address) tell nothing. The interval's
+        // start read them too: a recording either has them in every sample or in none.
+        let segments = segments
+            .filter(|g| g.bytes_sent >= start.bytes_sent && g.data_segs_out >= start.data_segs_out)
+            .map(|g| SegmentsSent {
+                count: u64::from(g.data_segs_out - start.data_segs_out),
+                bytes: g.bytes_sent - start.bytes_sent,
+                max_window: g.max_window,
+                peer_mss: g.peer_mss,
+            });
         seen.push(Seen::Interval(Interval {
             pct,
             limited_ms,

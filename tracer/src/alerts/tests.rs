@@ -1238,8 +1238,8 @@ fn the_alert_flag_help_lists_every_threshold_and_its_default() {
 /// most `max_window`.
 fn segment_sender(s: u64, segs_per_s: u32, segment: u64, max_window: u32) -> SenderState {
     let mut state = held_sender(s, segment * u64::from(segs_per_s), 100);
-    if let Some(limits) = &mut state.limits {
-        limits.segments = Some(SentSegments {
+    {
+        state.segments = Some(SentSegments {
             bytes_sent: s * u64::from(segs_per_s) * segment,
             data_segs_out: s as u32 * segs_per_s,
             max_window,
@@ -1269,7 +1269,7 @@ fn sender_silly_window_names_the_segment_sizes_and_the_window() {
     // Full segments again: resolved at the next interval's end.
     for s in 6..=10 {
         let mut state = segment_sender(s, 100, 300, 2000);
-        if let Some(g) = state.limits.as_mut().and_then(|l| l.segments.as_mut()) {
+        if let Some(g) = state.segments.as_mut() {
             g.bytes_sent = 5 * 100 * 300 + (s - 5) * 100 * 1448;
         }
         r.feed(at(s * 1000, 1, inflight(2000, state)));

@@ -212,12 +212,12 @@ impl Decoder {
                         sndbuf_locked: p.sndbuf_locked != 0,
                         cwnd: p.snd_cwnd,
                         bytes_acked: p.bytes_acked,
-                        segments: Some(SentSegments {
-                            bytes_sent: p.bytes_sent,
-                            data_segs_out: p.data_segs_out,
-                            max_window: p.max_window,
-                            peer_mss: u32::from(p.mss_clamp),
-                        }),
+                    }),
+                    segments: Some(SentSegments {
+                        bytes_sent: p.bytes_sent,
+                        data_segs_out: p.data_segs_out,
+                        max_window: p.max_window,
+                        peer_mss: u32::from(p.mss_clamp),
                     }),
                 };
                 out.push(if p.periodic != 0 {

@@ -185,6 +185,9 @@ pub struct SenderState {
     /// the tracer read them.
     #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<SendLimits>,
+    /// What it sent, segment by segment. Absent from recordings made before the tracer read it.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub segments: Option<SentSegments>,
 }
 
 /// The sender's own limits and progress, next to the peer's window.
@@ -199,9 +202,6 @@ pub struct SendLimits {
     pub cwnd: u32,
     /// Bytes the peer acknowledged since the open (tp->bytes_acked).
     pub bytes_acked: u64,
-    /// What it sent, segment by segment. Absent from recordings made before the tracer read it.
-    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
-    pub segments: Option<SentSegments>,
 }
 
 /// The sender's data segments since the open (tcp_info's bytes_sent and data_segs_out,

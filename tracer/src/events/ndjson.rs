@@ -8,6 +8,21 @@ use std::net::IpAddr;
 
 use super::model::{Body, Event, LocalState, SenderState, Side, WindowChoice};
 
+/// `,"name":`, one constant per key (names are ours: nothing to escape).
+macro_rules! key {
+    ($out:expr, $name:literal) => {
+        $out.extend_from_slice(concat!(",\"", $name, "\":").as_bytes())
+    };
+}
+
+/// `,"name":value` for an unsigned integer.
+macro_rules! field {
+    ($out:expr, $name:literal, $value:expr) => {{
+        key!($out, $name);
+        uint($out, $value);
+    }};
+}
+
 /// Appends `e` as one JSON object (no newline) to `out`.
 pub fn write_event(out: &mut Vec<u8>, e: &Event) {
     out.extend_from_slice(b"{\"ts_ns\":");
@@ -38,9 +53,9 @@ fn body(out: &mut Vec<u8>, body: &Body) {
     match body {
         Body::Window { side: s, window, raw_window, wscale, local: l, sender: snd } => {
             side(out, *s);
-            field(out, b"window", *window);
-            field(out, b"raw_window", *raw_window);
-            field(out, b"wscale", *wscale);
+            field!(out, "window", *window);
+            field!(out, "raw_window", *raw_window);
+            field!(out, "wscale", *wscale);
             if let Some(l) = l {
                 local(out, l);
             }
@@ -50,7 +65,7 @@ fn body(out: &mut Vec<u8>, body: &Body) {
         }
         Body::ZeroWindowStart { side: s, counted, local: l, sender: snd } => {
             side(out, *s);
-            key(out, b"counted");
+            key!(out, "counted");
             boolean(out, *counted);
             if let Some(l) = l {
                 local(out, l);
@@ -61,23 +76,23 @@ fn body(out: &mut Vec<u8>, body: &Body) {
         }
         Body::ZeroWindowEnd { side: s, window, duration_ns } => {
             side(out, *s);
-            field(out, b"window", *window);
-            key(out, b"duration_ns");
+            field!(out, "window", *window);
+            key!(out, "duration_ns");
             opt_uint(out, *duration_ns);
         }
         Body::Inflight { window, sender: snd } => {
-            field(out, b"window", *window);
+            field!(out, "window", *window);
             sender(out, snd);
         }
         Body::Probe { probes_out, backoff, rto_ms, next_probe_ms, snd_wnd, unacked } => {
-            field(out, b"probes_out", *probes_out);
-            field(out, b"backoff", *backoff);
-            key(out, b"rto_ms");
+            field!(out, "probes_out", *probes_out);
+            field!(out, "backoff", *backoff);
+            key!(out, "rto_ms");
             opt_float(out, *rto_ms);
-            key(out, b"next_probe_ms");
+            key!(out, "next_probe_ms");
             opt_float(out, *next_probe_ms);
-            field(out, b"snd_wnd", *snd_wnd);
-            field(out, b"unacked", *unacked);
+            field!(out, "snd_wnd", *snd_wnd);
+            field!(out, "unacked", *unacked);
         }
         Body::RcvSpace {
             space,
@@ -88,65 +103,65 @@ fn body(out: &mut Vec<u8>, body: &Body) {
             rcvbuf_locked,
             comm,
         } => {
-            field(out, b"space", *space);
-            field(out, b"rcvbuf", *rcvbuf);
-            field(out, b"window_clamp", *window_clamp);
-            field(out, b"rcv_ssthresh", *rcv_ssthresh);
-            field(out, b"rmem_alloc", *rmem_alloc);
-            key(out, b"rcvbuf_locked");
+            field!(out, "space", *space);
+            field!(out, "rcvbuf", *rcvbuf);
+            field!(out, "window_clamp", *window_clamp);
+            field!(out, "rcv_ssthresh", *rcv_ssthresh);
+            field!(out, "rmem_alloc", *rmem_alloc);
+            key!(out, "rcvbuf_locked");
             boolean(out, *rcvbuf_locked);
-            key(out, b"comm");
+            key!(out, "comm");
             string(out, comm);
         }
         Body::Read { bytes, reads, interval_ns, rate, comm, cgroup, rcv_rtt_us, rcv_wnd } => {
-            field(out, b"bytes", *bytes);
-            field(out, b"reads", *reads);
-            field(out, b"interval_ns", *interval_ns);
-            key(out, b"rate");
+            field!(out, "bytes", *bytes);
+            field!(out, "reads", *reads);
+            field!(out, "interval_ns", *interval_ns);
+            key!(out, "rate");
             float(out, *rate);
-            key(out, b"comm");
+            key!(out, "comm");
             string(out, comm);
-            key(out, b"cgroup");
+            key!(out, "cgroup");
             opt_string(out, cgroup.as_deref());
             if let Some(rtt) = rcv_rtt_us {
-                field(out, b"rcv_rtt_us", *rtt);
+                field!(out, "rcv_rtt_us", *rtt);
             }
             if let Some(window) = rcv_wnd {
-                field(out, b"rcv_wnd", *window);
+                field!(out, "rcv_wnd", *window);
             }
         }
         Body::Drop { reason, bytes } => {
-            key(out, b"reason");
+            key!(out, "reason");
             string(out, reason);
-            field(out, b"bytes", *bytes);
+            field!(out, "bytes", *bytes);
         }
         Body::Open { active, snd_wscale, rcv_wscale, wscale_ok, advmss, rcvbuf, comm, late } => {
-            key(out, b"active");
+            key!(out, "active");
             boolean(out, *active);
-            field(out, b"snd_wscale", *snd_wscale);
-            field(out, b"rcv_wscale", *rcv_wscale);
-            key(out, b"wscale_ok");
+            field!(out, "snd_wscale", *snd_wscale);
+            field!(out, "rcv_wscale", *rcv_wscale);
+            key!(out, "wscale_ok");
             boolean(out, *wscale_ok);
-            field(out, b"advmss", *advmss);
-            field(out, b"rcvbuf", *rcvbuf);
-            key(out, b"comm");
+            field!(out, "advmss", *advmss);
+            field!(out, "rcvbuf", *rcvbuf);
+            key!(out, "comm");
             opt_string(out, comm.as_deref());
             // Left out when false, as serde's skip_serializing_if does.
             if *late {
-                key(out, b"late");
+                key!(out, "late");
                 boolean(out, true);
             }
         }
         Body::Close { from_state, comm } => {
-            key(out, b"from_state");
+            key!(out, "from_state");
             string(out, from_state);
-            key(out, b"comm");
+            key!(out, "comm");
             opt_string(out, comm.as_deref());
         }
         Body::Owner { comm, cgroup } => {
-            key(out, b"comm");
+            key!(out, "comm");
             string(out, comm);
-            key(out, b"cgroup");
+            key!(out, "cgroup");
             opt_string(out, cgroup.as_deref());
         }
     }
@@ -154,12 +169,12 @@ fn body(out: &mut Vec<u8>, body: &Body) {
 
 #[inline(always)]
 fn local(out: &mut Vec<u8>, l: &LocalState) {
-    field(out, b"rcv_wnd", l.rcv_wnd);
-    field(out, b"unread", l.unread);
-    field(out, b"rcvbuf", l.rcvbuf);
-    field(out, b"rmem_alloc", l.rmem_alloc);
-    field(out, b"rcv_ssthresh", l.rcv_ssthresh);
-    field(out, b"window_clamp", l.window_clamp);
+    field!(out, "rcv_wnd", l.rcv_wnd);
+    field!(out, "unread", l.unread);
+    field!(out, "rcvbuf", l.rcvbuf);
+    field!(out, "rmem_alloc", l.rmem_alloc);
+    field!(out, "rcv_ssthresh", l.rcv_ssthresh);
+    field!(out, "window_clamp", l.window_clamp);
     if let Some(c) = &l.choice {
         choice(out, c);
     }
@@ -167,46 +182,46 @@ fn local(out: &mut Vec<u8>, l: &LocalState) {
 
 #[inline(always)]
 fn choice(out: &mut Vec<u8>, c: &WindowChoice) {
-    key(out, b"limited_by");
+    key!(out, "limited_by");
     string(out, c.limited_by.as_str());
-    field(out, b"wanted", c.wanted);
-    key(out, b"wanted_exact");
+    field!(out, "wanted", c.wanted);
+    key!(out, "wanted_exact");
     boolean(out, c.wanted_exact);
-    field(out, b"rcv_mss", c.rcv_mss);
-    field(out, b"advmss", c.advmss);
-    field(out, b"backlog", c.backlog);
-    key(out, b"rcvbuf_locked");
+    field!(out, "rcv_mss", c.rcv_mss);
+    field!(out, "advmss", c.advmss);
+    field!(out, "backlog", c.backlog);
+    key!(out, "rcvbuf_locked");
     boolean(out, c.rcvbuf_locked);
-    key(out, b"memory_pressure");
+    key!(out, "memory_pressure");
     boolean(out, c.memory_pressure);
-    key(out, b"rmem_max");
+    key!(out, "rmem_max");
     opt_uint(out, c.rmem_max);
     if let Some(ratio) = c.scaling_ratio {
-        field(out, b"scaling_ratio", ratio);
+        field!(out, "scaling_ratio", ratio);
     }
 }
 
 #[inline(always)]
 fn sender(out: &mut Vec<u8>, s: &SenderState) {
-    field(out, b"in_flight", s.in_flight);
-    field(out, b"unsent", s.unsent);
-    field(out, b"mss", s.mss);
-    field(out, b"srtt_us", s.srtt_us);
-    field(out, b"rwnd_limited_ms", s.rwnd_limited_ms);
-    field(out, b"busy_ms", s.busy_ms);
+    field!(out, "in_flight", s.in_flight);
+    field!(out, "unsent", s.unsent);
+    field!(out, "mss", s.mss);
+    field!(out, "srtt_us", s.srtt_us);
+    field!(out, "rwnd_limited_ms", s.rwnd_limited_ms);
+    field!(out, "busy_ms", s.busy_ms);
     if let Some(l) = &s.limits {
-        field(out, b"sndbuf_limited_ms", l.sndbuf_limited_ms);
-        field(out, b"sndbuf", l.sndbuf);
-        key(out, b"sndbuf_locked");
+        field!(out, "sndbuf_limited_ms", l.sndbuf_limited_ms);
+        field!(out, "sndbuf", l.sndbuf);
+        key!(out, "sndbuf_locked");
         boolean(out, l.sndbuf_locked);
-        field(out, b"cwnd", l.cwnd);
-        field(out, b"bytes_acked", l.bytes_acked);
-        if let Some(g) = &l.segments {
-            field(out, b"bytes_sent", g.bytes_sent);
-            field(out, b"data_segs_out", g.data_segs_out);
-            field(out, b"max_window", g.max_window);
-            field(out, b"peer_mss", g.peer_mss);
-        }
+        field!(out, "cwnd", l.cwnd);
+        field!(out, "bytes_acked", l.bytes_acked);
+    }
+    if let Some(g) = &s.segments {
+        field!(out, "bytes_sent", g.bytes_sent);
+        field!(out, "data_segs_out", g.data_segs_out);
+        field!(out, "max_window", g.max_window);
+        field!(out, "peer_mss", g.peer_mss);
     }
 }
 
@@ -218,27 +233,78 @@ fn side(out: &mut Vec<u8>, side: Side) {
     });
 }
 
-/// `,"name":` (names are ours: nothing to escape).
 #[inline(always)]
-fn key(out: &mut Vec<u8>, name: &[u8]) {
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(name);
-    out.extend_from_slice(b"\":");
+fn uint(out: &mut Vec<u8>, value: impl Into<u64>) {
+    let (text, start) = decimal(value.into());
+    // The digits end at byte 20: the 20 bytes from `start` hold them and what follows.
+    let Some(from) = text.get(start..start + 20) else { return };
+    let at = out.len();
+    out.extend_from_slice(from);
+    out.truncate(at + 20 - start);
+}
+
+/// "00" to "99": two digits at a time.
+const PAIRS: [u8; 200] = {
+    let mut pairs = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        pairs[2 * i] = b'0' + (i / 10) as u8;
+        pairs[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    pairs
+};
+
+/// Each byte's decimal digits, left-aligned, and their count last: an IPv4 address's octets.
+const OCTETS: [[u8; 4]; 256] = {
+    let mut octets = [[0u8; 4]; 256];
+    let mut i = 0;
+    while i < 256 {
+        let (hundreds, tens, ones) = ((i / 100) as u8, (i / 10 % 10) as u8, (i % 10) as u8);
+        octets[i] = match i {
+            0..=9 => [b'0' + ones, 0, 0, 1],
+            10..=99 => [b'0' + tens, b'0' + ones, 0, 2],
+            _ => [b'0' + hundreds, b'0' + tens, b'0' + ones, 3],
+        };
+        i += 1;
+    }
+    octets
+};
+
+/// The decimal digits of `v`, right-aligned to end at byte 20 of the array, and where they
+/// start (written from the last digit back, so their count need not be known first).
+#[inline(always)]
+fn decimal(mut v: u64) -> ([u8; 40], usize) {
+    let mut text = [b'0'; 40];
+    let mut at = 20;
+    while v >= 100 {
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        at -= 2;
+        text[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if v >= 10 {
+        let pair = v as usize * 2;
+        at -= 2;
+        text[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
+        at -= 1;
+        text[at] = b'0' + v as u8;
+    }
+    (text, at)
+}
+
+/// Appends the first `len` bytes of `bytes`: copying the whole small array (a few moves) and
+/// cutting back costs less than a copy of a length known only at run time (a call to memcpy).
+#[inline(always)]
+fn append_prefix<const N: usize>(out: &mut Vec<u8>, bytes: &[u8; N], len: usize) {
+    let at = out.len();
+    out.extend_from_slice(bytes);
+    out.truncate(at + len);
 }
 
 #[inline(always)]
-fn field(out: &mut Vec<u8>, name: &[u8], value: impl itoa::Integer) {
-    key(out, name);
-    uint(out, value);
-}
-
-#[inline(always)]
-fn uint(out: &mut Vec<u8>, value: impl itoa::Integer) {
-    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
-}
-
-#[inline(always)]
-fn opt_uint(out: &mut Vec<u8>, value: Option<impl itoa::Integer>) {
+fn opt_uint(out: &mut Vec<u8>, value: Option<impl Into<u64>>) {
     match value {
         Some(v) => uint(out, v),
         None => out.extend_from_slice(b"null"),
@@ -284,40 +350,41 @@ fn opt_string(out: &mut Vec<u8>, s: Option<&str>) {
 }
 
 fn addr(out: &mut Vec<u8>, a: &IpAddr) {
-    out.push(b'"');
     match a {
         IpAddr::V4(v4) => {
+            // "255.255.255.255" with its quotes is 17 bytes: built here, appended at once.
+            let mut text = [0u8; 20];
+            text[0] = b'"';
+            let mut len = 1;
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push(b'.');
+                    text[len] = b'.';
+                    len += 1;
                 }
-                uint(out, octet);
+                let [a, b, c, n] = OCTETS[usize::from(octet)];
+                text[len..len + 3].copy_from_slice(&[a, b, c]);
+                len += usize::from(n);
             }
+            text[len] = b'"';
+            append_prefix(out, &text, len + 1);
         }
         IpAddr::V6(v6) => {
             use std::io::Write as _;
             // Writing into a Vec cannot fail.
-            let _ = write!(out, "{v6}");
+            let _ = write!(out, "\"{v6}\"");
         }
     }
-    out.push(b'"');
 }
 
 /// Lowercase hexadecimal digits without leading zeros ("0" for 0), as `{:x}` writes them.
 fn hex(out: &mut Vec<u8>, value: u64) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = [0u8; 16];
-    let mut at = buf.len();
-    let mut v = value;
-    loop {
-        at -= 1;
-        buf[at] = DIGITS[(v & 15) as usize];
-        v >>= 4;
-        if v == 0 {
-            break;
-        }
+    let len = (value.max(1).ilog2() / 4 + 1) as usize;
+    let mut text = [0u8; 16];
+    for (i, digit) in text[..len].iter_mut().enumerate() {
+        *digit = DIGITS[((value >> (4 * (len - 1 - i))) & 15) as usize];
     }
-    out.extend_from_slice(&buf[at..]);
+    append_prefix(out, &text, len);
 }
 
 #[cfg(test)]
@@ -379,24 +446,25 @@ mod tests {
             proptest::option::of((any::<u64>(), any::<[u32; 3]>()).prop_map(|(bytes_sent, n)| {
                 SentSegments { bytes_sent, data_segs_out: n[0], max_window: n[1], peer_mss: n[2] }
             }));
-        let limits =
-            proptest::option::of((any::<[u32; 2]>(), any::<[u64; 2]>(), any::<bool>(), segments));
-        (any::<[u32; 4]>(), any::<[u64; 2]>(), limits).prop_map(|(v, l, limits)| SenderState {
-            in_flight: v[0],
-            unsent: v[1],
-            mss: v[2],
-            srtt_us: v[3],
-            rwnd_limited_ms: l[0],
-            busy_ms: l[1],
-            limits: limits.map(|(n, m, locked, segments)| SendLimits {
-                sndbuf_limited_ms: m[0],
-                sndbuf: n[0],
-                sndbuf_locked: locked,
-                cwnd: n[1],
-                bytes_acked: m[1],
+        let limits = proptest::option::of((any::<[u32; 2]>(), any::<[u64; 2]>(), any::<bool>()));
+        (any::<[u32; 4]>(), any::<[u64; 2]>(), limits, segments).prop_map(
+            |(v, l, limits, segments)| SenderState {
+                in_flight: v[0],
+                unsent: v[1],
+                mss: v[2],
+                srtt_us: v[3],
+                rwnd_limited_ms: l[0],
+                busy_ms: l[1],
+                limits: limits.map(|(n, m, locked)| SendLimits {
+                    sndbuf_limited_ms: m[0],
+                    sndbuf: n[0],
+                    sndbuf_locked: locked,
+                    cwnd: n[1],
+                    bytes_acked: m[1],
+                }),
                 segments,
-            }),
-        })
+            },
+        )
     }
 
     fn float() -> impl Strategy<Value = f64> {
@@ -533,6 +601,28 @@ mod tests {
             write_event(&mut ours, &e);
             let serde = serde_json::to_vec(&e).unwrap();
             prop_assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&serde));
+        }
+    }
+
+    #[test]
+    fn integers_at_every_width() {
+        let mut values = vec![0, u64::MAX];
+        for p in 0..20 {
+            let ten = 10u64.pow(p);
+            values.extend([ten - 1, ten, ten + 1]);
+        }
+        for v in values {
+            let mut ours = Vec::new();
+            uint(&mut ours, v);
+            assert_eq!(String::from_utf8(ours).unwrap(), v.to_string());
+            let mut ours = Vec::new();
+            hex(&mut ours, v);
+            assert_eq!(String::from_utf8(ours).unwrap(), format!("{v:x}"));
+        }
+        for a in [[0, 0, 0, 0], [255, 255, 255, 255], [10, 0, 99, 100], [1, 22, 3, 44]] {
+            let mut ours = Vec::new();
+            super::addr(&mut ours, &IpAddr::from(a));
+            assert_eq!(String::from_utf8(ours).unwrap(), format!("\"{}\"", IpAddr::from(a)));
         }
     }
 

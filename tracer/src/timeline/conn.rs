@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::direction::{Direction, LastProbe, RwndCounters};
 use super::names::Names;
-use crate::events::model::{Body, Event, Limit, LocalState, SenderState, Side};
+use crate::events::model::{Body, Event, Limit, LocalState, SendLimits, SenderState, Side};
 
 /// The 4-tuple as this host sees it: `saddr:sport` is this host's end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -22,6 +22,29 @@ pub struct FourTuple {
 impl FourTuple {
     pub fn of(e: &Event) -> Self {
         FourTuple { saddr: e.saddr, sport: e.sport, daddr: e.daddr, dport: e.dport }
+    }
+}
+
+/// A moment that may be unset, in 8 bytes where `Option<u64>` takes 16: what is kept for every
+/// live connection is paid a hundred thousand times over. No event is stamped u64::MAX.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Moment(u64);
+
+impl Moment {
+    pub const UNSET: Moment = Moment(u64::MAX);
+
+    pub fn of(ts_ns: Option<u64>) -> Self {
+        ts_ns.map_or(Moment::UNSET, Moment)
+    }
+
+    pub fn get(self) -> Option<u64> {
+        (self != Moment::UNSET).then_some(self.0)
+    }
+}
+
+impl Serialize for Moment {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.get().serialize(s)
     }
 }
 
@@ -58,8 +81,8 @@ pub struct Conn {
     pub comm: Option<Arc<str>>,
     pub first_ns: u64,
     pub last_ns: u64,
-    pub open_ns: Option<u64>,
-    pub close_ns: Option<u64>,
+    open_ns: Moment,
+    close_ns: Moment,
     /// The TCP state it closed from.
     pub close_state: Option<Box<str>>,
     pub snd_wscale: Option<u8>,
@@ -73,12 +96,12 @@ pub struct Conn {
     /// The sender's MSS when known, else the advertised MSS.
     pub mss: Option<u32>,
     /// This host's latest send-side sample.
-    pub sender: Option<SenderState>,
+    pub sender: Option<Sending>,
     /// This host's receive state at its latest advertisement (the local direction's).
-    pub receiver: Option<LocalState>,
+    pub receiver: Option<Receiving>,
     /// This host's sender counters (held back by the peer direction's window), in place:
     /// nearly every connection sends, and a box would cost more than it saves.
-    pub rwnd: Option<RwndCounters>,
+    rwnd: RwndCounters,
     /// Boxed: only connections whose reads were reported have one.
     pub reader: Option<Box<ReadStats>>,
     /// How long each limit held this host's window (from the first explained one).
@@ -102,8 +125,8 @@ impl Conn {
             comm: None,
             first_ns: e.ts_ns,
             last_ns: e.ts_ns,
-            open_ns: None,
-            close_ns: None,
+            open_ns: Moment::UNSET,
+            close_ns: Moment::UNSET,
             close_state: None,
             snd_wscale: None,
             rcv_wscale: None,
@@ -114,12 +137,17 @@ impl Conn {
             mss: None,
             sender: None,
             receiver: None,
-            rwnd: None,
+            rwnd: RwndCounters::NONE,
             reader: None,
             limits: None,
             local: Direction::new(Side::Local, episode_cap),
             peer: Direction::new(Side::Peer, episode_cap),
         }
+    }
+
+    /// Its socket address (0: the kernel named none).
+    pub(super) fn sk(&self) -> u64 {
+        self.sk
     }
 
     /// What identifies it in the kernel's events.
@@ -144,18 +172,28 @@ impl Conn {
         }
     }
 
+    /// When its open was seen.
+    pub fn open_ns(&self) -> Option<u64> {
+        self.open_ns.get()
+    }
+
+    /// When it closed.
+    pub fn close_ns(&self) -> Option<u64> {
+        self.close_ns.get()
+    }
+
     pub fn is_closed(&self) -> bool {
-        self.close_ns.is_some()
+        self.close_ns().is_some()
     }
 
     /// Sender time limited by the peer's window while watched (kernel rwnd_limited delta).
     pub fn rwnd_limited_ms(&self) -> Option<u64> {
-        self.rwnd.as_ref().map(|c| c.limited_ms())
+        self.rwnd.sampled().map(|c| c.limited_ms())
     }
 
     /// Share (0..=1) of the sender's busy time limited by the peer's window.
     pub fn rwnd_limited_share(&self) -> Option<f64> {
-        self.rwnd.as_ref().and_then(|c| c.share())
+        self.rwnd.sampled().and_then(|c| c.share())
     }
 
     /// Share (0..=1) of the sender's busy time it waited for its own send buffer (the kernel's
@@ -168,7 +206,7 @@ impl Conn {
 
     /// `now_ns`, or the close time for a closed connection: open episodes end there.
     pub fn until(&self, now_ns: u64) -> u64 {
-        self.close_ns.unwrap_or(now_ns)
+        self.close_ns().unwrap_or(now_ns)
     }
 
     /// Apply one event of this connection; `names` interns process names. A closed connection
@@ -193,7 +231,7 @@ impl Conn {
                 if let Some(l) = local {
                     self.local.receiver_state(l);
                     self.held_by(ts, l);
-                    self.receiver = Some(l.clone());
+                    self.receiver = Some(Receiving::of(l));
                 }
                 if let Some(s) = sender {
                     self.sender_sample(ts, s);
@@ -204,7 +242,7 @@ impl Conn {
                 if let Some(l) = local {
                     self.local.receiver_state(l);
                     self.held_by(ts, l);
-                    self.receiver = Some(l.clone());
+                    self.receiver = Some(Receiving::of(l));
                 }
                 if let Some(s) = sender {
                     self.sender_sample(ts, s);
@@ -258,7 +296,9 @@ impl Conn {
             }
             Body::Drop { bytes, .. } => self.local.dropped(ts, *bytes),
             Body::Open { snd_wscale, rcv_wscale, wscale_ok, advmss, rcvbuf, .. } => {
-                self.open_ns.get_or_insert(ts);
+                if self.open_ns().is_none() {
+                    self.open_ns = Moment::of(Some(ts));
+                }
                 self.snd_wscale = Some(*snd_wscale);
                 self.rcv_wscale = Some(*rcv_wscale);
                 self.wscale_ok = Some(*wscale_ok);
@@ -271,7 +311,7 @@ impl Conn {
             // Its name is taken above, like every event's.
             Body::Owner { .. } => {}
             Body::Close { from_state, .. } => {
-                self.close_ns = Some(ts);
+                self.close_ns = Moment::of(Some(ts));
                 self.close_state = Some(from_state.as_str().into());
                 self.local.close(ts);
                 self.peer.close(ts);
@@ -284,7 +324,7 @@ impl Conn {
         if self.is_closed() {
             return;
         }
-        self.close_ns = Some(ts_ns.max(self.first_ns));
+        self.close_ns = Moment::of(Some(ts_ns.max(self.first_ns)));
         self.close_state = Some(why.into());
         self.local.close(ts_ns);
         self.peer.close(ts_ns);
@@ -309,9 +349,69 @@ impl Conn {
         if s.mss > 0 {
             self.mss = Some(s.mss);
         }
-        RwndCounters::sample(&mut self.rwnd, ts, s);
-        self.sender = Some(s.clone());
+        self.rwnd.sample(ts, s);
+        self.sender = Some(Sending::of(s));
     }
+}
+
+/// This host's send state at its latest sample, as the connection keeps it: what views,
+/// summaries and alerts read later (the rwnd_limited counter is kept by `RwndCounters`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Sending {
+    pub in_flight: u32,
+    pub unsent: u32,
+    pub mss: u32,
+    pub srtt_us: u32,
+    pub busy_ms: u64,
+    pub limits: Option<SendLimits>,
+}
+
+impl Sending {
+    fn of(s: &SenderState) -> Self {
+        Sending {
+            in_flight: s.in_flight,
+            unsent: s.unsent,
+            mss: s.mss,
+            srtt_us: s.srtt_us,
+            busy_ms: s.busy_ms,
+            limits: s.limits,
+        }
+    }
+}
+
+/// This host's receive state at its latest advertisement, as the connection keeps it: a third
+/// of the event's `LocalState`, as only these are read after the event.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Receiving {
+    pub unread: u32,
+    pub rcvbuf: u32,
+    pub window_clamp: u32,
+    /// What held the window, when the event explained it (`WindowChoice`).
+    pub held: Option<WindowHeld>,
+}
+
+impl Receiving {
+    fn of(l: &LocalState) -> Self {
+        Receiving {
+            unread: l.unread,
+            rcvbuf: l.rcvbuf,
+            window_clamp: l.window_clamp,
+            held: l.choice.map(|c| WindowHeld {
+                limited_by: c.limited_by,
+                rcvbuf_locked: c.rcvbuf_locked,
+                rmem_max: c.rmem_max,
+            }),
+        }
+    }
+}
+
+/// Of a window's explanation, what is read after the event: the limit, and the two settings
+/// behind a buffer at its maximum.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct WindowHeld {
+    pub limited_by: Limit,
+    pub rcvbuf_locked: bool,
+    pub rmem_max: Option<u32>,
 }
 
 /// Time each limit held this host's window: the limit of each explained window holds until the

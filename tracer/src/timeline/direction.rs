@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 
 use serde::Serialize;
 
+use super::conn::Moment;
 use crate::events::model::{LocalState, SenderState, Side};
 
 /// Where a direction's window stands.
@@ -89,10 +90,11 @@ pub struct Totals {
 }
 
 /// The kernel's cumulative sender counters (tcp_info rwnd_limited and busy_time), first and
-/// latest sample: the difference is what happened while the tracer watched.
+/// latest sample: the difference is what happened while the tracer watched. Before the first
+/// sample `first_ts_ns` is unset (in place of an `Option` around it all: 8 bytes a connection).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RwndCounters {
-    pub first_ts_ns: u64,
+    first_ts_ns: Moment,
     pub first_rwnd_limited_ms: u64,
     pub first_busy_ms: u64,
     pub last_ts_ns: u64,
@@ -101,24 +103,39 @@ pub struct RwndCounters {
 }
 
 impl RwndCounters {
+    /// No sample yet.
+    pub(super) const NONE: RwndCounters = RwndCounters {
+        first_ts_ns: Moment::UNSET,
+        first_rwnd_limited_ms: 0,
+        first_busy_ms: 0,
+        last_ts_ns: 0,
+        last_rwnd_limited_ms: 0,
+        last_busy_ms: 0,
+    };
+
+    /// These counters, once sampled.
+    pub fn sampled(&self) -> Option<&Self> {
+        self.first_ts_ns.get().map(|_| self)
+    }
+
     /// Take in a sample of the kernel's cumulative sender counters.
-    pub(super) fn sample(counters: &mut Option<Self>, ts_ns: u64, s: &SenderState) {
-        match counters {
+    pub(super) fn sample(&mut self, ts_ns: u64, s: &SenderState) {
+        match self.sampled() {
             // A counter going backwards means a different socket state: start over.
             Some(c) if s.rwnd_limited_ms >= c.last_rwnd_limited_ms => {
-                c.last_ts_ns = ts_ns;
-                c.last_rwnd_limited_ms = s.rwnd_limited_ms;
-                c.last_busy_ms = s.busy_ms.max(c.last_busy_ms);
+                self.last_ts_ns = ts_ns;
+                self.last_rwnd_limited_ms = s.rwnd_limited_ms;
+                self.last_busy_ms = s.busy_ms.max(self.last_busy_ms);
             }
             _ => {
-                *counters = Some(RwndCounters {
-                    first_ts_ns: ts_ns,
+                *self = RwndCounters {
+                    first_ts_ns: Moment::of(Some(ts_ns)),
                     first_rwnd_limited_ms: s.rwnd_limited_ms,
                     first_busy_ms: s.busy_ms,
                     last_ts_ns: ts_ns,
                     last_rwnd_limited_ms: s.rwnd_limited_ms,
                     last_busy_ms: s.busy_ms,
-                })
+                }
             }
         }
     }
@@ -138,7 +155,8 @@ impl RwndCounters {
     pub fn share(&self) -> Option<f64> {
         let limited = self.limited_ms() as f64;
         let busy = self.busy_ms();
-        let wall_ms = self.last_ts_ns.saturating_sub(self.first_ts_ns) / 1_000_000;
+        let first_ts_ns = self.first_ts_ns.get().unwrap_or(self.last_ts_ns);
+        let wall_ms = self.last_ts_ns.saturating_sub(first_ts_ns) / 1_000_000;
         let base = if busy > 0 { busy } else { wall_ms };
         (base > 0).then(|| (limited / base as f64).min(1.0))
     }

@@ -7,6 +7,7 @@
 mod conn;
 mod direction;
 pub mod fmt;
+mod index;
 mod names;
 mod peer;
 mod summary;
@@ -18,7 +19,7 @@ pub(crate) mod testutil;
 
 #[cfg(test)]
 pub use conn::ConnId;
-pub use conn::{Conn, FourTuple};
+pub use conn::{Conn, FourTuple, Moment, WindowHeld};
 pub use peer::pair_ends;
 pub use summary::ConnSummary;
 pub use table::{ConnKey, ConnTable, EndReason, Limits, DEFAULT_LIVE_CAPACITY};

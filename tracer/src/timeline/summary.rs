@@ -130,9 +130,9 @@ impl ConnSummary {
             dport: conn.tuple.dport,
             pid: conn.pid,
             comm: conn.comm.clone(),
-            open_ns: conn.open_ns,
-            close_ns: conn.close_ns,
-            duration_ms: ns_to_ms(until.saturating_sub(conn.open_ns.unwrap_or(conn.first_ns))),
+            open_ns: conn.open_ns(),
+            close_ns: conn.close_ns(),
+            duration_ms: ns_to_ms(until.saturating_sub(conn.open_ns().unwrap_or(conn.first_ns))),
             wscale_ok: conn.wscale_ok,
             snd_wscale: conn.snd_wscale,
             rcv_wscale: conn.rcv_wscale,
@@ -340,7 +340,7 @@ fn window_cap(c: &Conn, until: u64) -> Option<String> {
         return None;
     }
     let state = c.receiver.as_ref()?;
-    let choice = state.choice.as_ref()?;
+    let choice = state.held.as_ref()?;
     let why = match limit {
         Limit::BufferMax if choice.rcvbuf_locked => {
             format!("the receive buffer, pinned at {} by SO_RCVBUF", bytes(state.rcvbuf.into()))

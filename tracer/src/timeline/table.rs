@@ -8,12 +8,12 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 
 use foldhash::HashMap;
 use serde::Serialize;
 
 use super::conn::{Conn, ConnId, FourTuple};
+use super::index::SlotIndex;
 use super::names::Names;
 use crate::events::model::{Body, Event};
 
@@ -138,10 +138,10 @@ pub struct ConnTable {
     kept: usize,
     next_key: u64,
     /// Live connections by socket address, by 4-tuple for those the kernel named no socket for,
-    /// and by the hash of their 4-tuple (`tuple_hash`) for drops that name no socket: slots.
-    live_socks: HashMap<u64, u32>,
+    /// and by 4-tuple (the latest on each) for drops that name no socket: slots.
+    live_socks: SlotIndex,
     live_tuples: HashMap<FourTuple, u32>,
-    by_tuple: HashMap<u64, u32>,
+    by_tuple: SlotIndex,
     /// Live connections now (those in the recency list).
     live_len: usize,
     /// The recency list of live connections: least and most recently updated.
@@ -166,9 +166,9 @@ impl Default for ConnTable {
             free: Vec::new(),
             kept: 0,
             next_key: 0,
-            live_socks: HashMap::default(),
+            live_socks: SlotIndex::default(),
             live_tuples: HashMap::default(),
-            by_tuple: HashMap::default(),
+            by_tuple: SlotIndex::default(),
             live_len: 0,
             oldest: NIL,
             newest: NIL,
@@ -318,9 +318,9 @@ impl ConnTable {
             }
             match self.get_mut(&key) {
                 // Events that arrived before the open of the same connection.
-                Some(c) if c.open_ns.is_none() && c.tuple == tuple => return key,
+                Some(c) if c.open_ns().is_none() && c.tuple == tuple => return key,
                 // A late open sent twice (two CPUs reported the quiet connection at once).
-                Some(c) if late && c.open_ns == Some(e.ts_ns) && c.tuple == tuple => return key,
+                Some(c) if late && c.open_ns() == Some(e.ts_ns) && c.tuple == tuple => return key,
                 // The socket address was reused: the earlier connection's close was lost.
                 Some(c) => c.close_implicitly(e.ts_ns, "superseded"),
                 None => {}
@@ -350,14 +350,18 @@ impl ConnTable {
         };
         let key = ConnKey { serial: self.next_key, slot };
         self.next_key += 1;
-        self.by_tuple.insert(tuple_hash(&conn.tuple), slot);
+        let tuple = conn.tuple;
         let entry = &mut self.slots[slot as usize];
         *entry = Entry { serial: key.serial, conn: Some(conn), prev: NIL, next: NIL };
         self.kept += 1;
+        let slots = &self.slots;
+        self.by_tuple.insert(&tuple, slot, |s| tuple_at(slots, s));
         match id {
-            ConnId::Sock(sk) => self.live_socks.insert(sk, slot),
-            ConnId::Tuple(tuple) => self.live_tuples.insert(tuple, slot),
-        };
+            ConnId::Sock(sk) => self.live_socks.insert(&sk, slot, |s| sock_at(slots, s)),
+            ConnId::Tuple(tuple) => {
+                self.live_tuples.insert(tuple, slot);
+            }
+        }
         self.live_len += 1;
         self.link_newest(slot);
         key
@@ -366,18 +370,16 @@ impl ConnTable {
     /// The live connection an identity names.
     fn live_get(&self, id: &ConnId) -> Option<ConnKey> {
         let slot = match id {
-            ConnId::Sock(sk) => self.live_socks.get(sk),
-            ConnId::Tuple(tuple) => self.live_tuples.get(tuple),
+            ConnId::Sock(sk) => self.live_socks.get(sk, |s| sock_at(&self.slots, s)),
+            ConnId::Tuple(tuple) => self.live_tuples.get(tuple).copied(),
         }?;
-        Some(self.key_at(*slot))
+        Some(self.key_at(slot))
     }
 
     /// The live connection on a 4-tuple.
     pub(super) fn live_on(&self, tuple: &FourTuple) -> Option<ConnKey> {
-        let slot = *self.by_tuple.get(&tuple_hash(tuple))?;
-        let entry = &self.slots[slot as usize];
-        // Another 4-tuple with the same hash took the entry: as if not found.
-        entry.conn.as_ref().filter(|c| c.tuple == *tuple).map(|_| self.key_at(slot))
+        let slot = self.by_tuple.get(tuple, |s| tuple_at(&self.slots, s))?;
+        Some(self.key_at(slot))
     }
 
     /// Mark a live connection updated now: it moves to the newest end of the recency list.
@@ -448,14 +450,13 @@ impl ConnTable {
         // Another connection may have taken over the identity or the 4-tuple since.
         if self.live_get(&id) == Some(key) {
             match id {
-                ConnId::Sock(sk) => self.live_socks.remove(&sk),
-                ConnId::Tuple(tuple) => self.live_tuples.remove(&tuple),
-            };
+                ConnId::Sock(sk) => self.live_socks.remove(&sk, key.slot),
+                ConnId::Tuple(tuple) => {
+                    self.live_tuples.remove(&tuple);
+                }
+            }
         }
-        let hash = tuple_hash(&tuple);
-        if self.by_tuple.get(&hash) == Some(&key.slot) {
-            self.by_tuple.remove(&hash);
-        }
+        self.by_tuple.remove(&tuple, key.slot);
         Some(id)
     }
 
@@ -501,10 +502,12 @@ impl ConnTable {
     }
 }
 
-/// A 4-tuple's key in the index of live connections by 4-tuple: 8 bytes where the tuple takes
-/// 40. SipHash with fixed keys, so a replay indexes alike every time.
-fn tuple_hash(tuple: &FourTuple) -> u64 {
-    let mut h = DefaultHasher::new();
-    tuple.hash(&mut h);
-    h.finish()
+/// The socket address of the connection in `slot`, as the live index by socket reads it.
+fn sock_at(slots: &[Entry], slot: u32) -> Option<u64> {
+    slots.get(slot as usize)?.conn.as_ref().map(Conn::sk)
+}
+
+/// The 4-tuple of the connection in `slot`, as the live index by 4-tuple reads it.
+fn tuple_at(slots: &[Entry], slot: u32) -> Option<FourTuple> {
+    slots.get(slot as usize)?.conn.as_ref().map(|c| c.tuple)
 }

@@ -141,7 +141,7 @@ fn identity_and_process_details() {
     t.apply(&at(2, 1, rcv_space(8192, true)));
     t.apply(&at(3, 1, read(4096)));
     let c = t.get(&k).unwrap();
-    assert_eq!(c.open_ns, Some(MS));
+    assert_eq!(c.open_ns(), Some(MS));
     assert_eq!(c.wscale_ok, Some(false));
     assert_eq!((c.rcvbuf, c.rcvbuf_locked), (Some(8192), Some(true)));
     assert_eq!(c.mss, Some(1460));
@@ -164,7 +164,7 @@ fn identity_and_process_details() {
     // A new open while the previous one is live: its close was lost; it ends there.
     let k3 = t.apply(&at(30, 1, open(true, 1460)));
     assert_ne!(k3, k2);
-    assert_eq!(t.get(&k2).unwrap().close_ns, Some(30 * MS));
+    assert_eq!(t.get(&k2).unwrap().close_ns(), Some(30 * MS));
     let (complete, ended) = t.ended_since(0);
     assert!(complete);
     let ended: Vec<_> = ended.map(|e| (e.key, e.reason)).collect();

@@ -111,8 +111,8 @@ pub fn sender(in_flight: u32, unsent: u32, rwnd_limited_ms: u64, busy_ms: u64) -
             sndbuf_locked: false,
             cwnd: 10,
             bytes_acked: 0,
-            segments: None,
         }),
+        segments: None,
     }
 }
 

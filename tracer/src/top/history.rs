@@ -268,7 +268,7 @@ impl Histories {
 
     /// The history of a connection in the table.
     pub fn of(&self, conn: &Conn) -> Option<&Pair> {
-        let closed = conn.close_ns.and_then(|c| self.closed.get(&(conn.tuple, c)));
+        let closed = conn.close_ns().and_then(|c| self.closed.get(&(conn.tuple, c)));
         closed.or_else(|| self.live.get(&conn.tuple))
     }
 
@@ -277,7 +277,7 @@ impl Histories {
         let mut live = HashSet::new();
         let mut closed = HashSet::new();
         for (_, c) in table.iter() {
-            match c.close_ns {
+            match c.close_ns() {
                 Some(at) => closed.insert((c.tuple, at)),
                 None => live.insert(c.tuple),
             };

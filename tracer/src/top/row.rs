@@ -148,7 +148,7 @@ impl Row {
             peer: peer_end,
             process,
             local_window: local.window,
-            local_limit: conn.receiver.as_ref().and_then(|r| r.choice).map(|c| c.limited_by),
+            local_limit: conn.receiver.as_ref().and_then(|r| r.held).map(|c| c.limited_by),
             peer_window: peer.window,
             in_flight: conn.sender.as_ref().map(|s| s.in_flight),
             state,
@@ -174,7 +174,9 @@ impl Row {
 pub fn rows(table: &ConnTable, now_ns: u64, scope: &Scope) -> Vec<Row> {
     table
         .iter()
-        .filter(|(_, c)| c.close_ns.is_none_or(|at| now_ns.saturating_sub(at) <= CLOSED_LINGER_NS))
+        .filter(|(_, c)| {
+            c.close_ns().is_none_or(|at| now_ns.saturating_sub(at) <= CLOSED_LINGER_NS)
+        })
         .filter(|(_, c)| scope.admits(&c.tuple, c.pid))
         .map(|(key, conn)| Row::of(key, conn, now_ns))
         .collect()

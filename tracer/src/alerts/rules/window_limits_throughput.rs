@@ -14,8 +14,9 @@ use crate::alerts::check::{Check, Cx, Evidence, Finding};
 use crate::alerts::config::{self, Rule};
 use crate::alerts::facts::{Info, Interval, ReadSeen, Seen};
 use crate::alerts::text::{app, kib, local, owner, peer, peer_host, reader};
-use crate::events::model::{Limit, Side, WindowChoice};
+use crate::events::model::{Limit, Side};
 use crate::timeline::fmt::{bytes, rate};
+use crate::timeline::WindowHeld;
 
 pub(super) struct WindowLimitsThroughput {
     cfg: config::WindowLimitsThroughput,
@@ -182,7 +183,7 @@ fn sender_finding(i: &Info, iv: &Interval, delivered: f64, cap: f64) -> Finding 
 
 fn receiver_finding(
     i: &Info,
-    choice: &WindowChoice,
+    choice: &WindowHeld,
     window: u32,
     rtt_us: u32,
     read_bps: f64,
