@@ -17,6 +17,8 @@ use crate::timeline::fmt::ns_to_ms;
 use crate::timeline::{Conn, FourTuple, Moment, WindowHeld};
 
 pub(super) const MS: u64 = 1_000_000;
+/// `last_limited_tenths` before any interval completed (a share is at most 1000 tenths).
+const NO_SHARE: u16 = u16::MAX;
 
 /// What alerts say about a connection, as of its latest event.
 #[derive(Clone)]
@@ -235,9 +237,9 @@ struct Sample {
     ts_ns: Moment,
     rwnd_limited_ms: u64,
     bytes_acked: u64,
-    /// tcp_info's bytes_sent and data_segs_out (0 where not read: older recordings).
+    /// tcp_info's bytes_sent (0 where not read: older recordings); its data_segs_out is kept
+    /// beside it in `Facts`, where it packs with the flags.
     bytes_sent: u64,
-    data_segs_out: u32,
 }
 
 /// What the rules share about one connection between its events.
@@ -253,10 +255,12 @@ pub(super) struct Facts {
     interval_start: Sample,
     /// Its `bytes_acked` was read (older recordings lack it).
     start_acked_read: bool,
+    /// Its data_segs_out (0 where not read).
+    start_segs_out: u32,
     /// The latest complete interval was receiver-limited.
     receiver_limited: bool,
     /// Its limited share in tenths of a percent (the share is rounded to tenths).
-    last_limited_tenths: Option<u16>,
+    last_limited_tenths: u16,
 }
 
 impl Facts {
@@ -270,11 +274,11 @@ impl Facts {
                 rwnd_limited_ms: 0,
                 bytes_acked: 0,
                 bytes_sent: 0,
-                data_segs_out: 0,
             },
             start_acked_read: false,
+            start_segs_out: 0,
             receiver_limited: false,
-            last_limited_tenths: None,
+            last_limited_tenths: NO_SHARE,
         }
     }
 
@@ -313,7 +317,7 @@ impl Facts {
 
     /// The limited share of the latest complete interval.
     pub(super) fn last_limited_pct(&self) -> Option<f64> {
-        self.last_limited_tenths.map(|t| f64::from(t) / 10.0)
+        (self.last_limited_tenths != NO_SHARE).then(|| f64::from(self.last_limited_tenths) / 10.0)
     }
 
     /// Take in event `e` of the live connection `conn` (already updated by it), measuring
@@ -417,21 +421,24 @@ impl Facts {
             rwnd_limited_ms: s.rwnd_limited_ms,
             bytes_acked: bytes_acked.unwrap_or(0),
             bytes_sent: segments.map_or(0, |g| g.bytes_sent),
-            data_segs_out: segments.map_or(0, |g| g.data_segs_out),
         };
         let start = self.interval_start;
         let start_acked = self.start_acked_read.then_some(start.bytes_acked);
+        let start_segs_out = self.start_segs_out;
+        let segs_out = segments.map_or(0, |g| g.data_segs_out);
         // A counter going backwards is a reset: start a new interval.
         let started = start.ts_ns.get().filter(|_| s.rwnd_limited_ms >= start.rwnd_limited_ms);
         let Some(start_ns) = started else {
-            (self.interval_start, self.start_acked_read) = (now, bytes_acked.is_some());
+            (self.interval_start, self.start_acked_read, self.start_segs_out) =
+                (now, bytes_acked.is_some(), segs_out);
             return;
         };
         let wall_ns = ts.saturating_sub(start_ns);
         if wall_ns < limits.interval_ms.saturating_mul(MS) {
             return;
         }
-        (self.interval_start, self.start_acked_read) = (now, bytes_acked.is_some());
+        (self.interval_start, self.start_acked_read, self.start_segs_out) =
+            (now, bytes_acked.is_some(), segs_out);
         let limited_ms = s.rwnd_limited_ms - start.rwnd_limited_ms;
         let pct = (limited_ms as f64 * MS as f64 * 100.0 / wall_ns as f64).min(100.0);
         let pct = (pct * 10.0).round() / 10.0;
@@ -439,7 +446,7 @@ impl Facts {
         let waits = s.in_flight > 0 || s.unsent > 0;
         self.receiver_limited = pct >= limits.limited_pct && waits;
         // 0 to 1000 tenths: the share is at most 100 %, rounded to tenths.
-        self.last_limited_tenths = Some((pct * 10.0).round() as u16);
+        self.last_limited_tenths = (pct * 10.0).round() as u16;
         let delivered_bps = match (start_acked, bytes_acked) {
             (Some(from), Some(to)) if to > from => Some((to - from) as f64 * 1e9 / wall_ns as f64),
             _ => None,
@@ -447,9 +454,9 @@ impl Facts {
         // Counters that went backwards (a reused socket address) tell nothing. The interval's
         // start read them too: a recording either has them in every sample or in none.
         let segments = segments
-            .filter(|g| g.bytes_sent >= start.bytes_sent && g.data_segs_out >= start.data_segs_out)
+            .filter(|g| g.bytes_sent >= start.bytes_sent && g.data_segs_out >= start_segs_out)
             .map(|g| SegmentsSent {
-                count: u64::from(g.data_segs_out - start.data_segs_out),
+                count: u64::from(g.data_segs_out - start_segs_out),
                 bytes: g.bytes_sent - start.bytes_sent,
                 max_window: g.max_window,
                 peer_mss: g.peer_mss,
