@@ -1174,15 +1174,7 @@ struct SsView {
 
 fn ss_view(port: u16) -> SsView {
     let out = run(Command::new("ss").args(["-tinmH", "sport", "=", &format!(":{port}")]));
-    let number = |prefix: &str| -> u64 {
-        let at = out.find(prefix).unwrap_or_else(|| panic!("ss shows no {prefix}: {out}"));
-        out[at + prefix.len()..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect::<String>()
-            .parse()
-            .unwrap_or_else(|_| panic!("ss's {prefix} is not a number: {out}"))
-    };
+    let number = |prefix: &str| ss_number(&out, prefix);
     SsView { rcv_ssthresh: number("rcv_ssthresh:"), rcvbuf: number(",rb") }
 }
 
@@ -1611,16 +1603,19 @@ unsafe fn bursty_reader(listener: i32, buf: &mut [u8], deadline: i64, nap_ms: i6
 /// and mss (the kernel's current one).
 fn ss_segments(port: u16) -> (u64, u64, u64) {
     let out = run(Command::new("ss").args(["-tinH", "dport", "=", &format!(":{port}")]));
-    let number = |prefix: &str| -> u64 {
-        let at = out.find(prefix).unwrap_or_else(|| panic!("ss shows no {prefix}: {out}"));
-        out[at + prefix.len()..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect::<String>()
-            .parse()
-            .unwrap_or_else(|_| panic!("ss's {prefix} is not a number: {out}"))
-    };
+    let number = |prefix: &str| ss_number(&out, prefix);
     (number(" bytes_sent:"), number(" data_segs_out:"), number(" mss:"))
+}
+
+/// The number after `prefix` in `ss` output `out`.
+fn ss_number(out: &str, prefix: &str) -> u64 {
+    let at = out.find(prefix).unwrap_or_else(|| panic!("ss shows no {prefix}: {out}"));
+    out[at + prefix.len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|_| panic!("ss's {prefix} is not a number: {out}"))
 }
 
 /// A receiver pinned to the smallest buffer offers at most 2 KiB: this host's sender cuts its

@@ -504,6 +504,23 @@ mod tests {
         .to_vec()
     }
 
+    /// A close record from state `oldstate`.
+    fn close(header: EventHeader, oldstate: u8, comm: [u8; 16]) -> Vec<u8> {
+        bytes(&LifecycleEvent {
+            header,
+            oldstate,
+            newstate: 7,
+            snd_wscale: 7,
+            rcv_wscale: 7,
+            advmss: 1448,
+            rcvbuf: 0,
+            wscale_ok: 1,
+            deferred: 0,
+            _pad: [0; 2],
+            comm,
+        })
+    }
+
     fn window(ts_ns: u64, raw: u16, transition: u8) -> Vec<u8> {
         bytes(&WindowEvent {
             header: header(KIND_WINDOW, HOOK_CGROUP_SKB, ts_ns),
@@ -562,20 +579,8 @@ mod tests {
     fn an_episode_ended_by_the_reset_after_close_keeps_its_duration() {
         let mut d = Decoder::new(facts());
         d.decode(&window(5_000, 0, TRANSITION_TO_ZERO)).unwrap();
-        let close = LifecycleEvent {
-            header: header(KIND_CLOSE, tracer_common::event::HOOK_RAW_TP, 7_000),
-            oldstate: 1,
-            newstate: 7,
-            snd_wscale: 7,
-            rcv_wscale: 7,
-            advmss: 1448,
-            rcvbuf: 0,
-            wscale_ok: 1,
-            deferred: 0,
-            _pad: [0; 2],
-            comm: [0; 16],
-        };
-        d.decode(&bytes(&close)).unwrap();
+        let h = header(KIND_CLOSE, tracer_common::event::HOOK_RAW_TP, 7_000);
+        d.decode(&close(h, 1, [0; 16])).unwrap();
         let end = d.decode(&window(8_000, 32, TRANSITION_FROM_ZERO)).unwrap();
         assert!(matches!(end[1].body, Body::ZeroWindowEnd { duration_ns: Some(3_000), .. }));
     }
@@ -659,21 +664,7 @@ mod tests {
         h.pid = 42;
         let mut comm = [0u8; 16];
         comm[..4].copy_from_slice(b"curl");
-        let e = d
-            .decode(&bytes(&LifecycleEvent {
-                header: h,
-                oldstate: 4,
-                newstate: 7,
-                snd_wscale: 7,
-                rcv_wscale: 7,
-                advmss: 1448,
-                rcvbuf: 0,
-                wscale_ok: 1,
-                deferred: 0,
-                _pad: [0; 2],
-                comm,
-            }))
-            .unwrap();
+        let e = d.decode(&close(h, 4, comm)).unwrap();
         assert_eq!(e[0].saddr.to_string(), "::1");
         assert_eq!(e[0].pid, Some(42));
         assert_eq!(
