@@ -4,8 +4,9 @@
 //! Two stores hold it. The packet (cgroup_skb) and fentry/fexit programs use sk_storage, which
 //! the kernel frees with the socket. Raw tracepoints and kprobes cannot, so they use the SOCKS
 //! hash, keyed by socket address: an entry is made fresh when a connection starts (SYN_SENT,
-//! SYN_RECV), removed at TCP_CLOSE, and never created for a socket that is not a live
-//! connection, so a recycled address inherits nothing.
+//! SYN_RECV), removed at TCP_CLOSE (a socket closed at a zero window keeps it for the RST that
+//! follows, which removes it), and never created for a socket that is not a live connection, so
+//! a recycled address inherits nothing.
 
 use aya_ebpf::helpers::{
     bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
