@@ -127,6 +127,22 @@ fn the_drops_run_shows_drops_and_its_alerts() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A receiver with SO_RCVBUF pinned (32 KiB) reading as fast as it can while a sender writes
+/// for 0.3 s: the index says what held the receiving end's window, and nothing for the sender,
+/// whose own window holds nothing back.
+#[test]
+fn the_index_names_what_held_each_receiving_window() {
+    let dir = scratch("pinned");
+    let page = html("pinned-rcvbuf-6.18", &dir, &[]);
+    assert!(page.contains("<th>window limited by</th>"));
+    let rows: Vec<&str> = page.split("<tr><td>").skip(1).collect();
+    let receiver = rows.iter().find(|r| r.contains("127.0.0.1:9104 &gt;")).expect("receiver row");
+    assert!(receiver.contains("<td>the receive buffer at its maximum (100%)</td>"), "{receiver}");
+    let sender = rows.iter().find(|r| r.contains("&gt; 127.0.0.1:9104")).expect("sender row");
+    assert!(sender.contains("</td><td></td><td>"), "no limit for the sending end: {sender}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn alert_thresholds_from_flags_apply() {
     let dir = scratch("flags");
