@@ -1238,14 +1238,12 @@ fn the_alert_flag_help_lists_every_threshold_and_its_default() {
 /// most `max_window`.
 fn segment_sender(s: u64, segs_per_s: u32, segment: u64, max_window: u32) -> SenderState {
     let mut state = held_sender(s, segment * u64::from(segs_per_s), 100);
-    {
-        state.segments = Some(SentSegments {
-            bytes_sent: s * u64::from(segs_per_s) * segment,
-            data_segs_out: s as u32 * segs_per_s,
-            max_window,
-            peer_mss: 1448,
-        });
-    }
+    state.segments = Some(SentSegments {
+        bytes_sent: s * u64::from(segs_per_s) * segment,
+        data_segs_out: s as u32 * segs_per_s,
+        max_window,
+        peer_mss: 1448,
+    });
     state
 }
 
