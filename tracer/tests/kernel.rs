@@ -21,6 +21,9 @@ use std::{
 use common::*;
 use serde_json::Value;
 
+/// The kernel program that follows state changes (opens and closes).
+const STATE_PROGRAM: &str = "set_state_raw_tp";
+
 #[test]
 #[ignore = "needs root and a live kernel: run through `cargo xtask test`"]
 fn zero_window_stall_matches_kernel_counters_ipv4() {
@@ -1124,12 +1127,31 @@ fn quiet_connections_send_nothing_and_are_counted() {
         events.len()
     );
     assert_eq!(active, HEALTHY + 1, "nstat's active opens: the test's connections");
-    assert_eq!(opened(quiet_port, "active") + opened(stall_port, "active"), active);
-    assert_eq!(opened(quiet_port, "passive") + opened(stall_port, "passive"), passive);
-    assert_eq!(opened(quiet_port, "active"), HEALTHY);
+    // A state change in a softirq that interrupts the state program on the same CPU is skipped
+    // by the kernel (its recursion check) and counted in the program's recursion_misses, which
+    // the tracer exports: a count may fall short of nstat's by those, and by no more.
+    let skipped_line =
+        format!("tcp_flow_host_program_runs_missed_total{{program=\"{STATE_PROGRAM}\"}}");
+    assert!(metrics.contains(&skipped_line), "no skipped-run count for {STATE_PROGRAM}: {metrics}");
+    let skipped =
+        value("tcp_flow_host_program_runs_missed_total", &format!("program=\"{STATE_PROGRAM}\""));
+    eprintln!("{STATE_PROGRAM}: {skipped} runs skipped by the kernel");
+    let counted = |what: &str, count: u64, oracle: u64| {
+        assert!(
+            count <= oracle && oracle - count <= skipped,
+            "{what}: the tracer counted {count}, the oracle {oracle}, with {skipped} runs skipped"
+        );
+    };
+    counted("active opens", opened(quiet_port, "active") + opened(stall_port, "active"), active);
+    counted(
+        "passive opens",
+        opened(quiet_port, "passive") + opened(stall_port, "passive"),
+        passive,
+    );
+    counted("healthy active opens", opened(quiet_port, "active"), HEALTHY);
     let port_label = |port: u16| format!("port=\"{port}\"");
     let closed = value("tcp_flow_host_connections_closed_total", &port_label(quiet_port));
-    assert_eq!(closed, 2 * HEALTHY, "both ends of every healthy connection closed");
+    counted("healthy ends closed", closed, 2 * HEALTHY);
     let reported = |port: u16| value("tcp_flow_host_connections_reported_total", &port_label(port));
     assert_eq!((reported(quiet_port), reported(stall_port)), (0, 2), "connections reported");
     let zero_local =

@@ -173,9 +173,16 @@ async fn watch(
     if counts.evicted > 0 {
         more += &format!(", {} connections evicted (agent table full)", counts.evicted);
     }
+    let totals = totals.read();
     if quiet {
-        let totals = totals.read();
         more += &format!(", {} sockets opened, {} reported", totals.opened(), totals.reported());
+    }
+    let missed = totals.missed_runs_total();
+    if missed > 0 {
+        more += &format!(
+            ", {missed} kernel program runs skipped (nested on one CPU; \
+             tcp_flow_host_program_runs_missed_total names them)"
+        );
     }
     if let Some(ns) = counts.cpu_per_event_ns() {
         more += &format!("; agent {ns:.0} ns of CPU per event");

@@ -235,6 +235,14 @@ pub static HOST_DROPS: Family = family(
     &["port"],
     "Segments this host dropped for lack of receive space, on any connection.",
 );
+pub static HOST_MISSED_RUNS: Family = family(
+    "tcp_flow_host_program_runs_missed_total",
+    Counter,
+    None,
+    &["program"],
+    "Runs of a tracer kernel program the kernel skipped because it already ran on that CPU \
+     (a softirq interrupted it); the host counts may be short by as many.",
+);
 pub static CONNECTIONS: Family = family(
     "tcp_flow_connections",
     Gauge,
@@ -427,7 +435,7 @@ pub static BUILD_INFO: Family = family(
 
 /// Every family (the tests check the exposition against them).
 #[cfg(test)]
-pub static ALL: [&Family; 42] = [
+pub static ALL: [&Family; 43] = [
     &ZW_EPISODES,
     &ZW_UNCOUNTED,
     &ZW_DURATION,
@@ -444,6 +452,7 @@ pub static ALL: [&Family; 42] = [
     &HOST_ZERO_WINDOWS,
     &HOST_PROBES,
     &HOST_DROPS,
+    &HOST_MISSED_RUNS,
     &CONNECTIONS,
     &ALERTS,
     &ALERTS_ACTIVE,

@@ -87,6 +87,8 @@ impl<S: ReadTotals> Collect for HostTotals<S> {
             .collect();
         out.family(&f::HOST_ZERO_WINDOWS, zero)?;
         out.family(&f::HOST_PROBES, by_port(|c| c[TOTAL_PROBES as usize]))?;
-        out.family(&f::HOST_DROPS, by_port(|c| c[TOTAL_DROPS as usize]))
+        out.family(&f::HOST_DROPS, by_port(|c| c[TOTAL_DROPS as usize]))?;
+        let missed = totals.missed_runs.iter().map(|(name, n)| ([("program", name.as_str())], *n));
+        out.family(&f::HOST_MISSED_RUNS, missed)
     }
 }

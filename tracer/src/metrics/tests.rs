@@ -434,7 +434,7 @@ impl ReadTotals for FixedTotals {
 
 /// Port 7777: 3 accepted, 2 closed, 1 reported, a local and a peer zero window, a probe, a
 /// drop; port 443: 5 connected, nothing else; ports past the kernel's table: 4 accepted; a
-/// connection from before attach: 1 closed.
+/// connection from before attach: 1 closed; 2 runs of the state program skipped.
 fn host_totals() -> Totals {
     let counts = |pairs: &[(u32, u64)]| {
         let mut c = [0u64; TOTAL_SLOTS as usize];
@@ -461,7 +461,12 @@ fn host_totals() -> Totals {
             *sum += n;
         }
     }
-    Totals { host, ports: vec![(0, unknown), (443, p443), (7777, p7777)], other_ports: other }
+    Totals {
+        host,
+        ports: vec![(0, unknown), (443, p443), (7777, p7777)],
+        other_ports: other,
+        missed_runs: vec![("egress_skb".into(), 0), ("set_state".into(), 2)],
+    }
 }
 
 #[test]
@@ -483,6 +488,8 @@ fn host_totals_by_port_with_unknown_and_other() {
             r#"tcp_flow_host_zero_windows_total{port="7777",side="peer"} 1"#,
             r#"tcp_flow_host_zero_window_probes_total{port="7777"} 1"#,
             r#"tcp_flow_host_drops_total{port="7777"} 1"#,
+            r#"tcp_flow_host_program_runs_missed_total{program="egress_skb"} 0"#,
+            r#"tcp_flow_host_program_runs_missed_total{program="set_state"} 2"#,
         ]
     );
 }
