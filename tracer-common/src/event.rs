@@ -209,7 +209,11 @@ pub struct PeerEvent {
     pub snd_cwnd: u32,
     /// 1 when SO_SNDBUF pinned the send buffer (SOCK_SNDBUF_LOCK).
     pub sndbuf_locked: u8,
-    pub _pad2: [u8; 3],
+    /// 1 when the sender waits for its own send buffer right now: the application found it
+    /// full (SOCK_NOSPACE), everything it wrote is sent, and neither the congestion window nor
+    /// the peer's window is full.
+    pub buffer_waiting: u8,
+    pub _pad2: [u8; 2],
     /// tp->bytes_acked: bytes the peer acknowledged since the open (the delivery rate's count).
     pub bytes_acked: u64,
     /// tp->bytes_sent and tp->data_segs_out: data bytes and segments sent since the open,
@@ -221,7 +225,10 @@ pub struct PeerEvent {
     /// tp->rx_opt.mss_clamp: the MSS the peer announced (`mss` is mss_cache, which the kernel
     /// cuts to half the largest window when the peer's window is small).
     pub mss_clamp: u16,
-    pub _pad3: [u8; 6],
+    pub _pad3: [u8; 2],
+    /// Time the sender waited for its own send buffer since the tracer first sampled it, in
+    /// ms: each sample that finds it waiting counts the time since the previous sample.
+    pub buffer_wait_ms: u32,
 }
 
 /// A segment dropped for lack of receive space (kfree_skb with one of the reasons the agent

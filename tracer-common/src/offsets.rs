@@ -97,6 +97,10 @@ pub struct KernelOffsets {
     pub mss_clamp: FieldLoc,
     pub snd_cwnd: FieldLoc,
     pub sk_sndbuf: FieldLoc,
+    /// sock.sk_socket, and socket.flags (relative to the socket): SOCK_NOSPACE says the
+    /// application found the send buffer full.
+    pub sk_socket: FieldLoc,
+    pub socket_flags: FieldLoc,
     /// rcv_rtt_est.rtt_us: the receiver's RTT estimate, in microseconds << 3.
     pub rcv_rtt: FieldLoc,
     /// struct sk_buff fields, relative to the skb, not the socket.
@@ -174,6 +178,8 @@ impl KernelOffsets {
         mss_clamp: FieldLoc::MISSING,
         snd_cwnd: FieldLoc::MISSING,
         sk_sndbuf: FieldLoc::MISSING,
+        sk_socket: FieldLoc::MISSING,
+        socket_flags: FieldLoc::MISSING,
         rcv_rtt: FieldLoc::MISSING,
         skb_data: FieldLoc::MISSING,
         skb_len: FieldLoc::MISSING,
@@ -192,7 +198,7 @@ impl KernelOffsets {
 }
 
 const _: () = assert!(core::mem::size_of::<FieldLoc>() == 8);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 67 * 8);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 69 * 8);
 
 #[cfg(feature = "user")]
 // SAFETY: plain old data: integers only, no padding beyond the explicit `_pad` fields.

@@ -63,6 +63,7 @@ fn fresh(sk: u64) -> SockState {
         dport: 0,
         ports_match: 0,
         _pad: [0; 3],
+        buffer_wait_ms: 0,
         comm: [0; 16],
     };
     read_ports(sk, &mut fresh);

@@ -57,5 +57,7 @@ pub struct SockState {
     /// 1 when the port filter lets this socket through.
     pub ports_match: u8,
     pub _pad: [u8; 3],
+    /// Time the sender was found waiting for its own send buffer, in ms (peer_window).
+    pub buffer_wait_ms: u32,
     pub comm: [u8; 16],
 }

@@ -23,6 +23,8 @@ use crate::{emit, filter, header, maps::global, read, report, socket, totals};
 /// enum tcp_chrono: the sender is stalled by the receive window.
 const TCP_CHRONO_RWND_LIMITED: u64 = 2;
 const TCP_CHRONO_SNDBUF_LIMITED: u64 = 3;
+/// include/linux/net.h: the bit of socket.flags set when a sender found no space.
+const SOCK_NOSPACE: u64 = 2;
 
 /// Always lets the packet through: this program only observes.
 #[cgroup_skb(ingress)]
@@ -85,16 +87,29 @@ fn advertised(seg: &Segment) {
         && (snd_nxt.wrapping_sub(seg.ack_seq) as i32) >= 0;
     let in_flight = snd_nxt.wrapping_sub(if acked { seg.ack_seq } else { snd_una });
     let unsent = read::u32_field(sk, global!(OFFSETS.write_seq)).wrapping_sub(snd_nxt);
+    let buffer_waiting = waits_for_send_buffer(sk, snd_nxt.wrapping_sub(snd_una), unsent);
+    if buffer_waiting && st.peer_sample_ns != 0 {
+        // The time since the previous sample counts as waiting (capped, so that an idle gap
+        // before it does not).
+        let since_ms = now.wrapping_sub(st.peer_sample_ns).min(2 * PEER_SAMPLE_NS) / 1_000_000;
+        st.buffer_wait_ms = st.buffer_wait_ms.wrapping_add(since_ms as u32);
+    }
     st.peer_sample_ns = now;
     // Periodic samples only matter while this host has data to send (in flight, or waiting
     // for the window); a receiver asks again in one sample period rather than on each of the
-    // segments it receives meanwhile.
-    if !significant && in_flight == 0 && unsent == 0 {
+    // segments it receives meanwhile. A sender that waits for buffer space while this segment
+    // acknowledges all it sent has data to send.
+    if !significant && in_flight == 0 && unsent == 0 && !buffer_waiting {
         return;
     }
     // A quiet connection is reported when the peer's window stops it: a zero window, or the
     // kernel's own verdict that the sender is window-limited right now.
-    let trigger = transition == TRANSITION_TO_ZERO || (st.reported == 0 && rwnd_limited_now(sk));
+    // A sender waiting for a buffer pinned by SO_SNDBUF is one too (an autotuned buffer
+    // that lags the transfer for a moment is not).
+    let trigger = transition == TRANSITION_TO_ZERO
+        || (st.reported == 0
+            && (rwnd_limited_now(sk)
+                || (buffer_waiting && socket::userlocks(sk) & socket::SOCK_SNDBUF_LOCK != 0)));
     if !report::announce(sk, st, trigger, HOOK_CGROUP_SKB) {
         if significant {
             st.peer_reported = raw;
@@ -125,12 +140,43 @@ fn advertised(seg: &Segment) {
         e.sndbuf = read::u32_field(sk, global!(OFFSETS.sk_sndbuf));
         e.snd_cwnd = read::u32_field(sk, global!(OFFSETS.snd_cwnd));
         e.sndbuf_locked = (socket::userlocks(sk) & socket::SOCK_SNDBUF_LOCK != 0) as u8;
+        e.buffer_waiting = buffer_waiting as u8;
+        e.buffer_wait_ms = st.buffer_wait_ms;
         e.bytes_acked = read::field(sk, global!(OFFSETS.bytes_acked)).unwrap_or(0);
         e.bytes_sent = read::field(sk, global!(OFFSETS.bytes_sent)).unwrap_or(0);
         e.data_segs_out = read::u32_field(sk, global!(OFFSETS.data_segs_out));
         e.max_window = read::u32_field(sk, global!(OFFSETS.max_window));
         e.mss_clamp = read::field(sk, global!(OFFSETS.mss_clamp)).unwrap_or(0) as u16;
     });
+}
+
+/// Whether the sender waits for its own send buffer: the application found the buffer full
+/// (SOCK_NOSPACE), at least half of what the buffer holds is in flight (`outstanding`, before
+/// this segment's acknowledgement, against `unsent`), and neither the congestion window nor
+/// the peer's window stops it. The conditions of the kernel's sndbuf_limited
+/// (tcp_cwnd_validate), tested at each sample rather than only when a partial segment goes
+/// out: the kernel's count misses waits that begin after a full segment, which tcp_push_one
+/// sends before the application is marked as waiting. A sender that holds an unsent segment
+/// back until the last is acknowledged (autocorking a partial one) still counts; one with
+/// more queued than in flight is held by something else (pacing, the network).
+#[inline(always)]
+fn waits_for_send_buffer(sk: u64, outstanding: u32, unsent: u32) -> bool {
+    if outstanding == 0 || unsent > outstanding {
+        return false;
+    }
+    let socket = read::field(sk, global!(OFFSETS.sk_socket)).unwrap_or(0);
+    if socket == 0 {
+        return false;
+    }
+    let flags = read::field(socket, global!(OFFSETS.socket_flags)).unwrap_or(0);
+    if flags & (1 << SOCK_NOSPACE) == 0 {
+        return false;
+    }
+    let packets_out = read::u32_field(sk, global!(OFFSETS.packets_out));
+    let cwnd = read::u32_field(sk, global!(OFFSETS.snd_cwnd));
+    let snd_wnd = read::u32_field(sk, global!(OFFSETS.snd_wnd));
+    let mss = read::u32_field(sk, global!(OFFSETS.mss_cache));
+    packets_out < cwnd && outstanding.saturating_add(mss) <= snd_wnd
 }
 
 /// Whether the kernel's chrono says the sender is limited by the peer's window at this moment.

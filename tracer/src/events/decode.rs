@@ -212,6 +212,8 @@ impl Decoder {
                         sndbuf_locked: p.sndbuf_locked != 0,
                         cwnd: p.snd_cwnd,
                         bytes_acked: p.bytes_acked,
+                        buffer_waiting: p.buffer_waiting != 0,
+                        buffer_wait_ms: p.buffer_wait_ms,
                     }),
                     segments: Some(SentSegments {
                         bytes_sent: p.bytes_sent,

@@ -202,6 +202,14 @@ pub struct SendLimits {
     pub cwnd: u32,
     /// Bytes the peer acknowledged since the open (tp->bytes_acked).
     pub bytes_acked: u64,
+    /// The sender waits for its own send buffer right now (the application found it full,
+    /// everything written is sent, neither window is full), and the time it was found waiting
+    /// since the tracer first sampled it, in ms (the tracer's own count: the kernel's
+    /// sndbuf_limited misses most such waits). Absent from older recordings.
+    #[serde(default)]
+    pub buffer_waiting: bool,
+    #[serde(default)]
+    pub buffer_wait_ms: u32,
 }
 
 /// The sender's data segments since the open (tcp_info's bytes_sent and data_segs_out,

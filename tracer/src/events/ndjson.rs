@@ -216,6 +216,9 @@ fn sender(out: &mut Vec<u8>, s: &SenderState) {
         boolean(out, l.sndbuf_locked);
         field!(out, "cwnd", l.cwnd);
         field!(out, "bytes_acked", l.bytes_acked);
+        key!(out, "buffer_waiting");
+        boolean(out, l.buffer_waiting);
+        field!(out, "buffer_wait_ms", l.buffer_wait_ms);
     }
     if let Some(g) = &s.segments {
         field!(out, "bytes_sent", g.bytes_sent);
@@ -446,7 +449,8 @@ mod tests {
             proptest::option::of((any::<u64>(), any::<[u32; 3]>()).prop_map(|(bytes_sent, n)| {
                 SentSegments { bytes_sent, data_segs_out: n[0], max_window: n[1], peer_mss: n[2] }
             }));
-        let limits = proptest::option::of((any::<[u32; 2]>(), any::<[u64; 2]>(), any::<bool>()));
+        let limits =
+            proptest::option::of((any::<[u32; 3]>(), any::<[u64; 2]>(), any::<[bool; 2]>()));
         (any::<[u32; 4]>(), any::<[u64; 2]>(), limits, segments).prop_map(
             |(v, l, limits, segments)| SenderState {
                 in_flight: v[0],
@@ -458,9 +462,11 @@ mod tests {
                 limits: limits.map(|(n, m, locked)| SendLimits {
                     sndbuf_limited_ms: m[0],
                     sndbuf: n[0],
-                    sndbuf_locked: locked,
+                    sndbuf_locked: locked[0],
                     cwnd: n[1],
                     bytes_acked: m[1],
+                    buffer_waiting: locked[1],
+                    buffer_wait_ms: n[2],
                 }),
                 segments,
             },

@@ -269,13 +269,15 @@ fn peer(
         sndbuf: 87040,
         snd_cwnd: 10,
         sndbuf_locked: 0,
-        _pad2: [0; 3],
+        buffer_waiting: 0,
+        _pad2: [0; 2],
         bytes_acked: slot.busy_jiffies as u64 * 1448,
         bytes_sent: slot.busy_jiffies as u64 * 1448,
         data_segs_out: slot.busy_jiffies,
         max_window: 65536,
         mss_clamp: 1460,
-        _pad3: [0; 6],
+        _pad3: [0; 2],
+        buffer_wait_ms: 0,
     }
 }
 

@@ -89,6 +89,8 @@ pub fn resolve(btf: &KernelBtf) -> Result<KernelOffsets> {
         mss_clamp: req("rx_opt.mss_clamp")?,
         snd_cwnd: req("snd_cwnd")?,
         sk_sndbuf: req(&format!("{SK}.sk_sndbuf"))?,
+        sk_socket: req(&format!("{SK}.sk_socket"))?,
+        socket_flags: other(btf, "socket", "flags")?,
         rcv_rtt: req("rcv_rtt_est.rtt_us")?,
         skb_data: other(btf, "sk_buff", "data")?,
         skb_len: other(btf, "sk_buff", "len")?,

@@ -204,6 +204,14 @@ impl Conn {
         (s.busy_ms > 0).then(|| limits.sndbuf_limited_ms as f64 / s.busy_ms as f64)
     }
 
+    /// Share (0..=1) of the sender's busy time the tracer found it waiting for its own send
+    /// buffer (sampled; counted from the tracer's first sample, busy time from the open).
+    pub fn buffer_wait_share(&self) -> Option<f64> {
+        let s = self.sender.as_ref()?;
+        let limits = s.limits?;
+        (s.busy_ms > 0).then(|| (f64::from(limits.buffer_wait_ms) / s.busy_ms as f64).min(1.0))
+    }
+
     /// `now_ns`, or the close time for a closed connection: open episodes end there.
     pub fn until(&self, now_ns: u64) -> u64 {
         self.close_ns().unwrap_or(now_ns)

@@ -45,6 +45,10 @@ pub struct SideSummary {
     /// window sets (window / smoothed RTT, bytes/s), and what it delivered per second busy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sndbuf_limited_pct: Option<f64>,
+    /// The same wait as the tracer samples it (the kernel's count misses waits that begin
+    /// after a full segment).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buffer_wait_pct: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window_cap_bps: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -230,6 +234,7 @@ fn side_summary(
             .filter(|s| s.pct > 0.0)
             .collect(),
         sndbuf_limited_pct: sender_of.and_then(Conn::sndbuf_limited_share).map(percent),
+        buffer_wait_pct: sender_of.and_then(Conn::buffer_wait_share).map(percent),
         window_cap_bps: sending
             .zip(d.window)
             .filter(|(s, _)| s.srtt_us > 0)
@@ -375,18 +380,27 @@ fn window_cap(c: &Conn, until: u64) -> Option<String> {
     ))
 }
 
-/// This host's sender waited for its own send buffer most of its busy time (the kernel's
-/// sndbuf_limited, since the open): the application's SO_SNDBUF when it pinned one.
+/// This host's sender waited for its own send buffer most of its busy time: as the tracer
+/// sampled it, or as the kernel's sndbuf_limited counted it (since the open), whichever says
+/// more. Its application's SO_SNDBUF when it pinned one.
 fn send_buffer_held(c: &Conn) -> Option<String> {
-    let share = c.sndbuf_limited_share().filter(|&s| s >= 0.5)? * 100.0;
-    let l = c.sender.as_ref()?.limits?;
+    let sampled = c.buffer_wait_share().unwrap_or(0.0);
+    let share = sampled.max(c.sndbuf_limited_share().unwrap_or(0.0));
+    if share < 0.5 {
+        return None;
+    }
+    let s = c.sender.as_ref()?;
+    let l = s.limits?;
     let whose = if l.sndbuf_locked {
         format!("pinned at {} by SO_SNDBUF", bytes(l.sndbuf.into()))
     } else {
         format!("{}, autotuned (net.ipv4.tcp_wmem)", bytes(l.sndbuf.into()))
     };
     Some(format!(
-        "sender held back by its own send buffer ({whose}) {share:.0}% of its busy time ({})",
+        "sender held back by its own send buffer ({whose}) {:.0}% of its busy time: all it was \
+         given in flight, the application waiting for space (`ss -ti` sndbuf_limited: {}; \
+         the kernel counts only waits that begin with a partial segment)",
+        share * 100.0,
         duration_ms(l.sndbuf_limited_ms)
     ))
 }

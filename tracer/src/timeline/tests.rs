@@ -419,12 +419,13 @@ fn a_window_held_by_the_kernel_at_work_is_not_a_verdict() {
 }
 
 #[test]
-fn a_sender_held_by_its_pinned_send_buffer_is_named_with_the_cap_and_rate() {
+fn a_sender_held_by_its_pinned_send_buffer_is_named_with_its_share() {
     let mut t = ConnTable::new();
     t.apply(&at(0, 1, open(true, 1460)));
     let mut s = sender(16_384, 0, 100, 5000);
     if let Some(l) = &mut s.limits {
         l.sndbuf_limited_ms = 4000;
+        l.buffer_wait_ms = 4500;
         l.sndbuf = 16_384;
         l.sndbuf_locked = true;
         l.bytes_acked = 50_000_000;
@@ -436,12 +437,16 @@ fn a_sender_held_by_its_pinned_send_buffer_is_named_with_the_cap_and_rate() {
     // 1 MiB / 40 ms; 50 MB over 5 s busy.
     assert_eq!(peer.window_cap_bps, Some(26_214_400.0));
     assert_eq!(peer.delivered_bps, Some(10_000_000.0));
+    assert_eq!(peer.buffer_wait_pct, Some(90.0));
+    // The larger of the tracer's and the kernel's shares.
     assert_eq!(
         rows[0].verdict,
-        "sender held back by its own send buffer (pinned at 16.0 KiB by SO_SNDBUF) 80% of its \
-         busy time (4.0 s)"
+        "sender held back by its own send buffer (pinned at 16.0 KiB by SO_SNDBUF) 90% of its \
+         busy time: all it was given in flight, the application waiting for space (`ss -ti` \
+         sndbuf_limited: 4.0 s; the kernel counts only waits that begin with a partial segment)"
     );
     let json = serde_json::to_value(&rows[0]).unwrap();
     assert_eq!(json["peer"]["sndbuf_limited_pct"], 80.0);
+    assert_eq!(json["peer"]["buffer_wait_pct"], 90.0);
     assert!(json["local"].get("sndbuf_limited_pct").is_none());
 }

@@ -111,6 +111,8 @@ pub fn sender(in_flight: u32, unsent: u32, rwnd_limited_ms: u64, busy_ms: u64) -
             sndbuf_locked: false,
             cwnd: 10,
             bytes_acked: 0,
+            buffer_waiting: false,
+            buffer_wait_ms: 0,
         }),
         segments: None,
     }
