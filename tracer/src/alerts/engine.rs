@@ -21,8 +21,10 @@ pub struct Engine {
     /// Every rule, in `Rule` order: an observation reaches them in that order, so alerts of
     /// the same time come out in it.
     checks: Vec<Box<dyn Check>>,
-    /// What each of `checks` sees (`Check::sees`), in the same order.
-    sees: Vec<u16>,
+    /// For each kind of observation (by its bit's position), the `checks` that see it
+    /// (`Check::sees`), as bits by their index: an observation goes only to those, with no
+    /// test per rule.
+    listeners: [u16; 16],
     book: Book,
     /// The facts of each watched connection, at its table slot (`ConnKey::slot`): an event
     /// finds them without hashing. Slots are reused, so each holds the serial number of the
@@ -40,11 +42,20 @@ impl Engine {
     pub fn new(th: Thresholds) -> Self {
         let mut checks = rules::all(&th);
         checks.sort_by_key(|c| c.rule());
-        let sees = checks.iter().map(|c| c.sees()).collect();
+        assert!(checks.len() <= 16, "listeners hold a bit per rule");
+        let mut listeners = [0u16; 16];
+        for (i, check) in checks.iter().enumerate() {
+            let sees = check.sees();
+            for (kind, rules) in listeners.iter_mut().enumerate() {
+                if sees & (1 << kind) != 0 {
+                    *rules |= 1 << i;
+                }
+            }
+        }
         Engine {
             limits: th.receiver_limited,
             checks,
-            sees,
+            listeners,
             book: Book::default(),
             watches: Vec::new(),
             watched: 0,
@@ -86,10 +97,10 @@ impl Engine {
         let facts = &*facts;
         if let Some(info) = fresh.as_ref().or(facts.info()) {
             for s in &seen {
-                let bit = s.bit();
-                for (check, _) in
-                    self.checks.iter_mut().zip(&self.sees).filter(|(_, &m)| m & bit != 0)
-                {
+                let mut rules = self.listeners[s.bit().trailing_zeros() as usize];
+                while rules != 0 {
+                    let check = &mut self.checks[rules.trailing_zeros() as usize];
+                    rules &= rules - 1;
                     let mut cx = Cx::new(*key, check.rule(), facts, info, &mut self.book, table);
                     check.observe(&mut cx, s, ts);
                 }
