@@ -19,8 +19,8 @@ use tracer_common::event::{
     ReadEvent, WindowEvent, AF_INET6, KIND_CLOSE, KIND_DROP, KIND_OPEN, KIND_OWNER, KIND_PEER,
     KIND_PROBE, KIND_RCV_SPACE, KIND_READ, KIND_WINDOW, TCP_CLOSE, TCP_CLOSE_WAIT, TCP_CLOSING,
     TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2, TCP_LAST_ACK, TCP_LISTEN, TCP_NEW_SYN_RECV,
-    TCP_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT, TRANSITION_FROM_ZERO, TRANSITION_TO_ZERO,
-    TRANSITION_TO_ZERO_UNCOUNTED,
+    TCP_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT, TRANSITION_FROM_ZERO, TRANSITION_NONE,
+    TRANSITION_TO_ZERO, TRANSITION_TO_ZERO_UNCOUNTED,
 };
 
 #[derive(Debug, PartialEq, Eq)]
@@ -118,26 +118,30 @@ impl Decoder {
                     window_clamp: w.window_clamp,
                     choice: Some(limit::explain(&w)),
                 };
-                out.push(self.event(
-                    &header,
-                    Body::Window {
-                        side: Side::Local,
-                        window: w.window,
-                        raw_window: w.raw,
-                        wscale: w.wscale,
-                        local: Some(local.clone()),
-                        sender: None,
-                    },
-                ));
-                let (local, sender) = (Some(local), None);
-                out.extend(self.transition(
-                    &header,
-                    Side::Local,
-                    w.transition,
-                    w.window,
-                    local,
-                    sender,
-                ));
+                let window = |local| Body::Window {
+                    side: Side::Local,
+                    window: w.window,
+                    raw_window: w.raw,
+                    wscale: w.wscale,
+                    local: Some(local),
+                    sender: None,
+                };
+                // Most windows cross no zero: their state is moved into the one event, not
+                // copied for a second.
+                if w.transition == TRANSITION_NONE {
+                    out.push(self.event(&header, window(local)));
+                } else {
+                    out.push(self.event(&header, window(local.clone())));
+                    let zero = self.transition(
+                        &header,
+                        Side::Local,
+                        w.transition,
+                        w.window,
+                        Some(local),
+                        None,
+                    );
+                    out.extend(zero);
+                }
             }
             KIND_PROBE => {
                 let p: ProbeEvent = read(bytes)?;
@@ -222,29 +226,32 @@ impl Decoder {
                         peer_mss: u32::from(p.mss_clamp),
                     }),
                 };
-                out.push(if p.periodic != 0 {
-                    self.event(&header, Body::Inflight { window: p.window, sender: sender.clone() })
+                let body = |sender| match p.periodic {
+                    0 => Body::Window {
+                        side: Side::Peer,
+                        window: p.window,
+                        raw_window: p.raw,
+                        wscale: p.wscale,
+                        local: None,
+                        sender: Some(sender),
+                    },
+                    _ => Body::Inflight { window: p.window, sender },
+                };
+                // As for local windows: a copy of the sender's state only for a second event.
+                if p.transition == TRANSITION_NONE {
+                    out.push(self.event(&header, body(sender)));
                 } else {
-                    self.event(
+                    out.push(self.event(&header, body(sender.clone())));
+                    let zero = self.transition(
                         &header,
-                        Body::Window {
-                            side: Side::Peer,
-                            window: p.window,
-                            raw_window: p.raw,
-                            wscale: p.wscale,
-                            local: None,
-                            sender: Some(sender.clone()),
-                        },
-                    )
-                });
-                out.extend(self.transition(
-                    &header,
-                    Side::Peer,
-                    p.transition,
-                    p.window,
-                    None,
-                    Some(sender),
-                ));
+                        Side::Peer,
+                        p.transition,
+                        p.window,
+                        None,
+                        Some(sender),
+                    );
+                    out.extend(zero);
+                }
             }
             KIND_DROP => {
                 let d: DropEvent = read(bytes)?;
