@@ -302,7 +302,17 @@ const OCTETS: [[u8; 4]; 256] = {
 fn decimal(mut v: u64) -> ([u8; 40], usize) {
     let mut text = [b'0'; 40];
     let mut at = 20;
-    while v >= 100 {
+    // Four digits a division while there are more (a division by 10,000 costs what one by 100
+    // does), then two, then the last one or two.
+    while v >= 10_000 {
+        let four = (v % 10_000) as usize;
+        v /= 10_000;
+        at -= 4;
+        let (high, low) = (four / 100 * 2, four % 100 * 2);
+        text[at..at + 2].copy_from_slice(&PAIRS[high..high + 2]);
+        text[at + 2..at + 4].copy_from_slice(&PAIRS[low..low + 2]);
+    }
+    if v >= 100 {
         let pair = (v % 100) as usize * 2;
         v /= 100;
         at -= 2;
