@@ -1143,11 +1143,13 @@ fn quiet_connections_send_nothing_and_are_counted() {
         );
     };
     counted("active opens", opened(quiet_port, "active") + opened(stall_port, "active"), active);
-    counted(
-        "passive opens",
-        opened(quiet_port, "passive") + opened(stall_port, "passive"),
-        passive,
-    );
+    // Both ends of every connection are here: its passive end is the other half of an active
+    // open. nstat's TcpPassiveOpens can say more: it counts each child socket made for a
+    // handshake, also a second one made when two CPUs take an ACK of the same handshake at
+    // once (tcp_v4_syn_recv_sock), which the kernel then discards without it ever being
+    // established (seen in the 6.1 guest: +302 against +301 active opens).
+    assert!(passive >= active, "nstat: fewer passive ({passive}) than active opens ({active})");
+    counted("passive opens", opened(quiet_port, "passive") + opened(stall_port, "passive"), active);
     counted("healthy active opens", opened(quiet_port, "active"), HEALTHY);
     let port_label = |port: u16| format!("port=\"{port}\"");
     let closed = value("tcp_flow_host_connections_closed_total", &port_label(quiet_port));
@@ -1178,9 +1180,12 @@ fn every_connection_reports_healthy_ones_from_their_open() {
     let ours = of_port(&events, port);
     let opens: Vec<&&Value> = ours.iter().filter(|e| kind(e) == "open").collect();
     let closes = ours.iter().filter(|e| kind(e) == "close").count() as u64;
-    let opened =
-        delta(&before, &after, "TcpActiveOpens") + delta(&before, &after, "TcpPassiveOpens");
-    eprintln!("nstat: {opened} opens; tracer: {} opens, {closes} closes", opens.len());
+    // Both ends are here: twice the active opens (nstat's passive opens may count a discarded
+    // duplicate child too, see quiet_connections_send_nothing_and_are_counted).
+    let active = delta(&before, &after, "TcpActiveOpens");
+    assert!(delta(&before, &after, "TcpPassiveOpens") >= active, "nstat's passive opens");
+    let opened = 2 * active;
+    eprintln!("nstat: {active} active opens; tracer: {} opens, {closes} closes", opens.len());
     assert_eq!(opened, 2 * COUNT, "nstat's opens: both ends of the test's connections");
     assert_eq!(opens.len() as u64, opened, "an open for each end");
     assert_eq!(closes, opened, "a close for each end");
