@@ -1827,7 +1827,8 @@ fn buffer_bound_transfer(port: u16, sndbuf: Option<libc::c_int>) -> (f64, String
 #[ignore = "needs root and a live kernel: run through `cargo xtask test`"]
 fn a_sender_held_by_its_pinned_send_buffer_is_named() {
     let (pinned, autotuned) = (test_port() + 35, test_port() + 36);
-    let tracer = Tracer::start(&[]);
+    // Alert intervals of 1.5 s: the transfers last 2.5 s.
+    let tracer = Tracer::start(&["--alert", "receiver_limited.interval_ms=1500"]);
     let (asleep, ss) = buffer_bound_transfer(pinned, Some(4096));
     let (asleep_default, _) = buffer_bound_transfer(autotuned, None);
     thread::sleep(Duration::from_millis(200));
@@ -1858,4 +1859,19 @@ fn a_sender_held_by_its_pinned_send_buffer_is_named() {
     if let Some(s) = summary(autotuned) {
         assert!(!s["verdict"].as_str().unwrap_or_default().contains("send buffer"), "{s}");
     }
+    // The alert, live: this process, its pinned buffer, a share like the summary's.
+    let alerts = |port: u16| {
+        events
+            .iter()
+            .filter(|e| kind(e) == "alert" && e["rule"] == "sndbuf_limited" && e["dport"] == port)
+            .collect::<Vec<_>>()
+    };
+    let fired = alerts(pinned);
+    let alert = fired.first().unwrap_or_else(|| panic!("sndbuf_limited did not fire: {held}"));
+    assert_eq!(alert["side"], "peer", "{alert}");
+    assert_eq!(alert["pid"], std::process::id(), "it names this process: {alert}");
+    let evidence = &alert["evidence"];
+    assert_eq!(evidence["sndbuf_locked"], true, "{alert}");
+    assert!(evidence["buffer_wait_pct"].as_f64() >= Some(50.0), "{alert}");
+    assert!(alerts(autotuned).is_empty(), "the default buffer: {:?}", alerts(autotuned));
 }
