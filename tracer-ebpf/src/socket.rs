@@ -64,7 +64,7 @@ fn fresh(sk: u64) -> SockState {
         ports_match: 0,
         buffer_watch: 0,
         _pad: [0; 2],
-        buffer_wait_ms: 0,
+        buffer_wait_ns: 0,
         buffer_seen_ns: 0,
         comm: [0; 16],
     };

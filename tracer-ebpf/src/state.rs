@@ -60,9 +60,9 @@ pub struct SockState {
     /// (it was waiting, or its SO_SNDBUF is pinned and it was sending, at the last sample).
     pub buffer_watch: u8,
     pub _pad: [u8; 2],
-    /// Time the sender was found waiting for its own send buffer, in ms, and when that was
-    /// last tested (peer_window).
-    pub buffer_wait_ms: u32,
+    /// Time the sender was found waiting for its own send buffer, and when that was last
+    /// tested (peer_window).
+    pub buffer_wait_ns: u64,
     pub buffer_seen_ns: u64,
     pub comm: [u8; 16],
 }

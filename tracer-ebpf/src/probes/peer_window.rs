@@ -112,8 +112,7 @@ fn advertised(seg: &Segment) {
     // A sender waiting for a buffer pinned by SO_SNDBUF is one too (an autotuned buffer
     // that lags the transfer for a moment is not).
     let trigger = transition == TRANSITION_TO_ZERO
-        || (st.reported == 0
-            && (rwnd_limited_now(sk) || (buffer_waiting && sndbuf_pinned)));
+        || (st.reported == 0 && (rwnd_limited_now(sk) || (buffer_waiting && sndbuf_pinned)));
     if !report::announce(sk, st, trigger, HOOK_CGROUP_SKB) {
         if significant {
             st.peer_reported = raw;
@@ -145,7 +144,7 @@ fn advertised(seg: &Segment) {
         e.snd_cwnd = read::u32_field(sk, global!(OFFSETS.snd_cwnd));
         e.sndbuf_locked = sndbuf_pinned as u8;
         e.buffer_waiting = buffer_waiting as u8;
-        e.buffer_wait_ms = st.buffer_wait_ms;
+        e.buffer_wait_ms = (st.buffer_wait_ns / 1_000_000) as u32;
         e.bytes_acked = read::field(sk, global!(OFFSETS.bytes_acked)).unwrap_or(0);
         e.bytes_sent = read::field(sk, global!(OFFSETS.bytes_sent)).unwrap_or(0);
         e.data_segs_out = read::u32_field(sk, global!(OFFSETS.data_segs_out));
@@ -160,8 +159,9 @@ fn advertised(seg: &Segment) {
 fn buffer_wait(sk: u64, st: &mut SockState, now: u64, outstanding: u32, unsent: u32) -> bool {
     let waiting = waits_for_send_buffer(sk, outstanding, unsent);
     if waiting && st.buffer_seen_ns != 0 {
-        let since_ms = now.wrapping_sub(st.buffer_seen_ns).min(2 * PEER_SAMPLE_NS) / 1_000_000;
-        st.buffer_wait_ms = st.buffer_wait_ms.wrapping_add(since_ms as u32);
+        // Summed in ns: tests a fraction of a millisecond apart must not round to nothing.
+        let since = now.wrapping_sub(st.buffer_seen_ns).min(2 * PEER_SAMPLE_NS);
+        st.buffer_wait_ns = st.buffer_wait_ns.wrapping_add(since);
     }
     st.buffer_seen_ns = now;
     waiting
