@@ -210,8 +210,8 @@ pub struct PeerEvent {
     /// 1 when SO_SNDBUF pinned the send buffer (SOCK_SNDBUF_LOCK).
     pub sndbuf_locked: u8,
     /// 1 when the sender waits for its own send buffer right now: the application found it
-    /// full (SOCK_NOSPACE), everything it wrote is sent, and neither the congestion window nor
-    /// the peer's window is full.
+    /// full (SOCK_NOSPACE), at least half of what it holds is in flight, and neither the
+    /// congestion window nor the peer's window is full.
     pub buffer_waiting: u8,
     pub _pad2: [u8; 2],
     /// tp->bytes_acked: bytes the peer acknowledged since the open (the delivery rate's count).
@@ -226,8 +226,8 @@ pub struct PeerEvent {
     /// cuts to half the largest window when the peer's window is small).
     pub mss_clamp: u16,
     pub _pad3: [u8; 2],
-    /// Time the sender waited for its own send buffer since the tracer first sampled it, in
-    /// ms: each sample that finds it waiting counts the time since the previous sample.
+    /// Time the sender waited for its own send buffer since the tracer first tested it, in
+    /// ms: each test that finds it waiting counts the time since the previous test.
     pub buffer_wait_ms: u32,
 }
 

@@ -62,8 +62,10 @@ fn fresh(sk: u64) -> SockState {
         sport: 0,
         dport: 0,
         ports_match: 0,
-        _pad: [0; 3],
-        buffer_wait_ms: 0,
+        buffer_watch: 0,
+        _pad: [0; 2],
+        buffer_wait_ns: 0,
+        buffer_seen_ns: 0,
         comm: [0; 16],
     };
     read_ports(sk, &mut fresh);

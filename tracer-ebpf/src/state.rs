@@ -56,8 +56,13 @@ pub struct SockState {
     pub dport: u16,
     /// 1 when the port filter lets this socket through.
     pub ports_match: u8,
-    pub _pad: [u8; 3],
-    /// Time the sender was found waiting for its own send buffer, in ms (peer_window).
-    pub buffer_wait_ms: u32,
+    /// 1 while the sender's send-buffer waits are measured at every segment from the peer
+    /// (it was waiting, or its SO_SNDBUF is pinned and it was sending, at the last sample).
+    pub buffer_watch: u8,
+    pub _pad: [u8; 2],
+    /// Time the sender was found waiting for its own send buffer, and when that was last
+    /// tested (peer_window).
+    pub buffer_wait_ns: u64,
+    pub buffer_seen_ns: u64,
     pub comm: [u8; 16],
 }

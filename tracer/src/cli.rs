@@ -193,7 +193,8 @@ pub struct AlertArgs {
     /// window that share of each interval, in that many episodes or more);
     /// window_limits_throughput.cap_pct=80 (a transfer at that share of window / RTT);
     /// sender_silly_window.segment_pct=25, .segments=20 (that many data segments in an interval,
-    /// their mean at most that share of the MSS).
+    /// their mean at most that share of the MSS); sndbuf_limited.wait_pct=50 (this host's
+    /// sender waiting for its own send buffer that share of an interval).
     #[arg(long = "alert", value_name = "RULE.KEY=VALUE")]
     pub alerts: Vec<String>,
     /// Do not print the per-connection summary at the end.

@@ -18,7 +18,7 @@ use tracer_common::{
 };
 
 use super::packet::{self, Segment, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN};
-use crate::{emit, filter, header, maps::global, read, report, socket, totals};
+use crate::{emit, filter, header, maps::global, read, report, socket, state::SockState, totals};
 
 /// enum tcp_chrono: the sender is stalled by the receive window.
 const TCP_CHRONO_RWND_LIMITED: u64 = 2;
@@ -55,6 +55,13 @@ fn advertised(seg: &Segment) {
     let changed = raw != last;
     let due = now.wrapping_sub(st.peer_sample_ns) >= PEER_SAMPLE_NS;
     if !changed && !due {
+        // A sender watched for send-buffer waits is measured at every segment from the peer.
+        if st.buffer_watch != 0 {
+            let snd_una = read::u32_field(sk, global!(OFFSETS.snd_una));
+            let snd_nxt = read::u32_field(sk, global!(OFFSETS.snd_nxt));
+            let unsent = read::u32_field(sk, global!(OFFSETS.write_seq)).wrapping_sub(snd_nxt);
+            buffer_wait(sk, st, now, snd_nxt.wrapping_sub(snd_una), unsent);
+        }
         return;
     }
     st.peer_raw = raw;
@@ -87,13 +94,11 @@ fn advertised(seg: &Segment) {
         && (snd_nxt.wrapping_sub(seg.ack_seq) as i32) >= 0;
     let in_flight = snd_nxt.wrapping_sub(if acked { seg.ack_seq } else { snd_una });
     let unsent = read::u32_field(sk, global!(OFFSETS.write_seq)).wrapping_sub(snd_nxt);
-    let buffer_waiting = waits_for_send_buffer(sk, snd_nxt.wrapping_sub(snd_una), unsent);
-    if buffer_waiting && st.peer_sample_ns != 0 {
-        // The time since the previous sample counts as waiting (capped, so that an idle gap
-        // before it does not).
-        let since_ms = now.wrapping_sub(st.peer_sample_ns).min(2 * PEER_SAMPLE_NS) / 1_000_000;
-        st.buffer_wait_ms = st.buffer_wait_ms.wrapping_add(since_ms as u32);
-    }
+    let outstanding = snd_nxt.wrapping_sub(snd_una);
+    let buffer_waiting = buffer_wait(sk, st, now, outstanding, unsent);
+    let sndbuf_pinned = socket::userlocks(sk) & socket::SOCK_SNDBUF_LOCK != 0;
+    // Watched at every segment until a sample finds it neither waiting nor pinned and sending.
+    st.buffer_watch = (buffer_waiting || (sndbuf_pinned && outstanding > 0)) as u8;
     st.peer_sample_ns = now;
     // Periodic samples only matter while this host has data to send (in flight, or waiting
     // for the window); a receiver asks again in one sample period rather than on each of the
@@ -107,9 +112,7 @@ fn advertised(seg: &Segment) {
     // A sender waiting for a buffer pinned by SO_SNDBUF is one too (an autotuned buffer
     // that lags the transfer for a moment is not).
     let trigger = transition == TRANSITION_TO_ZERO
-        || (st.reported == 0
-            && (rwnd_limited_now(sk)
-                || (buffer_waiting && socket::userlocks(sk) & socket::SOCK_SNDBUF_LOCK != 0)));
+        || (st.reported == 0 && (rwnd_limited_now(sk) || (buffer_waiting && sndbuf_pinned)));
     if !report::announce(sk, st, trigger, HOOK_CGROUP_SKB) {
         if significant {
             st.peer_reported = raw;
@@ -139,15 +142,29 @@ fn advertised(seg: &Segment) {
         chrono(sk, e);
         e.sndbuf = read::u32_field(sk, global!(OFFSETS.sk_sndbuf));
         e.snd_cwnd = read::u32_field(sk, global!(OFFSETS.snd_cwnd));
-        e.sndbuf_locked = (socket::userlocks(sk) & socket::SOCK_SNDBUF_LOCK != 0) as u8;
+        e.sndbuf_locked = sndbuf_pinned as u8;
         e.buffer_waiting = buffer_waiting as u8;
-        e.buffer_wait_ms = st.buffer_wait_ms;
+        e.buffer_wait_ms = (st.buffer_wait_ns / 1_000_000) as u32;
         e.bytes_acked = read::field(sk, global!(OFFSETS.bytes_acked)).unwrap_or(0);
         e.bytes_sent = read::field(sk, global!(OFFSETS.bytes_sent)).unwrap_or(0);
         e.data_segs_out = read::u32_field(sk, global!(OFFSETS.data_segs_out));
         e.max_window = read::u32_field(sk, global!(OFFSETS.max_window));
         e.mss_clamp = read::field(sk, global!(OFFSETS.mss_clamp)).unwrap_or(0) as u16;
     });
+}
+
+/// Whether the sender waits for its own send buffer now (`waits_for_send_buffer`); if so, the
+/// time since the last such test counts as waiting (capped, so that an idle gap does not).
+#[inline(always)]
+fn buffer_wait(sk: u64, st: &mut SockState, now: u64, outstanding: u32, unsent: u32) -> bool {
+    let waiting = waits_for_send_buffer(sk, outstanding, unsent);
+    if waiting && st.buffer_seen_ns != 0 {
+        // Summed in ns: tests a fraction of a millisecond apart must not round to nothing.
+        let since = now.wrapping_sub(st.buffer_seen_ns).min(2 * PEER_SAMPLE_NS);
+        st.buffer_wait_ns = st.buffer_wait_ns.wrapping_add(since);
+    }
+    st.buffer_seen_ns = now;
+    waiting
 }
 
 /// Whether the sender waits for its own send buffer: the application found the buffer full

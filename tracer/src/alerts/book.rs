@@ -88,9 +88,14 @@ impl Slot {
         AlertId { key: self.key, rule: self.rule, side: self.side() }
     }
 
-    /// Its bit in a table slot's `held` mask: one per rule and side.
+    /// Its bit in a table slot's `held` mask: one per rule, whatever the side.
     fn bit(&self) -> u32 {
-        1 << (self.rule as u32 * 3 + self.side as u32)
+        1 << self.rule as u32
+    }
+
+    /// The same rule's slots on every side of the same connection.
+    fn sides(&self) -> [Slot; 3] {
+        [SideTag::Conn, SideTag::Local, SideTag::Peer].map(|side| Slot { side, ..*self })
     }
 
     /// Every slot of one connection lies between these two.
@@ -123,11 +128,11 @@ pub(super) struct Book {
     deadlines: BTreeMap<Slot, u64>,
     fired: BTreeMap<ConnKey, u32>,
     out: Vec<Change>,
-    /// The alert slots in `active` or `deadlines` per table slot (`ConnKey::slot`), one bit
-    /// each (`Slot::bit`): where a bit is clear there is nothing to find, so the resolve and
-    /// cancel that rules call at most observations skip the searches. The engine ends a
-    /// connection's alerts and timers before its table slot is watched for another, so the
-    /// bits are one connection's.
+    /// The rules with an alert slot in `active` or `deadlines`, per table slot
+    /// (`ConnKey::slot`), one bit each (`Slot::bit`): where a bit is clear there is nothing to
+    /// find, so the resolve and cancel that rules call at most observations skip the searches.
+    /// The engine ends a connection's alerts and timers before its table slot is watched for
+    /// another, so the bits are one connection's.
     held: Vec<u32>,
     /// No timer falls due before this: `schedule` keeps it a lower bound of the first in
     /// `timers`, and `next_due` sets it when it looks, so that most calls (two an event) need no
@@ -135,8 +140,8 @@ pub(super) struct Book {
     earliest_due: u64,
 }
 
-// Every rule's three sides have a bit in a u32.
-const _: () = assert!(Rule::ALL.len() * 3 <= 32);
+// Every rule has a bit in a u32.
+const _: () = assert!(Rule::ALL.len() <= 32);
 
 impl Book {
     pub(super) fn is_active(&self, slot: &Slot) -> bool {
@@ -162,9 +167,11 @@ impl Book {
         self.held[at] |= slot.bit();
     }
 
-    /// `slot` left `active` or `deadlines`: its bit goes once it is in neither.
+    /// `slot` left `active` or `deadlines`: its rule's bit goes once no side of the rule is
+    /// in either.
     fn release(&mut self, slot: &Slot) {
-        if self.active.contains_key(slot) || self.deadlines.contains_key(slot) {
+        let held = |s: &Slot| self.active.contains_key(s) || self.deadlines.contains_key(s);
+        if slot.sides().iter().any(held) {
             return;
         }
         if let Some(bits) = self.held.get_mut(slot.key.slot()) {

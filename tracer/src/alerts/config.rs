@@ -34,10 +34,12 @@ pub enum Rule {
     ZeroWindowDutyCycle,
     /// This host's sender sends segments far below the MSS into a small window.
     SenderSillyWindow,
+    /// This host's sender waits for its own send buffer most of the time.
+    SndbufLimited,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 10] = [
+    pub const ALL: [Rule; 11] = [
         Rule::ZeroWindowStall,
         Rule::PersistBackoff,
         Rule::ReceiverLimited,
@@ -48,6 +50,7 @@ impl Rule {
         Rule::WindowLimitsThroughput,
         Rule::ZeroWindowDutyCycle,
         Rule::SenderSillyWindow,
+        Rule::SndbufLimited,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +65,7 @@ impl Rule {
             Rule::WindowLimitsThroughput => "window_limits_throughput",
             Rule::ZeroWindowDutyCycle => "zero_window_duty_cycle",
             Rule::SenderSillyWindow => "sender_silly_window",
+            Rule::SndbufLimited => "sndbuf_limited",
         }
     }
 }
@@ -137,6 +141,14 @@ pub struct SenderSillyWindow {
     pub segments: u64,
 }
 
+/// `[sndbuf_limited]`: over a receiver_limited interval, this host's sender waited for its own
+/// send buffer at least `wait_pct` of the time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SndbufLimited {
+    pub enabled: bool,
+    pub wait_pct: f64,
+}
+
 /// Every rule's switch and thresholds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Thresholds {
@@ -150,6 +162,7 @@ pub struct Thresholds {
     pub window_limits_throughput: WindowLimitsThroughput,
     pub zero_window_duty_cycle: ZeroWindowDutyCycle,
     pub sender_silly_window: SenderSillyWindow,
+    pub sndbuf_limited: SndbufLimited,
 }
 
 impl Default for Thresholds {
@@ -195,6 +208,9 @@ impl Default for Thresholds {
                 segment_pct: 25.0,
                 segments: 20,
             },
+            // Half the time, as receiver_limited: the buffer, not the receiver or the network,
+            // sets the pace.
+            sndbuf_limited: SndbufLimited { enabled: true, wait_pct: 50.0 },
         }
     }
 }
@@ -447,6 +463,13 @@ impl Thresholds {
                     ("enabled", Field::Flag(&mut s.enabled)),
                     ("segment_pct", Field::Percent(&mut s.segment_pct)),
                     ("segments", Field::Int { value: &mut s.segments, min: 1, unit: "segments" }),
+                ]
+            }
+            "sndbuf_limited" => {
+                let s = &mut self.sndbuf_limited;
+                vec![
+                    ("enabled", Field::Flag(&mut s.enabled)),
+                    ("wait_pct", Field::Percent(&mut s.wait_pct)),
                 ]
             }
             _ => return None,

@@ -145,6 +145,19 @@ pub(super) struct Interval {
     pub delivered_bps: Option<f64>,
     /// The data segments sent in the interval (None in older recordings).
     pub segments: Option<SegmentsSent>,
+    /// How long the sender waited for its own send buffer in the interval (None in older
+    /// recordings).
+    pub buffer_wait: Option<BufferWait>,
+}
+
+/// A sender's waits for its own send buffer over an interval, and that buffer.
+pub(super) struct BufferWait {
+    /// Share of the interval's wall time, rounded to 0.1.
+    pub pct: f64,
+    pub waited_ms: u64,
+    /// sk_sndbuf (twice what SO_SNDBUF asked), and whether SO_SNDBUF pinned it.
+    pub sndbuf: u32,
+    pub locked: bool,
 }
 
 /// The data segments a sender sent over an interval, and the peer's largest window.
@@ -235,7 +248,10 @@ pub(super) type SeenList<'e> = SmallVec<[Seen<'e>; 8]>;
 #[derive(Clone, Copy)]
 struct Sample {
     ts_ns: Moment,
-    rwnd_limited_ms: u64,
+    /// Both in ms, u32 to share 8 bytes (a count past 49 days wraps once; the interval it
+    /// falls in is taken as a reset).
+    rwnd_limited_ms: u32,
+    buffer_wait_ms: u32,
     bytes_acked: u64,
     /// tcp_info's bytes_sent (0 where not read: older recordings); its data_segs_out is kept
     /// beside it in `Facts`, where it packs with the flags.
@@ -272,6 +288,7 @@ impl Facts {
             interval_start: Sample {
                 ts_ns: Moment::UNSET,
                 rwnd_limited_ms: 0,
+                buffer_wait_ms: 0,
                 bytes_acked: 0,
                 bytes_sent: 0,
             },
@@ -418,7 +435,8 @@ impl Facts {
         let segments = s.segments;
         let now = Sample {
             ts_ns: Moment::of(Some(ts)),
-            rwnd_limited_ms: s.rwnd_limited_ms,
+            rwnd_limited_ms: s.rwnd_limited_ms as u32,
+            buffer_wait_ms: s.limits.map_or(0, |l| l.buffer_wait_ms),
             bytes_acked: bytes_acked.unwrap_or(0),
             bytes_sent: segments.map_or(0, |g| g.bytes_sent),
         };
@@ -427,7 +445,11 @@ impl Facts {
         let start_segs_out = self.start_segs_out;
         let segs_out = segments.map_or(0, |g| g.data_segs_out);
         // A counter going backwards is a reset: start a new interval.
-        let started = start.ts_ns.get().filter(|_| s.rwnd_limited_ms >= start.rwnd_limited_ms);
+        let started = start
+            .ts_ns
+            .get()
+            .filter(|_| now.rwnd_limited_ms >= start.rwnd_limited_ms)
+            .filter(|_| now.buffer_wait_ms >= start.buffer_wait_ms);
         let Some(start_ns) = started else {
             (self.interval_start, self.start_acked_read, self.start_segs_out) =
                 (now, bytes_acked.is_some(), segs_out);
@@ -439,9 +461,13 @@ impl Facts {
         }
         (self.interval_start, self.start_acked_read, self.start_segs_out) =
             (now, bytes_acked.is_some(), segs_out);
-        let limited_ms = s.rwnd_limited_ms - start.rwnd_limited_ms;
-        let pct = (limited_ms as f64 * MS as f64 * 100.0 / wall_ns as f64).min(100.0);
-        let pct = (pct * 10.0).round() / 10.0;
+        let limited_ms = u64::from(now.rwnd_limited_ms - start.rwnd_limited_ms);
+        // A share of the interval's wall time, in percent rounded to 0.1.
+        let share = |ms: u64| {
+            let pct = (ms as f64 * MS as f64 * 100.0 / wall_ns as f64).min(100.0);
+            (pct * 10.0).round() / 10.0
+        };
+        let pct = share(limited_ms);
         // Limited only counts while data waits: a sender with nothing to send is not held back.
         let waits = s.in_flight > 0 || s.unsent > 0;
         self.receiver_limited = pct >= limits.limited_pct && waits;
@@ -461,6 +487,15 @@ impl Facts {
                 max_window: g.max_window,
                 peer_mss: g.peer_mss,
             });
+        let buffer_wait = s.limits.map(|l| {
+            let waited_ms = u64::from(now.buffer_wait_ms - start.buffer_wait_ms);
+            BufferWait {
+                pct: share(waited_ms),
+                waited_ms,
+                sndbuf: l.sndbuf,
+                locked: l.sndbuf_locked,
+            }
+        });
         seen.push(Seen::Interval(Interval {
             pct,
             limited_ms,
@@ -470,6 +505,7 @@ impl Facts {
             limited: self.receiver_limited,
             delivered_bps,
             segments,
+            buffer_wait,
         }));
     }
 }

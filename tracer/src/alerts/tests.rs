@@ -879,7 +879,7 @@ fn thresholds_file_errors_name_file_line_and_key() {
         "/etc/tracer.toml:2: unknown section [zero_window_stal] (known: zero_window_stall, \
          persist_backoff, receiver_limited, window_scaling_missing, silly_window, \
          rcvbuf_pinned, flow_control_drops, window_limits_throughput, zero_window_duty_cycle, \
-         sender_silly_window)"
+         sender_silly_window, sndbuf_limited)"
     );
     assert_eq!(
         err("[zero_window_stall]\nwarning_ms = \"1s\"\n"),
@@ -1230,7 +1230,7 @@ fn the_alert_flag_help_lists_every_threshold_and_its_default() {
     for rule in Rule::ALL {
         assert!(listed.contains(&format!("{}.", rule.as_str())), "{} not listed", rule.as_str());
     }
-    assert_eq!(keys, 16, "every key but `enabled`");
+    assert_eq!(keys, 17, "every key but `enabled`");
 }
 
 /// A sender sample `s` seconds in, held by the peer's window 800 ms of each second, that has
@@ -1291,4 +1291,58 @@ fn sender_silly_window_leaves_half_window_segments_and_few_segments_alone() {
         r.feed(at(s * 1000, 1, inflight(2000, segment_sender(s, 2, 100, 2000))));
     }
     assert!(r.of_rule(Rule::SenderSillyWindow).is_empty(), "{:?}", r.brief());
+}
+
+/// A sender sample `s` seconds in that has waited for its own send buffer `wait_per_s` ms of
+/// each second, the buffer pinned at 8 KiB, nothing held by the peer's window.
+fn buffer_sender(s: u64, wait_per_s: u32) -> SenderState {
+    let mut state = sender(8192, 0, 0, s * 1000);
+    if let Some(limits) = &mut state.limits {
+        limits.sndbuf = 8192;
+        limits.sndbuf_locked = true;
+        limits.bytes_acked = s * 200_000;
+        limits.buffer_waiting = wait_per_s > 0;
+        limits.buffer_wait_ms = s as u32 * wait_per_s;
+    }
+    state
+}
+
+#[test]
+fn sndbuf_limited_names_the_pinned_buffer_and_resolves() {
+    let mut r = Run::new(Thresholds::default());
+    for s in 0..=5 {
+        r.feed(at(s * 1000, 1, inflight(1 << 20, buffer_sender(s, 900))));
+    }
+    let fired = r.of_rule(Rule::SndbufLimited);
+    assert_eq!(fired.len(), 1, "{:?}", r.brief());
+    let a = fired[0];
+    assert_eq!((a.kind, a.side, a.ts_ns), (Fired, Some(Side::Peer), 5000 * MS));
+    assert_eq!(a.evidence["buffer_wait_pct"], 90.0);
+    assert_eq!(a.evidence["buffer_wait_ms"], 4500);
+    assert_eq!(a.evidence["sndbuf_locked"], true);
+    assert!(a.explanation.contains("(pinned at 8.0 KiB by SO_SNDBUF) 90%"), "{}", a.explanation);
+    assert!(a.fix.starts_with("remove the SO_SNDBUF setting from"), "{}", a.fix);
+    // Not the receiver: receiver_limited stays quiet.
+    assert!(r.of_rule(Rule::ReceiverLimited).is_empty(), "{:?}", r.brief());
+    // It stops waiting: resolved at the next interval's end.
+    for s in 6..=10 {
+        let mut state = buffer_sender(s, 0);
+        if let Some(limits) = &mut state.limits {
+            limits.buffer_wait_ms = 4500;
+        }
+        r.feed(at(s * 1000, 1, inflight(1 << 20, state)));
+    }
+    let all = r.of_rule(Rule::SndbufLimited);
+    assert_eq!(all.len(), 2, "{:?}", r.brief());
+    assert_eq!((all[1].kind, all[1].ts_ns), (Resolved, 10_000 * MS));
+}
+
+#[test]
+fn sndbuf_limited_needs_the_share() {
+    // 400 ms of each second: under half.
+    let mut r = Run::new(Thresholds::default());
+    for s in 0..=5 {
+        r.feed(at(s * 1000, 1, inflight(1 << 20, buffer_sender(s, 400))));
+    }
+    assert!(r.of_rule(Rule::SndbufLimited).is_empty(), "{:?}", r.brief());
 }

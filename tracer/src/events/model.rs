@@ -203,7 +203,7 @@ pub struct SendLimits {
     /// Bytes the peer acknowledged since the open (tp->bytes_acked).
     pub bytes_acked: u64,
     /// The sender waits for its own send buffer right now (the application found it full,
-    /// everything written is sent, neither window is full), and the time it was found waiting
+    /// at least half of it in flight, neither window full), and the time it was found waiting
     /// since the tracer first sampled it, in ms (the tracer's own count: the kernel's
     /// sndbuf_limited misses most such waits). Absent from older recordings.
     #[serde(default)]

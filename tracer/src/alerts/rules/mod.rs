@@ -7,6 +7,7 @@ mod rcvbuf_pinned;
 mod receiver_limited;
 mod sender_silly_window;
 mod silly_window;
+mod sndbuf_limited;
 mod window_limits_throughput;
 mod window_scaling_missing;
 mod zero_window_duty_cycle;
@@ -30,5 +31,6 @@ pub(super) fn all(th: &Thresholds) -> Vec<Box<dyn Check>> {
         )),
         Box::new(zero_window_duty_cycle::ZeroWindowDutyCycle::new(&th.zero_window_duty_cycle)),
         Box::new(sender_silly_window::SenderSillyWindow::new(&th.sender_silly_window)),
+        Box::new(sndbuf_limited::SndbufLimited::new(&th.sndbuf_limited)),
     ]
 }
