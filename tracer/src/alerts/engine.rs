@@ -6,7 +6,7 @@
 use super::alert::Alert;
 use super::book::{ActiveAlert, Book, Change};
 use super::check::{Check, Cx};
-use super::config::{ReceiverLimited, Thresholds};
+use super::config::{ReceiverLimited, Rule, Thresholds};
 use super::facts::{Facts, Info, SeenList};
 use super::{rules, text};
 use crate::events::model::{Body, Event};
@@ -38,11 +38,13 @@ pub struct Engine {
     ended_cursor: u64,
 }
 
+// `listeners` holds a bit per rule.
+const _: () = assert!(Rule::ALL.len() <= 16);
+
 impl Engine {
     pub fn new(th: Thresholds) -> Self {
         let mut checks = rules::all(&th);
         checks.sort_by_key(|c| c.rule());
-        assert!(checks.len() <= 16, "listeners hold a bit per rule");
         let mut listeners = [0u16; 16];
         for (i, check) in checks.iter().enumerate() {
             let sees = check.sees();
