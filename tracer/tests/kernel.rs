@@ -1634,6 +1634,15 @@ fn ss_segments(port: u16) -> (u64, u64, u64) {
     (number(" bytes_sent:"), number(" data_segs_out:"), number(" mss:"))
 }
 
+/// A chrono time `ss -ti` prints only when it is not zero (`rwnd_limited:`, ...), in ms.
+fn ss_time_ms(out: &str, prefix: &str) -> u64 {
+    if out.contains(prefix) {
+        ss_number(out, prefix)
+    } else {
+        0
+    }
+}
+
 /// The number after `prefix` in `ss` output `out`.
 fn ss_number(out: &str, prefix: &str) -> u64 {
     let at = out.find(prefix).unwrap_or_else(|| panic!("ss shows no {prefix}: {out}"));
@@ -1858,12 +1867,12 @@ fn a_sender_held_by_its_pinned_send_buffer_is_named() {
          busy {} ms, sndbuf_limited {} ms; default buffer: wchan {:.1}%",
         asleep * 100.0,
         ss_number(ss, " busy:"),
-        if ss.contains(" sndbuf_limited:") { ss_number(ss, " sndbuf_limited:") } else { 0 },
+        ss_time_ms(ss, " sndbuf_limited:"),
         asleep_default * 100.0
     );
     // Not the receiver: ss counts (almost) no time held by its window, and on the wire its
     // window never came near the 8 KiB the sender could have in flight.
-    let rwnd_ms = if ss.contains(" rwnd_limited:") { ss_number(ss, " rwnd_limited:") } else { 0 };
+    let rwnd_ms = ss_time_ms(ss, " rwnd_limited:");
     assert!(rwnd_ms * 10 <= ss_number(ss, " busy:"), "ss: rwnd_limited {rwnd_ms} ms: {ss}");
     if let Some(windows) = &held_run.windows {
         let smallest = windows.iter().min().copied().unwrap_or(0);

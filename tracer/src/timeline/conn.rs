@@ -199,17 +199,20 @@ impl Conn {
     /// Share (0..=1) of the sender's busy time it waited for its own send buffer (the kernel's
     /// counts since the open).
     pub fn sndbuf_limited_share(&self) -> Option<f64> {
-        let s = self.sender.as_ref()?;
-        let limits = s.limits?;
-        (s.busy_ms > 0).then(|| limits.sndbuf_limited_ms as f64 / s.busy_ms as f64)
+        self.busy_share(|l| l.sndbuf_limited_ms as f64)
     }
 
     /// Share (0..=1) of the sender's busy time the tracer found it waiting for its own send
     /// buffer (sampled; counted from the tracer's first sample, busy time from the open).
     pub fn buffer_wait_share(&self) -> Option<f64> {
+        self.busy_share(|l| f64::from(l.buffer_wait_ms)).map(|share| share.min(1.0))
+    }
+
+    /// `ms(limits)` over the sender's busy time, when it was busy.
+    fn busy_share(&self, ms: impl FnOnce(&SendLimits) -> f64) -> Option<f64> {
         let s = self.sender.as_ref()?;
         let limits = s.limits?;
-        (s.busy_ms > 0).then(|| (f64::from(limits.buffer_wait_ms) / s.busy_ms as f64).min(1.0))
+        (s.busy_ms > 0).then(|| ms(&limits) / s.busy_ms as f64)
     }
 
     /// `now_ns`, or the close time for a closed connection: open episodes end there.
