@@ -1452,7 +1452,17 @@ fn a_buffer_at_tcp_rmem_max_caps_the_transfer_and_is_named() {
             && e["side"] == "local"
             && e["ts_ns"].as_u64() > a["ts_ns"].as_u64()
     });
-    assert!(resolved, "raising tcp_rmem did not resolve the alert");
+    let after: Vec<String> = events
+        .iter()
+        .filter(|e| e["sport"] == port && e["ts_ns"].as_u64() > a["ts_ns"].as_u64())
+        .filter(|e| matches!(kind(e), "read" | "window" | "rcv_space" | "alert" | "alert_resolved"))
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        resolved,
+        "raising tcp_rmem did not resolve the alert; the receiver's events after it:\n{}",
+        after.join("\n")
+    );
 }
 
 /// A reader in another process that sleeps and then drains its socket in one burst, again and
