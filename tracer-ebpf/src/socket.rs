@@ -8,6 +8,8 @@
 //! follows, which removes it), and never created for a socket that is not a live connection, so
 //! a recycled address inherits nothing.
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::helpers::{
     bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
     generated::bpf_sk_storage_get,
@@ -24,51 +26,29 @@ use crate::{
     maps::{global, COUNTS, SK_STATE, SOCKS},
     read,
     state::{SockState, UNSEEN},
+    zeroed,
 };
 
 const BPF_SK_STORAGE_GET_F_CREATE: u64 = 1;
 /// The per-netns TCP control socket (RSTs, TIME_WAIT and SYN_RECV ACKs) is SOCK_RAW.
 const SOCK_STREAM: u64 = 1;
 
-/// State for a socket first seen now: nothing reported yet, ports read and filtered.
+/// Writes into `slot` the state of a socket first seen now: nothing reported yet, ports read and
+/// filtered. In place, never moved: a moved record is copied with memcpy (see `zeroed`).
 #[inline(always)]
-fn fresh(sk: u64) -> SockState {
-    let mut fresh = SockState {
-        last_raw: UNSEEN,
-        last_reported: UNSEEN,
-        owner: 0,
-        space: 0,
-        rcvbuf: 0,
-        peer_raw: UNSEEN,
-        peer_reported: UNSEEN,
-        max_raw: 0,
-        peer_sample_ns: 0,
-        copied: 0,
-        reads: 0,
-        read_bytes: 0,
-        read_since_ns: 0,
-        cgroup: 0,
-        opened_ns: 0,
-        open_advmss: 0,
-        open_rcvbuf: 0,
-        open_from: 0,
-        open_snd_wscale: 0,
-        open_rcv_wscale: 0,
-        open_wscale_ok: 0,
-        service_port: 0,
-        // With a filter, or when asked for every connection, each is reported from its open.
-        reported: global!(CONFIG.every_connection),
-        nomem_pending: 0,
-        sport: 0,
-        dport: 0,
-        ports_match: 0,
-        buffer_watch: 0,
-        _pad: [0; 2],
-        buffer_wait_ns: 0,
-        buffer_seen_ns: 0,
-        comm: [0; 16],
+fn fresh(sk: u64, slot: &mut MaybeUninit<SockState>) -> &mut SockState {
+    // SAFETY: SockState is plain old data, so all-zero is a valid record; `slot` is its size.
+    let fresh = unsafe {
+        zeroed::zero(slot.as_mut_ptr());
+        slot.assume_init_mut()
     };
-    read_ports(sk, &mut fresh);
+    fresh.last_raw = UNSEEN;
+    fresh.last_reported = UNSEEN;
+    fresh.peer_raw = UNSEEN;
+    fresh.peer_reported = UNSEEN;
+    // With a filter, or when asked for every connection, each is reported from its open.
+    fresh.reported = global!(CONFIG.every_connection);
+    read_ports(sk, fresh);
     fresh
 }
 
@@ -116,7 +96,8 @@ pub fn shared(sk: u64) -> Option<*mut SockState> {
     if !is_connection(sk) {
         return None;
     }
-    SOCKS.insert(&sk, &fresh(sk), 0).ok()?;
+    let mut slot = MaybeUninit::uninit();
+    SOCKS.insert(&sk, fresh(sk, &mut slot), 0).ok()?;
     SOCKS.get_ptr_mut(&sk)
 }
 
@@ -149,7 +130,8 @@ pub fn service_port(sk: u64, st: &SockState) -> u16 {
 /// socket at this address left is dropped.
 #[inline(always)]
 pub fn reset(sk: u64) -> Option<&'static mut SockState> {
-    if SOCKS.insert(&sk, &fresh(sk), 0).is_err() {
+    let mut slot = MaybeUninit::uninit();
+    if SOCKS.insert(&sk, fresh(sk, &mut slot), 0).is_err() {
         // The table is full: this connection goes untraced by the tracepoint and kprobe
         // programs. Counted once per connection, so the agent can say so.
         if let Some(count) = COUNTS.get_ptr_mut(COUNT_TABLE_FULL) {
@@ -194,13 +176,14 @@ pub fn local(sk: u64) -> Option<&'static mut SockState> {
         return None;
     }
     let map = core::ptr::addr_of!(SK_STATE) as *mut core::ffi::c_void;
-    let mut fresh = fresh(sk);
+    let mut slot = MaybeUninit::uninit();
+    let fresh = fresh(sk, &mut slot);
     // SAFETY: the helper checks its arguments; the kernel copies `fresh` into the new storage.
     let made = unsafe {
         bpf_sk_storage_get(
             map,
             sk as *mut _,
-            (&mut fresh as *mut SockState).cast(),
+            (fresh as *mut SockState).cast(),
             BPF_SK_STORAGE_GET_F_CREATE,
         )
     };

@@ -35,31 +35,28 @@ pub struct SockState {
     /// cgroup v2 id of the owner, seen with it.
     pub cgroup: u64,
     /// Open-time facts, kept for a connection reported later than its open (hash record only):
-    /// when it reached ESTABLISHED (0: before the tracer attached), from which state, and what
-    /// the open event carries.
+    /// when it reached ESTABLISHED (0: before the tracer attached), from which state, and its
+    /// receive buffer then. (The scales, MSS and scaling flag do not change after the
+    /// handshake: a late open reads them when it is sent.)
     pub opened_ns: u64,
-    pub open_advmss: u32,
     pub open_rcvbuf: u32,
     pub open_from: u8,
-    pub open_snd_wscale: u8,
-    pub open_rcv_wscale: u8,
-    pub open_wscale_ok: u8,
+    /// 1 once the connection was reported to the agent: its later events all go out.
+    pub reported: u8,
     /// The service's port (the local one of an accepted connection, the remote one of a
     /// connection this host opened) for the host totals; 0 while unknown.
     pub service_port: u16,
-    /// 1 once the connection was reported to the agent: its later events all go out.
-    pub reported: u8,
     /// An in-sequence PROTO_MEM drop happened: on a 6.6+ kernel the next zero window is the
     /// uncounted kind (used where icsk_ack.pending cannot be read at send time).
     pub nomem_pending: u8,
-    pub sport: u16,
-    pub dport: u16,
     /// 1 when the port filter lets this socket through.
     pub ports_match: u8,
     /// 1 while the sender's send-buffer waits are measured at every segment from the peer
     /// (it was waiting, or its SO_SNDBUF is pinned and it was sending, at the last sample).
     pub buffer_watch: u8,
-    pub _pad: [u8; 2],
+    pub _pad: u8,
+    pub sport: u16,
+    pub dport: u16,
     /// Time the sender was found waiting for its own send buffer, and when that was last
     /// tested (peer_window).
     pub buffer_wait_ns: u64,
