@@ -45,8 +45,8 @@ pub fn set_state_raw_tp(ctx: RawTracePointContext) -> i32 {
             let st = socket::find(sk);
             // Listeners and handshakes that never completed are not connections to report.
             let connection = old != TCP_LISTEN && old != TCP_SYN_SENT && old != TCP_SYN_RECV;
-            // A window closed at zero may reopen in the reset tcp_close sends next: the kprobe
-            // window program (whose state is this record) forgets it then.
+            // A window closed at zero may reopen in the reset tcp_close sends next: the window
+            // programs (whose state is this record) forget it then.
             let keep = st.as_ref().is_some_and(|st| st.last_raw == 0);
             if connection {
                 closed(sk, st, old);
