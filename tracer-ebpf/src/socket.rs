@@ -48,10 +48,16 @@ fn fresh(sk: u64, slot: &mut MaybeUninit<SockState>) -> &mut SockState {
         zeroed::zero(slot.as_mut_ptr());
         slot.assume_init_mut()
     };
-    fresh.last_raw = UNSEEN;
-    fresh.last_reported = UNSEEN;
-    fresh.peer_raw = UNSEEN;
-    fresh.peer_reported = UNSEEN;
+    // Volatile: four adjacent stores of one byte pattern would become a memset too.
+    for unseen in [
+        &mut fresh.last_raw,
+        &mut fresh.last_reported,
+        &mut fresh.peer_raw,
+        &mut fresh.peer_reported,
+    ] {
+        // SAFETY: a field of the record.
+        unsafe { core::ptr::write_volatile(unseen, UNSEEN) };
+    }
     // With a filter, or when asked for every connection, each is reported from its open.
     fresh.reported = global!(CONFIG.every_connection);
     read_ports(sk, fresh);
