@@ -65,8 +65,9 @@ pub const NOMEM_PATH: u8 = 1 << 0;
 
 /// Sizes of the kernel maps; the agent may override them.
 pub const RING_BYTES: u32 = 4 << 20;
-/// Entries of the per-socket hash the tracepoint programs use (sk_storage has no fixed size): a
-/// ceiling, not a reservation (the map is not preallocated), sized for a million sockets.
+/// Entries of the per-socket hash every program keeps its state in (the packet and fentry
+/// programs put sockets past it in sk_storage): a ceiling, not a reservation (the map is not
+/// preallocated), sized for a million sockets.
 pub const MAX_SOCKETS: u32 = 1 << 20;
 /// Indexes of the COUNTS map: things the kernel programs could not do, shown to the user.
 /// A socket not traced by the tracepoint programs because the per-socket hash was full.

@@ -1,7 +1,10 @@
 //! The only place that reserves ring-buffer space. A full ring is counted per event kind, never
 //! dropped silently.
 
-use crate::maps::{EVENTS, LOST};
+use crate::{
+    maps::{EVENTS, LOST},
+    zeroed,
+};
 
 /// Submit without waking the reader: a wakeup per event costs ~1.4 us on the hot path; the agent
 /// drains the ring on a short timer instead.
@@ -26,10 +29,10 @@ pub fn fill<T: 'static>(kind: u16, fill: impl FnOnce(&mut T)) {
     match EVENTS.reserve::<T>(0) {
         Some(mut entry) => {
             let record = entry.as_mut_ptr();
-            // SAFETY: the reservation is size_of::<T>() bytes; T is plain old data, valid
-            // all-zero, so it is initialised before `fill` sees it.
+            // SAFETY: the reservation is size_of::<T>() bytes, 8-aligned; T is plain old data,
+            // valid all-zero, so it is initialised before `fill` sees it.
             unsafe {
-                core::ptr::write_bytes(record, 0, 1);
+                zeroed::zero(record);
                 fill(&mut *record);
             }
             entry.submit(BPF_RB_NO_WAKEUP);

@@ -24,6 +24,7 @@ mod report;
 mod socket;
 mod state;
 mod totals;
+mod zeroed;
 
 #[cfg(not(test))]
 #[panic_handler]

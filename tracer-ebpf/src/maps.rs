@@ -47,13 +47,12 @@ pub static HOST_TOTALS: PerCpuArray<u64> = PerCpuArray::with_max_entries(HOST_TO
 pub static PORT_TOTALS: PerCpuHashMap<u16, PortTotals> =
     PerCpuHashMap::with_max_entries(MAX_TOTAL_PORTS, 0);
 
-/// Per-socket state of the programs that cannot use sk_storage (raw tracepoints, kprobes),
-/// keyed by socket address. Not an LRU: an evicted live socket would repeat or lose a
-/// transition. Entries go at TCP_CLOSE; a full table refuses new sockets and counts them.
-/// Allocated as sockets come (BPF_F_NO_PREALLOC): a million-entry ceiling reserves only its
-/// bucket array (16 B an entry, 16 MiB), an entry costs about 160 bytes of kernel memory while its
-/// socket lives, and its insert (once per connection, not per segment) takes an allocation from
-/// the kernel's per-CPU BPF cache (6.1+).
+/// Per-socket state of every program, keyed by socket address. Not an LRU: an evicted live
+/// socket would repeat or lose a transition. Entries go at TCP_CLOSE; a full table refuses new
+/// sockets and counts them. Allocated as sockets come (BPF_F_NO_PREALLOC): a million-entry
+/// ceiling reserves only its bucket array (16 B an entry, 16 MiB), an entry costs one 256-byte
+/// allocation while its socket lives, and its insert (once per connection, not per segment)
+/// takes it from the kernel's per-CPU BPF cache (6.1+).
 #[map]
 pub static SOCKS: HashMap<u64, SockState> =
     HashMap::with_max_entries(MAX_SOCKETS, BPF_F_NO_PREALLOC);
@@ -71,8 +70,8 @@ pub struct SkStorageDef {
 // SAFETY: never dereferenced; the kernel owns the map this describes.
 unsafe impl Sync for SkStorageDef {}
 
-/// Per-socket state of the packet and fentry/fexit programs: it lives and dies with the socket,
-/// so no table size decides what is forgotten and no recycled address inherits it.
+/// Per-socket state of the packet and fentry/fexit programs for a socket that found SOCKS full:
+/// it lives and dies with the socket, so no table size decides what these programs forget.
 #[link_section = ".maps"]
 #[export_name = "SK_STATE"]
 pub static SK_STATE: SkStorageDef = SkStorageDef {

@@ -9,7 +9,7 @@ use tracer_common::{
     totals::TOTAL_REPORTED,
 };
 
-use crate::{emit, filter, header, socket, state::SockState, totals};
+use crate::{emit, filter, header, maps::global, read, socket, state::SockState, totals};
 
 /// Whether events of `sk` go out: yes once the connection was reported; if not, yes when
 /// `trigger` (this moment matters for flow control), after the deferred open. `st` is the
@@ -53,8 +53,8 @@ pub fn announce(sk: u64, st: &mut SockState, trigger: bool, hook: u8) -> bool {
     true
 }
 
-/// The open of a connection reported after it: the time and facts kept at the open, the owner
-/// known now. A connection opened before the tracer attached has no open: its owner is named.
+/// The open of a connection reported after it: the time and buffer kept at the open, the
+/// handshake's results (fixed since) and the owner known now. A connection opened before the tracer attached has no open: its owner is named.
 #[inline(always)]
 fn opened_late(sk: u64, st: &SockState, hook: u8) {
     if st.opened_ns == 0 {
@@ -72,11 +72,11 @@ fn opened_late(sk: u64, st: &SockState, hook: u8) {
         e.header.ts_ns = st.opened_ns;
         e.oldstate = st.open_from;
         e.newstate = TCP_ESTABLISHED;
-        e.snd_wscale = st.open_snd_wscale;
-        e.rcv_wscale = st.open_rcv_wscale;
-        e.advmss = st.open_advmss;
+        e.snd_wscale = read::field(sk, global!(OFFSETS.snd_wscale)).unwrap_or(0) as u8;
+        e.rcv_wscale = read::field(sk, global!(OFFSETS.rcv_wscale)).unwrap_or(0) as u8;
+        e.advmss = read::u32_field(sk, global!(OFFSETS.advmss));
         e.rcvbuf = st.open_rcvbuf;
-        e.wscale_ok = st.open_wscale_ok;
+        e.wscale_ok = read::field(sk, global!(OFFSETS.wscale_ok)).unwrap_or(0) as u8;
         e.deferred = 1;
         e.comm = st.comm;
     });

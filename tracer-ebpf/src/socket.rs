@@ -1,12 +1,18 @@
 //! Where each socket's state lives, how it is found, made and dropped, and which process owns
 //! the socket.
 //!
-//! Two stores hold it. The packet (cgroup_skb) and fentry/fexit programs use sk_storage, which
-//! the kernel frees with the socket. Raw tracepoints and kprobes cannot, so they use the SOCKS
-//! hash, keyed by socket address: an entry is made fresh when a connection starts (SYN_SENT,
-//! SYN_RECV), removed at TCP_CLOSE (a socket closed at a zero window keeps it for the RST that
-//! follows, which removes it), and never created for a socket that is not a live connection, so
-//! a recycled address inherits nothing.
+//! Every program keeps it in the SOCKS hash, keyed by socket address: an entry is made fresh
+//! when a connection starts (SYN_SENT, SYN_RECV) or is first seen (one opened before attach),
+//! removed at TCP_CLOSE (a socket closed at a zero window keeps it for the RST that follows,
+//! which removes it), and never created for a socket that is not a live connection, so a
+//! recycled address inherits nothing. One record per socket, made once: a record in the
+//! socket's own storage (sk_storage) as well cost the packet programs an allocation and a free
+//! per socket, a third of their time on short connections.
+//!
+//! When the hash is full, the programs whose `sk` the verifier knows (cgroup_skb, fentry/fexit)
+//! keep the socket in sk_storage instead, so their windows stay exact whatever the table's size.
+
+use core::mem::MaybeUninit;
 
 use aya_ebpf::helpers::{
     bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
@@ -24,51 +30,37 @@ use crate::{
     maps::{global, COUNTS, SK_STATE, SOCKS},
     read,
     state::{SockState, UNSEEN},
+    zeroed,
 };
 
 const BPF_SK_STORAGE_GET_F_CREATE: u64 = 1;
+/// Map update flag: only if the key is not there yet.
+const BPF_NOEXIST: u64 = 1;
 /// The per-netns TCP control socket (RSTs, TIME_WAIT and SYN_RECV ACKs) is SOCK_RAW.
 const SOCK_STREAM: u64 = 1;
 
-/// State for a socket first seen now: nothing reported yet, ports read and filtered.
+/// Writes into `slot` the state of a socket first seen now: nothing reported yet, ports read and
+/// filtered. In place, never moved: a moved record is copied with memcpy (see `zeroed`).
 #[inline(always)]
-fn fresh(sk: u64) -> SockState {
-    let mut fresh = SockState {
-        last_raw: UNSEEN,
-        last_reported: UNSEEN,
-        owner: 0,
-        space: 0,
-        rcvbuf: 0,
-        peer_raw: UNSEEN,
-        peer_reported: UNSEEN,
-        max_raw: 0,
-        peer_sample_ns: 0,
-        copied: 0,
-        reads: 0,
-        read_bytes: 0,
-        read_since_ns: 0,
-        cgroup: 0,
-        opened_ns: 0,
-        open_advmss: 0,
-        open_rcvbuf: 0,
-        open_from: 0,
-        open_snd_wscale: 0,
-        open_rcv_wscale: 0,
-        open_wscale_ok: 0,
-        service_port: 0,
-        // With a filter, or when asked for every connection, each is reported from its open.
-        reported: global!(CONFIG.every_connection),
-        nomem_pending: 0,
-        sport: 0,
-        dport: 0,
-        ports_match: 0,
-        buffer_watch: 0,
-        _pad: [0; 2],
-        buffer_wait_ns: 0,
-        buffer_seen_ns: 0,
-        comm: [0; 16],
+fn fresh(sk: u64, slot: &mut MaybeUninit<SockState>) -> &mut SockState {
+    // SAFETY: SockState is plain old data, so all-zero is a valid record; `slot` is its size.
+    let fresh = unsafe {
+        zeroed::zero(slot.as_mut_ptr());
+        slot.assume_init_mut()
     };
-    read_ports(sk, &mut fresh);
+    // Volatile: four adjacent stores of one byte pattern would become a memset too.
+    for unseen in [
+        &mut fresh.last_raw,
+        &mut fresh.last_reported,
+        &mut fresh.peer_raw,
+        &mut fresh.peer_reported,
+    ] {
+        // SAFETY: a field of the record.
+        unsafe { core::ptr::write_volatile(unseen, UNSEEN) };
+    }
+    // With a filter, or when asked for every connection, each is reported from its open.
+    fresh.reported = global!(CONFIG.every_connection);
+    read_ports(sk, fresh);
     fresh
 }
 
@@ -107,7 +99,8 @@ pub fn find(sk: u64) -> Option<&'static mut SockState> {
 }
 
 /// The hash state of `sk` as a raw pointer, created on first sight of a live connection: for
-/// callers that may already hold `sk`'s record from the other store.
+/// callers that may already hold `sk`'s record (the same one, unless the hash was full when
+/// they made theirs in sk_storage).
 #[inline(always)]
 pub fn shared(sk: u64) -> Option<*mut SockState> {
     if let Some(state) = SOCKS.get_ptr_mut(&sk) {
@@ -116,7 +109,9 @@ pub fn shared(sk: u64) -> Option<*mut SockState> {
     if !is_connection(sk) {
         return None;
     }
-    SOCKS.insert(&sk, &fresh(sk), 0).ok()?;
+    let mut slot = MaybeUninit::uninit();
+    // NOEXIST: a record another CPU made meanwhile is kept, not overwritten.
+    let _ = SOCKS.insert(&sk, &*fresh(sk, &mut slot), BPF_NOEXIST);
     SOCKS.get_ptr_mut(&sk)
 }
 
@@ -149,7 +144,8 @@ pub fn service_port(sk: u64, st: &SockState) -> u16 {
 /// socket at this address left is dropped.
 #[inline(always)]
 pub fn reset(sk: u64) -> Option<&'static mut SockState> {
-    if SOCKS.insert(&sk, &fresh(sk), 0).is_err() {
+    let mut slot = MaybeUninit::uninit();
+    if SOCKS.insert(&sk, fresh(sk, &mut slot), 0).is_err() {
         // The table is full: this connection goes untraced by the tracepoint and kprobe
         // programs. Counted once per connection, so the agent can say so.
         if let Some(count) = COUNTS.get_ptr_mut(COUNT_TABLE_FULL) {
@@ -172,19 +168,16 @@ pub fn is_closed(sk: u64) -> bool {
     read::field(sk, global!(OFFSETS.skc_state)) == Some(u64::from(TCP_CLOSE))
 }
 
-/// The sk_storage state of socket `sk` if it has one; never creates it.
+/// The state of socket `sk` if it has one (its hash record, else the sk_storage one of a
+/// socket that found the hash full); never creates it. Only for programs whose `sk` is a socket
+/// pointer the verifier knows (cgroup_skb, fentry/fexit).
 #[inline(always)]
 pub fn local_existing(sk: u64) -> Option<&'static mut SockState> {
-    let map = core::ptr::addr_of!(SK_STATE) as *mut core::ffi::c_void;
-    // SAFETY: the helper checks its arguments; a NULL value with no flags only looks up.
-    let found = unsafe { bpf_sk_storage_get(map, sk as *mut _, core::ptr::null_mut(), 0) };
-    // SAFETY: the kernel keeps the storage alive while the socket is, which outlives the
-    // program's run.
-    (!found.is_null()).then(|| unsafe { &mut *found.cast::<SockState>() })
+    find(sk).or_else(|| overflow_existing(sk))
 }
 
-/// The sk_storage state of socket `sk`, created on first sight of a live connection. Only for
-/// programs whose `sk` is a socket pointer the verifier knows (cgroup_skb, fentry/fexit).
+/// The state of socket `sk`, created on first sight of a live connection: in the hash, or in
+/// sk_storage when the hash is full. For the same programs as `local_existing`.
 #[inline(always)]
 pub fn local(sk: u64) -> Option<&'static mut SockState> {
     if let Some(found) = local_existing(sk) {
@@ -193,22 +186,62 @@ pub fn local(sk: u64) -> Option<&'static mut SockState> {
     if !is_connection(sk) {
         return None;
     }
+    let mut slot = MaybeUninit::uninit();
+    let fresh = fresh(sk, &mut slot);
+    // NOEXIST: a record another CPU made meanwhile is kept, not overwritten.
+    if SOCKS.insert(&sk, &*fresh, BPF_NOEXIST).is_ok() {
+        return find(sk);
+    }
+    if let Some(found) = find(sk) {
+        return Some(found);
+    }
     let map = core::ptr::addr_of!(SK_STATE) as *mut core::ffi::c_void;
-    let mut fresh = fresh(sk);
     // SAFETY: the helper checks its arguments; the kernel copies `fresh` into the new storage.
     let made = unsafe {
         bpf_sk_storage_get(
             map,
             sk as *mut _,
-            (&mut fresh as *mut SockState).cast(),
+            (fresh as *mut SockState).cast(),
             BPF_SK_STORAGE_GET_F_CREATE,
         )
     };
-    if made.is_null() {
-        return None;
+    // SAFETY: as in `overflow_existing`.
+    (!made.is_null()).then(|| unsafe { &mut *made.cast::<SockState>() })
+}
+
+/// The sk_storage record of a socket that found the hash full, if any.
+#[inline(always)]
+fn overflow_existing(sk: u64) -> Option<&'static mut SockState> {
+    let map = core::ptr::addr_of!(SK_STATE) as *mut core::ffi::c_void;
+    // SAFETY: the helper checks its arguments; a NULL value with no flags only looks up.
+    let found = unsafe { bpf_sk_storage_get(map, sk as *mut _, core::ptr::null_mut(), 0) };
+    // SAFETY: the kernel keeps the storage alive while the socket is, which outlives the
+    // program's run.
+    (!found.is_null()).then(|| unsafe { &mut *found.cast::<SockState>() })
+}
+
+/// After an RST of socket `sk` (its state from `local_existing`): a socket closed at a zero
+/// window kept its hash record for this RST; it is done with it now.
+#[inline(always)]
+pub fn reset_done(sk: u64) {
+    if is_closed(sk) {
+        forget(sk);
     }
-    // SAFETY: as in `local_existing`.
-    Some(unsafe { &mut *made.cast::<SockState>() })
+}
+
+/// Takes the note the drop hook leaves in `sk`'s hash record (an in-sequence PROTO_MEM drop:
+/// the next zero window is the uncounted kind): whether it was there. `st` is the caller's
+/// record of `sk`, the hash record itself unless the hash was full when `sk` was first seen.
+#[inline(always)]
+pub fn take_nomem_note(sk: u64, st: &mut SockState) -> bool {
+    let note = match SOCKS.get_ptr_mut(&sk) {
+        // SAFETY: a live map value, and not `st` (checked): no second reference to one record.
+        Some(shared) if !core::ptr::eq(shared, st) => unsafe { &mut (*shared).nomem_pending },
+        _ => &mut st.nomem_pending,
+    };
+    let was = *note != 0;
+    *note = 0;
+    was
 }
 
 /// Copies into `st` the process the tracepoint programs learned for `sk` (they alone run in

@@ -810,7 +810,8 @@ fn small_socket_map_keeps_transitions_exact() {
     let count_side =
         |k: &str, side: &str| events.iter().filter(|e| kind(e) == k && e["side"] == side).count();
     let to_zero = delta(&before, &after, "TcpExtTCPToZeroWindowAdv");
-    // Peer windows always live in sk_storage (cgroup_skb ingress): exact whatever the table.
+    // The packet programs keep a socket that finds the table full in sk_storage: the peer
+    // windows (cgroup_skb ingress) stay exact whatever the table.
     assert_eq!(
         count_side("zero_window_start", "peer") as u64,
         to_zero,

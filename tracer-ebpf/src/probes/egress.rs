@@ -47,6 +47,7 @@ fn observe(ctx: &SkBuffContext) -> Option<()> {
     if seg.flags & TCP_FLAG_RST != 0 {
         if signals & EGRESS_WINDOW != 0 {
             window::reset_sent(sk, socket::local_existing(sk)?, seg.raw_window, HOOK_CGROUP_SKB);
+            socket::reset_done(sk);
         }
         return None;
     }

@@ -21,6 +21,11 @@ pub fn set_state_raw_tp(ctx: RawTracePointContext) -> i32 {
     // TCP states fit in a byte (the kernel keeps them in skc_state, an unsigned char).
     let old = ctx.arg::<u64>(1) as u8;
     let new = ctx.arg::<u64>(2) as u8;
+    // Half of a connection's transitions (FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, LAST_ACK, ...) are
+    // none of these: they cost no read of the socket.
+    if !matches!(new, TCP_SYN_SENT | TCP_SYN_RECV | TCP_ESTABLISHED | TCP_CLOSE) {
+        return 0;
+    }
     if read::field(sk, global!(OFFSETS.sk_protocol)).unwrap_or(0) != IPPROTO_TCP {
         return 0;
     }
@@ -37,13 +42,16 @@ pub fn set_state_raw_tp(ctx: RawTracePointContext) -> i32 {
         }
         TCP_ESTABLISHED => opened(sk, old),
         TCP_CLOSE => {
+            let st = socket::find(sk);
             // Listeners and handshakes that never completed are not connections to report.
-            if old != TCP_LISTEN && old != TCP_SYN_SENT && old != TCP_SYN_RECV {
-                closed(sk, old);
+            let connection = old != TCP_LISTEN && old != TCP_SYN_SENT && old != TCP_SYN_RECV;
+            // A window closed at zero may reopen in the reset tcp_close sends next: the window
+            // programs (whose state is this record) forget it then.
+            let keep = st.as_ref().is_some_and(|st| st.last_raw == 0);
+            if connection {
+                closed(sk, st, old);
             }
-            // A window closed at zero may reopen in the reset tcp_close sends next: the kprobe
-            // window program (whose state is this record) forgets it then.
-            if !socket::find(sk).is_some_and(|st| st.last_raw == 0) {
+            if !keep {
                 socket::forget(sk);
             }
         }
@@ -69,11 +77,7 @@ fn opened(sk: u64, old: u8) {
     // SAFETY: helper without arguments.
     st.opened_ns = unsafe { bpf_ktime_get_ns() };
     st.open_from = old;
-    st.open_snd_wscale = read::field(sk, global!(OFFSETS.snd_wscale)).unwrap_or(0) as u8;
-    st.open_rcv_wscale = read::field(sk, global!(OFFSETS.rcv_wscale)).unwrap_or(0) as u8;
-    st.open_advmss = read::u32_field(sk, global!(OFFSETS.advmss));
     st.open_rcvbuf = read::u32_field(sk, global!(OFFSETS.sk_rcvbuf));
-    st.open_wscale_ok = read::field(sk, global!(OFFSETS.wscale_ok)).unwrap_or(0) as u8;
     if st.reported == 0 || !filter::wanted(st) {
         return;
     }
@@ -82,10 +86,10 @@ fn opened(sk: u64, old: u8) {
 }
 
 #[inline(always)]
-fn closed(sk: u64, old: u8) {
+fn closed(sk: u64, st: Option<&mut SockState>, old: u8) {
     // This tracepoint fires after TCP_CLOSE released the local port (inet_sk_state_store runs
     // last in tcp_set_state): a close is reported only with the ports learned while open.
-    let Some(st) = socket::find(sk) else {
+    let Some(st) = st else {
         totals::count(TOTAL_CLOSED, 0);
         return;
     };

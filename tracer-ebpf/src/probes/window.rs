@@ -47,6 +47,7 @@ fn send_check_fentry(ctx: &FEntryContext) {
     if seg.reset {
         if let Some(st) = socket::local_existing(sk) {
             reset_sent(sk, st, seg.raw, HOOK_FENTRY);
+            socket::reset_done(sk);
         }
     } else if let Some(st) = socket::local(sk) {
         sent(sk, st, seg, HOOK_FENTRY);
@@ -62,10 +63,7 @@ pub fn window_kprobe(ctx: ProbeContext) -> u32 {
             if seg.reset {
                 if let Some(st) = socket::find(sk) {
                     reset_sent(sk, st, seg.raw, HOOK_KPROBE);
-                    // The record TCP_CLOSE kept for this reset (see set_state).
-                    if socket::is_closed(sk) {
-                        socket::forget(sk);
-                    }
+                    socket::reset_done(sk);
                 }
             } else if let Some(st) = socket::get(sk) {
                 sent(sk, st, seg, HOOK_KPROBE);
@@ -131,7 +129,7 @@ pub fn advertised(sk: u64, st: &mut SockState, raw: u16, hook: u8) {
     // The kernel's TCPToZeroWindowAdv / TCPFromZeroWindowAdv moments. A socket first seen at zero
     // counts as a transition: the user wants to know it is stalled.
     let transition = if raw == 0 {
-        let uncounted = uncounted_zero(sk, hook);
+        let uncounted = uncounted_zero(sk, st, hook);
         let total = if uncounted { TOTAL_ZERO_WINDOW_UNCOUNTED } else { TOTAL_ZERO_WINDOW_LOCAL };
         totals::count(total, socket::service_port(sk, st));
         if uncounted {
@@ -140,7 +138,7 @@ pub fn advertised(sk: u64, st: &mut SockState, raw: u16, hook: u8) {
             TRANSITION_TO_ZERO
         }
     } else if last == 0 {
-        forget_nomem(sk, hook);
+        forget_nomem(sk, st, hook);
         TRANSITION_FROM_ZERO
     } else {
         TRANSITION_NONE
@@ -251,7 +249,7 @@ fn decision_inputs(sk: u64, hook: u8, event: &mut WindowEvent) {
 /// count. At send_check the kernel's own flag says so; on the packet path (after the flag is
 /// cleared) an in-sequence PROTO_MEM drop seen just before stands for it.
 #[inline(always)]
-fn uncounted_zero(sk: u64, hook: u8) -> bool {
+fn uncounted_zero(sk: u64, st: &mut SockState, hook: u8) -> bool {
     if global!(CONFIG.kernel_features) & NOMEM_PATH == 0 {
         return false;
     }
@@ -259,22 +257,13 @@ fn uncounted_zero(sk: u64, hook: u8) -> bool {
         let pending = read::field(sk, global!(OFFSETS.icsk_ack_pending)).unwrap_or(0);
         return pending & global!(CONFIG.icsk_ack_nomem) as u64 != 0;
     }
-    match socket::find(sk) {
-        Some(shared) => {
-            let was = shared.nomem_pending != 0;
-            shared.nomem_pending = 0;
-            was
-        }
-        None => false,
-    }
+    socket::take_nomem_note(sk, st)
 }
 
 /// A reopened window ends any out-of-memory episode the drop hook noted.
 #[inline(always)]
-fn forget_nomem(sk: u64, hook: u8) {
+fn forget_nomem(sk: u64, st: &mut SockState, hook: u8) {
     if hook == HOOK_CGROUP_SKB && global!(CONFIG.kernel_features) & NOMEM_PATH != 0 {
-        if let Some(shared) = socket::find(sk) {
-            shared.nomem_pending = 0;
-        }
+        socket::take_nomem_note(sk, st);
     }
 }
