@@ -54,7 +54,8 @@ pub fn announce(sk: u64, st: &mut SockState, trigger: bool, hook: u8) -> bool {
 }
 
 /// The open of a connection reported after it: the time and buffer kept at the open, the
-/// handshake's results (fixed since) and the owner known now. A connection opened before the tracer attached has no open: its owner is named.
+/// handshake's results (fixed since) and the owner known now. A connection opened before the
+/// tracer attached has no open: its owner is named.
 #[inline(always)]
 fn opened_late(sk: u64, st: &SockState, hook: u8) {
     if st.opened_ns == 0 {
