@@ -64,7 +64,7 @@ unsafe impl aya::Pod for Config {}
 pub const NOMEM_PATH: u8 = 1 << 0;
 
 /// Sizes of the kernel maps; the agent may override them.
-pub const RING_BYTES: u32 = 4 << 20;
+pub const RING_BYTES: u32 = 8 << 20;
 /// Entries of the per-socket hash every program keeps its state in (the packet and fentry
 /// programs put sockets past it in sk_storage): a ceiling, not a reservation (the map is not
 /// preallocated), sized for a million sockets.
