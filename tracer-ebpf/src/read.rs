@@ -1,5 +1,5 @@
-//! Reads of kernel memory at offsets resolved from BTF. The only place that calls
-//! bpf_probe_read_kernel.
+//! Reads of kernel memory at offsets resolved from BTF: through bpf_probe_read_kernel (the only
+//! place that calls it), or by a plain load where the verifier knows the object (`direct`).
 
 use aya_ebpf::helpers::generated::bpf_probe_read_kernel;
 use tracer_common::offsets::FieldLoc;
@@ -52,4 +52,31 @@ pub fn bytes<const N: usize>(addr: u64) -> [u8; N] {
 pub fn bytes_into<const N: usize>(out: &mut [u8; N], addr: u64) {
     // SAFETY: as above, with exactly N bytes of destination.
     unsafe { bpf_probe_read_kernel(out.as_mut_ptr().cast(), N as u32, addr as *const _) };
+}
+
+/// Reads a field of the object at `base` by a plain load, about 10 ns cheaper than the helper.
+/// Only for a `base` the verifier knows as a kernel object of the field's type (a BTF pointer,
+/// such as bpf_skc_to_tcp_sock's result) and a `loc` from the read-only globals, which it knows
+/// as constants: it checks each load against the type, and the JIT makes a faulting one read 0.
+#[inline(always)]
+pub fn direct(base: u64, loc: FieldLoc) -> Option<u64> {
+    if loc.offset == FieldLoc::ABSENT {
+        return None;
+    }
+    let at = base.wrapping_add(loc.offset as u64);
+    // SAFETY: see above; the verifier refuses the program rather than let a bad load through.
+    let raw = unsafe {
+        match loc.size {
+            1 => core::ptr::read_volatile(at as *const u8) as u64,
+            2 => core::ptr::read_volatile(at as *const u16) as u64,
+            4 => core::ptr::read_volatile(at as *const u32) as u64,
+            8 => core::ptr::read_volatile(at as *const u64),
+            _ => return None,
+        }
+    };
+    if loc.width == 0 || loc.width >= 64 {
+        Some(raw)
+    } else {
+        Some((raw >> loc.shift) & ((1u64 << loc.width) - 1))
+    }
 }

@@ -204,6 +204,13 @@ fn probes_reports_a_hook_for_every_signal() {
     for signal in ["window", "zero-window probe", "rcv-buffer autotune", "open/close"] {
         assert!(out.contains(signal), "{signal} missing from:\n{out}");
     }
+    // The ingress program that reads the socket by plain loads, not its fallback: every kernel
+    // we test on verifies it.
+    assert!(
+        out.lines().any(|l| l.starts_with("  peer window ")
+            && l.ends_with("cgroup_skb ingress (packet headers)")),
+        "peer windows not served by the direct-load ingress program:\n{out}"
+    );
 }
 
 #[test]

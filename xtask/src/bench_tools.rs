@@ -419,7 +419,7 @@ pub fn prog_delta(
 pub fn tracer_packet_programs() -> usize {
     aya::programs::loaded_programs()
         .flatten()
-        .filter(|p| matches!(p.name_as_str(), Some("egress_skb" | "ingress_skb")))
+        .filter(|p| matches!(p.name_as_str(), Some("egress_skb" | "ingress_skb" | "ingress_read")))
         .count()
 }
 

@@ -113,8 +113,8 @@ fn try_hook(
                 Err(format!("needs the {name} program, which did not attach"))
             };
         }
-        Attach::Ingress => {
-            attach_cgroup_skb(ebpf, "ingress_skb", CgroupSkbAttachType::Ingress)?;
+        Attach::Ingress(name) => {
+            attach_cgroup_skb(ebpf, name, CgroupSkbAttachType::Ingress)?;
             return Ok(partial);
         }
     };
