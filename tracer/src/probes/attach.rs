@@ -197,28 +197,46 @@ where
     prog.try_into().map_err(describe)
 }
 
+/// The verifier's reason: its last line before the statistics and register dumps it ends with.
+fn verifier_reason(log: &str) -> &str {
+    const TRAILER: [&str; 5] =
+        ["processed ", "verification time", "stack depth", "cur state:", "old state:"];
+    log.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !TRAILER.iter().any(|t| l.starts_with(t)))
+        .unwrap_or("")
+}
+
+/// Why a program did not load, from the kernel's error and the verifier's log.
+fn load_failure(io_error: &std::io::Error, log: &str) -> String {
+    // The verifier walked the program and refused it: its statistics end the log.
+    let walked = log.lines().any(|l| l.starts_with("processed "));
+    let hint = match io_error.raw_os_error() {
+        Some(libc::EPERM) => " (the kernel refuses this program type here)",
+        Some(libc::EINVAL) | Some(libc::ENOENT) if walked => " (the kernel's verifier refused it)",
+        Some(libc::EINVAL) | Some(libc::ENOENT) => {
+            " (the function is not traceable on this kernel)"
+        }
+        _ => "",
+    };
+    let reason = verifier_reason(log);
+    if reason.is_empty() || hint.starts_with(" (the kernel refuses") {
+        format!("load failed: {io_error}{hint}")
+    } else {
+        format!("load failed: {io_error}{hint}; verifier: {reason}")
+    }
+}
+
 /// One line an operator can read: the kernel's answer, not the verifier's whole log.
 fn describe(e: ProgramError) -> String {
     match e {
         ProgramError::LoadError { io_error, verifier_log } => {
+            let log = verifier_log.to_string();
             if std::env::var_os("TRACER_VERIFIER_LOG").is_some() {
-                eprintln!("verifier log ({io_error}):\n{verifier_log}");
+                eprintln!("verifier log ({io_error}):\n{log}");
             }
-            let hint = match io_error.raw_os_error() {
-                Some(libc::EPERM) => " (the kernel refuses this program type here)",
-                Some(libc::EINVAL) | Some(libc::ENOENT) => {
-                    " (the function is not traceable on this kernel)"
-                }
-                _ => "",
-            };
-            let last = verifier_log.to_string();
-            let last =
-                last.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
-            if last.is_empty() || hint.starts_with(" (the kernel refuses") {
-                format!("load failed: {io_error}{hint}")
-            } else {
-                format!("load failed: {io_error}{hint}; verifier: {last}")
-            }
+            load_failure(&io_error, &log)
         }
         ProgramError::TracePointError(t) => {
             format!("{} (is the kernel built with CONFIG_FTRACE_SYSCALLS?)", error_chain(&t))
@@ -270,4 +288,30 @@ fn attach_cgroup_skb(ebpf: &mut Ebpf, name: &str, kind: CgroupSkbAttachType) -> 
         format!("failed to attach to the cgroup root {}: {}", root.display(), describe(e))
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn einval() -> std::io::Error {
+        std::io::Error::from_raw_os_error(libc::EINVAL)
+    }
+
+    #[test]
+    fn a_refusal_is_named_by_the_verifiers_reason_not_its_statistics() {
+        let log =
+            "324: (05) goto pc-1\ninfinite loop detected at insn 324\ncur state: R0=scalar()\n\
+                   old state: R0=scalar()\nverification time 1105 usec\nstack depth 200\n\
+                   processed 232 insns (limit 1000000) max_states_per_insn 0 total_states 18\n";
+        let text = load_failure(&einval(), log);
+        assert!(text.contains("(the kernel's verifier refused it)"), "{text}");
+        assert!(text.ends_with("verifier: infinite loop detected at insn 324"), "{text}");
+    }
+
+    #[test]
+    fn an_untraceable_function_is_named_as_such() {
+        let text = load_failure(&einval(), "");
+        assert!(text.ends_with("(the function is not traceable on this kernel)"), "{text}");
+    }
 }
