@@ -215,6 +215,30 @@ fn probes_reports_a_hook_for_every_signal() {
 
 #[test]
 #[ignore = "needs root and a live kernel: run through `cargo xtask test`"]
+fn the_peer_window_fallback_program_verifies() {
+    // Nothing chooses the fallback on the kernels we test: make it, and see the kernel take it.
+    let mut cmd = Command::new(tracer_bin());
+    cmd.arg("probes").env("TRACER_AVOID_PROGRAMS", "ingress_skb");
+    if let Ok(hooks) = std::env::var("TRACER_HOOKS") {
+        cmd.args(["--hooks", &hooks]);
+    }
+    let out = run(&mut cmd);
+    let chosen =
+        "cgroup_skb ingress (packet headers; the socket read through bpf_probe_read_kernel)";
+    assert!(
+        out.lines().any(|l| l.starts_with("  peer window ") && l.ends_with(chosen)),
+        "the probe-read ingress program did not serve peer windows:\n{out}"
+    );
+    assert!(
+        out.contains(
+            "skipped cgroup_skb ingress (packet headers): not tried (TRACER_AVOID_PROGRAMS"
+        ),
+        "the avoided program is not named as such:\n{out}"
+    );
+}
+
+#[test]
+#[ignore = "needs root and a live kernel: run through `cargo xtask test`"]
 fn pid_filter_keeps_only_that_process() {
     let port = test_port() + 2;
     let ours = std::process::id();

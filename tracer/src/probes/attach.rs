@@ -37,6 +37,9 @@ impl Attached {
     }
 }
 
+/// The environment variable that names programs not to load (comma-separated).
+pub const AVOID_ENV: &str = "TRACER_AVOID_PROGRAMS";
+
 /// Loads and attaches one hook per signal. Fails only when nothing at all could be attached.
 pub fn attach_all(ebpf: &mut Ebpf, mode: Tiers, kernel_btf: &KernelBtf) -> Result<Attached> {
     // Loading fentry/fexit needs the kernel's BTF in aya's own form (parsed once, in
@@ -44,11 +47,18 @@ pub fn attach_all(ebpf: &mut Ebpf, mode: Tiers, kernel_btf: &KernelBtf) -> Resul
     let btf = kernel_btf.aya.as_ref().map_err(Clone::clone);
     let mut attached = Attached::default();
     let mut switches = [0u32; SWITCH_COUNT as usize];
+    // Programs not to load, by name: to try a fallback on purpose (the tests do), or to step
+    // around a program that misbehaves on some kernel.
+    let avoided = std::env::var(AVOID_ENV).unwrap_or_default();
     for signal in Signal::ALL {
         let mut row = Row { signal, chosen: None, partial: Vec::new(), skipped: Vec::new() };
         for hook in hooks(signal) {
             if !hook.allowed(mode) {
                 row.skipped.push((hook.label(), format!("not tried (--hooks {})", mode.name())));
+                continue;
+            }
+            if hook.uses_any(&avoided) {
+                row.skipped.push((hook.label(), format!("not tried ({AVOID_ENV}={avoided})")));
                 continue;
             }
             match try_hook(ebpf, hook, btf.clone(), kernel_btf) {

@@ -126,6 +126,20 @@ impl Hook {
         }
     }
 
+    /// Whether this hook uses one of the programs named in `avoided` (a comma-separated list).
+    pub fn uses_any(&self, avoided: &str) -> bool {
+        let named = |program: &str| avoided.split(',').any(|a| a.trim() == program);
+        match self.attach {
+            Attach::Fentry(ts) | Attach::Kprobe(ts) | Attach::Tracepoint(ts) => {
+                ts.iter().any(|t| named(t.program))
+            }
+            Attach::RawTracepoint(t) => named(t.program),
+            Attach::Egress => named("egress_skb"),
+            Attach::Piggyback(_) => false,
+            Attach::Ingress(program) => named(program),
+        }
+    }
+
     pub fn label(&self) -> String {
         let join = |kind: &str, targets: &[Target]| {
             let names: Vec<&str> = targets.iter().map(|t| t.kernel).collect();
