@@ -25,10 +25,16 @@ pub fn field(base: u64, loc: FieldLoc) -> Option<u64> {
             base.wrapping_add(loc.offset as u64) as *const _,
         )
     };
+    Some(bits(raw, loc))
+}
+
+/// The field's value in the `loc.size` bytes read at its offset: a bitfield's bits, or all.
+#[inline(always)]
+fn bits(raw: u64, loc: FieldLoc) -> u64 {
     if loc.width == 0 || loc.width >= 64 {
-        Some(raw)
+        raw
     } else {
-        Some((raw >> loc.shift) & ((1u64 << loc.width) - 1))
+        (raw >> loc.shift) & ((1u64 << loc.width) - 1)
     }
 }
 
@@ -74,9 +80,5 @@ pub fn direct(base: u64, loc: FieldLoc) -> Option<u64> {
             _ => return None,
         }
     };
-    if loc.width == 0 || loc.width >= 64 {
-        Some(raw)
-    } else {
-        Some((raw >> loc.shift) & ((1u64 << loc.width) - 1))
-    }
+    Some(bits(raw, loc))
 }

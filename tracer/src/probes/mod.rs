@@ -269,19 +269,13 @@ static OWNER: [Hook; 1] = [Hook {
 /// bpf_probe_read_kernel (about 50 ns a segment dearer), is for a verifier that refuses them.
 pub const DIRECT_INGRESS: &str = "ingress_skb";
 
+/// Both ingress programs see the same: they differ only in how they read the socket.
+const PEER_FIDELITY: &str =
+    "exact: the header of every segment received, with in-flight bytes and rwnd-limited time";
+
 static PEER_WINDOW: [Hook; 2] = [
-    Hook {
-        attach: Attach::Ingress(DIRECT_INGRESS),
-        fidelity: "exact: the header of every segment received, with in-flight bytes and \
-                   rwnd-limited time",
-        switch: None,
-    },
-    Hook {
-        attach: Attach::Ingress("ingress_read"),
-        fidelity: "exact: the header of every segment received, with in-flight bytes and \
-                   rwnd-limited time",
-        switch: None,
-    },
+    Hook { attach: Attach::Ingress(DIRECT_INGRESS), fidelity: PEER_FIDELITY, switch: None },
+    Hook { attach: Attach::Ingress("ingress_read"), fidelity: PEER_FIDELITY, switch: None },
 ];
 
 static READER: [Hook; 3] = [
