@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::Show;
 use crate::{
     alerts::{Alert, AlertId},
-    events::{ndjson, Event},
+    events::{ndjson::Lines, Event},
     pipeline::{Consumer, State},
     timeline::{ConnKey, ConnSummary},
 };
@@ -22,7 +22,7 @@ const BUFFER_BYTES: usize = 64 * 1024;
 pub struct Json<W: Write = Stdout> {
     out: W,
     /// Lines not yet written to `out`.
-    buf: Vec<u8>,
+    buf: Lines,
     show: Show,
 }
 
@@ -35,7 +35,7 @@ impl Json {
 impl<W: Write> Json<W> {
     /// NDJSON into `out` (the pipeline bench writes into a sink).
     pub fn to(out: W, show: Show) -> Self {
-        Json { out, buf: Vec::with_capacity(BUFFER_BYTES), show }
+        Json { out, buf: Lines::with_capacity(BUFFER_BYTES), show }
     }
 
     /// One object and a newline. Errors stay `io::Error`s, so that a closed pipe is recognised
@@ -46,7 +46,12 @@ impl<W: Write> Json<W> {
     }
 
     fn end_line(&mut self) -> std::io::Result<()> {
-        self.buf.push(b'\n');
+        self.buf.write_all(b"\n")?;
+        self.full()
+    }
+
+    /// Writes out what is gathered once it is `BUFFER_BYTES`.
+    fn full(&mut self) -> std::io::Result<()> {
         if self.buf.len() >= BUFFER_BYTES {
             self.write_out()?;
         }
@@ -54,7 +59,7 @@ impl<W: Write> Json<W> {
     }
 
     fn write_out(&mut self) -> std::io::Result<()> {
-        let result = self.out.write_all(&self.buf);
+        let result = self.out.write_all(self.buf.as_bytes());
         self.buf.clear();
         result
     }
@@ -63,8 +68,8 @@ impl<W: Write> Json<W> {
 impl<W: Write> Consumer for Json<W> {
     fn event(&mut self, event: &Event, _key: ConnKey, _state: &State<'_>) -> Result<()> {
         if self.show.events {
-            ndjson::write_event(&mut self.buf, event);
-            self.end_line()?;
+            self.buf.event(event);
+            self.full()?;
         }
         Ok(())
     }

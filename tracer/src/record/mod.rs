@@ -27,7 +27,7 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    events::Event,
+    events::{ndjson::Lines, Event},
     pipeline::{Consumer, State},
     timeline::{ConnKey, ConnSummary},
 };
@@ -57,7 +57,7 @@ pub enum Marker {
 pub struct Recorder {
     out: BufWriter<File>,
     /// One event's line, reused from event to event.
-    line: Vec<u8>,
+    line: Lines,
     path: PathBuf,
     events: u64,
     lost: u64,
@@ -69,7 +69,7 @@ impl Recorder {
             .with_context(|| format!("failed to create the recording {}", path.display()))?;
         let mut rec = Recorder {
             out: BufWriter::new(file),
-            line: Vec::new(),
+            line: Lines::default(),
             path: path.to_path_buf(),
             events: 0,
             lost: 0,
@@ -88,10 +88,9 @@ impl Recorder {
     pub fn event(&mut self, e: &Event) -> Result<()> {
         self.events += 1;
         self.line.clear();
-        crate::events::ndjson::write_event(&mut self.line, e);
-        self.line.push(b'\n');
+        self.line.event(e);
         self.out
-            .write_all(&self.line)
+            .write_all(self.line.as_bytes())
             .with_context(|| format!("failed to write the recording {}", self.path.display()))
     }
 
