@@ -32,15 +32,9 @@ impl Lines {
     /// Appends `e` as one JSON object and a newline.
     pub fn event(&mut self, e: &Event) {
         loop {
-            if let Some(room) = self.bytes.get_mut(self.len..) {
-                let room_len = room.len();
-                let mut line = Line(room);
-                write(&mut line, e);
-                line.put(b"\n");
-                if !line.is_full() {
-                    self.len += room_len - line.0.len();
-                    return;
-                }
+            if let Some(len) = self.bytes.get_mut(self.len..).and_then(|room| line(room, e)) {
+                self.len += len;
+                return;
             }
             // Rare: a name longer than the room left. Twice the room, and write it again.
             self.make_room(2 * (self.bytes.len() - self.len).max(LINE_ROOM));
@@ -78,6 +72,18 @@ impl io::Write for Lines {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// Writes `e` and a newline at the start of `room`: their length, or None when they do not fit.
+/// Not inlined into the retry loop, which would have the compiler work out every field before
+/// it (once for all tries) and keep them all on the stack.
+#[inline(never)]
+fn line(room: &mut [u8], e: &Event) -> Option<usize> {
+    let room_len = room.len();
+    let mut line = Line(room);
+    write(&mut line, e);
+    line.put(b"\n");
+    (!line.is_full()).then(|| room_len - line.0.len())
 }
 
 /// Appends `e` as one JSON object (no newline) to `out`.
