@@ -12,7 +12,7 @@ use crate::{
     bench_bulk::Bulk,
     bench_held::{Held, CHURN_TARGET, HELD},
     bench_http::Http,
-    bench_stats::{median, median_and_range, process_rss_kib, ratio},
+    bench_stats::{median, median_half_width, median_reach_and_range, process_rss_kib, ratio},
     bench_tools::{
         prog_counters, prog_delta, stats_on, tracer_packet_programs, ProgCost, Report, Tool,
     },
@@ -74,6 +74,8 @@ pub struct Options {
 /// Targets (issue 9): the tracer's median ratio to "nothing attached".
 const BULK_TARGET: f64 = 0.97;
 const HTTP_TARGET: f64 = 0.95;
+/// How closely the median ratios must be known (the 95 % interval's reach, either side).
+const STABLE_TO: f64 = 0.02;
 
 /// What one leg (a tool, or nothing) measured over the rounds of one workload.
 #[derive(Default)]
@@ -306,7 +308,8 @@ const HOW_TO_READ: &str = "\
 How to read: each round runs every leg once (nothing attached, then each tool), in an order
 that rotates from round to round. ratio = the leg's rate / the same round's rate with nothing
 attached (bulk: bytes/s, http: requests/s, held: new connections/s); the median of the rounds'
-ratios, with the lowest and highest round in brackets. CPU figures are per GB moved (bulk) or per
+ratios, how far its 95 % confidence interval reaches (+-, from the rounds' order statistics; none
+below 6 rounds), and the lowest and highest round in brackets. CPU figures are per GB moved (bulk) or per
 1,000 connections (http, held), over nothing attached: 'tool CPU' = the tool's kernel programs
 (BPF run-time statistics, from one extra leg with them on) + its own process (/proc/PID/stat);
 tcpdump's copy of each packet in the kernel is not in it. 'host CPU' = the whole host's busy time
@@ -314,16 +317,16 @@ over nothing attached's (median of per-round differences; it includes everything
 events / lost: the tracer's closing line (events read, lost in the ring buffer), bpftrace's printed
 lines and 'Lost N events', tcpdump's packets captured and dropped by the kernel, over all rounds.
 Figures that miss a target (tracer >= 0.97x bulk, >= 0.95x http, at or above tcpdump's ratio,
-zero lost at 20,000 held + 10,000 new connections/s) say MISS.";
+zero lost at 20,000 held + 10,000 new connections/s, each median known to +-0.02) say MISS.";
 
 fn print_table(workloads: &[Box<dyn Workload>], names: &[&str], tools: &[Tool], legs: &[Vec<Leg>]) {
     println!("\n{HOW_TO_READ}\n");
     println!(
-        "{:<5} {:<9} {:>12} {:<24} {:>14} {:>14} {:>11} {:>9} {:>10} {:>9}",
+        "{:<5} {:<9} {:>12} {:<32} {:>14} {:>14} {:>11} {:>9} {:>10} {:>9}",
         "load",
         "leg",
         "rate",
-        "ratio (range)",
+        "ratio +-95% (range)",
         "tool CPU",
         "host CPU",
         "events",
@@ -357,11 +360,15 @@ fn print_table(workloads: &[Box<dyn Workload>], names: &[&str], tools: &[Tool], 
                 .then(|| format!("{:.2} us", leg.cpu_total / leg.events as f64 * 1e6));
             let rss = median(&leg.rss_per_conn).map(|b| format!("{b:.0} B"));
             println!(
-                "{:<5} {:<9} {:>12} {:<24} {:>14} {:>14} {:>11} {:>9} {:>10} {:>9}",
+                "{:<5} {:<9} {:>12} {:<32} {:>14} {:>14} {:>11} {:>9} {:>10} {:>9}",
                 name,
                 leg_name,
                 rate,
-                if tool.is_some() { median_and_range(&leg.ratios) } else { "1 (reference)".into() },
+                if tool.is_some() {
+                    median_reach_and_range(&leg.ratios)
+                } else {
+                    "1 (reference)".into()
+                },
                 tool_cpu.map_or("-".to_string(), ms),
                 if tool.is_some() { ms(median(&leg.host_cpu_added)) } else { "-".into() },
                 if tool.is_some() { leg.events.to_string() } else { "-".into() },
@@ -413,11 +420,44 @@ fn check_targets(workload: &str, leg_name: &str, leg: &Leg, tcpdump: Option<f64>
                 ));
             }
         }
+        misses.extend(check_stable(workload, leg_name, &leg.ratios, t));
     }
     if workload == "held" && leg.lost > 0 {
         misses.push(format!(
             "MISS held {leg_name}: {} events lost at {HELD} held connections plus churn",
             leg.lost
+        ));
+    }
+    misses
+}
+
+/// Whether the median ratio is known to +-STABLE_TO, and whether this run can tell the target's
+/// side of it: each shortfall as a line, with the rounds the interval's width suggests (it
+/// narrows about as the square root of the rounds).
+fn check_stable(workload: &str, leg_name: &str, ratios: &[f64], target: f64) -> Vec<String> {
+    let rounds = ratios.len();
+    let Some(reach) = median_half_width(ratios) else {
+        return vec![format!(
+            "MISS {workload} {leg_name}: {rounds} rounds give no 95 % interval for the median \
+             (6 at least; --rounds)"
+        )];
+    };
+    let mut misses = Vec::new();
+    if reach > STABLE_TO {
+        let needed = (rounds as f64 * (reach / STABLE_TO).powi(2)).ceil();
+        misses.push(format!(
+            "MISS {workload} {leg_name}: the median ratio is known to +-{reach:.3} (95 %), not \
+             +-{STABLE_TO}: this host's rounds scatter too much; about {needed:.0} rounds would \
+             be needed"
+        ));
+    }
+    let m = median(ratios).unwrap_or(f64::NAN);
+    if (m - target).abs() <= reach {
+        misses.push(format!(
+            "  ({workload} {leg_name}: the {target} target lies within the median's interval, \
+             {:.3}-{:.3}: this run cannot tell whether it is met)",
+            m - reach,
+            m + reach
         ));
     }
     misses
@@ -429,14 +469,29 @@ mod tests {
 
     #[test]
     fn targets_and_tcpdump() {
-        let leg = Leg { ratios: vec![0.96, 0.98, 0.99], ..Leg::default() };
+        let leg = Leg { ratios: vec![0.99, 0.995, 0.985, 0.99, 1.0, 0.98], ..Leg::default() };
         assert!(check_targets("bulk", "tracer", &leg, Some(0.97)).is_empty());
         let misses = check_targets("bulk", "tracer", &leg, Some(1.01));
         assert_eq!(misses.len(), 1, "{misses:?}");
         assert!(misses[0].contains("tcpdump"));
-        let slow = Leg { ratios: vec![0.90, 0.94, 0.93], ..Leg::default() };
+        let slow = Leg { ratios: vec![0.90, 0.91, 0.92, 0.91, 0.90, 0.92], ..Leg::default() };
         assert_eq!(check_targets("http", "tracer", &slow, None).len(), 1);
         let lossy = Leg { lost: 3, ..Leg::default() };
         assert_eq!(check_targets("held", "tracer", &lossy, None).len(), 1);
+    }
+
+    #[test]
+    fn stability_of_the_median() {
+        // Six rounds within 0.01 of 0.99: known well enough, and clear of the 0.97 target.
+        let tight = [0.985, 0.99, 0.995, 0.99, 0.98, 1.0];
+        assert!(check_stable("bulk", "tracer", &tight, BULK_TARGET).is_empty());
+        // Rounds from 0.7 to 1.25 (this host on a bad day): unstable, and the target is inside.
+        let wide = [0.7, 0.93, 1.25, 0.9, 1.1, 0.95, 0.8];
+        let lines = check_stable("http", "tracer", &wide, HTTP_TARGET);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with("MISS http tracer: the median ratio is known to"));
+        assert!(lines[1].contains("cannot tell"));
+        // Too few rounds for an interval at all.
+        assert_eq!(check_stable("http", "tracer", &[0.96; 3], HTTP_TARGET).len(), 1);
     }
 }

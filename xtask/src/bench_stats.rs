@@ -26,10 +26,45 @@ pub fn ratio(with: f64, without: f64) -> Option<f64> {
     (without > 0.0 && with.is_finite()).then(|| with / without)
 }
 
-/// `median (min-max)` of per-round ratios, e.g. `0.912 (0.801-1.020)`.
-pub fn median_and_range(values: &[f64]) -> String {
+/// A 95 % confidence interval for the median of `values`, from their order statistics alone (no
+/// assumption on how the rounds scatter): the k-th smallest and the k-th largest value, k the
+/// largest rank for which fewer than k values fall below the true median with a chance of at
+/// most 2.5 % (binomial, one half). None below 6 values, where no rank qualifies.
+pub fn median_interval(values: &[f64]) -> Option<(f64, f64)> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    // P(X = i) for X ~ Binomial(n, 1/2), from i = 0 up, in logs (no underflow at large n).
+    let mut log_p = -(n as f64) * std::f64::consts::LN_2;
+    let mut below = 0.0;
+    let mut k = 0;
+    for i in 0..n / 2 {
+        below += log_p.exp();
+        if below > 0.025 {
+            break;
+        }
+        k = i + 1;
+        log_p += ((n - i) as f64 / (i + 1) as f64).ln();
+    }
+    (k > 0).then(|| (v[k - 1], v[n - k]))
+}
+
+/// How far the 95 % interval of the median reaches from the median, the larger side: the `h`
+/// of "median ±h". None below 6 values.
+pub fn median_half_width(values: &[f64]) -> Option<f64> {
+    let m = median(values)?;
+    let (lo, hi) = median_interval(values)?;
+    Some((m - lo).max(hi - m))
+}
+
+/// `median +-reach (min-max)` of per-round ratios, e.g. `0.937 +-0.041 (0.903-1.120)`: the
+/// reach of the median's 95 % interval is `?` below 6 rounds.
+pub fn median_reach_and_range(values: &[f64]) -> String {
     match (median(values), range(values)) {
-        (Some(m), Some((lo, hi))) => format!("{m:.3} ({lo:.3}-{hi:.3})"),
+        (Some(m), Some((lo, hi))) => {
+            let reach = median_half_width(values).map_or("?".to_string(), |h| format!("{h:.3}"));
+            format!("{m:.3} +-{reach} ({lo:.3}-{hi:.3})")
+        }
         _ => "-".to_string(),
     }
 }
@@ -99,8 +134,27 @@ mod tests {
         assert_eq!(range(&[]), None);
         assert_eq!(ratio(9.0, 10.0), Some(0.9));
         assert_eq!(ratio(9.0, 0.0), None);
-        assert_eq!(median_and_range(&[0.9, 1.1, 0.95]), "0.950 (0.900-1.100)");
-        assert_eq!(median_and_range(&[]), "-");
+        assert_eq!(median_reach_and_range(&[0.9, 1.1, 0.95]), "0.950 +-? (0.900-1.100)");
+        let six = [0.985, 0.99, 0.995, 0.99, 0.98, 1.0];
+        assert_eq!(median_reach_and_range(&six), "0.990 +-0.010 (0.980-1.000)");
+        assert_eq!(median_reach_and_range(&[]), "-");
+    }
+
+    #[test]
+    fn median_interval_from_order_statistics() {
+        // Below 6 values no rank qualifies (5 values: 1/32 > 2.5 % already at the extremes).
+        assert_eq!(median_interval(&[1.0, 2.0, 3.0, 4.0, 5.0]), None);
+        // 6 values: the extremes (1/64 below 2.5 %).
+        let six = [0.9, 1.2, 1.0, 0.8, 1.1, 0.95];
+        assert_eq!(median_interval(&six), Some((0.8, 1.2)));
+        // 20 values: ranks 6 and 15 (P(X <= 5) = 2.1 %, P(X <= 6) = 5.8 %).
+        let twenty: Vec<f64> = (1..=20).map(f64::from).collect();
+        assert_eq!(median_interval(&twenty), Some((6.0, 15.0)));
+        assert_eq!(median_half_width(&twenty), Some(4.5));
+        // 100 values: ranks 40 and 61, the textbook interval.
+        let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(median_interval(&hundred), Some((40.0, 61.0)));
+        assert_eq!(median_half_width(&[]), None);
     }
 
     #[test]

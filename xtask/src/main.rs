@@ -56,8 +56,9 @@ enum Cmd {
     /// connections plus churn; then the agent pipeline's speed and memory on synthetic
     /// recordings. Installs what it needs (Debian packages) first.
     Bench {
-        /// Interleaved rounds (each runs every workload without and with every tool).
-        #[arg(long, default_value_t = 5)]
+        /// Interleaved rounds (each runs every workload without and with every tool); 6 at least
+        /// give each median ratio its 95 % interval.
+        #[arg(long, default_value_t = 7)]
         rounds: u32,
         /// Seconds per leg (iperf3 and ab round up to whole seconds).
         #[arg(long, default_value_t = 3.0)]
