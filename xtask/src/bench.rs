@@ -12,7 +12,9 @@ use crate::{
     bench_bulk::Bulk,
     bench_held::{Held, CHURN_TARGET, HELD},
     bench_http::Http,
-    bench_stats::{median, median_half_width, median_reach_and_range, process_rss_kib, ratio},
+    bench_stats::{
+        median, median_half_width, median_interval, median_reach_and_range, process_rss_kib, ratio,
+    },
     bench_tools::{
         prog_counters, prog_delta, stats_on, tracer_packet_programs, ProgCost, Report, Tool,
     },
@@ -308,9 +310,9 @@ const HOW_TO_READ: &str = "\
 How to read: each round runs every leg once (nothing attached, then each tool), in an order
 that rotates from round to round. ratio = the leg's rate / the same round's rate with nothing
 attached (bulk: bytes/s, http: requests/s, held: new connections/s); the median of the rounds'
-ratios, how far its 95 % confidence interval reaches (+-, from the rounds' order statistics; none
-below 6 rounds), and the lowest and highest round in brackets. CPU figures are per GB moved (bulk) or per
-1,000 connections (http, held), over nothing attached: 'tool CPU' = the tool's kernel programs
+ratios, how far its 95 % confidence interval reaches (+-, from the rounds' order statistics;
+none below 6 rounds), and the lowest and highest round in brackets. CPU figures are per GB moved
+(bulk) or per 1,000 connections (http, held), over nothing attached: 'tool CPU' = the tool's kernel programs
 (BPF run-time statistics, from one extra leg with them on) + its own process (/proc/PID/stat);
 tcpdump's copy of each packet in the kernel is not in it. 'host CPU' = the whole host's busy time
 over nothing attached's (median of per-round differences; it includes everything, noise too).
@@ -398,7 +400,8 @@ fn print_table(workloads: &[Box<dyn Workload>], names: &[&str], tools: &[Tool], 
     }
 }
 
-/// The targets for a tracer leg of `workload`: each miss as a line.
+/// The targets for a tracer leg of `workload`: each miss as a line (and a note when the run
+/// cannot tell).
 fn check_targets(workload: &str, leg_name: &str, leg: &Leg, tcpdump: Option<f64>) -> Vec<String> {
     let mut misses = Vec::new();
     let target = match workload {
@@ -451,13 +454,11 @@ fn check_stable(workload: &str, leg_name: &str, ratios: &[f64], target: f64) -> 
              be needed"
         ));
     }
-    let m = median(ratios).unwrap_or(f64::NAN);
-    if (m - target).abs() <= reach {
+    if let Some((lo, hi)) = median_interval(ratios).filter(|(lo, hi)| (*lo..=*hi).contains(&target))
+    {
         misses.push(format!(
-            "  ({workload} {leg_name}: the {target} target lies within the median's interval, \
-             {:.3}-{:.3}: this run cannot tell whether it is met)",
-            m - reach,
-            m + reach
+            "  ({workload} {leg_name}: the {target} target lies within the median's 95 % \
+             interval, {lo:.3}-{hi:.3}: this run cannot tell whether it is met)"
         ));
     }
     misses
