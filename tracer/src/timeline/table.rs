@@ -3,8 +3,8 @@
 //! plus a bounded number of recently closed ones (oldest closed evicted first).
 //!
 //! Connections sit in a slab: an event reaches its connection through one hash lookup (socket
-//! address to slot) and the slot, and the recency order is a list linked through the slots, so
-//! the per-event work does not grow with the number of connections.
+//! address to slot) and the slot, and the recency order is a list linked through a dense array
+//! beside the slots, so the per-event work does not grow with the number of connections.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -61,14 +61,26 @@ impl Serialize for ConnKey {
 /// No slot: the end of the recency list.
 const NIL: u32 = u32::MAX;
 
-/// One place in the slab: a connection (None while free), its serial number, and its links in
-/// the recency list while live (`prev` updated less recently; both NIL when not in it).
+/// One place in the slab: a connection (None while free) and its serial number.
 #[derive(Debug)]
 struct Entry {
     serial: u64,
     conn: Option<Conn>,
+}
+
+/// A slot's links in the recency list while its connection is live (`prev` updated less
+/// recently; both NIL when not in it). Kept apart from the slots, 8 bytes each: moving a
+/// connection to the newest end writes its two neighbours' links, and those neighbours are any
+/// two connections; in this dense array they are in cache (80 KB at 10,000 connections), where
+/// in the slots each was a miss of its own (measured: the pipeline bench at 10,000 connections).
+#[derive(Clone, Copy, Debug)]
+struct Link {
     prev: u32,
     next: u32,
+}
+
+impl Link {
+    const UNLINKED: Link = Link { prev: NIL, next: NIL };
 }
 
 /// How much the table keeps.
@@ -126,12 +138,14 @@ const ENDED_LOG_CAPACITY: usize = 4096;
 /// Every connection seen, live and recently closed. Pure: time comes only from events.
 ///
 /// Memory per live connection is what a busy host pays: its slot with the connection itself (in
-/// place: no allocation of its own, and no pointer to follow per event), one entry in the
-/// one entry in each of the two identity indexes.
+/// place: no allocation of its own, and no pointer to follow per event), its links in the
+/// recency list (8 bytes), and one entry in each of the two identity indexes.
 #[derive(Debug)]
 pub struct ConnTable {
     limits: Limits,
     slots: Vec<Entry>,
+    /// Each slot's links in the recency list, by slot.
+    links: Vec<Link>,
     /// Slots free for reuse.
     free: Vec<u32>,
     /// Connections kept, live and closed.
@@ -163,6 +177,7 @@ impl Default for ConnTable {
         ConnTable {
             limits: Limits::default(),
             slots: Vec::new(),
+            links: Vec::new(),
             free: Vec::new(),
             kept: 0,
             next_key: 0,
@@ -258,7 +273,7 @@ impl ConnTable {
         let mut at = self.oldest;
         while at != NIL {
             out.push(self.key_at(at));
-            at = self.slots[at as usize].next;
+            at = self.links[at as usize].next;
         }
         out
     }
@@ -343,7 +358,8 @@ impl ConnTable {
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
-                self.slots.push(Entry { serial: 0, conn: None, prev: NIL, next: NIL });
+                self.slots.push(Entry { serial: 0, conn: None });
+                self.links.push(Link::UNLINKED);
                 // Slots past u32::MAX - 1 cannot be named: more connections than memory holds.
                 u32::try_from(self.slots.len() - 1).expect("fewer than 4 G connections kept")
             }
@@ -352,7 +368,8 @@ impl ConnTable {
         self.next_key += 1;
         let tuple = conn.tuple;
         let entry = &mut self.slots[slot as usize];
-        *entry = Entry { serial: key.serial, conn: Some(conn), prev: NIL, next: NIL };
+        *entry = Entry { serial: key.serial, conn: Some(conn) };
+        self.links[slot as usize] = Link::UNLINKED;
         self.kept += 1;
         let slots = &self.slots;
         self.by_tuple.insert(&tuple, slot, |s| tuple_at(slots, s));
@@ -393,37 +410,30 @@ impl ConnTable {
 
     fn link_newest(&mut self, slot: u32) {
         let newest = self.newest;
-        let entry = &mut self.slots[slot as usize];
-        entry.prev = newest;
-        entry.next = NIL;
+        self.links[slot as usize] = Link { prev: newest, next: NIL };
         match newest {
             NIL => self.oldest = slot,
-            n => self.slots[n as usize].next = slot,
+            n => self.links[n as usize].next = slot,
         }
         self.newest = slot;
     }
 
     fn unlink(&mut self, slot: u32) {
-        let (prev, next) = {
-            let entry = &self.slots[slot as usize];
-            (entry.prev, entry.next)
-        };
+        let Link { prev, next } = self.links[slot as usize];
         match prev {
             NIL => self.oldest = next,
-            p => self.slots[p as usize].next = next,
+            p => self.links[p as usize].next = next,
         }
         match next {
             NIL => self.newest = prev,
-            n => self.slots[n as usize].prev = prev,
+            n => self.links[n as usize].prev = prev,
         }
-        let entry = &mut self.slots[slot as usize];
-        entry.prev = NIL;
-        entry.next = NIL;
+        self.links[slot as usize] = Link::UNLINKED;
     }
 
     /// Whether `slot` is in the recency list (its connection is live).
     fn is_linked(&self, slot: u32) -> bool {
-        self.slots.get(slot as usize).is_some_and(|e| e.prev != NIL || e.next != NIL)
+        self.links.get(slot as usize).is_some_and(|l| l.prev != NIL || l.next != NIL)
             || (self.oldest == slot && slot != NIL)
     }
 
