@@ -87,8 +87,8 @@ pub struct FilterArgs {
     #[arg(long = "port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub ports: Vec<u16>,
     /// Only sockets used by this process id. Accepted sockets are attributed to a process at
-    /// accept() (or their first read on kernels without syscall tracepoints), connected ones at
-    /// connect().
+    /// accept() (or their first read on kernels with neither function hooks nor syscall
+    /// tracepoints), connected ones at connect().
     // 0 would mean "no filter" in the kernel programs: refuse it rather than trace everything.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub pid: Option<u32>,

@@ -50,7 +50,7 @@ fn zero_window_stall_matches_kernel_counters(addr: IpAddr, port: u16) {
     });
     // The agent drains the ring every 20 ms and once more on exit.
     thread::sleep(Duration::from_millis(200));
-    let accept_hooked = tracer_has_accept_hook(&tracer.stderr_seen.join("\n"));
+    let accept_hook = accept_hook(&tracer.stderr_seen.join("\n"));
     let events = tracer.stop();
 
     for e in &events {
@@ -156,8 +156,8 @@ fn zero_window_stall_matches_kernel_counters(addr: IpAddr, port: u16) {
         .iter()
         .find(|e| (kind(e) == "read" || kind(e) == "rcv_space") && e["sport"] == port)
         .and_then(|e| e["ts_ns"].as_u64());
-    if accept_hooked {
-        assert_eq!(owner["hook"], "tracepoint", "named at accept(): {owner}");
+    if let Some(hook) = accept_hook {
+        assert_eq!(owner["hook"], hook, "named at accept(): {owner}");
         assert!(owner["ts_ns"].as_u64() < first_read, "named only at the first read: {owner}");
     }
     let stall = events
@@ -258,7 +258,7 @@ fn pid_filter_keeps_only_that_process() {
     let ts = |k: &str| mine.iter().find(|e| kind(e) == k).and_then(|e| e["ts_ns"].as_u64());
     let (first_zero, first_read) = (ts("zero_window_start"), ts("rcv_space"));
     assert!(first_zero.is_some(), "no zero window reported for the reader");
-    if tracer_has_accept_hook(&mine_stderr) {
+    if accept_hook(&mine_stderr).is_some() {
         assert!(first_zero < first_read, "a zero window before the first read was not attributed");
     }
     for e in &mine {
@@ -266,10 +266,12 @@ fn pid_filter_keeps_only_that_process() {
     }
 }
 
-/// Whether the tracer attached the accept tracepoints (kernels without syscall tracepoints
-/// attribute accepted sockets at their first read instead, and say so).
-fn tracer_has_accept_hook(stderr: &str) -> bool {
-    stderr.lines().any(|l| l.contains("accepting process") && l.contains("tracepoint"))
+/// Which hook names an accepted socket's process at accept() ("fexit", "kretprobe" or
+/// "tracepoint", as events name their hook), from the tracer's hook table; None where none
+/// attached (the first read names it then, and the tracer says so).
+fn accept_hook(stderr: &str) -> Option<&'static str> {
+    let line = stderr.lines().find(|l| l.contains("accepting process"))?;
+    ["fexit", "kretprobe", "tracepoint"].into_iter().find(|hook| line.contains(hook))
 }
 
 #[test]

@@ -161,10 +161,13 @@ impl Hook {
             Attach::Kprobe(ts) => {
                 let mut seen: Vec<&str> = ts.iter().map(|t| t.kernel).collect();
                 seen.dedup();
-                let kind = if ts.iter().any(|t| t.program.contains("kretprobe")) {
-                    "kprobe+kretprobe"
-                } else {
-                    "kprobe"
+                // "kprobe" is not in "kretprobe": each program name says which it is.
+                let entry = ts.iter().any(|t| t.program.contains("kprobe"));
+                let exit = ts.iter().any(|t| t.program.contains("kretprobe"));
+                let kind = match (entry, exit) {
+                    (true, true) => "kprobe+kretprobe",
+                    (false, true) => "kretprobe",
+                    _ => "kprobe",
                 };
                 format!("{kind} {}", seen.join(", "))
             }
@@ -255,15 +258,29 @@ static LIFECYCLE: [Hook; 1] = [Hook {
     switch: None,
 }];
 
-static OWNER: [Hook; 1] = [Hook {
-    attach: Attach::Tracepoint(&[
-        t("accept_exit", "syscalls/sys_exit_accept4"),
-        t_opt("accept_exit", "syscalls/sys_exit_accept"),
-    ]),
-    fidelity:
-        "accepted sockets belong to their process from accept(); without it, from the first read",
-    switch: None,
-}];
+/// The function hooks first: a syscall tracepoint sends every system call on the host through
+/// the kernel's slower path while it is attached (about 15 ns a call, measured on 6.18).
+static OWNER: [Hook; 3] = [
+    Hook {
+        attach: Attach::Fentry(&[t("accept_fexit", "inet_csk_accept")]),
+        fidelity: "accepted sockets belong to their process from accept()",
+        switch: None,
+    },
+    Hook {
+        attach: Attach::Kprobe(&[t("accept_kretprobe", "inet_csk_accept")]),
+        fidelity: "accepted sockets belong to their process from accept()",
+        switch: None,
+    },
+    Hook {
+        attach: Attach::Tracepoint(&[
+            t("accept_exit", "syscalls/sys_exit_accept4"),
+            t_opt("accept_exit", "syscalls/sys_exit_accept"),
+        ]),
+        fidelity: "accepted sockets belong to their process from accept(); every system call on \
+                   the host takes the kernel's slower path while attached (about 15 ns a call)",
+        switch: None,
+    },
+];
 
 /// The ingress program that reads the socket by plain loads; `ingress_read`, the same with
 /// bpf_probe_read_kernel (about 50 ns a segment dearer), is for a verifier that refuses them.
