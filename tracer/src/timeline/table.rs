@@ -71,8 +71,9 @@ struct Entry {
 /// A slot's links in the recency list while its connection is live (`prev` updated less
 /// recently; both NIL when not in it). Kept apart from the slots, 8 bytes each: moving a
 /// connection to the newest end writes its two neighbours' links, and those neighbours are any
-/// two connections; in this dense array they are in cache (80 KB at 10,000 connections), where
-/// in the slots each was a miss of its own (measured: the pipeline bench at 10,000 connections).
+/// two connections; this dense array (80 KB at 10,000 connections) stays in cache better than
+/// the slots' far ends (cachegrind, a 2 MiB cache, the pipeline bench at 10,000 connections:
+/// 13.0 -> 12.4 misses an event; the time per event moved less than this host's noise).
 #[derive(Clone, Copy, Debug)]
 struct Link {
     prev: u32,
