@@ -211,6 +211,21 @@ fn probes_reports_a_hook_for_every_signal() {
             && l.ends_with("cgroup_skb ingress (packet headers)")),
         "peer windows not served by the direct-load ingress program:\n{out}"
     );
+    // Where function hooks serve the window, one serves the accepting process too: the syscall
+    // tracepoints, which slow every system call on the host, only where neither kind exists.
+    let hook_of = |signal: &str| {
+        out.lines().find(|l| l.starts_with(&format!("  {signal} "))).map(str::to_string)
+    };
+    let (window, owner) = (hook_of("window").unwrap_or_default(), hook_of("accepting process"));
+    let owner = owner.unwrap_or_default();
+    let expected = if window.contains("fentry") {
+        "fexit inet_csk_accept"
+    } else if window.contains("kprobe") {
+        "kretprobe inet_csk_accept"
+    } else {
+        "tracepoint syscalls/sys_exit_accept4"
+    };
+    assert!(owner.contains(expected), "accepting process not served by {expected}:\n{out}");
 }
 
 #[test]
