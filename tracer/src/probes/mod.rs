@@ -146,31 +146,9 @@ impl Hook {
             format!("{kind} {}", names.join(", "))
         };
         match self.attach {
-            Attach::Fentry(ts) => {
-                let entry = ts.iter().any(|t| t.program.contains("fentry"));
-                let exit = ts.iter().any(|t| t.program.contains("fexit"));
-                let kind = match (entry, exit) {
-                    (true, true) => "fentry+fexit",
-                    (false, true) => "fexit",
-                    _ => "fentry",
-                };
-                let mut seen: Vec<&str> = ts.iter().map(|t| t.kernel).collect();
-                seen.dedup();
-                format!("{kind} {}", seen.join(", "))
-            }
-            Attach::Kprobe(ts) => {
-                let mut seen: Vec<&str> = ts.iter().map(|t| t.kernel).collect();
-                seen.dedup();
-                // "kprobe" is not in "kretprobe": each program name says which it is.
-                let entry = ts.iter().any(|t| t.program.contains("kprobe"));
-                let exit = ts.iter().any(|t| t.program.contains("kretprobe"));
-                let kind = match (entry, exit) {
-                    (true, true) => "kprobe+kretprobe",
-                    (false, true) => "kretprobe",
-                    _ => "kprobe",
-                };
-                format!("{kind} {}", seen.join(", "))
-            }
+            Attach::Fentry(ts) => function_label(ts, ("fentry", "fexit")),
+            // "kprobe" is not in "kretprobe": each program's name says which it is.
+            Attach::Kprobe(ts) => function_label(ts, ("kprobe", "kretprobe")),
             Attach::RawTracepoint(t) => format!("raw tracepoint {}", t.kernel),
             Attach::Tracepoint(ts) => join("tracepoint", ts),
             Attach::Egress => "cgroup_skb egress (packet headers)".to_string(),
@@ -181,6 +159,20 @@ impl Hook {
                 .to_string(),
         }
     }
+}
+
+/// "fentry+fexit tcp_send_probe0": the kinds of program among `ts` (as their names say: entry
+/// and exit), then the functions they attach to.
+fn function_label(ts: &[Target], (entry, exit): (&str, &str)) -> String {
+    let has = |kind: &str| ts.iter().any(|t| t.program.contains(kind));
+    let kind = match (has(entry), has(exit)) {
+        (true, true) => format!("{entry}+{exit}"),
+        (false, true) => exit.to_string(),
+        _ => entry.to_string(),
+    };
+    let mut seen: Vec<&str> = ts.iter().map(|t| t.kernel).collect();
+    seen.dedup();
+    format!("{kind} {}", seen.join(", "))
 }
 
 static WINDOW: [Hook; 3] = [
@@ -340,5 +332,34 @@ pub fn hooks(signal: Signal) -> &'static [Hook] {
         Signal::PeerWindow => &PEER_WINDOW,
         Signal::Drops => &DROPS,
         Signal::Reader => &READER,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_name_the_kinds_of_program_and_the_functions() {
+        let labels = |signal| hooks(signal).iter().map(Hook::label).collect::<Vec<_>>();
+        assert_eq!(
+            labels(Signal::Owner),
+            [
+                "fexit inet_csk_accept",
+                "kretprobe inet_csk_accept",
+                "tracepoint syscalls/sys_exit_accept4, syscalls/sys_exit_accept"
+            ]
+        );
+        assert_eq!(
+            labels(Signal::Probe)[..2],
+            ["fentry+fexit tcp_send_probe0", "kprobe+kretprobe tcp_send_probe0"]
+        );
+        assert_eq!(
+            labels(Signal::Window)[..2],
+            [
+                "fentry+fexit tcp_v4_send_check, tcp_v6_send_check, __tcp_select_window",
+                "kprobe tcp_v4_send_check, tcp_v6_send_check"
+            ]
+        );
     }
 }
