@@ -1423,7 +1423,9 @@ fn netem_delay(ms: u32) -> bool {
 /// The case: a path with a real RTT (netem, 40 ms) and a small tcp_rmem max. The
 /// receiving end's window is held by the buffer at its maximum and the transfer runs at
 /// window / RTT: window_limits_throughput names tcp_rmem and its value, its cap agrees with the
-/// rate the application received, and raising the sysctl resolves it.
+/// rate the application received, and raising the sysctl resolves it. The 128 KiB max keeps the
+/// cap (about 1.4 MB/s) below what the emulated CPU carries on a busy host (2.3-2.5 MB/s seen),
+/// where a 256 KiB max (a 2.7 MB/s cap) let the CPU, not the window, set the rate.
 #[test]
 #[ignore = "needs root and a live kernel: run through `cargo xtask test`"]
 fn a_buffer_at_tcp_rmem_max_caps_the_transfer_and_is_named() {
@@ -1437,7 +1439,7 @@ fn a_buffer_at_tcp_rmem_max_caps_the_transfer_and_is_named() {
     let tracer = Tracer::start(&["--port", &port.to_string()]);
     let received = in_new_netns(move || {
         assert!(netem_delay(20), "the 6.1 guest must have netem (sch_netem.ko, tc)");
-        std::fs::write("/proc/sys/net/ipv4/tcp_rmem", "4096 131072 262144").expect("tcp_rmem");
+        std::fs::write("/proc/sys/net/ipv4/tcp_rmem", "4096 65536 131072").expect("tcp_rmem");
         let addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let listener = TcpListener::bind((addr, port)).expect("bind");
         let sender = SteadySender::start(addr, port, 64 * 1024);
@@ -1450,7 +1452,7 @@ fn a_buffer_at_tcp_rmem_max_caps_the_transfer_and_is_named() {
         while start.elapsed() < Duration::from_secs(12) {
             if start.elapsed() >= Duration::from_secs(7) && second.0 == 6 {
                 // Room to grow: the buffer autotunes past the old maximum.
-                std::fs::write("/proc/sys/net/ipv4/tcp_rmem", "4096 131072 8388608")
+                std::fs::write("/proc/sys/net/ipv4/tcp_rmem", "4096 65536 8388608")
                     .expect("raise tcp_rmem");
             }
             let n = conn.read(&mut buf).expect("read");
@@ -1475,9 +1477,9 @@ fn a_buffer_at_tcp_rmem_max_caps_the_transfer_and_is_named() {
     assert!(!fired.is_empty(), "window_limits_throughput did not fire for the receiver");
     let a = fired[0];
     assert_eq!(a["evidence"]["limited_by"], "buffer_max", "{a}");
-    assert_eq!(a["evidence"]["rmem_max"], 262_144, "{a}");
+    assert_eq!(a["evidence"]["rmem_max"], 131_072, "{a}");
     let fix = a["fix"].as_str().unwrap_or("");
-    assert!(fix.contains("net.ipv4.tcp_rmem max (now 256.0 KiB)"), "{fix}");
+    assert!(fix.contains("net.ipv4.tcp_rmem max (now 128.0 KiB)"), "{fix}");
     // The cap against what the application received in the seconds before the alert.
     let cap = a["evidence"]["cap_bps"].as_f64().expect("cap_bps");
     let fired_s = (a["ts_ns"].as_u64().unwrap_or(0)
