@@ -10,6 +10,7 @@ use super::config::{ReceiverLimited, Rule, Thresholds};
 use super::facts::{Facts, Info, SeenList};
 use super::{rules, text};
 use crate::events::model::{Body, Event};
+use crate::host::prefetch;
 use crate::timeline::{ConnKey, ConnSummary, ConnTable, EndReason};
 
 /// Turns connection-table updates into alerts. Feed it every event after `ConnTable::apply`,
@@ -197,6 +198,14 @@ impl Engine {
             };
             let mut cx = Cx::new(slot.key, slot.rule, facts, info, &mut self.book, table);
             check.on_timer(&mut cx, slot.side(), due);
+        }
+    }
+
+    /// Asks the CPU to bring into cache the facts kept at table slot `slot` (see
+    /// `ConnTable::prefetch`). Changes nothing.
+    pub fn prefetch(&self, slot: usize) {
+        if let Some(place) = self.watches.get(slot) {
+            prefetch::read(place);
         }
     }
 

@@ -56,6 +56,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 Err(e) => anyhow::bail!("a synthetic record did not decode: {e}"),
             }
         }
+        intake.end_batch(&mut pipeline, &mut result);
         pipeline.flush()?;
         cpu_ns += thread_cpu_ns() - started;
         fed += records.len() as u64;

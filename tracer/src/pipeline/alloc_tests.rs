@@ -80,6 +80,7 @@ fn allocations_feeding(mut generator: Generator, warm_up: usize, measured: usize
         for &(start, len) in records {
             intake.record(&bytes[start..start + len], &mut pipeline, &mut result).unwrap();
         }
+        intake.end_batch(&mut pipeline, &mut result);
         pipeline.flush().unwrap();
     };
     feed(&records[..warm_up]);
