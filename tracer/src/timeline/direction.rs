@@ -234,9 +234,25 @@ impl Direction {
         }
     }
 
-    /// The zero-window episode in progress.
+    /// The zero-window episode in progress. One is open exactly while the state is Zero or
+    /// Probing (`start_episode` sets them, every `end_episode` is followed by another state):
+    /// the state, inline, answers for most events without reaching the boxed `trouble`, which
+    /// with tens of thousands of connections is rarely in cache.
     pub fn open(&self) -> Option<&Episode> {
+        debug_assert_eq!(
+            self.in_episode(),
+            self.trouble.as_ref().is_some_and(|t| t.open.is_some()),
+            "episode open without its state, or the reverse ({:?})",
+            self.state
+        );
+        if !self.in_episode() {
+            return None;
+        }
         self.trouble.as_ref().and_then(|t| t.open.as_ref())
+    }
+
+    fn in_episode(&self) -> bool {
+        matches!(self.state, WindowState::Zero | WindowState::Probing)
     }
 
     /// The most recent closed episodes, oldest first.
@@ -386,10 +402,11 @@ impl Direction {
     }
 
     fn start_episode(&mut self, ts_ns: u64) {
+        let already_open = self.open().is_some();
         if self.state != WindowState::Probing {
             self.state = WindowState::Zero;
         }
-        if self.open().is_some() {
+        if already_open {
             return;
         }
         let min_window_before = self.low_since_episode;
@@ -412,6 +429,9 @@ impl Direction {
     }
 
     fn open_mut(&mut self) -> Option<&mut Episode> {
+        if !self.in_episode() {
+            return None;
+        }
         self.trouble.as_mut().and_then(|t| t.open.as_mut())
     }
 
