@@ -1434,9 +1434,10 @@ fn netem_delay(ms: u32) -> bool {
 /// The case: a path with a real RTT (netem, 40 ms) and a small tcp_rmem max. The
 /// receiving end's window is held by the buffer at its maximum and the transfer runs at
 /// window / RTT: window_limits_throughput names tcp_rmem and its value, its cap agrees with the
-/// rate the application received, and raising the sysctl resolves it. The 128 KiB max keeps the
-/// cap (about 1.4 MB/s) below what the emulated CPU carries on a busy host (2.3-2.5 MB/s seen),
-/// where a 256 KiB max (a 2.7 MB/s cap) let the CPU, not the window, set the rate.
+/// rate the application received, and raising the sysctl resolves it. The 64 KiB max keeps the
+/// cap (about 0.7 MB/s) well below what the emulated CPU carries on a busy host: a 256 KiB max
+/// (a 2.7 MB/s cap) let the CPU set the rate at 2.3-2.5 MB/s, and a 128 KiB one (1.4 MB/s) did
+/// too once, at 1.25-1.3 MB/s, before and after the raise.
 #[test]
 #[ignore = "needs root and a live kernel: run through `cargo xtask test`"]
 fn a_buffer_at_tcp_rmem_max_caps_the_transfer_and_is_named() {
@@ -1450,7 +1451,7 @@ fn a_buffer_at_tcp_rmem_max_caps_the_transfer_and_is_named() {
     let tracer = Tracer::start(&["--port", &port.to_string()]);
     let received = in_new_netns(move || {
         assert!(netem_delay(20), "the 6.1 guest must have netem (sch_netem.ko, tc)");
-        std::fs::write("/proc/sys/net/ipv4/tcp_rmem", "4096 65536 131072").expect("tcp_rmem");
+        std::fs::write("/proc/sys/net/ipv4/tcp_rmem", "4096 32768 65536").expect("tcp_rmem");
         let addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let listener = TcpListener::bind((addr, port)).expect("bind");
         let sender = SteadySender::start(addr, port, 64 * 1024);
@@ -1488,21 +1489,30 @@ fn a_buffer_at_tcp_rmem_max_caps_the_transfer_and_is_named() {
     assert!(!fired.is_empty(), "window_limits_throughput did not fire for the receiver");
     let a = fired[0];
     assert_eq!(a["evidence"]["limited_by"], "buffer_max", "{a}");
-    assert_eq!(a["evidence"]["rmem_max"], 131_072, "{a}");
+    assert_eq!(a["evidence"]["rmem_max"], 65_536, "{a}");
     let fix = a["fix"].as_str().unwrap_or("");
-    assert!(fix.contains("net.ipv4.tcp_rmem max (now 128.0 KiB)"), "{fix}");
-    // The cap against what the application received in the seconds before the alert.
+    assert!(fix.contains("net.ipv4.tcp_rmem max (now 64.0 KiB)"), "{fix}");
+    // The cap against what the application received in the last whole seconds before the
+    // raise, while the alert stood: the window it names held the rate then. (The rate climbs
+    // for the first 3-4 s, about 565 -> 672 KB/s in the guest, as the window grows to what the
+    // buffer's maximum allows, and the alert fires at 1-2 s, once the buffer is at it.)
     let cap = a["evidence"]["cap_bps"].as_f64().expect("cap_bps");
     let fired_s = (a["ts_ns"].as_u64().unwrap_or(0)
         - events.iter().find(|e| kind(e) == "open").and_then(|e| e["ts_ns"].as_u64()).unwrap_or(0))
         / 1_000_000_000;
     let wire: Vec<f64> = received
         .iter()
-        .filter(|(s, _)| *s >= 2 && *s < 7 && *s <= fired_s + 1)
+        .filter(|(s, _)| *s > fired_s && *s >= 5 && *s < 7)
         .map(|(_, b)| *b as f64)
         .collect();
-    assert!(!wire.is_empty(), "no whole second before the alert: {received:?}");
+    assert!(
+        !wire.is_empty(),
+        "no whole second between the alert ({fired_s} s) and the raise (7 s): {received:?}"
+    );
     let mean = wire.iter().sum::<f64>() / wire.len() as f64;
+    eprintln!(
+        "cap {cap:.0} B/s, {mean:.0} B/s received after the alert ({fired_s} s): {received:?}"
+    );
     assert!(
         (cap - mean).abs() <= 0.10 * mean,
         "cap {cap} B/s vs {mean} B/s received ({received:?})"
