@@ -41,6 +41,11 @@ pub enum Command {
     /// connection table, alerts and NDJSON output, in-process (`cargo xtask bench` runs it).
     #[command(hide = true)]
     BenchPipeline(BenchArgs),
+    /// Attach programs that do nothing where the packet and lifecycle hooks attach, until
+    /// Ctrl-C: what those attach points cost a host by themselves (`cargo xtask bench --tools
+    /// floor` runs it).
+    #[command(hide = true)]
+    BenchFloor,
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions {
         #[arg(value_enum)]

@@ -1991,3 +1991,102 @@ fn a_sender_held_by_its_pinned_send_buffer_is_named() {
     assert!(evidence["buffer_wait_pct"].as_f64() >= Some(50.0), "{alert}");
     assert!(alerts(autotuned).is_empty(), "the default buffer: {:?}", alerts(autotuned));
 }
+
+/// `tracer bench-floor`, the bench's floor leg: its empty programs sit where the packet and
+/// lifecycle hooks attach (cgroup_skb ingress and egress on the cgroup-v2 root,
+/// inet_sock_set_state), run for every segment and state change of a connection, and go with
+/// Ctrl-C.
+#[test]
+#[ignore = "needs root and a live kernel: run through `cargo xtask test`"]
+fn bench_floor_attaches_empty_programs_where_the_hooks_attach() {
+    let mut floor = std::process::Command::new(tracer_bin())
+        .arg("bench-floor")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start tracer bench-floor");
+    let mut said = std::io::BufReader::new(floor.stderr.take().expect("piped stderr"));
+    let mut line = String::new();
+    while !line.contains("tracer: attached") {
+        line.clear();
+        let read = std::io::BufRead::read_line(&mut said, &mut line).expect("read its stderr");
+        assert!(read > 0, "bench-floor exited before it attached ({:?})", floor.wait());
+    }
+    let infos = fd_infos(floor.id());
+    let link = |kind: &str, key: &str, value: &str| {
+        infos
+            .iter()
+            .find(|i| {
+                i.get("link_type").is_some_and(|t| t == kind)
+                    && i.get(key).is_some_and(|v| v == value)
+            })
+            .and_then(|i| i.get("prog_id").cloned())
+            .unwrap_or_else(|| panic!("no {kind} link with {key} {value} in {infos:?}"))
+    };
+    // BPF_CGROUP_INET_INGRESS is 0, BPF_CGROUP_INET_EGRESS 1.
+    let programs = [
+        ("ingress", link("cgroup", "attach_type", "0"), 3),
+        ("egress", link("cgroup", "attach_type", "1"), 3),
+        ("state changes", link("raw_tracepoint", "tp_name", "inet_sock_set_state"), 4),
+    ];
+
+    let stats = RunTimeStats::on();
+    let runs = |id: &str| {
+        fd_infos(floor.id())
+            .iter()
+            .find(|i| i.contains_key("prog_type") && i.get("prog_id").is_some_and(|p| p == id))
+            .and_then(|i| i.get("run_cnt")?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before: Vec<u64> = programs.iter().map(|(_, id, _)| runs(id)).collect();
+    // One connection, both ends local: a handshake and a close, each segment out and back in.
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let client = TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
+    let (server, _) = listener.accept().expect("accept");
+    drop(client);
+    drop(server);
+    thread::sleep(Duration::from_millis(200));
+    for ((what, id, least), before) in programs.iter().zip(before) {
+        let ran = runs(id) - before;
+        assert!(ran >= *least, "the {what} program ran {ran} times for one connection");
+    }
+    drop(stats);
+
+    // SAFETY: kill on our own child's pid.
+    unsafe { libc::kill(floor.id() as i32, libc::SIGINT) };
+    let status = floor.wait().expect("wait for bench-floor");
+    assert!(status.success(), "bench-floor exited with {status} on SIGINT");
+}
+
+/// The key-value lines of each /proc/PID/fdinfo entry ("prog_id", "link_type", "run_cnt", ...).
+fn fd_infos(pid: u32) -> Vec<std::collections::HashMap<String, String>> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fdinfo")).expect("read fdinfo");
+    dir.flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// The kernel's BPF run-time statistics (run_cnt in fdinfo) on while held, through the sysctl;
+/// the value before is put back on drop.
+struct RunTimeStats(String);
+
+const STATS_SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+impl RunTimeStats {
+    fn on() -> RunTimeStats {
+        let was = std::fs::read_to_string(STATS_SYSCTL).expect("read bpf_stats_enabled");
+        std::fs::write(STATS_SYSCTL, "1").expect("turn on bpf_stats_enabled");
+        RunTimeStats(was.trim().to_string())
+    }
+}
+
+impl Drop for RunTimeStats {
+    fn drop(&mut self) {
+        let _ = std::fs::write(STATS_SYSCTL, &self.0);
+    }
+}

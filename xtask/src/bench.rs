@@ -62,6 +62,9 @@ pub enum ToolKind {
     Bpftrace,
     /// `tcpdump -i lo -s 128 -w /dev/null`.
     Tcpdump,
+    /// `tracer bench-floor`: programs that do nothing where the tracer's packet and lifecycle
+    /// hooks attach, the least any tool on those hooks can cost.
+    Floor,
 }
 
 pub struct Options {
@@ -126,6 +129,7 @@ pub fn run(opts: &Options) -> Result<()> {
             }
             ToolKind::Bpftrace => tools.push(Tool::Bpftrace),
             ToolKind::Tcpdump => tools.push(Tool::Tcpdump),
+            ToolKind::Floor => tools.push(Tool::Floor { bin: tracer.clone() }),
         }
     }
     let mut workloads: Vec<Box<dyn Workload>> = Vec::new();
@@ -318,7 +322,8 @@ tcpdump's copy of each packet in the kernel is not in it. 'host CPU' = the whole
 over nothing attached's (median of per-round differences; it includes everything, noise too).
 events / lost: the tracer's closing line (events read, lost in the ring buffer), bpftrace's printed
 lines and 'Lost N events', tcpdump's packets captured and dropped by the kernel, over all rounds.
-Figures that miss a target (tracer >= 0.97x bulk, >= 0.95x http, at or above tcpdump's ratio,
+floor: empty programs where the tracer's packet and lifecycle hooks attach (what the hooks
+themselves cost). Figures that miss a target (tracer >= 0.97x bulk, >= 0.95x http, at or above tcpdump's ratio,
 zero lost at 20,000 held + 10,000 new connections/s, each median known to +-0.02) say MISS.";
 
 fn print_table(workloads: &[Box<dyn Workload>], names: &[&str], tools: &[Tool], legs: &[Vec<Leg>]) {
@@ -394,10 +399,27 @@ fn print_table(workloads: &[Box<dyn Workload>], names: &[&str], tools: &[Tool], 
         for m in misses {
             println!("{m}");
         }
+        if let Some(f) = tools.iter().position(|t| matches!(t, Tool::Floor { .. })) {
+            for (t, _) in tools.iter().enumerate().filter(|(_, t)| t.is_tracer()) {
+                let over_floor = per_round_quotient(&legs[w][t + 1].ratios, &legs[w][f + 1].ratios);
+                println!(
+                    "  ({name} {}: its rate over the floor's, round by round: {}; the rest of its \
+                     cost is the attach points' own)",
+                    names[t],
+                    median_reach_and_range(&over_floor)
+                );
+            }
+        }
         if workloads.len() > 1 {
             println!();
         }
     }
+}
+
+/// Each round's `a` over the same round's `b` (two legs' ratios to nothing attached: their
+/// rates' quotient in that round).
+fn per_round_quotient(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).filter(|(_, b)| **b > 0.0).map(|(a, b)| a / b).collect()
 }
 
 /// The targets for a tracer leg of `workload`: each miss as a line (and a note when the run
@@ -467,6 +489,14 @@ fn check_stable(workload: &str, leg_name: &str, ratios: &[f64], target: f64) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tracer_over_the_floor_is_taken_round_by_round() {
+        // Rounds scatter together: round 2 is slow for both legs, yet the quotient holds.
+        let q = per_round_quotient(&[0.9, 0.45, 0.88], &[1.0, 0.5, 0.0]);
+        assert_eq!(q.len(), 2, "a round without the floor's rate is left out");
+        assert!((q[0] - 0.9).abs() < 1e-9 && (q[1] - 0.9).abs() < 1e-9, "{q:?}");
+    }
 
     #[test]
     fn targets_and_tcpdump() {

@@ -1,7 +1,9 @@
 //! The observers `cargo xtask bench` puts beside each other on the same workloads: `tracer watch
 //! --json` (this tree's build, and a baseline build if given), a bpftrace script of the same
-//! tracepoints (bench/hooks.bt), and `tcpdump -s 128 -w /dev/null`. Each is started, waited for
-//! until it is attached, measured (its CPU, RSS and kernel programs) and stopped as Ctrl-C would.
+//! tracepoints (bench/hooks.bt), `tcpdump -s 128 -w /dev/null`, and the floor (`tracer
+//! bench-floor`: empty programs at the tracer's packet and lifecycle attach points). Each is
+//! started, waited for until it is attached, measured (its CPU, RSS and kernel programs) and
+//! stopped as Ctrl-C would.
 
 use std::{
     collections::BTreeMap,
@@ -30,6 +32,10 @@ pub enum Tool {
     },
     Bpftrace,
     Tcpdump,
+    /// `tracer bench-floor` of this binary: empty programs at the tracer's attach points.
+    Floor {
+        bin: PathBuf,
+    },
 }
 
 impl Tool {
@@ -38,6 +44,7 @@ impl Tool {
             Tool::Tracer { name, .. } => name,
             Tool::Bpftrace => "bpftrace",
             Tool::Tcpdump => "tcpdump",
+            Tool::Floor { .. } => "floor",
         }
     }
 
@@ -84,6 +91,9 @@ impl Tool {
             )
             .and_then(|(child, lines)| wait_line(child, lines, "listening on", &[]))
             .context("tcpdump")?,
+            Tool::Floor { bin } => spawn(Command::new(bin).arg("bench-floor"))
+                .and_then(|(child, lines)| wait_line(child, lines, "tracer: attached", &[]))
+                .with_context(|| format!("{} bench-floor", bin.display()))?,
         };
         Ok(Running {
             tool: self.clone(),
@@ -161,6 +171,8 @@ impl Running {
                 parse_bpftrace_output(printed.lines().chain(text.iter().map(String::as_str)))
             }
             Tool::Tcpdump => parse_tcpdump_exit(&text),
+            // Its programs send nothing: no events to count.
+            Tool::Floor { .. } => (None, None, "empty programs".to_string()),
         };
         Ok(Report { cpu, rss_at_mark: self.rss_at_mark, rss_at_peak, events, lost, summary })
     }

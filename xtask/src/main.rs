@@ -73,7 +73,7 @@ enum Cmd {
         #[arg(long, value_enum, value_delimiter = ',', default_values = ["bulk", "http", "held"])]
         workload: Vec<bench::WorkloadKind>,
         /// Tools to put beside "nothing attached", comma-separated.
-        #[arg(long, value_enum, value_delimiter = ',', default_values = ["tracer", "bpftrace", "tcpdump"])]
+        #[arg(long, value_enum, value_delimiter = ',', default_values = ["tracer", "floor", "bpftrace", "tcpdump"])]
         tools: Vec<bench::ToolKind>,
         /// Skip the agent pipeline's replay benchmark.
         #[arg(long)]

@@ -4,6 +4,7 @@ mod accept;
 mod buffer;
 mod drops;
 mod egress;
+mod floor;
 mod packet;
 mod peer_window;
 mod probe0;

@@ -1,6 +1,7 @@
 //! One file per subcommand.
 
 mod bench;
+mod floor;
 mod probes;
 mod replay;
 mod report;
@@ -24,6 +25,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => watch::serve(args),
         Command::Report(args) => report::run(args),
         Command::BenchPipeline(args) => bench::run(&args),
+        Command::BenchFloor => floor::run(),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             // Into a buffer first: clap_complete panics when its writer fails (a closed pipe).

@@ -286,6 +286,17 @@ fn set_switches(ebpf: &mut Ebpf, values: &[u32]) -> Result<(), String> {
     Ok(())
 }
 
+/// Attaches the floor's programs, which do nothing, where the packet hooks and the lifecycle hook
+/// attach (`tracer bench-floor`): what these attach points cost before any work is done.
+pub fn attach_floor(ebpf: &mut Ebpf) -> Result<(), String> {
+    attach_cgroup_skb(ebpf, "floor_ingress", CgroupSkbAttachType::Ingress)?;
+    attach_cgroup_skb(ebpf, "floor_egress", CgroupSkbAttachType::Egress)?;
+    let prog: &mut RawTracePoint = program(ebpf, "floor_set_state")?;
+    prog.load().map_err(describe)?;
+    prog.attach("inet_sock_set_state").map_err(describe)?;
+    Ok(())
+}
+
 /// Attaches a cgroup_skb program to the cgroup-v2 root, where it sees every socket's traffic.
 fn attach_cgroup_skb(ebpf: &mut Ebpf, name: &str, kind: CgroupSkbAttachType) -> Result<(), String> {
     let root = mounts::cgroup2_root().map_err(|e| format!("{e:#}"))?;

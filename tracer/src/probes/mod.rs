@@ -4,7 +4,7 @@
 
 mod attach;
 
-pub use attach::{attach_all, Attached};
+pub use attach::{attach_all, attach_floor, Attached};
 
 use tracer_common::config::{
     EGRESS_PROBE, EGRESS_WINDOW, SWITCH_EGRESS, SWITCH_RECV_LENGTH, SWITCH_SEND_CHECK,
