@@ -323,8 +323,9 @@ over nothing attached's (median of per-round differences; it includes everything
 events / lost: the tracer's closing line (events read, lost in the ring buffer), bpftrace's printed
 lines and 'Lost N events', tcpdump's packets captured and dropped by the kernel, over all rounds.
 floor: empty programs where the tracer's packet and lifecycle hooks attach (what the hooks
-themselves cost). Figures that miss a target (tracer >= 0.97x bulk, >= 0.95x http, at or above tcpdump's ratio,
-zero lost at 20,000 held + 10,000 new connections/s, each median known to +-0.02) say MISS.";
+themselves cost). Figures that miss a target (tracer >= 0.97x bulk, >= 0.95x http, at or above
+tcpdump's ratio, zero lost at 20,000 held + 10,000 new connections/s, each median known to
++-0.02) say MISS.";
 
 fn print_table(workloads: &[Box<dyn Workload>], names: &[&str], tools: &[Tool], legs: &[Vec<Leg>]) {
     println!("\n{HOW_TO_READ}\n");

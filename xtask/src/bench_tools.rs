@@ -426,12 +426,24 @@ pub fn prog_delta(
     out
 }
 
-/// How many packet programs of a tracer (ours or another session's) are loaded right now: with
-/// none of our tools running, more than zero means "nothing attached" is not nothing.
+/// How many packet programs of a tracer or its floor (ours or another session's) are loaded
+/// right now: with none of our tools running, more than zero means "nothing attached" is not
+/// nothing.
 pub fn tracer_packet_programs() -> usize {
     aya::programs::loaded_programs()
         .flatten()
-        .filter(|p| matches!(p.name_as_str(), Some("egress_skb" | "ingress_skb" | "ingress_read")))
+        .filter(|p| {
+            matches!(
+                p.name_as_str(),
+                Some(
+                    "egress_skb"
+                        | "ingress_skb"
+                        | "ingress_read"
+                        | "floor_ingress"
+                        | "floor_egress"
+                )
+            )
+        })
         .count()
 }
 
